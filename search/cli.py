@@ -1,0 +1,43 @@
+"""The `srnas` command: one subcommand group per stage, each registered by its package."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from supernet.errors import UserError
+
+# Each module exposes register(subparsers); the order is the order of --help.
+COMMAND_MODULES = ["supernet.cli", "latency.cli", "search.commands", "pruning.cli", "experiments.cli"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser."""
+    parser = argparse.ArgumentParser(prog="srnas", description="Latency-aware NAS + pruning search for real-time SR")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:  # a missing dependency inside the module is a real error
+                raise
+            continue
+        mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `srnas` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as e:
+        print(f"srnas {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

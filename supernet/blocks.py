@@ -1,0 +1,86 @@
+"""Registered residual block types a supernet cell can choose from (WDSR-A, WDSR-B)."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import weight_norm
+
+BLOCKS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_block(name: str) -> Callable:
+    """Class decorator: make a block type available to configs under ``name``."""
+    def deco(cls):
+        if name in BLOCKS:
+            raise ValueError(f"block type {name!r} is already registered")
+        BLOCKS[name] = cls
+        cls.block_type = name
+        return cls
+    return deco
+
+
+def make_block(name: str, n_feats: int, **kwargs) -> nn.Module:
+    """Instantiate a registered block; unknown names list the registered ones."""
+    if name not in BLOCKS:
+        raise KeyError(f"unknown block type {name!r}; registered: {sorted(BLOCKS)}")
+    return BLOCKS[name](n_feats, **kwargs)
+
+
+def wn_conv(cin: int, cout: int, k: int) -> nn.Conv2d:
+    """A weight-normalized conv with 'same' padding, as WDSR uses."""
+    return weight_norm(nn.Conv2d(cin, cout, k, padding=k // 2))
+
+
+class ResidualBlock(nn.Module):
+    """x + res_scale * body(x); ``body`` is an nn.Sequential of convs and ReLUs.
+
+    Every conv in ``body`` is a prunable layer; the last one's output channels are
+    tied to the trunk by the residual add.
+    """
+
+    def __init__(self, body: nn.Sequential, res_scale: float):
+        super().__init__()
+        self.body = body
+        self.res_scale = res_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x) * self.res_scale
+
+    def convs(self) -> list[tuple[str, nn.Conv2d]]:
+        """The block's prunable layers, in execution order, with names relative to the block."""
+        return [(f"body.{i}", m) for i, m in enumerate(self.body) if isinstance(m, nn.Conv2d)]
+
+
+@register_block("wdsr_a")
+class WDSRA(ResidualBlock):
+    """WDSR-A: 3x3 conv expanding to a wide activation, ReLU, 3x3 conv back."""
+
+    def __init__(self, n_feats: int, expansion_a: int = 4, res_scale: float = 1.0, **_):
+        wide = n_feats * expansion_a
+        super().__init__(nn.Sequential(wn_conv(n_feats, wide, 3), nn.ReLU(inplace=True),
+                                       wn_conv(wide, n_feats, 3)), res_scale)
+
+
+@register_block("wdsr_b")
+class WDSRB(ResidualBlock):
+    """WDSR-B: 1x1 expand, ReLU, 1x1 linear low-rank, 3x3 conv back."""
+
+    def __init__(self, n_feats: int, expansion_b: int = 6, low_rank: float = 0.8, res_scale: float = 1.0, **_):
+        wide, narrow = n_feats * expansion_b, max(1, int(n_feats * low_rank))
+        super().__init__(nn.Sequential(wn_conv(n_feats, wide, 1), nn.ReLU(inplace=True),
+                                       wn_conv(wide, narrow, 1), wn_conv(narrow, n_feats, 3)), res_scale)
+
+
+def fuse_weight_norm(module: nn.Module) -> nn.Module:
+    """Fold every weight-norm parametrization into a plain weight (in place); returns module.
+
+    Pruning, latency measurement and export work on plain convs: the fused weight is
+    the one the network computes with, so outputs are unchanged.
+    """
+    for m in module.modules():
+        if parametrize.is_parametrized(m, "weight"):
+            parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+    return module

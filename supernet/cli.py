@@ -1,0 +1,79 @@
+"""`srnas supernet train|eval`."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import load_config
+from .data import load_images, make_pairs
+from .evaluate import evaluate, evaluate_bicubic
+from .model import parse_path
+from .train import load_supernet, path_name, train_supernet
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `supernet` command group."""
+    p = sub.add_parser("supernet", help="train or evaluate the weight-sharing supernet")
+    g = p.add_subparsers(dest="action", required=True)
+    t = g.add_parser("train", help="single-path sampling training (resumable; runs under torchrun too)")
+    t.add_argument("-c", "--config", required=True)
+    t.add_argument("--out", help="run directory (default: <run_dir>/<name> from the config)")
+    t.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    t.add_argument("--redo", action="store_true", help="discard earlier outputs and train from scratch")
+    t.set_defaults(func=_train)
+    e = g.add_parser("eval", help="PSNR/SSIM (Y) of supernet paths on benchmark folders")
+    e.add_argument("-c", "--config", required=True)
+    e.add_argument("--out", help="run directory holding supernet/supernet.pt")
+    e.add_argument("--weights", help="supernet weights file (default: <run>/supernet/supernet.pt)")
+    e.add_argument("--path", action="append", default=[],
+                   help="a path, e.g. wdsr_a,wdsr_b,... or a,b,... (repeatable)")
+    e.add_argument("--sample", type=int, default=0, help="also evaluate this many random paths")
+    e.add_argument("--datasets", default="", help="comma-separated names or folders (default: data.benchmarks)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
+    e.set_defaults(func=_eval)
+
+
+def _train(args) -> int:
+    cfg = load_config(args.config)
+    train_supernet(cfg, Path(args.out) if args.out else None, resume=args.resume, redo=args.redo)
+    return 0
+
+
+def _eval(args) -> int:
+    cfg = load_config(args.config)
+    out = Path(args.out) if args.out else cfg.out_dir
+    weights = Path(args.weights) if args.weights else out / "supernet" / "supernet.pt"
+    if not weights.exists():
+        from .errors import UserError
+        raise UserError(f"no supernet weights at {weights}: run `srnas supernet train -c {args.config}` first")
+    net = load_supernet(weights)
+    paths = [net.check_path(parse_path(p, net.block_names)) for p in args.path]
+    rng = np.random.default_rng(args.seed)
+    while len(paths) < len(args.path) + args.sample:
+        paths.append(net.random_path(rng))
+    if not paths:
+        paths = [net.random_path(rng) for _ in range(8)]
+    datasets = [d for d in args.datasets.split(",") if d] or cfg.data.benchmarks
+    s = net.scale
+    rows = []
+    for ds in datasets:
+        pairs = make_pairs(load_images(ds, "val", data_root=cfg.data.data_root), s)
+        base = evaluate_bicubic(pairs, s)
+        rows.append({"dataset": ds, "model": "bicubic", **base, "gain_db": 0.0})
+        for p in paths:
+            with torch.no_grad():
+                r = evaluate(lambda x, p=p: net(x, p), pairs, s)
+            rows.append({"dataset": ds, "model": path_name(p), **r, "gain_db": r["psnr"] - base["psnr"]})
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        print(f"x{s}, Y channel, {s}-pixel border cropped")
+        print(f"{'dataset':<10} {'model':<44} {'PSNR':>7} {'SSIM':>7} {'vs bicubic':>10}")
+        for r in rows:
+            print(f"{r['dataset']:<10} {r['model']:<44} {r['psnr']:7.2f} {r['ssim']:7.4f} {r['gain_db']:+10.2f}")
+    return 0

@@ -1,0 +1,113 @@
+"""HR image sets -> LR/HR training patches and validation pairs (bicubic degradation)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import UserError
+from .imaging import HRImage, downscale, keep_usable, load_folder, modcrop, read_image
+
+# Colour photographs bundled inside scikit-image's wheel (no download): the demo's data.
+SKIMAGE_TRAIN = ["chelsea.png", "coffee.png", "hubble_deep_field.jpg", "ihc.png", "motorcycle_left.png",
+                 "retina.jpg", "rocket.jpg"]
+SKIMAGE_VAL = ["astronaut.png", "motorcycle_right.png"]
+EMBEDDED = "skimage"
+
+
+def skimage_images(names: list[str]) -> list[HRImage]:
+    """Read images shipped inside the scikit-image package."""
+    import skimage.data
+
+    root = Path(skimage.data.__file__).parent
+    return [read_image(root / n) for n in names]
+
+
+def default_data_root() -> Path:
+    """Benchmark folder root: $SRNAS_DATA, else ../shared/data/benchmarks, else ./data."""
+    env = os.environ.get("SRNAS_DATA")
+    if env:
+        return Path(env)
+    for cand in (Path("../shared/data/benchmarks"), Path("data/benchmarks")):
+        if cand.is_dir():
+            return cand
+    return Path("../shared/data/benchmarks")
+
+
+def resolve_dataset(name: str, data_root: str | Path | None = None) -> Path:
+    """A benchmark name (Set5, ...) under the data root, or a folder path as given."""
+    p = Path(name)
+    if p.is_dir():
+        return p
+    root = Path(data_root) if data_root else default_data_root()
+    if (root / name).is_dir():
+        return root / name
+    raise UserError(f"dataset {name!r} is neither a folder nor found under {root}; "
+                            "pass a folder path, set --data-root or $SRNAS_DATA")
+
+
+def load_images(source: str, split: str = "train", min_side: int = 1, data_root: str | None = None) -> list[HRImage]:
+    """Images of a source: 'skimage' (embedded, train/val split), a benchmark name or a folder."""
+    if source == EMBEDDED:
+        imgs = skimage_images(SKIMAGE_TRAIN if split == "train" else SKIMAGE_VAL)
+        return keep_usable(imgs, min_side, "skimage.data")
+    return load_folder(resolve_dataset(source, data_root), min_side=min_side)
+
+
+@dataclass
+class Pair:
+    """A validation pair: LR input and modcropped HR, uint8."""
+
+    name: str
+    lr: np.ndarray
+    hr: np.ndarray
+    grey: bool = False
+
+
+def make_pairs(images: list[HRImage], scale: int) -> list[Pair]:
+    """Modcrop each HR image and make its bicubic LR input."""
+    out = []
+    for im in images:
+        hr = modcrop(im.rgb, scale)
+        out.append(Pair(im.name, downscale(hr, scale), hr, im.grey))
+    return out
+
+
+class PatchSampler:
+    """Random aligned LR/HR patch batches from in-memory images.
+
+    LR images are made once per image (like DIV2K's shipped LR set); each batch is
+    drawn from its own generator seeded by (seed, rank, step), so a resumed or
+    distributed run draws the same batches without saving any sampler state.
+    """
+
+    def __init__(self, images: list[HRImage], scale: int, patch: int, batch: int, augment: bool = True,
+                 seed: int = 0, rank: int = 0):
+        usable = keep_usable(list(images), patch * scale, "the training images")
+        self.pairs = make_pairs(usable, scale)
+        self.scale, self.patch, self.batch, self.augment = scale, patch, batch, augment
+        self.seed, self.rank = seed, rank
+
+    def sample(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch for training step ``step``: LR (Bx3xPxP) and HR (Bx3xsPxsP) in [0, 1]."""
+        rng = np.random.default_rng([self.seed, self.rank, step])
+        s, p = self.scale, self.patch
+        lrs, hrs = [], []
+        for i in rng.integers(len(self.pairs), size=self.batch):
+            pair = self.pairs[i]
+            h, w = pair.lr.shape[:2]
+            y, x = int(rng.integers(h - p + 1)), int(rng.integers(w - p + 1))
+            lr = pair.lr[y:y + p, x:x + p]
+            hr = pair.hr[y * s:(y + p) * s, x * s:(x + p) * s]
+            if self.augment:
+                k, flip = int(rng.integers(4)), bool(rng.integers(2))
+                lr, hr = np.rot90(lr, k), np.rot90(hr, k)
+                if flip:
+                    lr, hr = lr[:, ::-1], hr[:, ::-1]
+            lrs.append(np.ascontiguousarray(lr))
+            hrs.append(np.ascontiguousarray(hr))
+        to = lambda a: torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).float().div_(255.0)
+        return to(lrs), to(hrs)

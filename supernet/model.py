@@ -1,0 +1,161 @@
+"""The weight-sharing supernet (N cells x K blocks) and the standalone SR network of one path."""
+from __future__ import annotations
+
+import copy
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .blocks import make_block, wn_conv
+from .config import ModelConfig
+from .imaging import imresize
+
+Path = tuple[str, ...]
+
+
+def bicubic_phase_kernels(scale: int, k: int = 5) -> torch.Tensor:
+    """(scale^2, k, k) kernels whose PixelShuffle reproduces bicubic upscaling.
+
+    Read off the reference resize: upscaling a unit impulse at LR position c gives, at
+    HR position s*i + p, the weight of LR tap c - i for output phase p.
+    """
+    n = 2 * k + 1
+    c = n // 2
+    impulse = torch.zeros(1, 1, n, n)
+    impulse[0, 0, c, c] = 1.0
+    up = imresize(impulse, (n * scale, n * scale))[0, 0]
+    w = torch.zeros(scale * scale, k, k)
+    r = k // 2
+    for p in range(scale):
+        for q in range(scale):
+            for dy in range(-r, r + 1):
+                for dx in range(-r, r + 1):
+                    w[p * scale + q, dy + r, dx + r] = up[scale * (c - dy) + p, scale * (c - dx) + q]
+    return w
+
+
+class BicubicSkip(nn.Module):
+    """Global skip: a 5x5 conv to 3*s^2 channels, initialised to bicubic upscaling (pre-shuffle).
+
+    WDSR's learnable skip, started where the literature's baseline is, so every path
+    begins at bicubic quality and the body only learns the residual.
+    """
+
+    def __init__(self, scale: int, k: int = 5):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3 * scale * scale, k, padding=k // 2, padding_mode="replicate")
+        w = bicubic_phase_kernels(scale, k)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            for ch in range(3):
+                self.conv.weight[ch * scale * scale:(ch + 1) * scale * scale, ch] = w
+            self.conv.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class AnchorSkip(nn.Module):
+    """ABPN's anchor: the input repeated s^2 times (nearest upscaling after the shuffle)."""
+
+    def __init__(self, scale: int):
+        super().__init__()
+        self.reps = scale * scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.repeat_interleave(x, self.reps, dim=1)
+
+
+def make_skip(kind: str, scale: int) -> nn.Module:
+    """The global skip module named by ModelConfig.skip."""
+    return BicubicSkip(scale) if kind == "bicubic_conv" else AnchorSkip(scale)
+
+
+class SRNet(nn.Module):
+    """A plain SR network: head conv, a stack of blocks, tail conv + skip, PixelShuffle.
+
+    This is what one supernet path extracts to, what pruning rewrites and what export
+    saves; it depends on nothing in this package at run time.
+    """
+
+    def __init__(self, head: nn.Module, body: nn.Sequential, tail: nn.Module, skip: nn.Module, scale: int):
+        super().__init__()
+        self.head, self.body, self.tail, self.skip = head, body, tail, skip
+        self.shuffle = nn.PixelShuffle(scale)
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shuffle(self.tail(self.body(self.head(x))) + self.skip(x))
+
+
+class SuperNet(nn.Module):
+    """N cells, each holding every configured block type with its own weights."""
+
+    def __init__(self, cfg: ModelConfig, scale: int):
+        super().__init__()
+        self.cfg, self.scale = cfg, scale
+        self.block_names = list(cfg.blocks)
+        n = cfg.n_feats
+        kw = dict(expansion_a=cfg.expansion_a, expansion_b=cfg.expansion_b, low_rank=cfg.low_rank,
+                  res_scale=cfg.res_scale)
+        self.head = wn_conv(3, n, 3)
+        self.cells = nn.ModuleList(
+            nn.ModuleDict({b: make_block(b, n, **kw) for b in self.block_names}) for _ in range(cfg.n_cells))
+        self.tail = wn_conv(n, 3 * scale * scale, 3)
+        with torch.no_grad():  # start every path at exactly the skip's output (bicubic)
+            self.tail.parametrizations.weight.original0.zero_()
+            self.tail.bias.zero_()
+        self.skip = make_skip(cfg.skip, scale)
+        self.shuffle = nn.PixelShuffle(scale)
+
+    @property
+    def n_cells(self) -> int:
+        return len(self.cells)
+
+    def check_path(self, path: Sequence[str]) -> Path:
+        """Validate a path (one block name per cell) and return it as a tuple."""
+        path = tuple(path)
+        if len(path) != self.n_cells:
+            raise ValueError(f"path {path} has {len(path)} blocks; this supernet has {self.n_cells} cells")
+        bad = [b for b in path if b not in self.block_names]
+        if bad:
+            raise ValueError(f"path {path}: unknown block(s) {bad}; choose from {self.block_names}")
+        return path
+
+    def forward(self, x: torch.Tensor, path: Sequence[str]) -> torch.Tensor:
+        h = self.head(x)
+        for cell, b in zip(self.cells, path):
+            h = cell[b](h)
+        return self.shuffle(self.tail(h) + self.skip(x))
+
+    def extract(self, path: Sequence[str]) -> SRNet:
+        """A standalone SRNet of one path, with copies of the inherited weights."""
+        path = self.check_path(path)
+        body = nn.Sequential(*(copy.deepcopy(cell[b]) for cell, b in zip(self.cells, path)))
+        return SRNet(copy.deepcopy(self.head), body, copy.deepcopy(self.tail), copy.deepcopy(self.skip), self.scale)
+
+    def random_path(self, rng: np.random.Generator, probs: Sequence[float] | None = None) -> Path:
+        """One block per cell, drawn independently (uniform unless ``probs`` is given)."""
+        p = None if not probs else np.asarray(probs, dtype=float) / float(np.sum(probs))
+        return tuple(self.block_names[i] for i in rng.choice(len(self.block_names), size=self.n_cells, p=p))
+
+
+def parse_path(text: str, block_names: Sequence[str]) -> Path:
+    """Parse 'wdsr_a,wdsr_b,...', 'a,b,...' or '0,1,...' into block names."""
+    out = []
+    for tok in (t.strip() for t in text.split(",") if t.strip()):
+        matches = [b for b in block_names if tok == b or tok.lower() == b.split("_")[-1].lower()]
+        if tok.isdigit() and int(tok) < len(block_names):
+            matches = [block_names[int(tok)]]
+        if len(matches) != 1:
+            raise ValueError(f"cannot read {tok!r} in path {text!r}: use block names {list(block_names)}, "
+                             f"their last letters, or indices")
+        out.append(matches[0])
+    return tuple(out)
+
+
+def build_supernet(cfg: ModelConfig, scale: int) -> SuperNet:
+    """Construct a SuperNet from the model section of a config."""
+    return SuperNet(cfg, scale)

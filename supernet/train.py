@@ -1,0 +1,202 @@
+"""Training: a generic resumable loop (L1, Adam, cosine schedule) and single-path supernet training."""
+from __future__ import annotations
+
+import csv
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from . import checkpoint
+from .config import Config, ModelConfig, build_section, save_config
+from .data import PatchSampler, load_images, make_pairs
+from .distributed import DistInfo, barrier, init_distributed
+from .errors import UserError
+from .evaluate import evaluate
+from .model import SuperNet, build_supernet
+
+
+@dataclass
+class Recipe:
+    """The optimisation recipe shared by the supernet and the baseline zoo."""
+
+    steps: int
+    epoch_steps: int
+    lr: float
+    lr_min: float
+    weight_decay: float = 0.0
+
+
+Forward = Callable[[nn.Module, torch.Tensor, int], torch.Tensor]
+Validate = Callable[[nn.Module], list[dict]]
+
+
+class StageExists(UserError, RuntimeError):
+    """A stage's checkpoint exists and neither resume nor redo was asked for."""
+
+
+def train_loop(model: nn.Module, sampler: PatchSampler, recipe: Recipe, stage_dir: Path, forward: Forward,
+               validate: Validate, dist_info: DistInfo, resume: bool = False, desc: str = "train") -> nn.Module:
+    """Train ``model`` on ``sampler`` batches; checkpoint and validate every epoch.
+
+    Writes ``checkpoint.pt`` (model, optimiser, schedule, step) and ``train_log.csv``
+    (one row per validation entry per epoch) into ``stage_dir``. With ``resume`` it
+    continues from the last checkpoint; the batch of every step is a function of the
+    step, so a resumed run sees the same data as an uninterrupted one.
+    """
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path, log_path = stage_dir / "checkpoint.pt", stage_dir / "train_log.csv"
+    opt = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=recipe.steps, eta_min=recipe.lr_min)
+    start = 0
+    if ckpt_path.exists():
+        if not resume:
+            raise StageExists(f"{ckpt_path} exists from an earlier run: pass --resume to continue it "
+                              f"or --redo to start over")
+        state = checkpoint.load(ckpt_path)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start = state["step"]
+        _truncate_log(log_path, start)
+    ddp = model
+    if dist_info.world > 1:
+        ddp = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+    model.train()
+    bar = tqdm(total=recipe.steps, initial=start, desc=desc, disable=not dist_info.main, dynamic_ncols=True)
+    losses, t0 = [], time.time()
+    for step in range(start, recipe.steps):
+        lr_batch, hr_batch = (t.to(dist_info.device) for t in sampler.sample(step))
+        loss = F.l1_loss(forward(ddp, lr_batch, step), hr_batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+        done = step + 1
+        if done % recipe.epoch_steps == 0 or done == recipe.steps:
+            if dist_info.main:
+                model.eval()
+                rows = validate(model)
+                model.train()
+                checkpoint.atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                        "scheduler": sched.state_dict(), "step": done}, ckpt_path)
+                base = {"epoch": done // recipe.epoch_steps, "step": done, "loss": float(np.mean(losses)),
+                        "lr": sched.get_last_lr()[0], "time_s": round(time.time() - t0, 2)}
+                _append_log(log_path, [{**base, **r} for r in rows])
+                bar.write(f"step {done}: loss {base['loss']:.4f}, " + ", ".join(
+                    f"{r.get('path', r.get('name', ''))} {r['psnr']:.2f} dB" for r in rows))
+            losses = []
+            barrier()
+    bar.close()
+    return model
+
+
+def _append_log(path: Path, rows: list[dict]) -> None:
+    if not rows:
+        return
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        if new:
+            w.writeheader()
+        w.writerows(rows)
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log rows written after the checkpoint a run resumes from."""
+    if not path.exists():
+        return
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    kept = [r for r in rows if int(r["step"]) <= step]
+    if len(kept) != len(rows):
+        path.unlink()
+        _append_log(path, kept)
+
+
+def path_name(path) -> str:
+    """A path as one readable token, e.g. 'wdsr_a-wdsr_b-wdsr_a-wdsr_b'."""
+    return "-".join(path)
+
+
+def val_paths(net: SuperNet, n: int, seed: int) -> list[tuple[str, ...]]:
+    """The fixed validation paths: each block type everywhere, then random ones."""
+    paths = [tuple([b] * net.n_cells) for b in net.block_names]
+    rng = np.random.default_rng([seed, 12345])
+    for _ in range(1000):
+        if len(paths) >= max(n, len(net.block_names)):
+            break
+        p = net.random_path(rng)
+        if p not in paths:
+            paths.append(p)
+    return paths[:max(n, 1)]
+
+
+def train_supernet(cfg: Config, out_dir: Path | None = None, resume: bool = False, redo: bool = False) -> Path:
+    """Stage 0: single-path sampling training of the supernet; returns the weights file."""
+    dist_info = init_distributed(cfg.train.threads)
+    torch.manual_seed(cfg.train.seed)
+    out_dir = Path(out_dir) if out_dir else cfg.out_dir
+    stage_dir = out_dir / "supernet"
+    final = stage_dir / "supernet.pt"
+    if final.exists() and not redo:
+        if dist_info.main:
+            print(f"supernet: {final} exists; skipping (pass --redo to train again)")
+        return final
+    if redo and dist_info.main:
+        for f in ("checkpoint.pt", "train_log.csv", "supernet.pt"):
+            (stage_dir / f).unlink(missing_ok=True)
+    barrier()
+    if dist_info.main:
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out_dir / "config.yaml")
+    d, t = cfg.data, cfg.train
+    if d.batch_size % dist_info.world:
+        raise ValueError(f"data.batch_size {d.batch_size} must divide evenly over {dist_info.world} processes")
+    sampler = PatchSampler(load_train_images(cfg), d.scale, d.patch_size, d.batch_size // dist_info.world,
+                           d.augment, t.seed, dist_info.rank)
+    net = build_supernet(cfg.model, d.scale).to(dist_info.device)
+    pairs = make_pairs(load_images(d.val, "val", data_root=d.data_root), d.scale)
+    paths = val_paths(net, t.val_paths, t.seed)
+
+    def forward(m: nn.Module, x: torch.Tensor, step: int) -> torch.Tensor:
+        # every rank draws the same path for a step, so DDP reduces matching gradients
+        return m(x, net.random_path(np.random.default_rng([t.seed, step]), t.block_probs))
+
+    def validate(m: SuperNet) -> list[dict]:
+        return [{"path": path_name(p), **evaluate(lambda x, p=p: m(x.to(dist_info.device), p).cpu(), pairs, d.scale,
+                                                  ssim=False)} for p in paths]
+
+    recipe = Recipe(t.steps, t.epoch_steps, t.lr, t.lr_min, t.weight_decay)
+    train_loop(net, sampler, recipe, stage_dir, forward, validate, dist_info, resume, desc="supernet")
+    if dist_info.main:
+        save_supernet(net, cfg, final)
+    barrier()
+    return final
+
+
+def load_train_images(cfg: Config):
+    """All HR images of the config's training sources."""
+    return [im for s in cfg.data.train for im in load_images(s, "train", data_root=cfg.data.data_root)]
+
+
+def save_supernet(net: SuperNet, cfg: Config, path: Path) -> None:
+    """Save supernet weights with the model config and scale needed to rebuild it."""
+    checkpoint.atomic_save({"model_cfg": asdict(cfg.model), "scale": net.scale, "state": net.state_dict()}, path)
+
+
+def load_supernet(path: str | Path) -> SuperNet:
+    """Rebuild a supernet saved by save_supernet."""
+    blob = checkpoint.load(path)
+    net = build_supernet(build_section(ModelConfig, blob["model_cfg"]), blob["scale"])
+    net.load_state_dict(blob["state"])
+    return net.eval()
