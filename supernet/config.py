@@ -102,6 +102,11 @@ class SearchConfig:
     max_macs: float = 0.0                 # MAC budget at the LR size; 0 = none
     max_params: float = 0.0               # parameter budget; 0 = none
     seed: int = 0
+    eval_lr: float = 2e-4                 # learning rate of the short masked fine-tune
+    val_crop: int = 0                     # HR centre crop of validation images during the search; 0 = whole
+    measure_latency: bool = False         # also time every evaluated candidate (slow; LUT is used to search)
+    ablation: bool = True                 # also run random search with the same number of evaluations
+    threads: int = 0                      # torch threads per process; 0 = torch default
 
 
 @dataclass

@@ -36,6 +36,12 @@ def bicubic_phase_kernels(scale: int, k: int = 5) -> torch.Tensor:
     return w
 
 
+def block_kwargs(cfg: ModelConfig) -> dict:
+    """The block constructor arguments a model config fixes."""
+    return dict(expansion_a=cfg.expansion_a, expansion_b=cfg.expansion_b, low_rank=cfg.low_rank,
+                res_scale=cfg.res_scale)
+
+
 class BicubicSkip(nn.Module):
     """Global skip: a 5x5 conv to 3*s^2 channels, initialised to bicubic upscaling (pre-shuffle).
 
@@ -89,6 +95,13 @@ class SRNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.shuffle(self.tail(self.body(self.head(x))) + self.skip(x))
 
+    def prunable(self) -> list[tuple[str, nn.Conv2d]]:
+        """The prunable layers (every conv inside the blocks), in execution order, by module name.
+
+        The names ('body.<cell>.body.<i>') are the keys of a pruning plan everywhere.
+        """
+        return [(f"body.{i}.{name}", conv) for i, blk in enumerate(self.body) for name, conv in blk.convs()]
+
 
 class SuperNet(nn.Module):
     """N cells, each holding every configured block type with its own weights."""
@@ -98,8 +111,7 @@ class SuperNet(nn.Module):
         self.cfg, self.scale = cfg, scale
         self.block_names = list(cfg.blocks)
         n = cfg.n_feats
-        kw = dict(expansion_a=cfg.expansion_a, expansion_b=cfg.expansion_b, low_rank=cfg.low_rank,
-                  res_scale=cfg.res_scale)
+        kw = block_kwargs(cfg)
         self.head = wn_conv(3, n, 3)
         self.cells = nn.ModuleList(
             nn.ModuleDict({b: make_block(b, n, **kw) for b in self.block_names}) for _ in range(cfg.n_cells))
@@ -154,6 +166,14 @@ def parse_path(text: str, block_names: Sequence[str]) -> Path:
                              f"their last letters, or indices")
         out.append(matches[0])
     return tuple(out)
+
+
+def build_path_net(cfg: ModelConfig, scale: int, path: Sequence[str]) -> SRNet:
+    """A freshly initialised SRNet of one path (layer shapes without a trained supernet)."""
+    kw = block_kwargs(cfg)
+    body = nn.Sequential(*(make_block(b, cfg.n_feats, **kw) for b in path))
+    return SRNet(wn_conv(3, cfg.n_feats, 3), body, wn_conv(cfg.n_feats, 3 * scale * scale, 3),
+                 make_skip(cfg.skip, scale), scale)
 
 
 def build_supernet(cfg: ModelConfig, scale: int) -> SuperNet:

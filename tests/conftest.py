@@ -1,0 +1,38 @@
+"""Shared fixtures: the development data folder and tiny configs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+BENCH = SHARED / "benchmarks"
+
+torch.set_num_threads(1)
+
+
+def need_benchmarks() -> Path:
+    """The benchmark folder, or skip where this checkout has none beside it."""
+    if not (BENCH / "Set5").is_dir():
+        pytest.skip(f"benchmark images not found at {BENCH}")
+    return BENCH
+
+
+def tiny_config(tmp_path: Path, **sections) -> Path:
+    """Write a small, fast config into tmp_path and return its path; sections override."""
+    cfg = {
+        "name": "tiny",
+        "run_dir": str(tmp_path / "runs"),
+        "data": {"train": ["skimage"], "val": "skimage", "patch_size": 16, "batch_size": 4},
+        "model": {"n_cells": 2, "n_feats": 8, "expansion_a": 2, "expansion_b": 2},
+        "train": {"steps": 6, "epoch_steps": 3, "val_paths": 2, "threads": 1},
+    }
+    for key, value in sections.items():
+        cfg[key] = {**cfg.get(key, {}), **value} if isinstance(value, dict) else value
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path

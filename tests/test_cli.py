@@ -1,0 +1,40 @@
+"""The srnas command: help, clear errors, and supernet eval."""
+import json
+import subprocess
+import sys
+
+from conftest import ROOT, tiny_config
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, "-m", "search.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_help_lists_the_stages():
+    r = _run("--help")
+    assert r.returncode == 0 and "supernet" in r.stdout
+
+
+def test_bad_config_key_is_one_clear_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: {n_feets: 8}\n")
+    r = _run("supernet", "train", "-c", str(bad))
+    assert r.returncode == 2
+    assert "model.n_feets" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_eval_without_weights_says_what_to_run(tmp_path):
+    r = _run("supernet", "eval", "-c", str(tiny_config(tmp_path)))
+    assert r.returncode == 2 and "supernet train" in r.stderr
+
+
+def test_train_then_eval_table(tmp_path):
+    cfg = tiny_config(tmp_path)
+    assert _run("supernet", "train", "-c", str(cfg)).returncode == 0
+    r = _run("supernet", "eval", "-c", str(cfg), "--datasets", "skimage", "--path", "a,b", "--sample", "2",
+             "--json")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert [row["model"] for row in rows][:2] == ["bicubic", "wdsr_a-wdsr_b"]
+    assert len(rows) == 4 and all(0 < row["ssim"] <= 1 for row in rows)
