@@ -1,7 +1,6 @@
 """The weight-sharing supernet (N cells x K blocks) and the standalone SR network of one path."""
 from __future__ import annotations
 
-import copy
 from typing import Sequence
 
 import numpy as np
@@ -143,10 +142,25 @@ class SuperNet(nn.Module):
         return self.shuffle(self.tail(h) + self.skip(x))
 
     def extract(self, path: Sequence[str]) -> SRNet:
-        """A standalone SRNet of one path, with copies of the inherited weights."""
+        """A standalone SRNet of one path, with copies of the inherited weights.
+
+        Built fresh and loaded by key rather than deep-copied: copies of a weight-normed
+        conv share torch's generated parametrized class, so fusing one copy would break
+        the supernet and every other copy.
+        """
         path = self.check_path(path)
-        body = nn.Sequential(*(copy.deepcopy(cell[b]) for cell, b in zip(self.cells, path)))
-        return SRNet(copy.deepcopy(self.head), body, copy.deepcopy(self.tail), copy.deepcopy(self.skip), self.scale)
+        net = build_path_net(self.cfg, self.scale, path)
+        prefixes = {f"cells.{i}.{b}.": f"body.{i}." for i, b in enumerate(path)}
+        state = {}
+        for key, value in self.state_dict().items():
+            if not key.startswith("cells."):
+                state[key] = value.clone()
+                continue
+            for src, dst in prefixes.items():
+                if key.startswith(src):
+                    state[dst + key[len(src):]] = value.clone()
+        net.load_state_dict(state)
+        return net.to(next(self.parameters()).device)
 
     def random_path(self, rng: np.random.Generator, probs: Sequence[float] | None = None) -> Path:
         """One block per cell, drawn independently (uniform unless ``probs`` is given)."""

@@ -43,6 +43,15 @@ def test_extract_matches_supernet_and_is_independent():
     assert torch.allclose(net(x, path), before)
 
 
+def test_fusing_one_extract_leaves_the_supernet_intact():
+    net = SuperNet(CFG, 2)
+    path = ("wdsr_a", "wdsr_b", "wdsr_a")
+    x = torch.rand(1, 3, 12, 12)
+    fuse_weight_norm(net.extract(path))
+    again = net.extract(path)
+    assert torch.allclose(again(x), net(x, path), atol=1e-6)
+
+
 def test_paths_differ_and_are_checked():
     torch.manual_seed(0)
     net = SuperNet(CFG, 2)
