@@ -68,11 +68,12 @@ class LatencyConfig:
     lr_height: int = 360                  # input (LR) size the target refers to
     lr_width: int = 640
     target_ms: float = 0.0                # latency budget; 0 = none
-    warmup: int = 3
-    repeats: int = 10
+    warmup: int = 1                       # untimed rounds (a round runs each op of a chunk once)
+    repeats: int = 5                      # timed rounds; noisy ops get up to repeats // 2 + 1 more
     rates: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75])
-    lut: str = ""                         # explicit LUT path; default <run>/lut.csv
+    lut: str = ""                         # explicit LUT path; default <run>/latency/lut-<backend>.csv
     strict: bool = False                  # refuse a LUT from another device
+    calib_samples: int = 6                # whole random candidates timed at build to calibrate the op sum; 0 = none
 
 
 @dataclass
@@ -103,9 +104,11 @@ class SearchConfig:
     max_params: float = 0.0               # parameter budget; 0 = none
     seed: int = 0
     eval_lr: float = 2e-4                 # learning rate of the short masked fine-tune
+    eval_batch: int = 0                   # batch size of that fine-tune; 0 = data.batch_size
     val_crop: int = 0                     # HR centre crop of validation images during the search; 0 = whole
     measure_latency: bool = False         # also time every evaluated candidate (slow; LUT is used to search)
     ablation: bool = True                 # also run random search with the same number of evaluations
+    target_rel: float = 0.0               # if latency.target_ms is 0: target = this x LUT ms of the fastest dense path
     threads: int = 0                      # torch threads per process; 0 = torch default
 
 

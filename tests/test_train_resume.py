@@ -1,10 +1,8 @@
 """Training checkpoints every epoch; a run killed half-way continues with --resume."""
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
