@@ -1,0 +1,134 @@
+"""Build (or resume) a LUT: measure every catalogue op not yet in the file, a chunk at a time."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm import tqdm
+
+from supernet.config import Config, PruningConfig
+
+from .catalogue import LayerFactory, OpKey, catalogue, dense_factory, keep, op_module
+from .fingerprint import fingerprint, fingerprint_diff
+from .lut import LUT, FingerprintMismatch, Row
+from .timing import check_backend, make_runner, time_interleaved
+
+
+def default_lut_path(cfg: Config, backend: str | None = None) -> Path:
+    """Where a config's LUT lives: latency.lut, else <run>/latency/lut-<backend>.csv."""
+    if cfg.latency.lut:
+        return Path(cfg.latency.lut)
+    return cfg.out_dir / "latency" / f"lut-{backend or cfg.latency.backend}.csv"
+
+
+def dense_kept(cout: int, scheme: str, rate: float, cfg: PruningConfig) -> int:
+    """Stand-in for pruning.kept_out_channels (same rounding) when the pruning package is not injected."""
+    return keep(cout, rate) if scheme == "filter" else cout
+
+
+def build_lut(cfg: Config, factory: LayerFactory = dense_factory,
+              kept_out_channels: Callable[[int, str, float, PruningConfig], int] = dense_kept,
+              backend: str | None = None, out: str | Path | None = None, chunk: int = 8,
+              schemes: list[str] | None = None, progress: bool = True) -> LUT:
+    """Measure every op of the config's search space into a LUT file (resumes an existing one)."""
+    backend = backend or cfg.latency.backend
+    check_backend(backend)
+    lat = cfg.latency
+    path = Path(out) if out else default_lut_path(cfg, backend)
+    fp = fingerprint(backend, lat.threads)
+    if path.exists():
+        lut = LUT.load(path, strict=False, expected=fp)
+        if fingerprint_diff(lut.fingerprint, fp):
+            raise FingerprintMismatch(f"{path} holds measurements of another device/runtime; a build only "
+                                      f"resumes its own LUT: remove the file or pass --out elsewhere")
+    else:
+        lut = LUT.create(path, fp)
+    schemes = schemes if schemes is not None else list(cfg.pruning.schemes)
+    scale = cfg.data.scale
+    keys = catalogue(cfg.model, scale, (lat.lr_height, lat.lr_width), schemes, lat.rates,
+                     lambda c, r: kept_out_channels(c, "filter", r, cfg.pruning) if r > 0 else c)
+    anchor = anchor_key(cfg)
+    keys = [anchor] + [k for k in keys if k != anchor]
+    todo = [k for k in keys if k not in lut]
+    bar = tqdm(total=len(keys), initial=len(keys) - len(todo), desc=f"LUT {backend}", unit="op",
+               disable=not progress)
+    inputs: dict[tuple, torch.Tensor] = {}
+    anchor_runner = None
+    for start in range(0, len(todo), chunk):
+        part = todo[start:start + chunk]
+        runners, kepts = [], []
+        for key in part:
+            module, shapes = op_module(key, cfg.model, scale, factory, cfg.pruning)
+            xs = [inputs.setdefault(s, torch.rand(s)) for s in shapes]
+            if key.op == "conv":
+                with torch.inference_mode():
+                    kepts.append(int(module.eval()(*xs).shape[1]))
+            else:
+                kepts.append(key.cout)
+            runners.append(make_runner(module, xs, backend, lat.threads))
+        if anchor_runner is None:
+            anchor_runner = make_anchor_runner(cfg, backend)
+        timings = time_interleaved(runners + [anchor_runner], warmup=lat.warmup, repeats=lat.repeats,
+                                   threads=lat.threads, seed=start)
+        # every chunk also times the anchor op; LUT.load scales each chunk's rows to the median anchor,
+        # so load that changes between chunks (a shared machine) does not skew the table
+        for key, t, kept in zip(part, timings, kepts):
+            lut.add(Row(key, t.median_ms, t.iqr_ms, kept, t.n, timings[-1].median_ms))
+        bar.update(len(part))
+        inputs = {s: x for s, x in inputs.items() if any(s in op_shapes(k, cfg) for k in todo[start + chunk:])}
+    bar.close()
+    return LUT.load(path, expected=fp)  # re-read: rows scaled to the median load level
+
+
+def anchor_key(cfg: Config) -> OpKey:
+    """The op timed in every chunk to track load drift: a dense n_feats -> n_feats 3x3 conv."""
+    n = cfg.model.n_feats
+    return OpKey("conv", n, n, 3, cfg.latency.lr_height, cfg.latency.lr_width)
+
+
+def make_anchor_runner(cfg: Config, backend: str):
+    """A runner of the anchor op (fixed seed, its own input)."""
+    n = cfg.model.n_feats
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(n, n, 3, padding=1)
+    return make_runner(conv, [torch.rand(1, n, cfg.latency.lr_height, cfg.latency.lr_width)], backend,
+                       cfg.latency.threads)
+
+
+def op_shapes(key: OpKey, cfg: Config) -> list[tuple[int, ...]]:
+    """Input shapes of an op (to keep only the input tensors later chunks still need)."""
+    if key.op.startswith("skip_"):
+        return [(1, 3, key.h, key.w)]
+    n = 2 if key.op in ("add", "resadd") else 1
+    return [(1, key.cin, key.h, key.w)] * n
+
+
+def calibrate_lut(lut: LUT, cfg: Config, candidate_fn, samples: int, backend: str | None = None,
+                  seed: int = 12345, progress: bool = True) -> dict | None:
+    """Time ``samples`` random whole candidates and store measured/op-sum as the LUT's calibration.
+
+    Uses its own seed so the candidates differ from those `latency check` draws (seed 0).
+    """
+    from .check import fit_calibration, measure_candidates, random_candidate
+    from .catalogue import block_templates
+    from .model import LatencyModel
+    import numpy as np
+
+    if samples <= 0:
+        lut.set_calibration(None)
+        return None
+    backend = backend or lut.backend
+    lat = cfg.latency
+    model = LatencyModel(lut, cfg.model, cfg.data.scale, (lat.lr_height, lat.lr_width), calibrate=False)
+    rng = np.random.default_rng(seed)
+    templates = block_templates(cfg.model, cfg.data.scale)
+    cands = [random_candidate(rng, templates, cfg.model.n_cells, cfg.pruning.schemes, lat.rates)
+             for _ in range(samples)]
+    raw = [model.raw(p, plan) for p, plan in cands]
+    times = measure_candidates(cands, candidate_fn, (lat.lr_height, lat.lr_width), backend, lat.threads,
+                               warmup=1, repeats=max(3, lat.repeats // 2), progress=progress,
+                               anchor=(make_anchor_runner(cfg, backend), lut.rows[anchor_key(cfg)].latency_ms))
+    cal = fit_calibration(raw, [t["normalised_ms"] for t in times])
+    lut.set_calibration(cal)
+    return cal

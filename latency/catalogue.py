@@ -1,0 +1,212 @@
+"""The op catalogue: every op a candidate network can contain, read off real networks.
+
+A block type is walked once into a *template* (its convs, ReLUs and residual add in
+execution order); the LUT build measures each template op at every scheme/rate and at
+every input width a filter-pruned predecessor can leave, and the latency model walks the
+same templates to add up a candidate. Both sides therefore agree on what an op is.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import torch
+from torch import nn
+
+from supernet.blocks import fuse_weight_norm
+from supernet.config import ModelConfig, PruningConfig
+from supernet.model import build_path_net, make_skip
+
+DENSE = ("none", 0.0)
+
+
+class LayerFactory(Protocol):
+    """The signature of pruning.pruned_layer (the executor of one pruned conv)."""
+
+    def __call__(self, cin: int, cout: int, k: int, scheme: str, rate: float, cfg: PruningConfig,
+                 seed: int = 0) -> nn.Module: ...
+
+
+KeptFn = Callable[[int, str, float, PruningConfig], int]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One op of a block template: a conv (with its plan-local name), a ReLU or the residual add."""
+    op: str            # "conv" | "relu" | "resadd"
+    cin: int = 0
+    cout: int = 0
+    k: int = 0
+    name: str = ""     # for convs: name relative to the block, e.g. "body.0"
+
+
+@dataclass(frozen=True)
+class OpKey:
+    """The key of a LUT row (device and backend live in the fingerprint)."""
+    op: str
+    cin: int
+    cout: int
+    k: int
+    h: int
+    w: int
+    scheme: str = "none"
+    rate: float = 0.0
+
+
+def normalise(scheme: str, rate: float) -> tuple[str, float]:
+    """A rate-0 layer is dense whatever its scheme: one row serves all."""
+    rate = round(float(rate), 6)
+    return DENSE if scheme == "none" or rate <= 0.0 else (scheme, rate)
+
+
+def block_templates(model_cfg: ModelConfig, scale: int) -> dict[str, list[Step]]:
+    """Each configured block type walked into its op sequence (from a real built block)."""
+    net = fuse_weight_norm(build_path_net(model_cfg, scale, tuple(model_cfg.blocks)))
+    out: dict[str, list[Step]] = {}
+    for name, blk in zip(model_cfg.blocks, net.body):
+        steps, ch = [], model_cfg.n_feats
+        for i, m in enumerate(blk.body):
+            if isinstance(m, nn.Conv2d):
+                steps.append(Step("conv", m.in_channels, m.out_channels, m.kernel_size[0], f"body.{i}"))
+                ch = m.out_channels
+            elif isinstance(m, nn.ReLU):
+                steps.append(Step("relu", ch, ch))
+            else:
+                raise TypeError(f"block {name}: the latency catalogue does not know op {type(m).__name__}")
+        steps.append(Step("resadd", model_cfg.n_feats, model_cfg.n_feats))
+        out[name] = steps
+    return out
+
+
+def fixed_keys(model_cfg: ModelConfig, scale: int, h: int, w: int) -> list[OpKey]:
+    """The ops every candidate has: head, tail, global skip, global add, PixelShuffle."""
+    n, c_up = model_cfg.n_feats, 3 * scale * scale
+    return [OpKey("conv", 3, n, 3, h, w), OpKey("conv", n, c_up, 3, h, w),
+            OpKey(f"skip_{model_cfg.skip}", 3, c_up, 5 if model_cfg.skip == "bicubic_conv" else 0, h, w),
+            OpKey("add", c_up, c_up, 0, h, w), OpKey("shuffle", c_up, 3, scale, h, w)]
+
+
+class ResAdd(nn.Module):
+    """The residual add exactly as ResidualBlock computes it: x + y * res_scale."""
+
+    def __init__(self, res_scale: float = 1.0):
+        super().__init__()
+        self.res_scale = res_scale
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return x + y * self.res_scale
+
+
+class Add(nn.Module):
+    """The global add of tail output and skip."""
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return x + y
+
+
+def dense_factory(cin: int, cout: int, k: int, scheme: str, rate: float, cfg: PruningConfig,
+                  seed: int = 0) -> nn.Module:
+    """Stand-in executor: dense only (the pruning package provides the real one)."""
+    if normalise(scheme, rate) != DENSE:
+        raise ValueError("dense_factory executes only unpruned convs; inject pruning.pruned_layer")
+    torch.manual_seed(seed)
+    return nn.Conv2d(cin, cout, k, padding=k // 2)
+
+
+def op_module(key: OpKey, model_cfg: ModelConfig, scale: int, factory: LayerFactory,
+              pruning_cfg: PruningConfig) -> tuple[nn.Module, list[tuple[int, ...]]]:
+    """The module that executes ``key`` and the shapes of its inputs."""
+    hw = (key.h, key.w)
+    if key.op == "conv":
+        return factory(key.cin, key.cout, key.k, key.scheme, key.rate, pruning_cfg), [(1, key.cin, *hw)]
+    if key.op == "relu":
+        return nn.ReLU(inplace=True), [(1, key.cin, *hw)]
+    if key.op == "resadd":
+        return ResAdd(model_cfg.res_scale), [(1, key.cin, *hw)] * 2
+    if key.op == "add":
+        return Add(), [(1, key.cin, *hw)] * 2
+    if key.op == "shuffle":
+        return nn.PixelShuffle(key.k), [(1, key.cin, *hw)]
+    if key.op.startswith("skip_"):
+        return make_skip(key.op[len("skip_"):], scale), [(1, 3, *hw)]
+    raise ValueError(f"no executor for op {key.op!r}")
+
+
+def keep(c: int, rate: float) -> int:
+    """Channels left of ``c`` after filter pruning at ``rate`` (pruning's rounding, for prediction)."""
+    return c if rate <= 0 else max(1, c - int(round(rate * c)))
+
+
+def conv_widths(convs: list[Step], layers: list[tuple[str, float]],
+                kept: Callable[[int, float], int] = keep) -> list[tuple[int, int]]:
+    """(input, output) channels each conv of a block really runs with under ``layers``.
+
+    As pruning.compact does it: an untied filter-pruned conv loses output filters; the last
+    conv (tied to the residual add) loses input channels instead, which removes the same
+    channels from its predecessor's output. Both at once keep the intersection, taken
+    here as its expected size (independent magnitudes).
+    """
+    last = len(convs) - 1
+    outs = []
+    for j, st in enumerate(convs):
+        w = st.cout
+        s, r = layers[j]
+        if j < last and s == "filter":
+            w = kept(st.cout, r)
+        if j + 1 == last and layers[last][0] == "filter":
+            w = max(1, round(w * kept(st.cout, layers[last][1]) / st.cout))
+        outs.append(w if j < last else st.cout)
+    return [(convs[0].cin if j == 0 else outs[j - 1], outs[j]) for j in range(len(convs))]
+
+
+def block_keys(steps: list[Step], h: int, w: int, schemes: list[str], rates: list[float],
+               kept: Callable[[int, float], int]) -> list[OpKey]:
+    """The LUT rows a block template needs.
+
+    Dense convs at every input/output width one filter-pruned neighbour can leave (products
+    of two are interpolated over channels), every other scheme/rate at the layer's full
+    width (transferred to narrower widths as a ratio), and ReLUs at each width.
+    """
+    convs = [st for st in steps if st.op == "conv"]
+    last = len(convs) - 1
+    grid = sorted({normalise(s, r) for s in schemes for r in rates if s != "filter"} - {DENSE})
+    frates = sorted({r for r in rates if r > 0}) if "filter" in schemes else []
+    outw = []
+    for j, st in enumerate(convs):
+        ws = {st.cout}
+        if j < last:
+            ws |= {kept(st.cout, r) for r in frates}
+        if j + 1 == last:
+            ws |= {kept(st.cout, r) for r in frates}
+            if j < last and frates:  # both filter-pruned: the narrowest width, so interpolation brackets it
+                k = kept(st.cout, max(frates))
+                ws.add(max(1, round(k * k / st.cout)))
+        outw.append(ws if j < last else {st.cout})
+    keys: list[OpKey] = []
+    j = -1
+    for st in steps:
+        if st.op == "conv":
+            j += 1
+            ins = {st.cin} if j == 0 else outw[j - 1]
+            keys += [OpKey("conv", a, b, st.k, h, w) for a in sorted(ins) for b in sorted(outw[j])]
+            keys += [OpKey("conv", st.cin, st.cout, st.k, h, w, s, r) for s, r in grid]
+        elif st.op == "relu":
+            keys += [OpKey("relu", c, c, 0, h, w) for c in sorted(outw[j] if j >= 0 else {st.cin})]
+        else:
+            keys.append(OpKey("resadd", st.cin, st.cout, 0, h, w))
+    return keys
+
+
+def catalogue(model_cfg: ModelConfig, scale: int, lr_hw: tuple[int, int], schemes: list[str],
+              rates: list[float], kept: Callable[[int, float], int] = keep) -> list[OpKey]:
+    """All distinct LUT keys the search space of ``model_cfg`` can need at ``lr_hw``."""
+    h, w = lr_hw
+    keys = fixed_keys(model_cfg, scale, h, w)
+    for steps in block_templates(model_cfg, scale).values():
+        keys += block_keys(steps, h, w, schemes, rates, kept)
+    seen, out = set(), []
+    for k in keys:
+        if k not in seen:
+            seen.add(k)
+            out.append(k)
+    return out

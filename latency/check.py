@@ -1,0 +1,135 @@
+"""Accuracy of the latency model: random candidates measured end to end vs predicted."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+from torch import nn
+from tqdm import tqdm
+
+from .catalogue import block_templates
+from .model import LatencyModel, Plan
+from .timing import make_runner, time_interleaved
+
+CandidateFn = Callable[[Sequence[str], Plan], nn.Module]
+
+
+def random_candidate(rng: np.random.Generator, templates: dict, n_cells: int, schemes: Sequence[str],
+                     rates: Sequence[float]) -> tuple[tuple[str, ...], Plan]:
+    """A random path and per-layer plan (mixed blocks, schemes and nonzero grid rates)."""
+    blocks = sorted(templates)
+    path = tuple(blocks[i] for i in rng.integers(0, len(blocks), n_cells))
+    nonzero = [r for r in rates if r > 0] or [0.0]
+    plan: Plan = {}
+    for i, b in enumerate(path):
+        for st in templates[b]:
+            if st.op == "conv":
+                s = str(schemes[rng.integers(0, len(schemes))])
+                plan[f"body.{i}.{st.name}"] = (s, 0.0 if s == "none" else float(nonzero[rng.integers(0, len(nonzero))]))
+    return path, plan
+
+
+def measure_candidates(cands: Sequence[tuple[tuple[str, ...], Plan]], candidate_fn: CandidateFn,
+                       lr_hw: tuple[int, int], backend: str, threads: int, warmup: int = 1, repeats: int = 5,
+                       chunk: int = 5, progress: bool = True,
+                       anchor: tuple[Callable[[], None], float] | None = None) -> list[dict]:
+    """End-to-end timings of whole candidates, interleaved a chunk at a time.
+
+    With ``anchor`` (runner, reference ms) every chunk also times the LUT's anchor op and
+    each result gets ``normalised_ms``: the time scaled to the load level the LUT was built at.
+    """
+    x = torch.rand(1, 3, *lr_hw)
+    out: list[dict] = []
+    bar = tqdm(total=len(cands), desc="end-to-end", unit="net", disable=not progress)
+    for start in range(0, len(cands), chunk):
+        part = cands[start:start + chunk]
+        runners = [make_runner(candidate_fn(p, plan), [x], backend, threads) for p, plan in part]
+        if anchor:
+            runners.append(anchor[0])
+        ts = time_interleaved(runners, warmup=warmup, repeats=repeats, threads=threads, seed=start)
+        f = anchor[1] / ts[-1].median_ms if anchor else 1.0
+        for t in ts[:len(part)]:
+            d = t.as_dict()
+            d["normalised_ms"] = t.median_ms * f
+            d["anchor_factor"] = f
+            out.append(d)
+        bar.update(len(part))
+    bar.close()
+    return out
+
+
+def fit_calibration(raw: Sequence[float], measured: Sequence[float]) -> dict:
+    """Proportional calibration: the median ratio measured / op sum (robust to a noisy sample)."""
+    ratios = np.asarray(measured, dtype=float) / np.asarray(raw, dtype=float)
+    return {"scale": float(np.median(ratios)), "offset": 0.0, "n": int(len(ratios)),
+            "ratio_iqr": float(np.subtract(*np.percentile(ratios, [75, 25])))}
+
+
+def accuracy(pred: Sequence[float], meas: Sequence[float]) -> dict:
+    """nn-Meter style figures: share within +-5/10/15 %, MAPE, RMSE (ms), Spearman rank correlation."""
+    p, m = np.asarray(pred, dtype=float), np.asarray(meas, dtype=float)
+    err = np.abs(p - m) / m
+    rho = float(spearmanr(p, m).statistic) if len(p) > 2 and np.ptp(m) > 0 and np.ptp(p) > 0 else float("nan")
+    return {"n": int(len(p)), "within_5": float(np.mean(err <= 0.05)), "within_10": float(np.mean(err <= 0.10)),
+            "within_15": float(np.mean(err <= 0.15)), "mape": float(np.mean(err) * 100),
+            "rmse": float(np.sqrt(np.mean((p - m) ** 2))), "spearman": rho}
+
+
+def scatter_plot(pred: Sequence[float], meas: Sequence[float], path: Path, title: str) -> Path:
+    """Predicted-vs-measured scatter with the +-10 % band."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(meas, pred, s=14)
+    lo, hi = min(min(pred), min(meas)) * 0.9, max(max(pred), max(meas)) * 1.1
+    xs = np.linspace(lo, hi, 10)
+    ax.plot(xs, xs, "k-", lw=1, label="y = x")
+    ax.fill_between(xs, xs * 0.9, xs * 1.1, color="grey", alpha=0.2, label="+-10 %")
+    ax.set_xlabel("measured (ms)")
+    ax.set_ylabel("predicted (ms)")
+    ax.set_title(title, fontsize=9)
+    ax.legend()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def run_check(model: LatencyModel, candidate_fn: CandidateFn, n_cells: int, schemes: Sequence[str],
+              rates: Sequence[float], samples: int, backend: str, threads: int, out_dir: Path, seed: int = 0,
+              warmup: int = 1, repeats: int = 5, progress: bool = True,
+              anchor: tuple[Callable[[], None], float] | None = None) -> dict:
+    """Predict and measure ``samples`` random candidates; write CSV + PNG into out_dir; return figures."""
+    rng = np.random.default_rng(seed)
+    templates = block_templates(model.cfg, model.scale)
+    cands = [random_candidate(rng, templates, n_cells, schemes, rates) for _ in range(samples)]
+    pred = [model.predict(p, plan) for p, plan in cands]
+    raw = [model.raw(p, plan) for p, plan in cands]
+    times = measure_candidates(cands, candidate_fn, (model.h, model.w), backend, threads, warmup, repeats,
+                               progress=progress, anchor=anchor)
+    meas = [t["median_ms"] for t in times]
+    res = accuracy(pred, meas)
+    if anchor:
+        # the same runs scaled by the anchor op to the LUT's load level (a no-op on a quiet machine)
+        res["load_normalised"] = {k: v for k, v in accuracy(pred, [t["normalised_ms"] for t in times]).items()
+                                  if k != "n"}
+        res["anchor_factor_range"] = [min(t["anchor_factor"] for t in times), max(t["anchor_factor"] for t in times)]
+    # the same measurements against the uncalibrated op sum: what the calibration is worth
+    res["uncalibrated"] = {k: v for k, v in accuracy(raw, meas).items() if k != "n"}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "check.csv", "w") as f:
+        f.write("path,plan,predicted_ms,op_sum_ms,measured_ms,iqr_ms,normalised_ms\n")
+        for (p, plan), pr, rw, t in zip(cands, pred, raw, times):
+            f.write(f"\"{','.join(p)}\",\"{json.dumps(plan).replace(chr(34), chr(39))}\",{pr:.3f},{rw:.3f},"
+                    f"{t['median_ms']:.3f},{t['iqr_ms']:.3f},{t['normalised_ms']:.3f}\n")
+    title = (f"{backend} {model.w}x{model.h} n={res['n']}: within10={res['within_10']:.2f} "
+             f"rho={res['spearman']:.3f}")
+    res["plot"] = str(scatter_plot(pred, meas, out_dir / "check_scatter.png", title))
+    res["csv"] = str(out_dir / "check.csv")
+    return res

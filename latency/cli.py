@@ -1,0 +1,133 @@
+"""`srnas latency build|check|import` (composition root: injects the pruning package's executors)."""
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+from pathlib import Path
+
+from supernet.blocks import fuse_weight_norm
+from supernet.config import load_config
+from supernet.errors import UserError
+from supernet.model import build_path_net
+
+from .build import anchor_key, build_lut, calibrate_lut, default_lut_path, make_anchor_runner
+from .fingerprint import BACKENDS, FIELDS, fingerprint
+from .lut import LUT, LUTFingerprintWarning
+from .importer import import_csv
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `latency` command group."""
+    p = sub.add_parser("latency", help="per-device latency lookup table: build, check accuracy, import")
+    g = p.add_subparsers(dest="action", required=True)
+    b = g.add_parser("build", help="measure every op of the search space into a LUT (resumable)")
+    b.add_argument("-c", "--config", required=True)
+    b.add_argument("--backend", choices=BACKENDS, help="default: latency.backend")
+    b.add_argument("--out", help="LUT file (default: latency.lut or <run>/latency/lut-<backend>.csv)")
+    b.add_argument("--calib-samples", type=int, help="whole candidates timed to calibrate (default: "
+                                                      "latency.calib_samples; 0 = no calibration)")
+    b.add_argument("--recalibrate", action="store_true", help="re-fit the calibration of a complete LUT")
+    b.set_defaults(func=_build)
+    c = g.add_parser("check", help="random candidates: predicted vs measured end to end")
+    c.add_argument("-c", "--config", required=True)
+    c.add_argument("--samples", type=int, default=100)
+    c.add_argument("--backend", choices=BACKENDS)
+    c.add_argument("--lut", help="LUT file (default as for build)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--warmup", type=int, default=1)
+    c.add_argument("--repeats", type=int, default=5)
+    c.add_argument("--no-calibration", action="store_true", help="predict with the raw op sum")
+    c.add_argument("--strict", action="store_true", help="refuse a LUT from another device")
+    c.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    c.set_defaults(func=_check)
+    i = g.add_parser("import", help="turn a CSV of external measurements (e.g. a phone) into a LUT")
+    i.add_argument("-c", "--config", required=True)
+    i.add_argument("csv", help=f"CSV with columns op,cin,cout,k,h,w,scheme,rate,latency_ms[,spread_ms,cout_kept]")
+    i.add_argument("--out", help="LUT file to write (default: as for build, with the CSV's backend)")
+    i.add_argument("--backend", choices=BACKENDS, default=None, help="backend the CSV was measured with")
+    for f in FIELDS:
+        if f != "backend":
+            i.add_argument(f"--{f.replace('_', '-')}", dest=f"fp_{f}", help=f"fingerprint field {f} of that device")
+    i.set_defaults(func=_import)
+
+
+def _pruning():
+    try:
+        from pruning import apply_plan, compact, kept_out_channels, pruned_layer
+    except ImportError as e:
+        raise UserError(f"the pruning package is not available ({e}); it provides the pruned-layer executors "
+                        f"the LUT measures") from None
+    return apply_plan, compact, kept_out_channels, pruned_layer
+
+
+def candidate_builder(cfg):
+    """candidate_fn(path, plan) -> compact pruned network, as the export will run it."""
+    apply_plan, compact, _, _ = _pruning()
+
+    def build(path, plan):
+        net = fuse_weight_norm(build_path_net(cfg.model, cfg.data.scale, path))
+        masks = apply_plan(net, dict(plan), cfg.pruning)
+        return compact(net, masks, cfg.pruning)
+    return build
+
+
+def _build(args) -> int:
+    cfg = load_config(args.config)
+    _, _, kept, factory = _pruning()
+    backend = args.backend or cfg.latency.backend
+    lut = build_lut(cfg, factory, kept, backend=backend, out=args.out)
+    n = cfg.latency.calib_samples if args.calib_samples is None else args.calib_samples
+    if lut.calibration is None or args.recalibrate:
+        calibrate_lut(lut, cfg, candidate_builder(cfg), n, backend)
+    print(f"LUT: {lut.path} ({len(lut)} rows, {backend}); calibration: {json.dumps(lut.calibration)}")
+    return 0
+
+
+def _check(args) -> int:
+    from .check import run_check
+    from .model import LatencyModel
+    cfg = load_config(args.config)
+    backend = args.backend or cfg.latency.backend
+    path = Path(args.lut) if args.lut else default_lut_path(cfg, backend)
+    lat = cfg.latency
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LUTFingerprintWarning)
+        lut = LUT.load(path, strict=args.strict or lat.strict, expected=fingerprint(backend, lat.threads))
+    for w in caught:
+        print(f"warning: {w.message}")
+    model = LatencyModel(lut, cfg.model, cfg.data.scale, (lat.lr_height, lat.lr_width),
+                         calibrate=not args.no_calibration)
+    ak = anchor_key(cfg)
+    anchor = (make_anchor_runner(cfg, backend), lut.rows[ak].latency_ms) if ak in lut.rows else None
+    res = run_check(model, candidate_builder(cfg), cfg.model.n_cells, cfg.pruning.schemes, lat.rates,
+                    args.samples, backend, lat.threads, path.parent, seed=args.seed, warmup=args.warmup,
+                    repeats=args.repeats, progress=not args.json, anchor=anchor)
+    res["calibration"] = lut.calibration if not args.no_calibration else None
+    if args.json:
+        print(json.dumps(res))
+        return 0
+    print(f"latency check: {res['n']} random candidates, {backend}, {lat.lr_width}x{lat.lr_height}, LUT {path}")
+    cal = lut.calibration if not args.no_calibration else None
+    print(f"  {'':<16} {'model':>8} {'op sum':>8}" + (f" {'model/n':>8}" if "load_normalised" in res else "")
+          + f"   (model = op sum x {cal['scale'] if cal else 1.0:.3f})")
+    unc = res["uncalibrated"]
+    norm = res.get("load_normalised", {})
+    if norm:
+        print(f"  (last column: measured times scaled by the anchor op to the LUT's load level; "
+              f"factors {res['anchor_factor_range'][0]:.2f}..{res['anchor_factor_range'][1]:.2f})")
+    for k, label, fmt in [("within_5", "within +-5 %", ".2f"), ("within_10", "within +-10 %", ".2f"),
+                          ("within_15", "within +-15 %", ".2f"), ("mape", "MAPE (%)", ".2f"),
+                          ("rmse", "RMSE (ms)", ".1f"), ("spearman", "Spearman", ".3f")]:
+        extra = f" {norm[k]:>8{fmt}}" if norm else ""
+        print(f"  {label:<16} {res[k]:>8{fmt}} {unc[k]:>8{fmt}}{extra}")
+    print(f"  scatter: {res['plot']}\n  rows: {res['csv']}")
+    return 0
+
+
+def _import(args) -> int:
+    cfg = load_config(args.config)
+    fields = {f: getattr(args, f"fp_{f}") for f in FIELDS if f != "backend" and getattr(args, f"fp_{f}")}
+    lut = import_csv(Path(args.csv), args.out, cfg, backend=args.backend, fields=fields)
+    print(f"imported {len(lut)} rows into {lut.path}; fingerprint: {json.dumps(lut.fingerprint)}")
+    return 0

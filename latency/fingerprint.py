@@ -1,0 +1,71 @@
+"""Device fingerprint: what makes a latency measurement belong to one machine and runtime."""
+from __future__ import annotations
+
+import os
+import platform
+
+import torch
+
+BACKENDS = ("torch-cpu", "onnxruntime", "torch-cuda")
+FIELDS = ("cpu_model", "cores", "threads", "torch", "onnxruntime", "backend", "accelerator")
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (platform.processor() elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def core_count() -> int:
+    """Cores this process may use (the affinity mask, not the whole host)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def resolve_threads(threads: int) -> int:
+    """Config threads (0 = all cores of this machine) to a concrete count."""
+    return threads if threads > 0 else core_count()
+
+
+def _ort_version() -> str:
+    try:
+        import onnxruntime
+        return onnxruntime.__version__
+    except ImportError:
+        return "absent"
+
+
+def fingerprint(backend: str = "torch-cpu", threads: int = 0) -> dict[str, str]:
+    """The fingerprint of this machine for ``backend`` run with ``threads`` threads."""
+    accel = ""
+    if backend == "torch-cuda" and torch.cuda.is_available():
+        accel = torch.cuda.get_device_name(0)
+    return {
+        "cpu_model": cpu_model(),
+        "cores": str(core_count()),
+        "threads": str(resolve_threads(threads)),
+        "torch": torch.__version__,
+        "onnxruntime": _ort_version(),
+        "backend": backend,
+        "accelerator": accel,
+    }
+
+
+def fingerprint_diff(have: dict[str, str], want: dict[str, str]) -> list[str]:
+    """Human-readable 'field: lut=X, here=Y' for every field that differs."""
+    return [f"{k}: lut={have.get(k, '')!r}, here={want.get(k, '')!r}"
+            for k in FIELDS if str(have.get(k, "")) != str(want.get(k, ""))]
+
+
+def device_id(fp: dict[str, str]) -> str:
+    """A short device label for the LUT's device column."""
+    name = fp.get("accelerator") or fp.get("cpu_model", "unknown")
+    return f"{name} x{fp.get('threads', '?')}".replace(",", " ")

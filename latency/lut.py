@@ -1,0 +1,249 @@
+"""The lookup table: CSV rows (device, backend, op, cin, cout, k, h, w, scheme, rate) -> ms, with
+the device fingerprint in a header comment; appended row by row so a build resumes."""
+from __future__ import annotations
+
+import csv
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from supernet.errors import UserError
+
+from .catalogue import OpKey, normalise
+from .fingerprint import fingerprint, fingerprint_diff
+
+COLUMNS = ["device", "backend", "op", "cin", "cout", "k", "h", "w", "scheme", "rate",
+           "latency_ms", "spread_ms", "cout_kept", "n", "anchor_ms"]
+REQUIRED = ["op", "cin", "cout", "k", "h", "w", "scheme", "rate", "latency_ms"]
+HEADER = "# srnas-lut fingerprint: "
+CAL_HEADER = "# srnas-lut calibration: "
+
+
+class MissingRow(UserError, KeyError):
+    """A latency the LUT has no row for and cannot interpolate; the message names the row."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class FingerprintMismatch(UserError):
+    """A LUT measured on another device or runtime, refused under strict mode."""
+
+
+class LUTFingerprintWarning(UserWarning):
+    """A LUT measured on another device or runtime is being used here."""
+
+
+@dataclass
+class Row:
+    """One measured op."""
+    key: OpKey
+    latency_ms: float
+    spread_ms: float = 0.0
+    cout_kept: int = -1     # output channels the executor really produces (filter pruning narrows)
+    n: int = 0
+    anchor_ms: float = 0.0  # the anchor op's time in the same measuring round (0 = none)
+
+
+@dataclass
+class LUT:
+    """Measured op latencies of one device/backend."""
+    fingerprint: dict
+    rows: dict[OpKey, Row] = field(default_factory=dict)
+    path: Path | None = None
+    calibration: dict | None = None   # {"scale", "offset", "n", ...}: end-to-end = scale * op sum + offset
+
+    @property
+    def backend(self) -> str:
+        return self.fingerprint.get("backend", "torch-cpu")
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __contains__(self, key: OpKey) -> bool:
+        return key in self.rows
+
+    def add(self, row: Row) -> None:
+        """Insert (or replace) a row in memory and append it to the file if the LUT has one."""
+        self.rows[row.key] = row
+        if self.path is not None:
+            self._append(row)
+
+    def ms(self, key: OpKey) -> float:
+        """Latency of one op (exact row, else interpolated; MissingRow if neither)."""
+        return self.lookup(key).latency_ms
+
+    def lookup(self, key: OpKey) -> Row:
+        """The row for ``key``; interpolated over rate, then input, then output channels, where sound."""
+        key = OpKey(key.op, key.cin, key.cout, key.k, key.h, key.w, *normalise(key.scheme, key.rate))
+        row = self.rows.get(key)
+        if row is not None:
+            return row
+        for interp in (self._over_rate, self._over_channels):
+            row = interp(key)
+            if row is not None:
+                return row
+        raise MissingRow(
+            f"latency LUT {self.path or '(in memory)'} has no row op={key.op} cin={key.cin} cout={key.cout} "
+            f"k={key.k} h={key.h} w={key.w} scheme={key.scheme} rate={key.rate} and cannot interpolate it; "
+            f"rebuild it for this search space and input size (`srnas latency build -c CONFIG`), "
+            f"or check latency.lr_height/lr_width and the model section against the LUT")
+
+    def _over_rate(self, key: OpKey) -> Row | None:
+        # latency is close to linear in the kept fraction between neighbouring grid rates
+        if key.scheme == "none":
+            return None
+        pts = {0.0: self.rows.get(OpKey(key.op, key.cin, key.cout, key.k, key.h, key.w))}
+        for k2, r in self.rows.items():
+            if (k2.op, k2.cin, k2.cout, k2.k, k2.h, k2.w, k2.scheme) == (
+                    key.op, key.cin, key.cout, key.k, key.h, key.w, key.scheme):
+                pts[k2.rate] = r
+        return _interp(key.rate, {x: r for x, r in pts.items() if r is not None})
+
+    def _over_channels(self, key: OpKey) -> Row | None:
+        # conv cost is close to linear in either channel count with everything else fixed
+        for axis in ("cin", "cout"):
+            pts = {}
+            for k2, r in self.rows.items():
+                same = all(getattr(k2, a) == getattr(key, a) for a in
+                           ("op", "cin", "cout", "k", "h", "w", "scheme", "rate") if a != axis)
+                if same:
+                    pts[float(getattr(k2, axis))] = r
+            row = _interp(float(getattr(key, axis)), pts)
+            if row is not None:
+                if axis == "cout" and row.cout_kept >= 0:
+                    base = max(pts)
+                    row.cout_kept = round(pts[base].cout_kept * key.cout / base) if base else key.cout
+                return row
+        return None
+
+    # ---- files -------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | Path, fp: dict) -> "LUT":
+        """A new, empty LUT file with the fingerprint header."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="") as f:
+            f.write(HEADER + json.dumps(fp, sort_keys=True) + "\n")
+            csv.writer(f).writerow(COLUMNS)
+        return cls(dict(fp), {}, path)
+
+    def _append(self, row: Row) -> None:
+        k = row.key
+        from .fingerprint import device_id
+        with open(self.path, "a", newline="") as f:
+            csv.writer(f).writerow([device_id(self.fingerprint), self.backend, k.op, k.cin, k.cout, k.k, k.h, k.w,
+                                    k.scheme, k.rate, f"{row.latency_ms:.5f}", f"{row.spread_ms:.5f}",
+                                    row.cout_kept, row.n, f"{row.anchor_ms:.5f}"])
+
+    @classmethod
+    def load(cls, path: str | Path, strict: bool = False, expected: dict | None = None) -> "LUT":
+        """Read a LUT; warn (or with ``strict`` refuse) if its fingerprint is not this machine's."""
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"no latency LUT at {path}: run `srnas latency build -c CONFIG` "
+                            f"(or `srnas latency import`) first")
+        fp, rows, cal = read_csv(path)
+        if fp is None:
+            raise UserError(f"{path} has no '{HEADER.strip()}' header line: not a srnas LUT; "
+                            f"use `srnas latency import` for external measurements")
+        lut = cls(fp, normalise_load(rows), path, cal)
+        lut.verify(strict=strict, expected=expected)
+        return lut
+
+    def set_calibration(self, cal: dict | None) -> None:
+        """Record the fitted end-to-end calibration (rewrites the header line of the file)."""
+        self.calibration = cal
+        if self.path is None:
+            return
+        lines = [ln for ln in self.path.read_text().splitlines(keepends=True) if not ln.startswith(CAL_HEADER)]
+        if cal is not None:
+            lines.insert(1, CAL_HEADER + json.dumps(cal, sort_keys=True) + "\n")
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("".join(lines))
+        tmp.replace(self.path)
+
+    def verify(self, strict: bool = False, expected: dict | None = None) -> list[str]:
+        """Compare the LUT's fingerprint with ``expected`` (default: this machine); returns the diffs."""
+        if expected is None:
+            expected = fingerprint(self.backend, int(self.fingerprint.get("threads", 0) or 0))
+        diff = fingerprint_diff(self.fingerprint, expected)
+        if diff:
+            msg = (f"latency LUT {self.path} was measured on another device/runtime; differing fields: "
+                   + "; ".join(diff))
+            if strict:
+                raise FingerprintMismatch(msg + ". Rebuild it here with `srnas latency build`, or drop --strict "
+                                          "(latency.strict) to search for that device anyway")
+            warnings.warn(msg + "; predictions describe that device, not this one", LUTFingerprintWarning,
+                          stacklevel=2)
+        return diff
+
+
+def normalise_load(rows: dict[OpKey, Row]) -> dict[OpKey, Row]:
+    """Rows as measured under the build's typical load: each scaled by median anchor / its round's anchor.
+
+    Every measuring round also timed one fixed anchor op; a round run while the shared
+    machine was busier shows a slower anchor, and its rows are scaled back by the same factor.
+    """
+    anchors = sorted(r.anchor_ms for r in rows.values() if r.anchor_ms > 0)
+    if not anchors:
+        return rows
+    ref = anchors[len(anchors) // 2]
+    return {k: Row(k, r.latency_ms * ref / r.anchor_ms, r.spread_ms * ref / r.anchor_ms, r.cout_kept, r.n, ref)
+            if r.anchor_ms > 0 else r for k, r in rows.items()}
+
+
+def _interp(x: float, pts: dict[float, Row]) -> Row | None:
+    lo = [p for p in pts if p <= x]
+    hi = [p for p in pts if p >= x]
+    if not lo or not hi:
+        return None
+    a, b = max(lo), min(hi)
+    if a == b:
+        r = pts[a]
+        return Row(r.key, r.latency_ms, r.spread_ms, r.cout_kept, r.n)
+    t = (x - a) / (b - a)
+    ra, rb = pts[a], pts[b]
+    kept = round(ra.cout_kept + t * (rb.cout_kept - ra.cout_kept)) if min(ra.cout_kept, rb.cout_kept) >= 0 else -1
+    return Row(ra.key, ra.latency_ms + t * (rb.latency_ms - ra.latency_ms),
+               max(ra.spread_ms, rb.spread_ms), kept, 0)
+
+
+def read_csv(path: Path) -> tuple[dict | None, dict[OpKey, Row], dict | None]:
+    """Parse a LUT-shaped CSV: (fingerprint or None, rows, calibration or None); UserError on bad lines."""
+    fp, cal, lines = None, None, []
+    with open(path, newline="") as f:
+        for line in f:
+            if line.startswith(HEADER):
+                fp = json.loads(line[len(HEADER):])
+            elif line.startswith(CAL_HEADER):
+                cal = json.loads(line[len(CAL_HEADER):])
+            elif line.startswith("#") or not line.strip():
+                continue
+            else:
+                lines.append(line)
+    reader = csv.DictReader(lines)
+    missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
+    if missing:
+        raise UserError(f"{path}: missing column(s) {missing}; a LUT CSV needs {REQUIRED} "
+                        f"(optional: spread_ms, cout_kept, device, backend)")
+    rows: dict[OpKey, Row] = {}
+    for i, d in enumerate(reader, start=2):
+        try:
+            scheme, rate = normalise(d["scheme"].strip() or "none", float(d["rate"] or 0))
+            key = OpKey(d["op"].strip(), int(d["cin"]), int(d["cout"]), int(d["k"]), int(d["h"]), int(d["w"]),
+                        scheme, rate)
+            ms = float(d["latency_ms"])
+            kept = int(d.get("cout_kept") or -1)
+            spread = float(d.get("spread_ms") or 0.0)
+            n = int(d.get("n") or 0)
+            anchor = float(d.get("anchor_ms") or 0.0)
+        except (TypeError, ValueError) as e:
+            raise UserError(f"{path}: data row {i - 1} is not valid ({e}): {dict(d)}") from None
+        if ms <= 0:
+            raise UserError(f"{path}: data row {i - 1} has latency_ms {ms}; latencies must be positive")
+        if kept < 0:
+            kept = round(key.cout * (1 - key.rate)) if key.scheme == "filter" else key.cout
+        rows[key] = Row(key, ms, spread, kept, n, anchor)  # a later row (a re-measurement) wins
+    return fp, rows, cal

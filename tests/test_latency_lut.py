@@ -1,0 +1,101 @@
+"""LUT file, fingerprint checks, missing-row errors, interpolation and import."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from latency.catalogue import OpKey
+from latency.fingerprint import fingerprint
+from latency.importer import import_csv
+from latency.lut import LUT, FingerprintMismatch, LUTFingerprintWarning, MissingRow, Row
+from supernet.config import load_config
+from supernet.errors import UserError
+
+from conftest import tiny_config
+
+
+def _lut(tmp_path, fp=None):
+    lut = LUT.create(tmp_path / "lut.csv", fp or fingerprint("torch-cpu", 1))
+    lut.add(Row(OpKey("conv", 8, 16, 3, 4, 4), 10.0, 1.0, 16, 5))
+    lut.add(Row(OpKey("conv", 8, 16, 3, 4, 4, "unstructured", 0.5), 6.0, 1.0, 16, 5))
+    lut.add(Row(OpKey("conv", 8, 32, 3, 4, 4), 20.0, 1.0, 32, 5))
+    return lut
+
+
+def test_roundtrip_and_same_device_is_quiet(tmp_path):
+    _lut(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lut = LUT.load(tmp_path / "lut.csv", expected=fingerprint("torch-cpu", 1))
+    assert len(lut) == 3
+    assert lut.ms(OpKey("conv", 8, 16, 3, 4, 4)) == pytest.approx(10.0)
+
+
+def test_other_device_fingerprint_is_flagged(tmp_path):
+    fp = dict(fingerprint("torch-cpu", 1), cpu_model="Snapdragon 888", torch="1.9.0")
+    _lut(tmp_path, fp)
+    with pytest.warns(LUTFingerprintWarning) as rec:
+        LUT.load(tmp_path / "lut.csv", expected=fingerprint("torch-cpu", 1))
+    msg = str(rec[0].message)
+    assert "cpu_model" in msg and "Snapdragon 888" in msg and "torch:" in msg
+    assert "threads" not in msg  # only the fields that differ are named
+    with pytest.raises(FingerprintMismatch, match="cpu_model"):
+        LUT.load(tmp_path / "lut.csv", strict=True, expected=fingerprint("torch-cpu", 1))
+
+
+def test_missing_row_gives_clear_error(tmp_path):
+    lut = _lut(tmp_path)
+    with pytest.raises(MissingRow) as e:
+        lut.ms(OpKey("conv", 8, 16, 5, 4, 4))
+    msg = str(e.value)
+    assert "op=conv cin=8 cout=16 k=5 h=4 w=4 scheme=none" in msg and "srnas latency build" in msg
+    assert isinstance(e.value, UserError)
+    with pytest.raises(MissingRow, match="h=8 w=8"):  # another input size is not extrapolated
+        lut.ms(OpKey("conv", 8, 16, 3, 8, 8))
+
+
+def test_interpolation_over_rate_and_channels(tmp_path):
+    lut = _lut(tmp_path)
+    # rate 0.25 lies between the dense row (rate 0) and the 0.5 row
+    assert lut.ms(OpKey("conv", 8, 16, 3, 4, 4, "unstructured", 0.25)) == pytest.approx(8.0)
+    assert lut.ms(OpKey("conv", 8, 24, 3, 4, 4)) == pytest.approx(15.0)
+    with pytest.raises(MissingRow):  # above the measured rates: no extrapolation
+        lut.ms(OpKey("conv", 8, 16, 3, 4, 4, "unstructured", 0.75))
+    # rate 0 of any scheme is the dense row
+    assert lut.ms(OpKey("conv", 8, 16, 3, 4, 4, "pattern", 0.0)) == pytest.approx(10.0)
+
+
+def test_rows_append_and_later_row_wins(tmp_path):
+    lut = _lut(tmp_path)
+    lut.add(Row(OpKey("conv", 8, 16, 3, 4, 4), 12.0, 1.0, 16, 5))
+    lut.set_calibration({"scale": 0.9, "offset": 0.0, "n": 3})
+    again = LUT.load(tmp_path / "lut.csv", expected=lut.fingerprint)
+    assert again.ms(OpKey("conv", 8, 16, 3, 4, 4)) == pytest.approx(12.0)
+    assert again.calibration["scale"] == pytest.approx(0.9)
+
+
+def test_bad_csv_is_a_user_error(tmp_path):
+    p = tmp_path / "bad.csv"
+    p.write_text("op,cin,cout\nconv,1,2\n")
+    cfg = load_config(tiny_config(tmp_path))
+    with pytest.raises(UserError, match="missing column"):
+        import_csv(p, tmp_path / "x.csv", cfg, backend="torch-cpu", fields={"cpu_model": "phone"})
+    with pytest.raises(UserError, match="no latency LUT"):
+        LUT.load(tmp_path / "nothing.csv")
+
+
+def test_import_keeps_the_external_device(tmp_path):
+    src = tmp_path / "phone.csv"
+    src.write_text("op,cin,cout,k,h,w,scheme,rate,latency_ms\n"
+                   "conv,8,16,3,4,4,none,0,2.5\nconv,8,16,3,4,4,filter,0.5,1.5\n")
+    cfg = load_config(tiny_config(tmp_path))
+    with pytest.raises(UserError, match="--cpu-model"):
+        import_csv(src, tmp_path / "a.csv", cfg, backend="onnxruntime")
+    lut = import_csv(src, tmp_path / "phone_lut.csv", cfg, backend="onnxruntime",
+                     fields={"cpu_model": "Snapdragon 888", "threads": "4"})
+    assert lut.fingerprint["cpu_model"] == "Snapdragon 888"
+    with pytest.warns(LUTFingerprintWarning, match="Snapdragon 888"):
+        again = LUT.load(tmp_path / "phone_lut.csv")
+    assert again.ms(OpKey("conv", 8, 16, 3, 4, 4)) == pytest.approx(2.5)
+    assert again.lookup(OpKey("conv", 8, 16, 3, 4, 4, "filter", 0.5)).cout_kept == 8

@@ -1,0 +1,209 @@
+"""Catalogue, resumable LUT build, the latency model (predict / min_rate / max_cells) and check."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from latency.build import build_lut
+from latency.catalogue import OpKey, block_templates, catalogue, conv_widths, keep
+from latency.check import accuracy
+from latency.fingerprint import fingerprint
+from latency.lut import LUT, MissingRow, Row
+from latency.model import InfeasibleTarget, LatencyModel
+from latency.timing import measure_module, time_interleaved
+from supernet.blocks import fuse_weight_norm
+from supernet.config import load_config
+from supernet.model import build_path_net
+
+from conftest import tiny_config
+
+HW = (6, 10)
+
+
+def stand_in_layer(cin, cout, k, scheme, rate, cfg, seed=0):
+    """Stand-in for pruning.pruned_layer: a dense conv, narrower under filter pruning."""
+    co = keep(cout, rate) if scheme == "filter" else cout
+    return nn.Conv2d(cin, co, k, padding=k // 2)
+
+
+def stand_in_kept(cout, scheme, rate, cfg):
+    return keep(cout, rate) if scheme == "filter" else cout
+
+
+def synthetic_ms(k: OpKey) -> float:
+    """A known cost per row: MAC-like for convs, channel-proportional otherwise."""
+    if k.op == "conv":
+        return 1.0 + k.cin * k.cout * k.k * k.k * (1 - k.rate) / 100.0
+    return 0.5 + k.cin / 10.0
+
+
+def _cfg(tmp_path, **lat):
+    return load_config(tiny_config(tmp_path, latency={"lr_height": HW[0], "lr_width": HW[1], "warmup": 0,
+                                                      "repeats": 2, "threads": 1, "calib_samples": 0, **lat}))
+
+
+def _synthetic(tmp_path, cfg):
+    lut = LUT.create(tmp_path / "syn.csv", fingerprint("torch-cpu", 1))
+    for k in catalogue(cfg.model, cfg.data.scale, HW, cfg.pruning.schemes, cfg.latency.rates):
+        lut.add(Row(k, synthetic_ms(k), 0.0, keep(k.cout, k.rate) if k.scheme == "filter" else k.cout, 1))
+    return LatencyModel(lut, cfg.model, cfg.data.scale, HW)
+
+
+def test_catalogue_matches_the_real_network(tmp_path):
+    cfg = _cfg(tmp_path)
+    tpl = block_templates(cfg.model, cfg.data.scale)
+    for i, b in enumerate(cfg.model.blocks):
+        net = build_path_net(cfg.model, cfg.data.scale, (b,))
+        want = [(c.in_channels, c.out_channels, c.kernel_size[0]) for _, c in net.prunable()]
+        assert [(s.cin, s.cout, s.k) for s in tpl[b] if s.op == "conv"] == want
+        assert tpl[b][-1].op == "resadd"
+
+
+def test_predict_is_the_sum_of_the_rows(tmp_path):
+    cfg = _cfg(tmp_path)
+    m = _synthetic(tmp_path, cfg)
+    n, s = cfg.model.n_feats, cfg.data.scale
+    a_convs = [(n, n * cfg.model.expansion_a, 3), (n * cfg.model.expansion_a, n, 3)]
+    fixed = synthetic_ms(OpKey("conv", 3, n, 3, *HW)) + synthetic_ms(OpKey("conv", n, 3 * s * s, 3, *HW)) \
+        + sum(synthetic_ms(OpKey(op, c, c, 0, *HW)) for op, c in
+              [("skip", 3), ("add", 3 * s * s), ("shuffle", 3 * s * s)])
+    block_a = sum(synthetic_ms(OpKey("conv", a, b, k, *HW)) for a, b, k in a_convs) \
+        + synthetic_ms(OpKey("relu", n * cfg.model.expansion_a, 0, 0, *HW)) + synthetic_ms(OpKey("resadd", n, n, 0, *HW))
+    assert m.predict(("wdsr_a", "wdsr_a")) == pytest.approx(fixed + 2 * block_a)
+    # unstructured 0.5 on the first conv halves its MAC term
+    plan = {"body.0.body.0": ("unstructured", 0.5)}
+    saved = (synthetic_ms(OpKey("conv", *a_convs[0], *HW)) - 1) / 2
+    assert m.predict(("wdsr_a", "wdsr_a"), plan) == pytest.approx(fixed + 2 * block_a - saved)
+
+
+def test_filter_pruning_narrows_the_next_layer(tmp_path):
+    cfg = _cfg(tmp_path)
+    m = _synthetic(tmp_path, cfg)
+    tpl = block_templates(cfg.model, cfg.data.scale)["wdsr_a"]
+    convs = [s for s in tpl if s.op == "conv"]
+    w = conv_widths(convs, [("filter", 0.5), ("none", 0.0)])
+    assert w == [(convs[0].cin, keep(convs[0].cout, 0.5)), (keep(convs[0].cout, 0.5), convs[1].cout)]
+    # tied last conv: its input channels go, and with them the predecessor's outputs
+    w2 = conv_widths(convs, [("none", 0.0), ("filter", 0.5)])
+    assert w2[0][1] == keep(convs[0].cout, 0.5) and w2[1][1] == convs[1].cout
+    dense = m.predict(("wdsr_a", "wdsr_b"))
+    assert m.predict(("wdsr_a", "wdsr_b"), {"body.0.body.0": ("filter", 0.5)}) < dense
+    with pytest.raises(Exception, match="body.5.body.0"):
+        m.predict(("wdsr_a", "wdsr_b"), {"body.5.body.0": ("filter", 0.5)})
+
+
+def test_min_rate_and_max_cells(tmp_path):
+    cfg = _cfg(tmp_path)
+    m = _synthetic(tmp_path, cfg)
+    path = ("wdsr_a", "wdsr_b")
+    schemes = {"body.0.body.0": "unstructured", "body.0.body.2": "unstructured", "body.1.body.0": "filter"}
+    dense, rates = m.predict(path), m.rates
+    assert m.min_rate(path, schemes, dense + 1) == 0.0
+    full = m.predict(path, {k: (s, rates[-1]) for k, s in schemes.items()})
+    assert m.min_rate(path, schemes, full + 1e-6) == rates[-1]
+    assert m.min_rate(path, schemes, full - 1.0) is None
+    r = m.min_rate(path, schemes, (dense + full) / 2)
+    assert 0.0 < r <= rates[-1]
+    assert m.predict(path, {k: (s, r) for k, s in schemes.items()}) <= (dense + full) / 2
+    n = m.max_cells(m.fastest_ms(3) + 1e-6)
+    assert n == 3
+    with pytest.raises(InfeasibleTarget, match="fastest"):
+        m.max_cells(m.fastest_ms(1) - 1.0)
+
+
+def test_build_is_resumable_and_complete(tmp_path):
+    cfg = _cfg(tmp_path)
+    out = tmp_path / "lut.csv"
+    torch.manual_seed(0)
+    lut = build_lut(cfg, stand_in_layer, stand_in_kept, out=out, progress=False)
+    keys = catalogue(cfg.model, cfg.data.scale, HW, cfg.pruning.schemes, cfg.latency.rates,
+                     lambda c, r: keep(c, r))
+    assert set(keys) <= set(lut.rows) and all(r.latency_ms > 0 and r.n >= 2 for r in lut.rows.values())
+    lines = out.read_text().splitlines()
+    # simulate an interrupted build: drop the last 5 rows, then resume
+    out.write_text("\n".join(lines[:-5]) + "\n")
+    again = build_lut(cfg, stand_in_layer, stand_in_kept, out=out, progress=False)
+    assert len(again) == len(lut) and len(out.read_text().splitlines()) == len(lines)
+    m = LatencyModel(LUT.load(out), cfg.model, cfg.data.scale, HW)
+    assert m.predict(("wdsr_a", "wdsr_b"), {"body.1.body.2": ("filter", 0.25)}) > 0
+
+
+def test_anchor_rescales_rows_measured_under_other_load(tmp_path, monkeypatch):
+    import latency.build as build
+    from latency.timing import Timing
+    cfg = _cfg(tmp_path)
+    chunks = {"n": 0}
+
+    def fake(runners, **kw):  # every op costs 1 ms, but chunks after the first run under x2 load
+        chunks["n"] += 1
+        level = 1.0 if chunks["n"] == 1 else 2.0
+        return [Timing(level, 0.1 * level, 3, [level] * 3) for _ in runners]
+    monkeypatch.setattr(build, "time_interleaved", fake)
+    lut = build_lut(cfg, stand_in_layer, stand_in_kept, out=tmp_path / "a.csv", chunk=3, progress=False)
+    assert chunks["n"] > 2
+    # first chunk's rows are scaled to the (median) x2 level of the others: one consistent table
+    assert all(r.latency_ms == pytest.approx(2.0) for r in lut.rows.values())
+
+
+def test_model_on_another_size_names_the_missing_row(tmp_path):
+    cfg = _cfg(tmp_path)
+    lut = _synthetic(tmp_path, cfg).lut
+    with pytest.raises(MissingRow, match="h=12 w=20"):
+        LatencyModel(lut, cfg.model, cfg.data.scale, (12, 20))
+
+
+def test_timing_harness_and_measure_module():
+    calls = []
+    runners = [lambda: calls.append("a"), lambda: calls.append("b")]
+    ts = time_interleaved(runners, warmup=1, repeats=4, threads=1)
+    assert [t.n >= 4 for t in ts] == [True, True] and calls.count("a") >= 5
+    r = measure_module(fuse_weight_norm(build_path_net(load_config_default().model, 2, ("wdsr_a",))), (8, 8),
+                       threads=1, warmup=1, repeats=3)
+    assert r["median_ms"] > 0 and r["iqr_ms"] >= 0 and r["n"] >= 3
+
+
+def load_config_default():
+    from supernet.config import Config
+    return Config()
+
+
+def test_accuracy_figures():
+    res = accuracy([100, 109, 199, 340], [100, 101, 190, 300])
+    assert res["n"] == 4 and res["within_5"] == 0.5 and res["within_10"] == 0.75 and res["within_15"] == 1.0
+    assert res["spearman"] == pytest.approx(1.0)
+    assert res["mape"] == pytest.approx((0 + 800 / 101 + 900 / 190 + 40 / 3) / 4, rel=1e-6)
+
+
+def test_onnxruntime_backend_times_an_op():
+    pytest.importorskip("onnxruntime")
+    r = measure_module(nn.Conv2d(4, 8, 3, padding=1), (8, 8), backend="onnxruntime", threads=1, warmup=1, repeats=3)
+    assert r["median_ms"] > 0
+
+
+def test_cli_build_and_check(tmp_path, capsys):
+    pytest.importorskip("pruning")
+    from search.cli import main
+    cfg_path = tiny_config(tmp_path, latency={"lr_height": HW[0], "lr_width": HW[1], "warmup": 0, "repeats": 2,
+                                              "threads": 1, "calib_samples": 2})
+    assert main(["latency", "build", "-c", str(cfg_path)]) == 0
+    capsys.readouterr()
+    assert main(["latency", "check", "-c", str(cfg_path), "--samples", "4", "--repeats", "2", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("n", "within_5", "within_10", "within_15", "mape", "rmse", "spearman"):
+        assert key in res
+    assert res["n"] == 4
+    assert (tmp_path / "runs" / "tiny" / "latency" / "check_scatter.png").is_file()
+
+
+def test_every_scheme_rate_combination_is_predictable(tmp_path):
+    import itertools
+    cfg = _cfg(tmp_path)
+    m = _synthetic(tmp_path, cfg)
+    grid = [(s, r) for s in cfg.pruning.schemes for r in cfg.latency.rates]
+    for block, steps in m.templates.items():
+        n_conv = sum(st.op == "conv" for st in steps)
+        for layers in itertools.product(grid, repeat=n_conv):
+            assert m.block_ms(block, tuple(layers)) > 0  # no MissingRow for any combination
