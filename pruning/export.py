@@ -1,0 +1,24 @@
+"""Export a (compact) SR model to TorchScript and ONNX, loadable without srnas."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+def export_model(model: nn.Module, out_dir: str | Path, lr_hw: tuple[int, int] = (360, 640)) -> dict:
+    """Write ``model.ts`` (traced TorchScript) and ``model.onnx`` (dynamic H/W) into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    x = torch.rand(1, 3, *lr_hw)
+    ts_path, onnx_path = out / "model.ts", out / "model.onnx"
+    with torch.no_grad():
+        traced = torch.jit.trace(model, x, check_trace=False)
+    traced.save(str(ts_path))
+    # the TorchScript exporter (dynamo=False) works offline and keeps H/W dynamic
+    torch.onnx.export(model, (x,), str(onnx_path), input_names=["lr"], output_names=["sr"],
+                      dynamic_axes={"lr": {0: "n", 2: "h", 3: "w"}, "sr": {0: "n", 2: "H", 3: "W"}},
+                      opset_version=17, dynamo=False)
+    return {"torchscript": str(ts_path), "onnx": str(onnx_path)}

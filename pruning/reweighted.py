@@ -1,0 +1,155 @@
+"""Reweighted dynamic regularization (the paper's stage 3).
+
+Each weight group g of a prunable layer gets a penalty factor alpha_g = 1/(||w_g||^2 + eps),
+recomputed every ``reweight_every`` steps from the group's current magnitude, and the loss
+is L1 + lambda * sum_g alpha_g ||w_g||^2: small groups are pushed harder towards zero, large
+ones are left alone. After ``reg_steps`` each layer's rate follows from the groups that
+collapsed; an optional latency target raises rates (where latency saved per norm lost is
+best) until ``latency_fn(plan) <= target_ms``; then hard masks and masked fine-tuning.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from supernet.blocks import fuse_weight_norm
+from supernet.config import PruningConfig
+from supernet.errors import UserError
+
+from .masks import Masks, Plan, apply_plan, tied_layers
+from .schemes import SCHEMES
+
+LatencyFn = Callable[[Plan], float]
+
+
+def _group_norms(w: torch.Tensor, gid: torch.Tensor, n: int) -> torch.Tensor:
+    """Squared L2 norm per group id."""
+    return torch.zeros(n, dtype=w.dtype, device=w.device).index_add_(0, gid.flatten(), w.pow(2).flatten())
+
+
+def _train(net: nn.Module, sampler, steps: int, lr: float, penalty: Callable[[int], torch.Tensor] | None,
+           masks: Masks | None, desc: str) -> None:
+    """L1/Adam/cosine steps with an optional penalty term, re-applying masks after each step."""
+    if steps <= 0:
+        return
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=lr * 0.01)
+    net.train()
+    for step in tqdm(range(steps), desc=desc, dynamic_ncols=True):
+        lr_b, hr_b = sampler.sample(step)
+        loss = F.l1_loss(net(lr_b), hr_b)
+        if penalty is not None:
+            loss = loss + penalty(step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if masks is not None:
+            masks.apply(net)
+    net.eval()
+
+
+def collapsed_rates(net: nn.Module, schemes: dict[str, str], cfg: PruningConfig, grid: Sequence[float],
+                    collapse: float) -> Plan:
+    """Per layer, the largest grid rate not above the share of groups whose RMS fell below ``collapse`` x the layer's."""
+    tied, plan = tied_layers(net), {}
+    for name, conv in net.prunable():
+        s = schemes.get(name, "none")
+        if s == "none":
+            continue
+        w = conv.weight.detach()
+        gid = SCHEMES[s].groups(w, cfg, name in tied)
+        n = int(gid.max()) + 1
+        size = torch.bincount(gid.flatten(), minlength=n).clamp(min=1)
+        rms = (_group_norms(w, gid, n) / size).sqrt()
+        frac = (rms < collapse * rms.median()).float().mean().item()
+        plan[name] = (s, max([r for r in grid if r <= frac + 1e-9], default=0.0))
+    return plan
+
+
+def meet_target(net: nn.Module, plan: Plan, cfg: PruningConfig, grid: Sequence[float], latency_fn: LatencyFn,
+                target_ms: float) -> Plan:
+    """Raise per-layer rates, best latency-saved-per-norm-lost first, until latency_fn(plan) <= target_ms."""
+    plan = dict(plan)
+    grid = sorted(grid)
+    tied = tied_layers(net)
+    layers = dict(net.prunable())
+
+    def lost(name: str, scheme: str, rate: float) -> float:
+        w = layers[name].weight.detach()
+        return float((w * (1 - SCHEMES[scheme].mask(w, rate, cfg, name in tied))).pow(2).sum())
+
+    cur = latency_fn(plan)
+    while cur > target_ms:
+        best = None
+        for name, (s, r) in plan.items():
+            higher = [g for g in grid if g > r + 1e-9]
+            if not higher:
+                continue
+            trial = {**plan, name: (s, higher[0])}
+            saved = cur - latency_fn(trial)
+            cost = lost(name, s, higher[0]) - (lost(name, s, r) if r > 0 else 0.0) + 1e-12
+            score = saved / cost
+            if best is None or score > best[0]:
+                best = (score, name, trial)
+        if best is None:
+            raise UserError(f"latency target {target_ms:.2f} ms cannot be met by pruning alone: at the highest "
+                            f"rates of {list(grid)} the model takes {cur:.2f} ms; raise the target or use a "
+                            f"smaller architecture")
+        plan = best[2]
+        cur = latency_fn(plan)
+    return plan
+
+
+def reweighted_prune(net: nn.Module, sampler, cfg: PruningConfig, latency_fn: LatencyFn | None = None,
+                     target_ms: float = 0.0, schemes: dict[str, str] | str = "filter",
+                     grid: Sequence[float] = (0.0, 0.25, 0.5, 0.75), lr: float = 5e-4,
+                     reweight_every: int = 10, collapse: float = 0.1,
+                     measure_fn: LatencyFn | None = None) -> tuple[nn.Module, Masks, Plan]:
+    """Stage 3: reweighted group-lasso training, rates from collapsed groups (+ latency target), masked fine-tune.
+
+    ``schemes`` is one scheme for every prunable layer or a per-layer dict. ``measure_fn``
+    (optional) measures a plan for real; when its result exceeds 1.05 x target, the rates
+    are raised again against a proportionally tighter target (up to three times).
+    Returns (net, masks, plan); ``net`` is fused and masked in place.
+    """
+    fuse_weight_norm(net)
+    if isinstance(schemes, str):
+        schemes = {n: schemes for n, _ in net.prunable()}
+    tied = tied_layers(net)
+    layers = [(n, c) for n, c in net.prunable() if schemes.get(n, "none") != "none"]
+    gids = {n: SCHEMES[schemes[n]].groups(c.weight, cfg, n in tied) for n, c in layers}
+    ngroups = {n: int(g.max()) + 1 for n, g in gids.items()}
+    alphas: dict[str, torch.Tensor] = {}
+
+    def penalty(step: int) -> torch.Tensor:
+        total = torch.zeros(())
+        for n, c in layers:
+            norms = _group_norms(c.weight, gids[n], ngroups[n])
+            if step % reweight_every == 0 or n not in alphas:
+                alphas[n] = 1.0 / (norms.detach() + cfg.eps)
+            total = total + (alphas[n] * norms).sum()
+        return cfg.reg_lambda * total
+
+    _train(net, sampler, cfg.reg_steps, lr, penalty, None, "reweighted reg")
+    plan = collapsed_rates(net, schemes, cfg, grid, collapse)
+    if latency_fn is not None and target_ms > 0:
+        goal = target_ms
+        plan = meet_target(net, plan, cfg, grid, latency_fn, goal)
+        for _ in range(3 if measure_fn is not None else 0):
+            got = measure_fn(plan)
+            if got <= 1.05 * target_ms:
+                break
+            goal *= target_ms / got
+            try:
+                plan = meet_target(net, plan, cfg, grid, latency_fn, goal)
+            except UserError:   # the model's estimate says no grid rate goes further: keep the fastest plan
+                plan = {n: (s, max(grid)) for n, (s, _) in plan.items()}
+                break
+    masks = apply_plan(net, plan, cfg)
+    _train(net, sampler, cfg.finetune_steps, lr, None, masks, "masked finetune")
+    return net, masks, plan
