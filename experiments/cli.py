@@ -1,0 +1,142 @@
+"""`srnas zoo train|list|export`, `srnas bench`, `srnas upscale`."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from supernet.errors import UserError
+
+DEFAULT_CONFIG = str(Path(__file__).resolve().parent / "configs" / "zoo.yaml")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the zoo, bench and upscale commands."""
+    z = sub.add_parser("zoo", help="the baseline zoo (FSRCNN, ESPCN, edge-SR, ABPN, WDSR, bicubic)")
+    g = z.add_subparsers(dest="action", required=True)
+    t = g.add_parser("train", help="train one zoo model with the shared recipe (resumable)")
+    t.add_argument("name", help="zoo model name, or abpn_int8 (QAT of the trained ABPN)")
+    t.add_argument("-c", "--config", default=DEFAULT_CONFIG)
+    t.add_argument("--out", help="run directory (default: <run_dir>/<name> from the config)")
+    t.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    t.add_argument("--redo", action="store_true", help="discard earlier outputs and train from scratch")
+    t.set_defaults(func=_zoo_train)
+    ls = g.add_parser("list", help="list the registered models and whether weights are shipped")
+    ls.add_argument("--scale", type=int, default=2)
+    ls.set_defaults(func=_zoo_list)
+    ex = g.add_parser("export", help="write a zoo model as TorchScript (model.ts) and, for FP32, ONNX (model.onnx)")
+    ex.add_argument("name")
+    ex.add_argument("--out", required=True)
+    ex.add_argument("--scale", type=int, default=2)
+    ex.add_argument("--weights-dir", help="folder of <name>_x<scale>.pt (default: shipped weights)")
+    ex.set_defaults(func=_zoo_export)
+
+    b = sub.add_parser("bench", help="PSNR/SSIM, latency, params, MACs of zoo and exported models; table + plot")
+    b.add_argument("-c", "--config", help="take datasets, scale, data root and latency size from this config")
+    b.add_argument("--models", default="", help="comma-separated zoo names and/or .ts/.onnx files "
+                                                "(default: the zoo's must-show list)")
+    b.add_argument("--datasets", default="", help="comma-separated names or folders (default Set5,Set14,B100)")
+    b.add_argument("--scale", type=int, default=None)
+    b.add_argument("--out", required=True, help="output folder for bench.csv, bench.md, bench.png")
+    b.add_argument("--data-root", default=None, help="where dataset names resolve (default $SRNAS_DATA, "
+                                                     "else ../shared/data/benchmarks)")
+    b.add_argument("--weights-dir", default=None, help="folder of <name>_x<scale>.pt (default: shipped weights)")
+    b.add_argument("--lr-size", default=None, help="latency input HxW (default 360x640: 720p output at x2)")
+    b.add_argument("--threads", type=int, default=None, help="torch threads (default: config, else all)")
+    b.add_argument("--repeats", type=int, default=7, help="timed runs per model (median reported)")
+    b.set_defaults(func=_bench)
+
+    u = sub.add_parser("upscale", help="apply a zoo or exported model to images / folders of frames")
+    u.add_argument("model", help="zoo name (fsrcnn, abpn, abpn_int8, ...) or a .ts/.onnx file")
+    u.add_argument("inputs", nargs="+", help="image files and/or folders of frames")
+    u.add_argument("--out", required=True)
+    u.add_argument("--tile", type=int, default=0, help="LR tile side in pixels (0: whole image at once)")
+    u.add_argument("--margin", type=int, default=16, help="LR context pixels around each tile")
+    u.add_argument("--scale", type=int, default=2)
+    u.add_argument("--weights-dir", default=None)
+    u.add_argument("--threads", type=int, default=0)
+    u.set_defaults(func=_upscale)
+
+
+def _zoo_train(args) -> int:
+    from supernet.config import load_config
+
+    cfg = load_config(args.config)
+    out = Path(args.out) if args.out else None
+    if args.name == "abpn_int8":
+        from .quantize import train_abpn_int8
+        path = train_abpn_int8(cfg, out, resume=args.resume, redo=args.redo)
+    else:
+        from .zoo.training import train_zoo_model
+        path = train_zoo_model(cfg, args.name, out, resume=args.resume, redo=args.redo)
+    print(f"weights: {path} (use with --weights-dir {path.parent})")
+    return 0
+
+
+def _zoo_list(args) -> int:
+    from . import zoo
+
+    for name in zoo.names() + ["abpn_int8"]:
+        e = zoo.ZOO.get(name)
+        trainable = e.trainable if e else True
+        shipped = zoo.weights_path(name, args.scale).exists() if trainable else True
+        y = ("Y-only" if e.y_only else "RGB") if e else "RGB"
+        print(f"{name:10s} {y:7s} {(e.config if e else 'QAT int8'):24s} "
+              f"{'weights shipped' if shipped else 'NO weights: srnas zoo train ' + name}")
+    return 0
+
+
+def _zoo_export(args) -> int:
+    import torch
+
+    from .models import load_model
+    from .quantize import export_torchscript
+
+    m = load_model(args.name, args.scale, args.weights_dir)
+    if m.module is None:
+        raise UserError(f"{args.name} is already an exported file")
+    out = Path(args.out)
+    ts = export_torchscript(m.module, out / "model.ts")
+    print(f"TorchScript: {ts}")
+    if m.precision == "fp32":
+        onnx_path = out / "model.onnx"
+        torch.onnx.export(m.module, (torch.rand(1, 3, 64, 64),), str(onnx_path), input_names=["lr"],
+                          output_names=["sr"], dynamic_axes={"lr": {2: "h", 3: "w"}, "sr": {2: "H", 3: "W"}},
+                          dynamo=False)
+        print(f"ONNX: {onnx_path}")
+    return 0
+
+
+def _bench(args) -> int:
+    from .bench import DEFAULT_MODELS, run_bench, summary_json
+
+    datasets, scale, data_root, lr_hw, threads = ["Set5", "Set14", "B100"], 2, None, (360, 640), 0
+    if args.config:
+        from supernet.config import load_config
+        cfg = load_config(args.config)
+        datasets, scale, data_root = list(cfg.data.benchmarks), cfg.data.scale, cfg.data.data_root or None
+        lr_hw, threads = (cfg.latency.lr_height, cfg.latency.lr_width), cfg.latency.threads
+    if args.datasets:
+        datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
+    scale = args.scale or scale
+    data_root = args.data_root or data_root
+    threads = threads if args.threads is None else args.threads
+    if args.lr_size:
+        try:
+            h, w = (int(v) for v in args.lr_size.lower().split("x"))
+        except ValueError:
+            raise UserError(f"--lr-size {args.lr_size!r}: write HxW, e.g. 360x640") from None
+        lr_hw = (h, w)
+    models = [m.strip() for m in args.models.split(",") if m.strip()] or DEFAULT_MODELS
+    df = run_bench(models, datasets, scale, args.out, data_root, lr_hw, threads, args.weights_dir, args.repeats)
+    print((Path(args.out) / "bench.md").read_text())
+    print(f"wrote {args.out}/bench.csv, bench.md, bench.png")
+    print(summary_json(df))
+    return 0
+
+
+def _upscale(args) -> int:
+    from .upscale import upscale_command
+
+    upscale_command(args.model, args.inputs, args.out, args.scale, args.tile, args.margin, args.weights_dir,
+                    args.threads)
+    return 0

@@ -1,0 +1,93 @@
+"""Resolve a model spec (zoo name, 'abpn_int8', or an exported .ts / .onnx file) to something runnable."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from supernet.errors import UserError
+
+from . import zoo
+
+
+@dataclass
+class LoadedModel:
+    """A runnable model: ``run`` maps 1x3xhxw [0,1] to 1x3x(sh)x(sw); ``module`` is set for torch models."""
+
+    name: str
+    run: Callable[[torch.Tensor], torch.Tensor]
+    scale: int
+    module: nn.Module | None = None
+    y_only: bool | None = None           # None: unknown (exported files)
+    precision: str = "fp32"
+    config: str = ""
+    fixed_hw: tuple[int, int] | None = None   # an exported model that only accepts this input size
+    info: dict = field(default_factory=dict)
+
+
+def _torch_runner(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return module(x)
+    return run
+
+
+def _infer_scale(run: Callable, hw: tuple[int, int]) -> int:
+    y = run(torch.rand(1, 3, *hw))
+    return int(round(y.shape[-1] / hw[1]))
+
+
+def load_onnx(path: Path, threads: int = 0) -> LoadedModel:
+    """An ONNX file run by onnxruntime (CPU)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    if threads > 0:
+        so.intra_op_num_threads = threads
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    dims = inp.shape
+    fixed = tuple(dims[2:4]) if all(isinstance(d, int) for d in dims[2:4]) else None
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        out = sess.run(None, {inp.name: x.detach().cpu().numpy().astype(np.float32)})[0]
+        return torch.from_numpy(out)
+
+    scale = _infer_scale(run, fixed or (32, 32))
+    return LoadedModel(path.stem if path.stem != "model" else f"{path.parent.name}/{path.name}", run, scale,
+                       precision="onnx", fixed_hw=fixed, info={"path": str(path)})
+
+
+def load_torchscript(path: Path) -> LoadedModel:
+    """A TorchScript file (from `srnas export` or the INT8 export)."""
+    module = torch.jit.load(str(path), map_location="cpu").eval()
+    run = _torch_runner(module)
+    scale = _infer_scale(run, (32, 32))
+    name = path.stem if path.stem != "model" else f"{path.parent.name}/{path.name}"
+    return LoadedModel(name, run, scale, module=module, precision="torchscript", info={"path": str(path)})
+
+
+def load_model(spec: str, scale: int = 2, weights_dir: str | Path | None = None, threads: int = 0) -> LoadedModel:
+    """A zoo name ('fsrcnn', 'abpn_int8', ...) or a .ts/.pt TorchScript or .onnx file."""
+    p = Path(spec)
+    if p.suffix in (".ts", ".onnx") or (p.suffix == ".pt" and p.is_file()):
+        if not p.is_file():
+            raise UserError(f"model file {p} does not exist")
+        m = load_onnx(p, threads) if p.suffix == ".onnx" else load_torchscript(p)
+        if m.scale != scale:
+            raise UserError(f"{p} upscales x{m.scale}, but --scale is {scale}; pass --scale {m.scale}")
+        return m
+    if spec == "abpn_int8":
+        from .quantize import load_abpn_int8
+        module = load_abpn_int8(scale, weights_dir=weights_dir)
+        return LoadedModel(spec, _torch_runner(module), scale, module, False, "int8", "28ch 7 convs, QAT")
+    if spec not in zoo.ZOO and not p.suffix:
+        raise UserError(f"unknown model {spec!r}: use a zoo name ({', '.join(zoo.names() + ['abpn_int8'])}) "
+                        "or a .ts / .onnx file")
+    e = zoo.entry(spec)
+    module = zoo.load(spec, scale, weights_dir=weights_dir)
+    return LoadedModel(spec, _torch_runner(module), scale, module, e.y_only, "fp32", e.config)

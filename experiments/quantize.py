@@ -1,0 +1,127 @@
+"""INT8 ABPN: quantization-aware training (torch.ao FX, fake quantization) and conversion to int8.
+
+The conv stack (``ABPN.body``, all the MACs) runs in int8 (x86/fbgemm kernels); the
+anchor add, PixelShuffle and clip stay float, around one dequantize. The QAT weights
+are saved as the prepared model's state dict (weights + fake-quant scales), so loading
+rebuilds the same graph and converts it; export is TorchScript of the converted model.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.ao.quantization import get_default_qat_qconfig_mapping
+from torch.ao.quantization.quantize_fx import convert_fx, prepare_qat_fx
+
+from supernet import checkpoint
+from supernet.config import Config
+from supernet.data import PatchSampler, load_images, make_pairs
+from supernet.distributed import init_distributed
+from supernet.errors import UserError
+from supernet.evaluate import evaluate
+from supernet.train import Recipe, load_train_images, train_loop
+
+from . import zoo
+from .zoo.abpn import ABPN
+
+BACKEND = "x86"
+
+
+def _engine() -> None:
+    """Select the int8 kernel backend this CPU build supports."""
+    engines = torch.backends.quantized.supported_engines
+    torch.backends.quantized.engine = BACKEND if BACKEND in engines else ("fbgemm" if "fbgemm" in engines
+                                                                         else engines[-1])
+
+
+def prepare_qat(model: ABPN) -> ABPN:
+    """Insert fake quantization (and fuse conv+ReLU) into ``model.body``, in place; returns the model."""
+    _engine()
+    model.train()
+    model.body = prepare_qat_fx(model.body, get_default_qat_qconfig_mapping(BACKEND),
+                                example_inputs=(torch.rand(1, 3, 16, 16),))
+    return model
+
+
+def convert_int8(qat_model: ABPN) -> ABPN:
+    """An int8 copy of a QAT-prepared ABPN (body converted to quantized kernels), in eval mode."""
+    _engine()
+    m = copy.deepcopy(qat_model).eval()
+    m.body = convert_fx(m.body)
+    return m
+
+
+def int8_weights_path(scale: int, weights_dir: str | Path | None = None) -> Path:
+    """Shipped (or given) QAT weights of the INT8 ABPN."""
+    return zoo.weights_path("abpn_int8", scale, weights_dir)
+
+
+def load_abpn_int8(scale: int, weights: str | Path | None = None, weights_dir: str | Path | None = None) -> nn.Module:
+    """The INT8 ABPN from saved QAT weights, converted and ready to run."""
+    path = Path(weights) if weights else int8_weights_path(scale, weights_dir)
+    if not path.exists():
+        raise UserError(f"no INT8 ABPN weights at {path}: run `srnas zoo train abpn_int8 -c "
+                        f"experiments/configs/zoo.yaml` (needs the FP32 ABPN weights) or "
+                        f"`python experiments/train_zoo.py --models abpn_int8`")
+    model = prepare_qat(ABPN(scale))
+    state = checkpoint.load(path)["state"]
+    model.load_state_dict(state)
+    return convert_int8(model)
+
+
+def train_abpn_int8(cfg: Config, out_dir: Path | None = None, resume: bool = False, redo: bool = False,
+                    fp32_weights: str | Path | None = None, sampler: PatchSampler | None = None) -> Path:
+    """QAT fine-tune of the trained FP32 ABPN for ``cfg.zoo.qat_steps``; returns <run>/zoo/abpn_int8_x<s>.pt."""
+    init_distributed(cfg.train.threads)
+    d = cfg.data
+    zoo_dir = (Path(out_dir) if out_dir else cfg.out_dir) / "zoo"
+    stage_dir, final = zoo_dir / f"abpn_int8_x{d.scale}", zoo_dir / f"abpn_int8_x{d.scale}.pt"
+    if final.exists() and not redo:
+        print(f"zoo abpn_int8: {final} exists; skipping (pass --redo to train again)")
+        return final
+    if redo:
+        for f in ("checkpoint.pt", "train_log.csv"):
+            (stage_dir / f).unlink(missing_ok=True)
+    if fp32_weights is None:
+        local = zoo_dir / f"abpn_x{d.scale}.pt"
+        fp32_weights = local if local.exists() else None
+    fp32 = zoo.load("abpn", d.scale, weights=fp32_weights)
+    model = prepare_qat(fp32)
+    if sampler is None:
+        sampler = PatchSampler(load_train_images(cfg), d.scale, d.patch_size, d.batch_size, d.augment,
+                               cfg.train.seed, 0)
+    pairs = make_pairs(load_images(d.val, "val", data_root=d.data_root), d.scale)
+    z = cfg.zoo
+    # a short, low-lr fine-tune: QAT only has to adapt the trained weights to the int8 grid
+    recipe = Recipe(z.qat_steps, z.qat_steps, z.lr * 0.1, z.lr_min * 0.1, cfg.train.weight_decay)
+
+    def validate(m: nn.Module) -> list[dict]:
+        return [{"name": "abpn_int8", **evaluate(convert_int8(m), pairs, d.scale, ssim=False)}]
+
+    train_loop(model, _Offset(sampler), recipe, stage_dir, lambda m, x, step: m(x), validate,
+               init_distributed(cfg.train.threads), resume, desc="zoo abpn_int8 (QAT)")
+    checkpoint.atomic_save({"name": "abpn_int8", "scale": d.scale, "state": model.state_dict()}, final)
+    return final
+
+
+class _Offset:
+    """Batches the FP32 run did not see first (QAT continues the data stream instead of replaying it)."""
+
+    def __init__(self, inner: PatchSampler, offset: int = 1_000_000):
+        self.inner, self.offset = inner, offset
+
+    def sample(self, step: int):
+        return self.inner.sample(step + self.offset)
+
+
+def export_torchscript(model: nn.Module, path: str | Path, lr_hw: tuple[int, int] = (64, 64)) -> Path:
+    """Trace ``model`` (e.g. the int8 ABPN) to a TorchScript file that loads without srnas."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.inference_mode():
+        ts = torch.jit.trace(model.eval(), torch.rand(1, 3, *lr_hw), check_trace=False)
+    ts = torch.jit.freeze(ts) if hasattr(torch.jit, "freeze") else ts
+    torch.jit.save(ts, str(path))
+    return path

@@ -1,0 +1,51 @@
+"""Produce the shipped zoo weights: train every trainable zoo model with the shared recipe.
+
+    .venv/bin/python experiments/train_zoo.py [-c experiments/configs/zoo.yaml] [--models a,b] [--resume]
+
+Runs `srnas zoo train` for each model into <run>/zoo/, then copies the fp16 state
+dicts into experiments/weights/ (what `bench` and `upscale` load by default), and
+trains the INT8 (QAT) ABPN when ABPN is among the models.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from experiments import zoo  # noqa: E402
+from experiments.zoo.training import train_zoo_model  # noqa: E402
+from supernet.config import load_config  # noqa: E402
+from supernet.data import PatchSampler  # noqa: E402
+from supernet.train import load_train_images  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train the listed models and copy their weights into experiments/weights/."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("-c", "--config", default=str(ROOT / "experiments/configs/zoo.yaml"))
+    p.add_argument("--models", default=",".join(n for n in zoo.names() if zoo.entry(n).trainable))
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--no-copy", action="store_true", help="leave experiments/weights/ alone")
+    args = p.parse_args(argv)
+    cfg = load_config(args.config)
+    d = cfg.data
+    sampler = PatchSampler(load_train_images(cfg), d.scale, d.patch_size, d.batch_size, d.augment, cfg.train.seed)
+    for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+        if name == "abpn_int8":
+            from experiments.quantize import train_abpn_int8
+            out = train_abpn_int8(cfg, resume=args.resume, sampler=sampler)
+        else:
+            out = train_zoo_model(cfg, name, resume=args.resume, sampler=sampler)
+        if not args.no_copy:
+            zoo.WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(out, zoo.WEIGHTS_DIR / out.name)
+            print(f"{name}: {out} -> {zoo.WEIGHTS_DIR / out.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

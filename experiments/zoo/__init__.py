@@ -1,0 +1,104 @@
+"""The baseline zoo: every model registered by name with its published configuration.
+
+Every built model maps 1x3xhxw RGB in [0,1] to 1x3xHxW; Y-only models wrap their
+Y->Y network in :class:`YOnly`. ``trainable_core(model)`` is the part training sees.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from supernet.blocks import fuse_weight_norm
+from supernet.errors import UserError
+
+from .abpn import ABPN
+from .bicubic import Bicubic
+from .common import YOnly, rgb_to_y
+from .edgesr import ESRCNN, ESRTM, ESRTR, ESRMax
+from .espcn import ESPCN
+from .fsrcnn import FSRCNN
+from .wdsr import wdsr
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One registered model: how to build it and what it is."""
+
+    build: Callable[[int], nn.Module]   # scale -> RGB model
+    y_only: bool
+    trainable: bool
+    config: str                          # the published configuration, for tables
+
+
+ZOO: dict[str, ZooEntry] = {
+    "bicubic": ZooEntry(Bicubic, False, False, "Keys a=-0.5"),
+    "fsrcnn": ZooEntry(lambda s: YOnly(FSRCNN(s), s), True, True, "d56 s12 m4"),
+    "espcn": ZooEntry(lambda s: YOnly(ESPCN(s), s), True, True, "64-32 tanh"),
+    "esr_max": ZooEntry(lambda s: YOnly(ESRMax(s), s), True, True, "K3 C4"),
+    "esr_tm": ZooEntry(lambda s: YOnly(ESRTM(s), s), True, True, "K7 C16"),
+    "esr_tr": ZooEntry(lambda s: YOnly(ESRTR(s), s), True, True, "K7 C16"),
+    "esr_cnn": ZooEntry(lambda s: YOnly(ESRCNN(s), s), True, True, "C4 D3 S6"),
+    "abpn": ZooEntry(ABPN, False, True, "28ch 7 convs"),
+    "wdsr_a": ZooEntry(lambda s: wdsr(s, "wdsr_a", 4), False, True, "4 blocks n32 e4"),
+    "wdsr_b": ZooEntry(lambda s: wdsr(s, "wdsr_b", 4, 16), False, True, "4 blocks n16 e6 r0.8"),
+}
+
+
+def names() -> list[str]:
+    """Registered model names, in table order."""
+    return list(ZOO)
+
+
+def entry(name: str) -> ZooEntry:
+    """The registry entry of ``name``; unknown names list the registered ones."""
+    if name not in ZOO:
+        raise UserError(f"unknown zoo model {name!r}; choose from {names()} or pass a .ts/.onnx file")
+    return ZOO[name]
+
+
+def build(name: str, scale: int) -> nn.Module:
+    """A freshly initialised zoo model (RGB interface)."""
+    return entry(name).build(scale)
+
+
+def trainable_core(model: nn.Module) -> nn.Module:
+    """The network training updates: the Y->Y core of a Y-only model, else the model itself."""
+    return model.core if isinstance(model, YOnly) else model
+
+
+def weights_path(name: str, scale: int, weights_dir: str | Path | None = None) -> Path:
+    """Where the shipped (or given) weights of ``name`` at ``scale`` live."""
+    return Path(weights_dir or WEIGHTS_DIR) / f"{name}_x{scale}.pt"
+
+
+def export_state(model: nn.Module) -> dict:
+    """A small (fp16) state dict of the weight-norm-fused model, as shipped."""
+    fused = fuse_weight_norm(model)
+    return {k: v.half() if v.is_floating_point() else v for k, v in fused.state_dict().items()}
+
+
+def load(name: str, scale: int, weights: str | Path | None = None, weights_dir: str | Path | None = None) -> nn.Module:
+    """A zoo model with trained weights, in eval mode; bicubic needs none."""
+    e = entry(name)
+    model = fuse_weight_norm(e.build(scale))
+    if not e.trainable:
+        return model.eval()
+    path = Path(weights) if weights else weights_path(name, scale, weights_dir)
+    if not path.exists():
+        raise UserError(f"no trained weights for {name!r} x{scale} at {path}: train them with "
+                        f"`srnas zoo train {name} -c experiments/configs/zoo.yaml` (then pass --weights-dir "
+                        f"<run>/zoo) or `python experiments/train_zoo.py` to rebuild the shipped set")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    state = blob.get("state", blob)
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    return model.eval()
+
+
+__all__ = ["ZOO", "ZooEntry", "YOnly", "rgb_to_y", "names", "entry", "build", "load", "trainable_core",
+           "weights_path", "export_state", "WEIGHTS_DIR"]

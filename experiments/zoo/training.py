@@ -1,0 +1,78 @@
+"""`srnas zoo train`: one shared recipe (the config's data + zoo sections) for every zoo model."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from supernet import checkpoint
+from supernet.config import Config, save_config
+from supernet.data import PatchSampler, load_images, make_pairs
+from supernet.distributed import DistInfo, init_distributed
+from supernet.errors import UserError
+from supernet.evaluate import evaluate
+from supernet.train import Recipe, load_train_images, train_loop
+
+from . import YOnly, build, entry, export_state, trainable_core
+from .common import rgb_to_y
+
+
+class YSampler:
+    """A PatchSampler whose batches are converted to BT.601 Y (what Y-only models train on)."""
+
+    def __init__(self, inner: PatchSampler):
+        self.inner = inner
+
+    def sample(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The Y batch of training step ``step``."""
+        lr, hr = self.inner.sample(step)
+        return rgb_to_y(lr), rgb_to_y(hr)
+
+
+def zoo_recipe(cfg: Config) -> Recipe:
+    """The one recipe every zoo model trains with."""
+    z = cfg.zoo
+    return Recipe(z.steps, z.epoch_steps, z.lr, z.lr_min, cfg.train.weight_decay)
+
+
+def train_zoo_model(cfg: Config, name: str, out_dir: Path | None = None, resume: bool = False,
+                    redo: bool = False, sampler: PatchSampler | None = None) -> Path:
+    """Train zoo model ``name`` with the shared recipe; returns its weights file (<run>/zoo/<name>_x<s>.pt)."""
+    e = entry(name)
+    if not e.trainable:
+        raise UserError(f"{name!r} has no weights to train")
+    dist_info: DistInfo = init_distributed(cfg.train.threads)
+    torch.manual_seed(cfg.train.seed)
+    d = cfg.data
+    zoo_dir = (Path(out_dir) if out_dir else cfg.out_dir) / "zoo"
+    stage_dir = zoo_dir / f"{name}_x{d.scale}"
+    final = zoo_dir / f"{name}_x{d.scale}.pt"
+    if final.exists() and not redo:
+        print(f"zoo {name}: {final} exists; skipping (pass --redo to train again)")
+        return final
+    if redo:
+        for f in ("checkpoint.pt", "train_log.csv"):
+            (stage_dir / f).unlink(missing_ok=True)
+        final.unlink(missing_ok=True)
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, stage_dir / "config.yaml")
+    if sampler is None:
+        sampler = PatchSampler(load_train_images(cfg), d.scale, d.patch_size, d.batch_size, d.augment,
+                               cfg.train.seed, 0)
+    model = build(name, d.scale)
+    core = trainable_core(model)
+    train_sampler = YSampler(sampler) if isinstance(model, YOnly) else sampler
+    pairs = make_pairs(load_images(d.val, "val", data_root=d.data_root), d.scale)
+
+    def forward(m: nn.Module, x: torch.Tensor, step: int) -> torch.Tensor:
+        return m(x)
+
+    def validate(_: nn.Module) -> list[dict]:
+        return [{"name": name, **evaluate(model, pairs, d.scale, ssim=False)}]
+
+    train_loop(core, train_sampler, zoo_recipe(cfg), stage_dir, forward, validate, dist_info, resume,
+               desc=f"zoo {name}")
+    model.eval()
+    checkpoint.atomic_save({"name": name, "scale": d.scale, "state": export_state(model)}, final)
+    return final

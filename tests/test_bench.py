@@ -1,0 +1,58 @@
+"""`srnas bench`: one CSV row per model and dataset, markdown table, Pareto plot; exported files join the table."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import torch
+
+from experiments import zoo
+from experiments.bench import pareto_front, run_bench
+from experiments.macs import count_macs
+from experiments.quantize import export_torchscript
+from search.cli import main
+
+torch.set_num_threads(1)
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    pts = [(1.0, 30.0, "a"), (2.0, 29.0, "b"), (3.0, 32.0, "c"), (0.5, 28.0, "d"), (3.0, 31.0, "e")]
+    assert [p[2] for p in pareto_front(pts)] == ["d", "a", "c"]
+
+
+def test_macs_counter_on_known_layers():
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+    assert count_macs(conv, (10, 20)) == 10 * 20 * 8 * 3 * 9
+    deconv = torch.nn.ConvTranspose2d(4, 1, 9, stride=2, padding=4, output_padding=1)
+    assert count_macs(deconv, (10, 10), in_ch=4) == 100 * 4 * 81
+
+
+def test_bench_writes_csv_markdown_plot_with_exported_model(tmp_path):
+    ts = export_torchscript(zoo.build("abpn", 2).eval(), tmp_path / "searched" / "model.ts")
+    out = tmp_path / "bench"
+    df = run_bench(["bicubic", str(ts)], ["Set5"], 2, out, lr_hw=(36, 64), threads=1, repeats=1)
+    csv = pd.read_csv(out / "bench.csv")
+    for col in ["model", "dataset", "scale", "psnr", "ssim", "latency_ms", "params", "macs"]:
+        assert col in csv.columns
+    assert len(csv) == 2 and set(csv["dataset"]) == {"Set5"}
+    bic = csv[csv["model"] == "bicubic"].iloc[0]
+    assert abs(bic["psnr"] - 33.66) < 0.1 and bic["latency_ms"] > 0
+    assert "searched/model.ts" in set(csv["model"])
+    md = (out / "bench.md").read_text()
+    assert "| bicubic |" in md and "Set5 PSNR/SSIM" in md
+    assert (out / "bench.png").stat().st_size > 1000
+    assert len(df) == 2
+
+
+def test_bench_cli_prints_table_and_json(tmp_path, capsys):
+    rc = main(["bench", "--models", "bicubic", "--datasets", "Set5", "--out", str(tmp_path), "--lr-size", "24x32",
+               "--threads", "1", "--repeats", "1"])
+    assert rc == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert json.loads(last)["bicubic"]["psnr_Set5"] > 33.5
+
+
+def test_bench_missing_weights_is_user_error(tmp_path, capsys):
+    rc = main(["bench", "--models", "wdsr_a", "--datasets", "Set5", "--out", str(tmp_path),
+               "--weights-dir", str(tmp_path)])
+    assert rc == 2 and "srnas zoo train wdsr_a" in capsys.readouterr().err

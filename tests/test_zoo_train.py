@@ -1,0 +1,63 @@
+"""`srnas zoo train` with the shared recipe: runs, resumes, refuses to clobber; QAT gives a working INT8 ABPN."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from experiments import zoo
+from experiments.quantize import load_abpn_int8, train_abpn_int8
+from experiments.zoo.training import train_zoo_model
+from search.cli import main
+from supernet.config import config_from_dict
+from supernet.train import StageExists
+
+torch.set_num_threads(1)
+
+
+def tiny_cfg(tmp_path, steps=4):
+    return config_from_dict({
+        "name": "t", "run_dir": str(tmp_path),
+        "data": {"train": ["skimage"], "val": "skimage", "patch_size": 12, "batch_size": 2},
+        "train": {"threads": 1},
+        "zoo": {"steps": steps, "epoch_steps": 2, "lr": 1e-3, "lr_min": 1e-5, "qat_steps": 2}})
+
+
+def test_train_writes_loadable_weights_and_log(tmp_path):
+    cfg = tiny_cfg(tmp_path)
+    path = train_zoo_model(cfg, "espcn")
+    assert path.exists() and path.name == "espcn_x2.pt"
+    log = (path.parent / "espcn_x2" / "train_log.csv").read_text().splitlines()
+    assert len(log) == 3  # header + 2 epochs
+    m = zoo.load("espcn", 2, weights_dir=path.parent)
+    assert m(torch.rand(1, 3, 10, 10)).shape == (1, 3, 20, 20)
+
+
+def test_interrupted_run_resumes_and_refuses_without_flag(tmp_path):
+    cfg = tiny_cfg(tmp_path)
+    stage = cfg.out_dir / "zoo" / "esr_max_x2"
+    train_zoo_model(cfg, "esr_max")
+    (cfg.out_dir / "zoo" / "esr_max_x2.pt").unlink()  # as if killed after the last checkpoint
+    with pytest.raises(StageExists):
+        train_zoo_model(cfg, "esr_max")
+    assert train_zoo_model(cfg, "esr_max", resume=True).exists()
+    assert (stage / "checkpoint.pt").exists()
+
+
+def test_qat_int8_abpn_close_to_fp32(tmp_path):
+    cfg = tiny_cfg(tmp_path)
+    fp32_path = train_zoo_model(cfg, "abpn")
+    int8_path = train_abpn_int8(cfg)
+    fp32 = zoo.load("abpn", 2, weights=fp32_path)
+    int8 = load_abpn_int8(2, weights=int8_path)
+    x = torch.rand(1, 3, 24, 24)
+    with torch.no_grad():
+        diff = (int8(x) - fp32(x)).abs().mean().item()
+    assert diff < 0.05
+    assert any("quantized" in type(mod).__module__ for mod in int8.body.modules())
+
+
+def test_cli_zoo_train_unknown_model_is_user_error(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"run_dir: {tmp_path}\n")
+    assert main(["zoo", "train", "nosuchnet", "-c", str(cfg)]) == 2
+    assert "unknown zoo model" in capsys.readouterr().err
