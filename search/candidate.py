@@ -1,0 +1,226 @@
+"""Candidates (path + per-layer pruning scheme + rate): the search space, encoding and YAML/JSON form."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import yaml
+
+from supernet.blocks import make_block
+from supernet.config import ModelConfig
+from supernet.errors import UserError
+from supernet.model import block_kwargs
+
+Plan = dict[str, tuple[str, float]]
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One prunable conv of a block type: its name inside the block and its shape."""
+
+    name: str        # e.g. 'body.0' (relative to the block)
+    cin: int
+    cout: int
+    k: int
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A path (one block per cell), a scheme per prunable layer of that path, and one rate.
+
+    ``schemes[i]`` lists the schemes of cell i's layers in the block's slot order. The
+    rate is the stage-2 choice: one grid rate for every layer whose scheme is not "none",
+    the smallest that meets the constraints (see ``Constraints.min_rate``).
+    """
+
+    path: tuple[str, ...]
+    schemes: tuple[tuple[str, ...], ...]
+    rate: float = 0.0
+
+    def key(self) -> str:
+        """Identity for de-duplication: path and schemes (the rate follows from them)."""
+        return "|".join(f"{b}:{','.join(s)}" for b, s in zip(self.path, self.schemes))
+
+    def with_rate(self, rate: float) -> "Candidate":
+        """The same architecture and schemes at another rate."""
+        return Candidate(self.path, self.schemes, float(rate))
+
+    def scheme_map(self, space: "Space") -> dict[str, str]:
+        """Prunable layer name -> scheme."""
+        return {name: s for name, s in zip(space.layer_names(self.path), (x for c in self.schemes for x in c))}
+
+    def plan(self, space: "Space") -> Plan:
+        """The pruning plan of the cross-package contract: layer -> (scheme, rate)."""
+        return {name: (s, self.rate if s != "none" else 0.0) for name, s in self.scheme_map(space).items()}
+
+    def to_dict(self) -> dict:
+        """Plain form for YAML/JSON."""
+        return {"path": list(self.path), "schemes": [list(s) for s in self.schemes], "rate": self.rate}
+
+    @staticmethod
+    def from_dict(d: dict) -> "Candidate":
+        """Inverse of to_dict."""
+        try:
+            return Candidate(tuple(d["path"]), tuple(tuple(s) for s in d["schemes"]), float(d.get("rate", 0.0)))
+        except (KeyError, TypeError) as e:
+            raise UserError(f"not a candidate mapping ({e}); expected keys path, schemes, rate") from None
+
+    def to_json(self) -> str:
+        """One-line JSON."""
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+    @staticmethod
+    def from_json(text: str) -> "Candidate":
+        """Inverse of to_json."""
+        return Candidate.from_dict(json.loads(text))
+
+
+def save_candidate(cand: Candidate, space: "Space", path: str | Path, extra: dict | None = None) -> None:
+    """Write a candidate (with its plan spelled out per layer) as YAML for people."""
+    doc = {**cand.to_dict(), "plan": {k: list(v) for k, v in cand.plan(space).items()}, **(extra or {})}
+    Path(path).write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def load_candidate(path: str | Path) -> Candidate:
+    """Read a candidate written by save_candidate."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"candidate file {p} does not exist")
+    return Candidate.from_dict(yaml.safe_load(p.read_text()))
+
+
+class Space:
+    """The search space: N cells x K blocks, and the schemes each block's layers may take."""
+
+    def __init__(self, model_cfg: ModelConfig, schemes: Sequence[str], scale: int):
+        self.model_cfg, self.scale = model_cfg, scale
+        self.blocks = list(model_cfg.blocks)
+        self.n_cells = model_cfg.n_cells
+        self.schemes = list(schemes) or ["none"]
+        if "none" not in self.schemes:
+            self.schemes = ["none"] + self.schemes
+        kw = block_kwargs(model_cfg)
+        self.slots: dict[str, list[Slot]] = {}
+        for b in self.blocks:
+            blk = make_block(b, model_cfg.n_feats, **kw)
+            self.slots[b] = [Slot(n, c.in_channels, c.out_channels, c.kernel_size[0]) for n, c in blk.convs()]
+
+    def allowed(self, slot: Slot) -> list[str]:
+        """Schemes that make sense for a layer: pattern pruning needs kernels larger than 1x1."""
+        return [s for s in self.schemes if not (s == "pattern" and slot.k < 3)]
+
+    def layer_names(self, path: Sequence[str]) -> list[str]:
+        """Prunable layer names of a path, in execution order (SRNet.prunable() names)."""
+        return [f"body.{i}.{s.name}" for i, b in enumerate(path) for s in self.slots[b]]
+
+    @property
+    def dim(self) -> int:
+        """Length of the binary encoding."""
+        per_cell = len(self.blocks) + sum(len(v) for v in self.slots.values()) * len(self.schemes)
+        return self.n_cells * per_cell
+
+    def encode(self, cand: Candidate) -> np.ndarray:
+        """Fixed-length binary vector: per cell a one-hot block, then a one-hot scheme per layer slot of
+        every block type (zeros for the blocks not chosen)."""
+        out = []
+        S = len(self.schemes)
+        for b, sch in zip(cand.path, cand.schemes):
+            out.extend(1.0 if x == b else 0.0 for x in self.blocks)
+            for bb in self.blocks:
+                for j, _ in enumerate(self.slots[bb]):
+                    v = [0.0] * S
+                    if bb == b:
+                        v[self.schemes.index(sch[j])] = 1.0
+                    out.extend(v)
+        return np.asarray(out, dtype=np.float32)
+
+    def check(self, cand: Candidate) -> Candidate:
+        """Raise UserError if a candidate does not fit this space."""
+        if len(cand.path) != self.n_cells or len(cand.schemes) != self.n_cells:
+            raise UserError(f"candidate {cand.key()} has {len(cand.path)} cells; the space has {self.n_cells}")
+        for b, sch in zip(cand.path, cand.schemes):
+            if b not in self.slots:
+                raise UserError(f"candidate block {b!r} is not one of {self.blocks}")
+            if len(sch) != len(self.slots[b]) or any(s not in self.allowed(sl) for s, sl in zip(sch, self.slots[b])):
+                raise UserError(f"candidate schemes {list(sch)} do not fit block {b!r} "
+                                f"({len(self.slots[b])} layers; schemes {self.schemes})")
+        return cand
+
+    def random(self, rng: np.random.Generator) -> Candidate:
+        """A uniformly random path with random schemes (rate 0; the constraints choose it)."""
+        path = tuple(self.blocks[i] for i in rng.integers(len(self.blocks), size=self.n_cells))
+        return Candidate(path, tuple(self._random_schemes(b, rng) for b in path))
+
+    def _random_schemes(self, block: str, rng: np.random.Generator) -> tuple[str, ...]:
+        out = []
+        for sl in self.slots[block]:
+            allowed = self.allowed(sl)
+            out.append(allowed[int(rng.integers(len(allowed)))])
+        return tuple(out)
+
+    def mutate(self, cand: Candidate, rng: np.random.Generator) -> Candidate:
+        """Change one cell's block (its layers get random schemes) or one layer's scheme."""
+        path, schemes = list(cand.path), [list(s) for s in cand.schemes]
+        n_layers = sum(len(s) for s in schemes)
+        # pick among all single edits uniformly: (K-1) block changes per cell, one scheme change per layer
+        n_block_moves = self.n_cells if len(self.blocks) > 1 else 0
+        if rng.random() < n_block_moves / max(1, n_block_moves + n_layers):
+            i = int(rng.integers(self.n_cells))
+            others = [b for b in self.blocks if b != path[i]]
+            path[i] = others[int(rng.integers(len(others)))]
+            schemes[i] = list(self._random_schemes(path[i], rng))
+        else:
+            flat = [(i, j) for i, s in enumerate(schemes) for j in range(len(s))]
+            i, j = flat[int(rng.integers(len(flat)))]
+            others = [s for s in self.allowed(self.slots[path[i]][j]) if s != schemes[i][j]]
+            if others:
+                schemes[i][j] = others[int(rng.integers(len(others)))]
+        return Candidate(tuple(path), tuple(tuple(s) for s in schemes))
+
+    def fastest_schemes(self, path: Sequence[str]) -> dict[str, str]:
+        """A scheme map that prunes every layer (unstructured first: it applies everywhere)."""
+        pref = [s for s in ("filter", "unstructured", "block", "pattern") if s in self.schemes]
+        out = {}
+        for i, b in enumerate(path):
+            for sl in self.slots[b]:
+                allowed = [s for s in pref if s in self.allowed(sl)]
+                out[f"body.{i}.{sl.name}"] = allowed[0] if allowed else "none"
+        return out
+
+    # ---- analytic cost (MACs at the LR size, parameters) ----
+    def cost(self, cand: Candidate, lr_hw: tuple[int, int], kept_out=None) -> tuple[float, float]:
+        """(MACs, params) of the pruned candidate, counted from layer shapes and rates.
+
+        Every pruned layer keeps (1 - rate) of its weights; filter pruning also removes
+        the matching input channels of the next conv in the block (``kept_out(cout, scheme,
+        rate)`` gives the kept output channels; default round(cout * (1 - rate))).
+        """
+        h, w = lr_hw
+        n, s = self.model_cfg.n_feats, self.scale
+        dense = [(3, n, 3), (n, 3 * s * s, 3)]
+        if self.model_cfg.skip == "bicubic_conv":
+            dense.append((3, 3 * s * s, 5))
+        params = sum(ci * co * k * k + co for ci, co, k in dense)
+        macs = sum(ci * co * k * k for ci, co, k in dense) * h * w
+        for b, sch in zip(cand.path, cand.schemes):
+            carry_in = None  # input channels left by a filter-pruned previous conv
+            for sl, scheme in zip(self.slots[b], sch):
+                cin = sl.cin if carry_in is None else carry_in
+                cout, frac = sl.cout, 1.0
+                carry_in = None
+                if scheme == "filter" and cand.rate > 0:
+                    kept = kept_out(sl.cout, scheme, cand.rate) if kept_out else max(1, round(sl.cout * (1 - cand.rate)))
+                    # the block's last conv feeds the residual add: its outputs cannot shrink
+                    if sl is not self.slots[b][-1]:
+                        cout, carry_in = kept, kept
+                    else:
+                        frac = kept / sl.cout
+                elif scheme != "none":
+                    frac = 1.0 - cand.rate
+                wts = cin * cout * sl.k * sl.k * frac
+                params += wts + cout
+                macs += wts * h * w
+        return float(macs), float(params)

@@ -1,0 +1,40 @@
+"""`srnas search` (stages 1+2) and `srnas run` (every stage, skipping finished ones)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from supernet.config import load_config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `search` and `run` commands."""
+    s = sub.add_parser("search", help="latency-constrained architecture + pruning-scheme search (resumable; "
+                                      "runs under torchrun too)")
+    s.add_argument("-c", "--config", required=True)
+    s.add_argument("--out", help="run directory (default: <run_dir>/<name> from the config)")
+    s.set_defaults(func=_search)
+    r = sub.add_parser("run", help="supernet -> LUT -> search -> stage 3 -> export -> report, skipping finished stages")
+    r.add_argument("-c", "--config", required=True)
+    r.add_argument("--out", help="run directory (default: <run_dir>/<name> from the config)")
+    r.set_defaults(func=_run)
+
+
+def _out(args, cfg) -> Path:
+    return Path(args.out) if args.out else cfg.out_dir
+
+
+def _search(args) -> int:
+    from .pipeline import search_command
+
+    cfg = load_config(args.config)
+    search_command(cfg, _out(args, cfg))
+    return 0
+
+
+def _run(args) -> int:
+    from .pipeline import run_all
+
+    cfg = load_config(args.config)
+    run_all(cfg, _out(args, cfg))
+    return 0

@@ -1,0 +1,78 @@
+"""Real evaluation of a candidate: inherit supernet weights, prune by its plan, short masked fine-tune, PSNR."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from supernet.config import Config
+from supernet.data import Pair, PatchSampler
+from supernet.evaluate import evaluate
+from supernet.model import SRNet, SuperNet
+
+from .candidate import Candidate, Space
+
+ApplyPlan = Callable  # pruning.apply_plan(net, plan, cfg) -> Masks
+
+
+def center_crop_pairs(pairs: list[Pair], hr_side: int, scale: int) -> list[Pair]:
+    """Centre crops of validation pairs (HR side ``hr_side``): cheaper, same ranking signal."""
+    if hr_side <= 0:
+        return pairs
+    out = []
+    lr_side = hr_side // scale
+    for p in pairs:
+        h, w = p.lr.shape[:2]
+        if min(h, w) <= lr_side:
+            out.append(p)
+            continue
+        y, x = (h - lr_side) // 2, (w - lr_side) // 2
+        out.append(Pair(p.name, p.lr[y:y + lr_side, x:x + lr_side],
+                        p.hr[y * scale:(y + lr_side) * scale, x * scale:(x + lr_side) * scale], p.grey))
+    return out
+
+
+def masked_finetune(net: SRNet, masks, sampler: PatchSampler, steps: int, lr: float, seed_step: int = 0,
+                    device: torch.device = torch.device("cpu")) -> SRNet:
+    """L1/Adam fine-tune with the pruning masks re-applied after every step (pruned weights stay zero)."""
+    if steps <= 0:
+        return net
+    net.train()
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=lr * 0.1)
+    for step in range(steps):
+        x, y = (t.to(device) for t in sampler.sample(seed_step + step))
+        loss = F.l1_loss(net(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        masks.apply(net)
+    return net.eval()
+
+
+class Evaluator:
+    """Callable candidate -> {"psnr"}: the real evaluation of stage 2."""
+
+    def __init__(self, supernet: SuperNet, space: Space, cfg: Config, apply_plan: ApplyPlan, sampler: PatchSampler,
+                 pairs: list[Pair], device: torch.device = torch.device("cpu")):
+        self.supernet, self.space, self.cfg, self.apply_plan = supernet, space, cfg, apply_plan
+        self.sampler, self.pairs, self.device = sampler, pairs, device
+
+    def build(self, cand: Candidate, steps: int | None = None, lr: float | None = None) -> tuple[SRNet, object]:
+        """The pruned, fine-tuned network of a candidate and its masks."""
+        torch.manual_seed(self.cfg.search.seed)
+        net = self.supernet.extract(cand.path).to(self.device)
+        masks = self.apply_plan(net, cand.plan(self.space), self.cfg.pruning)
+        steps = self.cfg.search.eval_steps if steps is None else steps
+        # every candidate sees the same batches, so PSNR differences come from the candidate
+        masked_finetune(net, masks, self.sampler, steps, lr or self.cfg.search.eval_lr, 0, self.device)
+        return net, masks
+
+    def __call__(self, cand: Candidate) -> dict:
+        net, _ = self.build(cand)
+        with torch.no_grad():
+            r = evaluate(lambda x: net(x.to(self.device)).cpu(), self.pairs, self.space.scale, ssim=False)
+        return {"psnr": float(r["psnr"])}
+

@@ -1,0 +1,74 @@
+"""Candidate generation: random valid candidates and evolution (mutate the top H until C new, valid, unseen)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from supernet.errors import UserError
+
+from .candidate import Candidate, Space
+from .constraints import Constraints
+
+
+@dataclass
+class Proposal:
+    """A valid candidate (rate assigned) with its LUT latency, MACs and params."""
+
+    cand: Candidate
+    measures: dict = field(default_factory=dict)
+
+
+def random_valid(space: Space, cons: Constraints, n: int, rng: np.random.Generator, seen: set[str],
+                 max_tries: int = 0) -> list[Proposal]:
+    """Up to ``n`` random, valid candidates whose keys are not in ``seen`` (``seen`` is updated)."""
+    out: list[Proposal] = []
+    max_tries = max_tries or 200 * max(n, 1)
+    for _ in range(max_tries):
+        if len(out) >= n:
+            break
+        c = space.random(rng)
+        if c.key() in seen:
+            continue
+        got = cons.assign(c)
+        if got is None:
+            continue
+        seen.add(c.key())
+        out.append(Proposal(*got))
+    if n and not out:
+        raise UserError(f"no random candidate met the constraints in {max_tries} tries (latency target "
+                        f"{cons.target_ms} ms, max_macs {cons.max_macs:g}, max_params {cons.max_params:g}); "
+                        f"relax the budgets or add higher rates to latency.rates")
+    return out
+
+
+def evolve(space: Space, cons: Constraints, parents: list[Candidate], c: int, rng: np.random.Generator,
+           seen: set[str], max_tries: int = 0) -> list[Proposal]:
+    """Mutate random parents (one edit each) until ``c`` new, valid, unseen candidates exist.
+
+    When the neighbourhood of the parents is exhausted the pool is topped up with random
+    valid candidates, so an iteration never stalls.
+    """
+    pool: list[Proposal] = []
+    max_tries = max_tries or 50 * max(c, 1)
+    tries = 0
+    while len(pool) < c and parents and tries < max_tries:
+        tries += 1
+        child = space.mutate(parents[int(rng.integers(len(parents)))], rng)
+        if child.key() in seen:
+            continue
+        seen.add(child.key())  # invalid children are not retried either
+        got = cons.assign(child)
+        if got is not None:
+            pool.append(Proposal(*got))
+    if len(pool) < c:
+        pool += random_valid(space, cons, c - len(pool), rng, seen, max_tries) if not pool else \
+            _try_random(space, cons, c - len(pool), rng, seen)
+    return pool
+
+
+def _try_random(space: Space, cons: Constraints, n: int, rng: np.random.Generator, seen: set[str]) -> list[Proposal]:
+    try:
+        return random_valid(space, cons, n, rng, seen, 20 * n)
+    except UserError:
+        return []

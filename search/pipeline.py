@@ -1,0 +1,346 @@
+"""`srnas search` and `srnas run`: supernet -> LUT -> search -> stage 3 -> export -> report, skipping finished stages.
+
+This module is composition: it wires the latency model and the pruning functions into
+the search (which receives them as callables) and into stage 3.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from supernet import checkpoint
+from supernet.config import Config, save_config
+from supernet.data import PatchSampler, load_images, make_pairs
+from supernet.distributed import DistInfo, barrier, init_distributed
+from supernet.errors import UserError
+from supernet.evaluate import evaluate, evaluate_bicubic
+from supernet.blocks import fuse_weight_norm
+from supernet.model import build_path_net
+from supernet.train import load_supernet, load_train_images, train_supernet
+
+from .candidate import Candidate, Space, load_candidate, save_candidate
+from .constraints import Constraints
+from .evaluator import Evaluator, center_crop_pairs
+from .history import History, atomic_write_json
+from .loop import kendall_tau_heldout, run_search, fit_predictor
+
+
+def lr_hw(cfg: Config) -> tuple[int, int]:
+    """The input (LR) size the latency target refers to."""
+    return cfg.latency.lr_height, cfg.latency.lr_width
+
+
+# ---- stage: LUT ---------------------------------------------------------------------------------
+def candidate_builder(cfg: Config):
+    """(path, plan) -> the compact pruned network (random weights) as the export runs it: what calibration times."""
+    import pruning
+
+    def build(path, plan):
+        net = fuse_weight_norm(build_path_net(cfg.model, cfg.data.scale, path))
+        return pruning.compact(net, pruning.apply_plan(net, dict(plan), cfg.pruning), cfg.pruning).eval()
+    return build
+
+
+def lut_path(cfg: Config, out_dir: Path) -> Path:
+    """The run's LUT file: latency.lut, else <run>/latency/lut-<backend>.csv."""
+    return Path(cfg.latency.lut) if cfg.latency.lut else out_dir / "latency" / f"lut-{cfg.latency.backend}.csv"
+
+
+def lut_stage(cfg: Config, out_dir: Path, dist_info: DistInfo, build: bool = True):
+    """Build (or resume / reuse) and calibrate the LUT on rank 0; a LatencyModel on every rank."""
+    import latency
+    import pruning
+
+    path = lut_path(cfg, out_dir)
+    if dist_info.main and build:
+        t0 = time.time()
+        # the pruned-layer executors are what the LUT times, so LUT and export agree
+        lut = latency.build_lut(cfg, pruning.pruned_layer, pruning.kept_out_channels, out=path)
+        if lut.calibration is None and cfg.latency.calib_samples > 0:
+            latency.calibrate_lut(lut, cfg, candidate_builder(cfg), cfg.latency.calib_samples)
+        print(f"lut: {path} ready, {len(lut)} rows, calibration {lut.calibration} ({time.time() - t0:.0f} s)")
+    barrier()
+    if not path.exists():
+        raise UserError(f"no LUT at {path}: run `srnas latency build -c CONFIG` (or `srnas run`) first")
+    lut = latency.LUT.load(path, strict=cfg.latency.strict)
+    return latency.LatencyModel(lut, cfg.model, cfg.data.scale, lr_hw(cfg), rates=cfg.latency.rates)
+
+
+def resolve_target(cfg: Config, lat_model, out_dir: Path | None = None) -> Config:
+    """The config with latency.target_ms fixed: search.target_rel x the LUT latency of the fastest dense path.
+
+    A relative target keeps a demo meaningful on any machine; the value depends only on the
+    LUT, so a resumed run gets the same target.
+    """
+    if cfg.latency.target_ms > 0 or cfg.search.target_rel <= 0 or lat_model is None:
+        return cfg
+    space = make_space(cfg)
+    dense = min(lat_model.predict(p, {}) for p in itertools.product(space.blocks, repeat=space.n_cells)) \
+        if len(space.blocks) ** space.n_cells <= 256 else min(lat_model.predict((b,) * space.n_cells, {})
+                                                             for b in space.blocks)
+    target = cfg.search.target_rel * dense
+    print(f"latency target: {cfg.search.target_rel:g} x {dense:.2f} ms (fastest dense path, LUT) = {target:.2f} ms")
+    if out_dir is not None:
+        atomic_write_json({"target_ms": target, "fastest_dense_ms": dense, "target_rel": cfg.search.target_rel},
+                          out_dir / "latency" / "target.json")
+    return dataclasses.replace(cfg, latency=dataclasses.replace(cfg.latency, target_ms=target))
+
+
+def make_constraints(cfg: Config, space: Space, lat_model) -> Constraints:
+    """The validity rules of the config: latency target (LUT), MAC and parameter budgets."""
+    import pruning
+
+    fn = (lambda path, plan: lat_model.predict(path, plan)) if lat_model is not None else None
+    return Constraints(space, cfg.latency.rates, fn, cfg.latency.target_ms, cfg.search.max_macs,
+                       cfg.search.max_params, lr_hw(cfg),
+                       kept_out=lambda c, s, r: pruning.kept_out_channels(c, s, r, cfg.pruning))
+
+
+def make_space(cfg: Config) -> Space:
+    """The search space of the config."""
+    return Space(cfg.model, cfg.pruning.schemes, cfg.data.scale)
+
+
+def train_sampler(cfg: Config, seed: int, batch: int = 0) -> PatchSampler:
+    """Training batches for fine-tunes (same on every rank, so a candidate's result does not depend on its rank)."""
+    d = cfg.data
+    return PatchSampler(load_train_images(cfg), d.scale, d.patch_size, batch or d.batch_size, d.augment, seed, 0)
+
+
+# ---- stage: search ------------------------------------------------------------------------------
+def search_stage(cfg: Config, out_dir: Path, dist_info: DistInfo, lat_model=None) -> dict:
+    """Stages 1+2: the guided search (+ random ablation), resumable; writes winner.yaml; returns a summary."""
+    import pruning
+
+    weights = out_dir / "supernet" / "supernet.pt"
+    if not weights.exists():
+        raise UserError(f"no supernet weights at {weights}: run `srnas supernet train -c CONFIG` first")
+    space = make_space(cfg)
+    cons = make_constraints(cfg, space, lat_model)
+    if cfg.latency.target_ms > 0 and lat_model is None:
+        raise UserError("latency.target_ms is set but no LUT was given: build one with `srnas latency build`")
+    supernet = load_supernet(weights).to(dist_info.device)
+    pairs = center_crop_pairs(make_pairs(load_images(cfg.data.val, "val", data_root=cfg.data.data_root),
+                                         cfg.data.scale), cfg.search.val_crop, cfg.data.scale)
+    measure = None
+    if cfg.search.measure_latency:
+        from latency.timing import measure_module
+
+        def measure(net, masks):
+            model = pruning.compact(net, masks, cfg.pruning)
+            return measure_module(model, lr_hw(cfg), cfg.latency.backend, cfg.latency.threads,
+                                  cfg.latency.warmup, cfg.latency.repeats)["median_ms"]
+    evaluator = Evaluator(supernet, space, cfg, pruning.apply_plan, train_sampler(cfg, cfg.search.seed, cfg.search.eval_batch), pairs,
+                          dist_info.device)
+    if measure is not None:
+        evaluator = _MeasuringEvaluator(evaluator, measure)
+    sdir = out_dir / "search"
+    hist = run_search(space, cons, evaluator, cfg.search, sdir, dist_info, ablation=cfg.search.ablation)
+    if not dist_info.main:
+        return {}
+    guided = hist["guided"]
+    best = guided.best()
+    winner = Candidate.from_json(best["candidate"])
+    save_candidate(winner, space, out_dir / "winner.yaml",
+                   {"val_psnr": float(best["psnr"]), "lat_pred_ms": float(best["lat_pred_ms"]),
+                    "macs": float(best["macs"]), "params": float(best["params"])})
+    ablation = ablation_summary(space, cfg, guided, hist.get("random"))
+    atomic_write_json(ablation, sdir / "ablation.json")
+    return {"winner": winner, "row": best, "ablation": ablation, "guided": guided, "random": hist.get("random")}
+
+
+class _MeasuringEvaluator:
+    """Adds a measured latency of the pruned candidate to each evaluation."""
+
+    def __init__(self, ev: Evaluator, measure):
+        self.ev, self.measure = ev, measure
+
+    def __call__(self, cand: Candidate) -> dict:
+        net, masks = self.ev.build(cand)
+        with torch.no_grad():
+            r = evaluate(lambda x: net(x), self.ev.pairs, self.ev.space.scale, ssim=False)
+        return {"psnr": float(r["psnr"]), "lat_meas_ms": float(self.measure(net, masks))}
+
+
+def ablation_summary(space: Space, cfg: Config, guided: History, random: History | None) -> dict:
+    """Best PSNR of both searches, their evaluation counts and the predictor's held-out Kendall tau."""
+    out = {"guided_evals": len(guided.rows), "guided_best": float(guided.best()["psnr"]) if guided.rows else None,
+           "shared_init": sum(int(r["iteration"]) == 0 for r in guided.rows)}
+    if random is not None and random.rows:
+        out.update(random_evals=len(random.rows), random_best=float(random.best()["psnr"]))
+        held = [r for r in random.rows if r["key"] not in guided.keys]
+        out["heldout_n"] = len(held)
+        out["kendall_tau"] = kendall_tau_heldout(space, guided.rows, held, cfg.search)
+    return out
+
+
+# ---- stage 3 + export ---------------------------------------------------------------------------
+def stage3(cfg: Config, out_dir: Path, winner: Candidate, lat_model) -> dict:
+    """Reweighted dynamic regularization of the winner under the target, fine-tune, compact, export, measure."""
+    import pruning
+    from latency.timing import measure_module
+
+    space = make_space(cfg)
+    sdir = out_dir / "stage3"
+    sdir.mkdir(parents=True, exist_ok=True)
+    state_path = sdir / "pruned.pt"
+    supernet = load_supernet(out_dir / "supernet" / "supernet.pt")
+    if state_path.exists():
+        blob = checkpoint.load(state_path)
+        # weight norm leaves unpicklable hooks on modules, so the state (not the module) is saved
+        net = fuse_weight_norm(build_path_net(cfg.model, cfg.data.scale, winner.path))
+        net.load_state_dict(blob["state"])
+        masks, plan = blob["masks"], {k: tuple(v) for k, v in blob["plan"].items()}
+        print(f"stage 3: {state_path} exists; skipping the pruning fine-tune")
+    else:
+        net = supernet.extract(winner.path)
+        target = cfg.latency.target_ms
+        latency_fn = measure_fn = None
+        if lat_model is not None and target > 0:
+            latency_fn = lambda plan: lat_model.predict(winner.path, plan)  # noqa: E731
+            build = candidate_builder(cfg)
+            measure_fn = lambda plan: measure_module(  # noqa: E731
+                build(winner.path, plan), lr_hw(cfg), cfg.latency.backend, cfg.latency.threads,
+                cfg.latency.warmup, max(cfg.latency.repeats, 5))["median_ms"]
+        t0 = time.time()
+        net, masks, plan = pruning.reweighted_prune(
+            net, train_sampler(cfg, cfg.search.seed + 1), cfg.pruning, latency_fn=latency_fn, target_ms=target,
+            schemes=winner.scheme_map(space), grid=cfg.latency.rates, measure_fn=measure_fn)
+        print(f"stage 3: reweighted pruning + fine-tune took {time.time() - t0:.0f} s; plan {plan}")
+        checkpoint.atomic_save({"state": net.state_dict(), "masks": masks, "plan": plan,
+                                "candidate": winner.to_dict()}, state_path)
+    compact = pruning.compact(net, masks, cfg.pruning).eval()
+    export_dir = out_dir / "export"
+    files = pruning.export_model(compact, export_dir, lr_hw=lr_hw(cfg))
+    t = measure_module(compact, lr_hw(cfg), cfg.latency.backend, cfg.latency.threads, cfg.latency.warmup,
+                       max(cfg.latency.repeats, 10))
+    pred = lat_model.predict(winner.path, plan) if lat_model is not None else float("nan")
+    set5 = cfg.data.benchmarks[0] if cfg.data.benchmarks else "Set5"
+    pairs = make_pairs(load_images(set5, "val", data_root=cfg.data.data_root), cfg.data.scale)
+    with torch.no_grad():
+        q = evaluate(lambda x: compact(x), pairs, cfg.data.scale)
+    bic = evaluate_bicubic(pairs, cfg.data.scale)
+    res = {"benchmark": set5, "psnr": q["psnr"], "ssim": q["ssim"], "bicubic_psnr": bic["psnr"],
+           "gain_db": q["psnr"] - bic["psnr"], "measured_ms": t["median_ms"], "measured_iqr_ms": t.get("iqr_ms"),
+           "lut_ms": pred, "target_ms": cfg.latency.target_ms,
+           "ratio_to_target": t["median_ms"] / cfg.latency.target_ms if cfg.latency.target_ms > 0 else None,
+           "meets_target": (t["median_ms"] <= 1.05 * cfg.latency.target_ms) if cfg.latency.target_ms > 0 else None,
+           "plan": {k: list(v) for k, v in plan.items()},
+           "files": {k: str(v) for k, v in (files or {}).items()}}
+    atomic_write_json(res, sdir / "final.json")
+    return res
+
+
+# ---- report -------------------------------------------------------------------------------------
+def report_stage(cfg: Config, out_dir: Path, found: dict, final: dict | None) -> Path:
+    """Write report.md (tables + plots) into the run directory."""
+    from .report import write_report
+
+    space = make_space(cfg)
+    guided, random = found["guided"], found.get("random")
+    row = found["row"]
+    winner = found["winner"]
+    heldout = None
+    if random is not None and random.rows:
+        held = [r for r in random.rows if r["key"] not in guided.keys]
+        if held:
+            m = fit_predictor(space, guided.rows, cfg.search, seed=cfg.search.seed + 7)
+            X = np.stack([space.encode(Candidate.from_json(r["candidate"])) for r in held])
+            heldout = (m.predict(X)[0], np.asarray([float(r["psnr"]) for r in held]))
+    summary = {"name": cfg.name, "target_ms": cfg.latency.target_ms,
+               "winner": {"candidate": winner.key(), "rate": winner.rate, "val PSNR (search, dB)": f"{float(row['psnr']):.3f}",
+                          "LUT latency (ms)": f"{float(row['lat_pred_ms']):.2f}",
+                          "GMACs": f"{float(row['macs']) / 1e9:.3f}", "params": int(float(row["params"]))},
+               "search": {k: getattr(cfg.search, k) for k in ("iterations", "init_candidates", "top_h", "pool_c",
+                                                               "pick_b", "ensemble", "acquisition", "eval_steps")}}
+    if final:
+        summary["final"] = {
+            f"{final['benchmark']} x{cfg.data.scale} PSNR / SSIM (Y)": f"{final['psnr']:.2f} / {final['ssim']:.4f}",
+            "bicubic PSNR": f"{final['bicubic_psnr']:.2f}", "gain over bicubic (dB)": f"{final['gain_db']:+.2f}",
+            f"measured latency at {cfg.latency.lr_width}x{cfg.latency.lr_height} ({cfg.latency.backend})":
+                f"{final['measured_ms']:.2f} ms", "LUT-predicted latency": f"{final['lut_ms']:.2f} ms",
+            "target": f"{cfg.latency.target_ms:.2f} ms",
+            "measured / target": "n/a" if final["ratio_to_target"] is None else
+                f"{final['ratio_to_target']:.3f} ({'meets' if final['meets_target'] else 'MISSES'} the 1.05 x bound)",
+            **{f"file: {k}": v for k, v in final["files"].items()}}
+    return write_report(out_dir, summary, guided.frame(), random.frame() if random is not None else None,
+                        found["ablation"], heldout)
+
+
+# ---- commands -----------------------------------------------------------------------------------
+def search_command(cfg: Config, out_dir: Path) -> dict:
+    """`srnas search`: the LUT must exist (no build); supernet weights must exist."""
+    dist_info = init_distributed(cfg.search.threads or cfg.train.threads)
+    wants = cfg.latency.target_ms > 0 or cfg.search.target_rel > 0
+    lat_model = lut_stage(cfg, out_dir, dist_info, build=False) if wants else None
+    cfg = resolve_target(cfg, lat_model)
+    found = search_stage(cfg, out_dir, dist_info, lat_model)
+    if dist_info.main:
+        _print_winner(found)
+    return found
+
+
+def run_all(cfg: Config, out_dir: Path) -> dict:
+    """`srnas run`: every stage in order, skipping finished ones."""
+    t0 = time.time()
+    dist_info = init_distributed(cfg.search.threads or cfg.train.threads)
+    if dist_info.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out_dir / "config.yaml")
+    times = {}
+    train_supernet(cfg, out_dir, resume=True)
+    times["supernet"] = time.time() - t0
+    wants = cfg.latency.target_ms > 0 or cfg.search.target_rel > 0
+    lat_model = lut_stage(cfg, out_dir, dist_info) if wants else None
+    cfg = resolve_target(cfg, lat_model, out_dir if dist_info.main else None)
+    if lat_model is not None:  # an impossible target fails here, before any evaluation
+        make_constraints(cfg, make_space(cfg), lat_model).check_feasible()
+    times["lut"] = time.time() - t0 - sum(times.values())
+    found = search_stage(cfg, out_dir, dist_info, lat_model)
+    times["search"] = time.time() - t0 - sum(times.values())
+    if not dist_info.main:
+        return {}
+    final = stage3(cfg, out_dir, found["winner"], lat_model)
+    times["stage3+export"] = time.time() - t0 - sum(times.values())
+    report = report_stage(cfg, out_dir, found, final)
+    times["total"] = time.time() - t0
+    _print_winner(found, final, report, times)
+    return {"found": found, "final": final, "report": report, "times": times}
+
+
+def _print_winner(found: dict, final: dict | None = None, report: Path | None = None, times: dict | None = None) -> None:
+    w, row = found["winner"], found["row"]
+    print(f"\nwinner: {w.key()} (rate {w.rate:g}); search val PSNR {float(row['psnr']):.3f} dB; "
+          f"LUT {float(row['lat_pred_ms']):.2f} ms")
+    ab = found["ablation"]
+    if "random_best" in ab:
+        print(f"ablation ({ab['guided_evals']} evaluations each): guided best {ab['guided_best']:.3f} dB, "
+              f"random best {ab['random_best']:.3f} dB, predictor Kendall tau (held-out) {ab['kendall_tau']:.3f}")
+    if final:
+        tgt = final["target_ms"]
+        print(f"final: {final['benchmark']} PSNR {final['psnr']:.2f} dB (bicubic {final['bicubic_psnr']:.2f}, "
+              f"{final['gain_db']:+.2f} dB); measured {final['measured_ms']:.2f} ms vs target {tgt:.2f} ms "
+              + (f"({final['ratio_to_target']:.3f} x: {'meets' if final['meets_target'] else 'MISSES'} the target "
+                 f"within 5 %)" if final["ratio_to_target"] else ""))
+        for k, v in final["files"].items():
+            print(f"  {k}: {v}")
+    if report:
+        print(f"report: {report}")
+    if times:
+        print("stage times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()))
+    print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in
+                      {**({"psnr": final["psnr"], "gain_db": final["gain_db"], "measured_ms": final["measured_ms"],
+                           "target_ms": final["target_ms"]} if final else {}),
+                       "winner": w.key(), "val_psnr": float(row["psnr"])}.items()}))
+
+
+def load_winner(out_dir: Path) -> Candidate:
+    """The winner of a finished search."""
+    return load_candidate(out_dir / "winner.yaml")
+

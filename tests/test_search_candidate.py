@@ -1,0 +1,115 @@
+"""Candidate encoding, YAML round trip, mutation, constraints (rate choice, budgets, impossible target)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from search.candidate import Candidate, Space, load_candidate, save_candidate
+from search.constraints import Constraints, InfeasibleTarget
+from search.generator import evolve, random_valid
+from supernet.config import ModelConfig
+from supernet.errors import UserError
+
+SCHEMES = ["none", "unstructured", "filter", "block", "pattern"]
+
+
+def space() -> Space:
+    return Space(ModelConfig(n_cells=3, n_feats=8, expansion_a=2, expansion_b=2), SCHEMES, 2)
+
+
+def fake_latency(path, plan) -> float:
+    """1 ms fixed + per layer 1 ms (wdsr_a layers 2 ms) times the kept fraction."""
+    ms = 1.0
+    for name, (scheme, rate) in plan.items():
+        cell = int(name.split(".")[1])
+        ms += (2.0 if path[cell] == "wdsr_a" else 1.0) * (1.0 - rate)
+    return ms
+
+
+def test_encoding_is_fixed_length_one_hot():
+    sp = space()
+    rng = np.random.default_rng(0)
+    n_slots = sum(len(v) for v in sp.slots.values())
+    assert sp.dim == 3 * (2 + n_slots * len(sp.schemes))
+    for _ in range(20):
+        c = sp.random(rng)
+        e = sp.encode(c)
+        assert e.shape == (sp.dim,) and set(np.unique(e)) <= {0.0, 1.0}
+        # one block bit per cell plus one scheme bit per layer of the chosen blocks
+        assert e.sum() == 3 + sum(len(s) for s in c.schemes)
+    a = Candidate(("wdsr_a",) * 3, (("none", "none"),) * 3)
+    b = Candidate(("wdsr_a",) * 3, (("none", "filter"),) + (("none", "none"),) * 2)
+    assert not np.array_equal(sp.encode(a), sp.encode(b))
+
+
+def test_candidate_yaml_json_round_trip(tmp_path):
+    sp = space()
+    c = sp.random(np.random.default_rng(1)).with_rate(0.5)
+    save_candidate(c, sp, tmp_path / "w.yaml", {"val_psnr": 30.0})
+    assert load_candidate(tmp_path / "w.yaml") == c
+    assert Candidate.from_json(c.to_json()) == c
+    plan = c.plan(sp)
+    assert list(plan) == sp.layer_names(c.path)
+    assert all(r == (0.5 if s != "none" else 0.0) for s, r in plan.values())
+    assert "pattern" not in sp.allowed(sp.slots["wdsr_b"][0])  # 1x1 convs have no kernel pattern
+    with pytest.raises(UserError):
+        sp.check(Candidate(("wdsr_a",) * 2, (("none", "none"),) * 2))
+
+
+def test_mutation_changes_exactly_one_thing():
+    sp = space()
+    rng = np.random.default_rng(2)
+    for _ in range(50):
+        c = sp.random(rng)
+        m = sp.mutate(c, rng)
+        sp.check(m)
+        block_diff = sum(a != b for a, b in zip(c.path, m.path))
+        if block_diff:
+            assert block_diff == 1
+        else:
+            flat_c = [s for x in c.schemes for s in x]
+            flat_m = [s for x in m.schemes for s in x]
+            assert sum(a != b for a, b in zip(flat_c, flat_m)) <= 1
+
+
+def test_rate_is_smallest_meeting_target_and_budgets():
+    sp = space()
+    cons = Constraints(sp, [0.0, 0.25, 0.5, 0.75], fake_latency, target_ms=7.0)
+    c = Candidate(("wdsr_b",) * 3, (("unstructured",) * 3,) * 3)
+    got, m = cons.assign(c)
+    # 9 layers * (1 - r) + 1 <= 7  ->  r >= 1/3: the grid's smallest is 0.5
+    assert got.rate == 0.5 and m["lat_pred_ms"] == pytest.approx(5.5)
+    dense = Candidate(("wdsr_a",) * 3, (("none", "none"),) * 3)
+    assert cons.assign(dense) is None  # 13 ms and nothing to prune
+    # a MAC budget alone also forces a rate
+    macs_dense, _ = sp.cost(c.with_rate(0.0), (16, 16))
+    cons2 = Constraints(sp, [0.0, 0.25, 0.5], None, max_macs=macs_dense * 0.9, lr_hw=(16, 16))
+    assert cons2.assign(c)[0].rate == 0.25
+    cons3 = Constraints(sp, [0.0, 0.25, 0.5], None, max_params=1.0)
+    assert cons3.assign(c) is None
+
+
+def test_generators_give_valid_unseen_candidates():
+    sp = space()
+    cons = Constraints(sp, [0.0, 0.25, 0.5, 0.75], fake_latency, target_ms=6.0)
+    rng = np.random.default_rng(3)
+    seen: set[str] = set()
+    init = random_valid(sp, cons, 6, rng, seen)
+    assert len({p.cand.key() for p in init}) == 6
+    assert all(p.measures["lat_pred_ms"] <= 6.0 for p in init)
+    pool = evolve(sp, cons, [p.cand for p in init[:2]], 10, rng, set(seen))
+    keys = [p.cand.key() for p in pool]
+    assert len(pool) == 10 and len(set(keys)) == 10 and not set(keys) & seen
+    assert all(p.measures["lat_pred_ms"] <= 6.0 for p in pool)
+
+
+def test_impossible_target_fails_early_with_fastest_latency():
+    sp = space()
+    cons = Constraints(sp, [0.0, 0.5], fake_latency, target_ms=2.0)
+    with pytest.raises(InfeasibleTarget) as e:
+        cons.check_feasible()
+    # fastest: 3 wdsr_b cells, 9 layers at rate 0.5 -> 1 + 9 * 0.5 = 5.5 ms
+    msg = str(e.value)
+    assert "2.00 ms" in msg and "5.50 ms" in msg and "target" in msg
+    assert isinstance(e.value, UserError)
+    Constraints(sp, [0.0, 0.5], fake_latency, target_ms=5.5).check_feasible()  # exactly reachable: fine
