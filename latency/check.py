@@ -35,28 +35,16 @@ def random_candidate(rng: np.random.Generator, templates: dict, n_cells: int, sc
 
 def measure_candidates(cands: Sequence[tuple[tuple[str, ...], Plan]], candidate_fn: CandidateFn,
                        lr_hw: tuple[int, int], backend: str, threads: int, warmup: int = 1, repeats: int = 5,
-                       chunk: int = 5, progress: bool = True,
-                       anchor: tuple[Callable[[], None], float] | None = None) -> list[dict]:
-    """End-to-end timings of whole candidates, interleaved a chunk at a time.
-
-    With ``anchor`` (runner, reference ms) every chunk also times the LUT's anchor op and
-    each result gets ``normalised_ms``: the time scaled to the load level the LUT was built at.
-    """
+                       chunk: int = 5, progress: bool = True) -> list[dict]:
+    """End-to-end timings of whole candidates, interleaved a chunk at a time."""
     x = torch.rand(1, 3, *lr_hw)
     out: list[dict] = []
     bar = tqdm(total=len(cands), desc="end-to-end", unit="net", disable=not progress)
     for start in range(0, len(cands), chunk):
         part = cands[start:start + chunk]
         runners = [make_runner(candidate_fn(p, plan), [x], backend, threads) for p, plan in part]
-        if anchor:
-            runners.append(anchor[0])
         ts = time_interleaved(runners, warmup=warmup, repeats=repeats, threads=threads, seed=start)
-        f = anchor[1] / ts[-1].median_ms if anchor else 1.0
-        for t in ts[:len(part)]:
-            d = t.as_dict()
-            d["normalised_ms"] = t.median_ms * f
-            d["anchor_factor"] = f
-            out.append(d)
+        out.extend(t.as_dict() for t in ts)
         bar.update(len(part))
     bar.close()
     return out
@@ -103,8 +91,7 @@ def scatter_plot(pred: Sequence[float], meas: Sequence[float], path: Path, title
 
 def run_check(model: LatencyModel, candidate_fn: CandidateFn, n_cells: int, schemes: Sequence[str],
               rates: Sequence[float], samples: int, backend: str, threads: int, out_dir: Path, seed: int = 0,
-              warmup: int = 1, repeats: int = 5, progress: bool = True,
-              anchor: tuple[Callable[[], None], float] | None = None) -> dict:
+              warmup: int = 1, repeats: int = 5, progress: bool = True) -> dict:
     """Predict and measure ``samples`` random candidates; write CSV + PNG into out_dir; return figures."""
     rng = np.random.default_rng(seed)
     templates = block_templates(model.cfg, model.scale)
@@ -112,22 +99,17 @@ def run_check(model: LatencyModel, candidate_fn: CandidateFn, n_cells: int, sche
     pred = [model.predict(p, plan) for p, plan in cands]
     raw = [model.raw(p, plan) for p, plan in cands]
     times = measure_candidates(cands, candidate_fn, (model.h, model.w), backend, threads, warmup, repeats,
-                               progress=progress, anchor=anchor)
+                               progress=progress)
     meas = [t["median_ms"] for t in times]
     res = accuracy(pred, meas)
-    if anchor:
-        # the same runs scaled by the anchor op to the LUT's load level (a no-op on a quiet machine)
-        res["load_normalised"] = {k: v for k, v in accuracy(pred, [t["normalised_ms"] for t in times]).items()
-                                  if k != "n"}
-        res["anchor_factor_range"] = [min(t["anchor_factor"] for t in times), max(t["anchor_factor"] for t in times)]
     # the same measurements against the uncalibrated op sum: what the calibration is worth
     res["uncalibrated"] = {k: v for k, v in accuracy(raw, meas).items() if k != "n"}
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / "check.csv", "w") as f:
-        f.write("path,plan,predicted_ms,op_sum_ms,measured_ms,iqr_ms,normalised_ms\n")
+        f.write("path,plan,predicted_ms,op_sum_ms,measured_ms,iqr_ms\n")
         for (p, plan), pr, rw, t in zip(cands, pred, raw, times):
             f.write(f"\"{','.join(p)}\",\"{json.dumps(plan).replace(chr(34), chr(39))}\",{pr:.3f},{rw:.3f},"
-                    f"{t['median_ms']:.3f},{t['iqr_ms']:.3f},{t['normalised_ms']:.3f}\n")
+                    f"{t['median_ms']:.3f},{t['iqr_ms']:.3f}\n")
     title = (f"{backend} {model.w}x{model.h} n={res['n']}: within10={res['within_10']:.2f} "
              f"rho={res['spearman']:.3f}")
     res["plot"] = str(scatter_plot(pred, meas, out_dir / "check_scatter.png", title))

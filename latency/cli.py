@@ -11,7 +11,7 @@ from supernet.config import load_config
 from supernet.errors import UserError
 from supernet.model import build_path_net
 
-from .build import anchor_key, build_lut, calibrate_lut, default_lut_path, make_anchor_runner
+from .build import build_lut, calibrate_lut, default_lut_path
 from .fingerprint import BACKENDS, FIELDS, fingerprint
 from .lut import LUT, LUTFingerprintWarning
 from .importer import import_csv
@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(func=_check)
     i = g.add_parser("import", help="turn a CSV of external measurements (e.g. a phone) into a LUT")
     i.add_argument("-c", "--config", required=True)
-    i.add_argument("csv", help=f"CSV with columns op,cin,cout,k,h,w,scheme,rate,latency_ms[,spread_ms,cout_kept]")
+    i.add_argument("csv", help="CSV with columns op,cin,cout,k,h,w,scheme,rate,latency_ms[,spread_ms,cout_kept]")
     i.add_argument("--out", help="LUT file to write (default: as for build, with the CSV's backend)")
     i.add_argument("--backend", choices=BACKENDS, default=None, help="backend the CSV was measured with")
     for f in FIELDS:
@@ -98,29 +98,21 @@ def _check(args) -> int:
         print(f"warning: {w.message}")
     model = LatencyModel(lut, cfg.model, cfg.data.scale, (lat.lr_height, lat.lr_width),
                          calibrate=not args.no_calibration)
-    ak = anchor_key(cfg)
-    anchor = (make_anchor_runner(cfg, backend), lut.rows[ak].latency_ms) if ak in lut.rows else None
     res = run_check(model, candidate_builder(cfg), cfg.model.n_cells, cfg.pruning.schemes, lat.rates,
                     args.samples, backend, lat.threads, path.parent, seed=args.seed, warmup=args.warmup,
-                    repeats=args.repeats, progress=not args.json, anchor=anchor)
+                    repeats=args.repeats, progress=not args.json)
     res["calibration"] = lut.calibration if not args.no_calibration else None
     if args.json:
         print(json.dumps(res))
         return 0
     print(f"latency check: {res['n']} random candidates, {backend}, {lat.lr_width}x{lat.lr_height}, LUT {path}")
     cal = lut.calibration if not args.no_calibration else None
-    print(f"  {'':<16} {'model':>8} {'op sum':>8}" + (f" {'model/n':>8}" if "load_normalised" in res else "")
-          + f"   (model = op sum x {cal['scale'] if cal else 1.0:.3f})")
+    print(f"  {'':<16} {'model':>8} {'op sum':>8}   (model = op sum x {cal['scale'] if cal else 1.0:.3f})")
     unc = res["uncalibrated"]
-    norm = res.get("load_normalised", {})
-    if norm:
-        print(f"  (last column: measured times scaled by the anchor op to the LUT's load level; "
-              f"factors {res['anchor_factor_range'][0]:.2f}..{res['anchor_factor_range'][1]:.2f})")
     for k, label, fmt in [("within_5", "within +-5 %", ".2f"), ("within_10", "within +-10 %", ".2f"),
                           ("within_15", "within +-15 %", ".2f"), ("mape", "MAPE (%)", ".2f"),
                           ("rmse", "RMSE (ms)", ".1f"), ("spearman", "Spearman", ".3f")]:
-        extra = f" {norm[k]:>8{fmt}}" if norm else ""
-        print(f"  {label:<16} {res[k]:>8{fmt}} {unc[k]:>8{fmt}}{extra}")
+        print(f"  {label:<16} {res[k]:>8{fmt}} {unc[k]:>8{fmt}}")
     print(f"  scatter: {res['plot']}\n  rows: {res['csv']}")
     return 0
 
