@@ -127,8 +127,7 @@ def calibrate_lut(lut: LUT, cfg: Config, candidate_fn, samples: int, backend: st
              for _ in range(samples)]
     raw = [model.raw(p, plan) for p, plan in cands]
     times = measure_candidates(cands, candidate_fn, (lat.lr_height, lat.lr_width), backend, lat.threads,
-                               warmup=1, repeats=max(3, lat.repeats // 2), progress=progress,
-                               anchor=(make_anchor_runner(cfg, backend), lut.rows[anchor_key(cfg)].latency_ms))
-    cal = fit_calibration(raw, [t["normalised_ms"] for t in times])
+                               warmup=1, repeats=max(3, lat.repeats // 2), progress=progress)
+    cal = fit_calibration(raw, [t["median_ms"] for t in times])
     lut.set_calibration(cal)
     return cal
