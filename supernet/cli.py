@@ -54,10 +54,12 @@ def _eval(args) -> int:
     net = load_supernet(weights)
     paths = [net.check_path(parse_path(p, net.block_names)) for p in args.path]
     rng = np.random.default_rng(args.seed)
-    while len(paths) < len(args.path) + args.sample:
-        paths.append(net.random_path(rng))
-    if not paths:
-        paths = [net.random_path(rng) for _ in range(8)]
+    wanted = len(paths) + (args.sample if args.sample or paths else 8)
+    space = len(net.block_names) ** net.n_cells
+    while len(paths) < wanted and len(set(paths)) < space:  # distinct paths, as many as the space holds
+        p = net.random_path(rng)
+        if p not in paths:
+            paths.append(p)
     datasets = [d for d in args.datasets.split(",") if d] or cfg.data.benchmarks
     s = net.scale
     rows = []

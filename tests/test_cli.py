@@ -38,3 +38,4 @@ def test_train_then_eval_table(tmp_path):
     rows = json.loads(r.stdout)
     assert [row["model"] for row in rows][:2] == ["bicubic", "wdsr_a-wdsr_b"]
     assert len(rows) == 4 and all(0 < row["ssim"] <= 1 for row in rows)
+    assert len({row["model"] for row in rows}) == 4  # sampled paths are distinct
