@@ -15,6 +15,16 @@ def _best_so_far(df: pd.DataFrame) -> np.ndarray:
     return np.maximum.accumulate(df["psnr"].astype(float).to_numpy()) if len(df) else np.array([])
 
 
+def _save(fig, ax, path: Path, legend_size: int = 8) -> Path:
+    """Grid, legend, tight layout, PNG; the figure is closed."""
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=legend_size)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot_progress(guided: pd.DataFrame, random: pd.DataFrame | None, path: Path) -> Path:
     """Best PSNR so far against the number of real evaluations."""
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
@@ -23,12 +33,7 @@ def plot_progress(guided: pd.DataFrame, random: pd.DataFrame | None, path: Path)
         ax.plot(np.arange(1, len(random) + 1), _best_so_far(random), "s--", label="random (valid candidates)")
     ax.set_xlabel("real evaluations")
     ax.set_ylabel("best validation PSNR so far (dB)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path)
 
 
 def plot_psnr_latency(guided: pd.DataFrame, random: pd.DataFrame | None, target_ms: float, path: Path,
@@ -46,12 +51,7 @@ def plot_psnr_latency(guided: pd.DataFrame, random: pd.DataFrame | None, target_
                    label="winner")
     ax.set_xlabel("LUT-predicted latency (ms)")
     ax.set_ylabel("validation PSNR (dB)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path)
 
 
 def plot_predictor(guided: pd.DataFrame, heldout: tuple[np.ndarray, np.ndarray] | None, path: Path) -> Path:
@@ -73,12 +73,7 @@ def plot_predictor(guided: pd.DataFrame, heldout: tuple[np.ndarray, np.ndarray] 
     ax.plot([lo, hi], [lo, hi], "k:", lw=1)
     ax.set_xlabel("predicted PSNR (dB)")
     ax.set_ylabel("measured PSNR (dB)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path, legend_size=7)
 
 
 def _cell(c) -> str:
