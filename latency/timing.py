@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from supernet.errors import UserError
+from supernet.layout import as_channels_last, channels_last
 
 from .fingerprint import BACKENDS, resolve_threads
 
@@ -57,6 +58,10 @@ def make_runner(module: nn.Module, inputs: Sequence[torch.Tensor], backend: str,
     check_backend(backend)
     module = module.eval()
     if backend == "torch-cpu":
+        # as the exported TorchScript runs (supernet.layout): channels_last is ~2x faster here
+        module = channels_last(module)
+        inputs = [as_channels_last(t) for t in inputs]
+
         def run_cpu():
             with torch.inference_mode():
                 module(*inputs)

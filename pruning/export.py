@@ -6,12 +6,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from supernet.layout import ChannelsLast
+
 
 def export_model(model: nn.Module, out_dir: str | Path, lr_hw: tuple[int, int] = (360, 640)) -> dict:
     """Write ``model.ts`` (traced TorchScript) and ``model.onnx`` (dynamic H/W) into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model = model.eval()
+    model = ChannelsLast(model).eval()  # the layout torch runs fastest on CPU (supernet.layout)
     x = torch.rand(1, 3, *lr_hw)
     ts_path, onnx_path = out / "model.ts", out / "model.onnx"
     with torch.no_grad():
