@@ -6,10 +6,8 @@ import json
 import warnings
 from pathlib import Path
 
-from supernet.blocks import fuse_weight_norm
+from pruning import kept_out_channels, pruned_layer, pruned_path_net
 from supernet.config import load_config
-from supernet.errors import UserError
-from supernet.model import build_path_net
 
 from .build import build_lut, calibrate_lut, default_lut_path
 from .fingerprint import BACKENDS, FIELDS, fingerprint
@@ -52,31 +50,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.set_defaults(func=_import)
 
 
-def _pruning():
-    try:
-        from pruning import apply_plan, compact, kept_out_channels, pruned_layer
-    except ImportError as e:
-        raise UserError(f"the pruning package is not available ({e}); it provides the pruned-layer executors "
-                        f"the LUT measures") from None
-    return apply_plan, compact, kept_out_channels, pruned_layer
-
-
 def candidate_builder(cfg):
     """candidate_fn(path, plan) -> compact pruned network, as the export will run it."""
-    apply_plan, compact, _, _ = _pruning()
-
-    def build(path, plan):
-        net = fuse_weight_norm(build_path_net(cfg.model, cfg.data.scale, path))
-        masks = apply_plan(net, dict(plan), cfg.pruning)
-        return compact(net, masks, cfg.pruning)
-    return build
+    return lambda path, plan: pruned_path_net(cfg.model, cfg.data.scale, path, plan, cfg.pruning)
 
 
 def _build(args) -> int:
     cfg = load_config(args.config)
-    _, _, kept, factory = _pruning()
     backend = args.backend or cfg.latency.backend
-    lut = build_lut(cfg, factory, kept, backend=backend, out=args.out)
+    lut = build_lut(cfg, pruned_layer, kept_out_channels, backend=backend, out=args.out)
     n = cfg.latency.calib_samples if args.calib_samples is None else args.calib_samples
     if lut.calibration is None or args.recalibrate:
         calibrate_lut(lut, cfg, candidate_builder(cfg), n, backend)

@@ -6,11 +6,12 @@ import copy
 import torch
 from torch import nn
 
-from supernet.blocks import ResidualBlock
-from supernet.config import PruningConfig
+from supernet.blocks import ResidualBlock, fuse_weight_norm
+from supernet.config import ModelConfig, PruningConfig
+from supernet.model import build_path_net
 
 from .executors import executor
-from .masks import Masks
+from .masks import Masks, Plan, apply_plan
 
 
 def _compact_block(blk: ResidualBlock, prefix: str, masks: Masks, cfg: PruningConfig) -> ResidualBlock:
@@ -51,3 +52,9 @@ def compact(net: nn.Module, masks: Masks, cfg: PruningConfig) -> nn.Module:
     masks.apply(out)
     out.body = nn.Sequential(*(_compact_block(blk, f"body.{i}", masks, cfg) for i, blk in enumerate(out.body)))
     return out.eval()
+
+
+def pruned_path_net(model_cfg: ModelConfig, scale: int, path, plan: Plan, cfg: PruningConfig) -> nn.Module:
+    """A freshly initialised path network pruned by ``plan`` and compacted: what a candidate costs to run."""
+    net = fuse_weight_norm(build_path_net(model_cfg, scale, path))
+    return compact(net, apply_plan(net, dict(plan), cfg), cfg).eval()

@@ -41,10 +41,7 @@ def candidate_builder(cfg: Config):
     """(path, plan) -> the compact pruned network (random weights) as the export runs it: what calibration times."""
     import pruning
 
-    def build(path, plan):
-        net = fuse_weight_norm(build_path_net(cfg.model, cfg.data.scale, path))
-        return pruning.compact(net, pruning.apply_plan(net, dict(plan), cfg.pruning), cfg.pruning).eval()
-    return build
+    return lambda path, plan: pruning.pruned_path_net(cfg.model, cfg.data.scale, path, plan, cfg.pruning)
 
 
 def lut_path(cfg: Config, out_dir: Path) -> Path:
