@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
-import time
 from pathlib import Path
 
 import matplotlib
@@ -26,6 +24,8 @@ from tqdm import tqdm
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from latency.timing import make_runner  # noqa: E402
+from latency.timing import time_interleaved as latency_time_interleaved  # noqa: E402
 from pruning import apply_plan, compact, count_macs, mac_latency_fn, reweighted_prune  # noqa: E402
 from supernet.blocks import fuse_weight_norm  # noqa: E402
 from supernet.config import PruningConfig, load_config  # noqa: E402
@@ -52,17 +52,11 @@ def train(net: nn.Module, sampler: PatchSampler, steps: int, lr: float, masks=No
 
 
 def time_interleaved(models: dict[str, nn.Module], x: torch.Tensor, reps: int) -> dict[str, float]:
-    """Median ms per model, models run round-robin so load changes hit all alike."""
-    times = {k: [] for k in models}
-    with torch.no_grad():
-        for m in models.values():
-            m(x)
-        for _ in tqdm(range(reps), desc="timing", leave=False):
-            for k, m in models.items():
-                t0 = time.perf_counter()
-                m(x)
-                times[k].append((time.perf_counter() - t0) * 1000)
-    return {k: statistics.median(v) for k, v in times.items()}
+    """Median ms per model, timed round-robin by the latency package's harness (as the LUT is)."""
+    names = list(models)
+    runners = [make_runner(models[k], [x], "torch-cpu", 0) for k in names]
+    timings = latency_time_interleaved(runners, warmup=1, repeats=reps)
+    return {k: t.median_ms for k, t in zip(names, timings)}
 
 
 def reweighted_demo(dense: nn.Module, sampler: PatchSampler, pairs, pcfg: PruningConfig, hw: tuple[int, int],

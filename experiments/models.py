@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 from supernet.errors import UserError
-from supernet.layout import channels_last
 
 from . import zoo
 
@@ -90,5 +89,5 @@ def load_model(spec: str, scale: int = 2, weights_dir: str | Path | None = None,
         raise UserError(f"unknown model {spec!r}: use a zoo name ({', '.join(zoo.names() + ['abpn_int8'])}) "
                         "or a .ts / .onnx file")
     e = zoo.entry(spec)
-    module = channels_last(zoo.load(spec, scale, weights_dir=weights_dir))  # as exported models run
+    module = zoo.load(spec, scale, weights_dir=weights_dir)
     return LoadedModel(spec, _torch_runner(module), scale, module, e.y_only, "fp32", e.config)

@@ -6,7 +6,8 @@ import platform
 
 import torch
 
-BACKENDS = ("torch-cpu", "onnxruntime", "torch-cuda")
+# torch-cpu-cl: torch CPU in channels_last layout (see supernet/layout.py), exported TorchScript likewise
+BACKENDS = ("torch-cpu", "torch-cpu-cl", "onnxruntime", "torch-cuda")
 FIELDS = ("cpu_model", "cores", "threads", "torch", "onnxruntime", "backend", "accelerator")
 
 

@@ -57,10 +57,10 @@ def make_runner(module: nn.Module, inputs: Sequence[torch.Tensor], backend: str,
     """A zero-argument callable that runs ``module`` once on ``inputs`` on ``backend``."""
     check_backend(backend)
     module = module.eval()
-    if backend == "torch-cpu":
-        # as the exported TorchScript runs (supernet.layout): channels_last is ~2x faster here
-        module = channels_last(module)
-        inputs = [as_channels_last(t) for t in inputs]
+    if backend in ("torch-cpu", "torch-cpu-cl"):
+        if backend == "torch-cpu-cl":  # as the exported TorchScript of such a run executes
+            module = channels_last(module)
+            inputs = [as_channels_last(t) for t in inputs]
 
         def run_cpu():
             with torch.inference_mode():

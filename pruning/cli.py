@@ -133,6 +133,7 @@ def _export(args) -> int:
     if not isinstance(blob, dict) or "masks" not in blob:
         raise UserError(f"{f} is not a model written by `srnas prune`")
     out = Path(args.out) if args.out else cfg.out_dir / "export"
-    paths = export_model(_rebuild(blob)[1], out, (cfg.latency.lr_height, cfg.latency.lr_width))
+    paths = export_model(_rebuild(blob)[1], out, (cfg.latency.lr_height, cfg.latency.lr_width),
+                         channels_last=cfg.latency.backend == "torch-cpu-cl")
     print(json.dumps(paths))
     return 0

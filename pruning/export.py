@@ -9,11 +9,16 @@ from torch import nn
 from supernet.layout import ChannelsLast
 
 
-def export_model(model: nn.Module, out_dir: str | Path, lr_hw: tuple[int, int] = (360, 640)) -> dict:
-    """Write ``model.ts`` (traced TorchScript) and ``model.onnx`` (dynamic H/W) into ``out_dir``."""
+def export_model(model: nn.Module, out_dir: str | Path, lr_hw: tuple[int, int] = (360, 640),
+                 channels_last: bool = False) -> dict:
+    """Write ``model.ts`` (traced TorchScript) and ``model.onnx`` (dynamic H/W) into ``out_dir``.
+
+    ``channels_last``: the TorchScript runs in that layout whatever its input's (the
+    torch-cpu-cl latency backend); ONNX Runtime picks its own layout either way.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model = ChannelsLast(model).eval()  # the layout torch runs fastest on CPU (supernet.layout)
+    model = (ChannelsLast(model) if channels_last else model).eval()
     x = torch.rand(1, 3, *lr_hw)
     ts_path, onnx_path = out / "model.ts", out / "model.onnx"
     with torch.no_grad():

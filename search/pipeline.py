@@ -214,7 +214,8 @@ def stage3(cfg: Config, out_dir: Path, winner: Candidate, lat_model) -> dict:
                                 "candidate": winner.to_dict()}, state_path)
     compact = pruning.compact(net, masks, cfg.pruning).eval()
     export_dir = out_dir / "export"
-    files = pruning.export_model(compact, export_dir, lr_hw=lr_hw(cfg))
+    files = pruning.export_model(compact, export_dir, lr_hw=lr_hw(cfg),
+                                 channels_last=cfg.latency.backend == "torch-cpu-cl")
     t = measure_module(compact, lr_hw(cfg), cfg.latency.backend, cfg.latency.threads, cfg.latency.warmup,
                        max(cfg.latency.repeats, 10))
     pred = lat_model.predict(winner.path, plan) if lat_model is not None else float("nan")

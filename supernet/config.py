@@ -63,7 +63,7 @@ class TrainConfig:
 
 @dataclass
 class LatencyConfig:
-    backend: Literal["torch-cpu", "onnxruntime", "torch-cuda"] = "torch-cpu"
+    backend: Literal["torch-cpu", "torch-cpu-cl", "onnxruntime", "torch-cuda"] = "torch-cpu"
     threads: int = 0                      # 0 = all cores of this machine
     lr_height: int = 360                  # input (LR) size the target refers to
     lr_width: int = 640
