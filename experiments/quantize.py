@@ -21,7 +21,7 @@ from supernet.data import PatchSampler, load_images, make_pairs
 from supernet.distributed import init_distributed
 from supernet.errors import UserError
 from supernet.evaluate import evaluate
-from supernet.train import Recipe, load_train_images, train_loop
+from supernet.train import Recipe, load_train_images, stage_done, train_loop
 
 from . import zoo
 from .zoo.abpn import ABPN
@@ -78,12 +78,8 @@ def train_abpn_int8(cfg: Config, out_dir: Path | None = None, resume: bool = Fal
     d = cfg.data
     zoo_dir = (Path(out_dir) if out_dir else cfg.out_dir) / "zoo"
     stage_dir, final = zoo_dir / f"abpn_int8_x{d.scale}", zoo_dir / f"abpn_int8_x{d.scale}.pt"
-    if final.exists() and not redo:
-        print(f"zoo abpn_int8: {final} exists; skipping (pass --redo to train again)")
+    if stage_done("zoo abpn_int8", stage_dir, final, redo):
         return final
-    if redo:
-        for f in ("checkpoint.pt", "train_log.csv"):
-            (stage_dir / f).unlink(missing_ok=True)
     if fp32_weights is None:
         local = zoo_dir / f"abpn_x{d.scale}.pt"
         fp32_weights = local if local.exists() else None

@@ -41,6 +41,18 @@ class StageExists(UserError, RuntimeError):
     """A stage's checkpoint exists and neither resume nor redo was asked for."""
 
 
+def stage_done(label: str, stage_dir: Path, final: Path, redo: bool, main: bool = True) -> bool:
+    """True when a training stage's ``final`` output exists (skip it); with ``redo``, clear its outputs."""
+    if final.exists() and not redo:
+        if main:
+            print(f"{label}: {final} exists; skipping (pass --redo to train again)")
+        return True
+    if redo and main:
+        for f in (stage_dir / "checkpoint.pt", stage_dir / "train_log.csv", final):
+            f.unlink(missing_ok=True)
+    return False
+
+
 def train_loop(model: nn.Module, sampler: PatchSampler, recipe: Recipe, stage_dir: Path, forward: Forward,
                validate: Validate, dist_info: DistInfo, resume: bool = False, desc: str = "train") -> nn.Module:
     """Train ``model`` on ``sampler`` batches; checkpoint and validate every epoch.
@@ -148,13 +160,8 @@ def train_supernet(cfg: Config, out_dir: Path | None = None, resume: bool = Fals
     out_dir = Path(out_dir) if out_dir else cfg.out_dir
     stage_dir = out_dir / "supernet"
     final = stage_dir / "supernet.pt"
-    if final.exists() and not redo:
-        if dist_info.main:
-            print(f"supernet: {final} exists; skipping (pass --redo to train again)")
+    if stage_done("supernet", stage_dir, final, redo, dist_info.main):
         return final
-    if redo and dist_info.main:
-        for f in ("checkpoint.pt", "train_log.csv", "supernet.pt"):
-            (stage_dir / f).unlink(missing_ok=True)
     barrier()
     if dist_info.main:
         stage_dir.mkdir(parents=True, exist_ok=True)

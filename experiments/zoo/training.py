@@ -12,7 +12,7 @@ from supernet.data import PatchSampler, load_images, make_pairs
 from supernet.distributed import DistInfo, init_distributed
 from supernet.errors import UserError
 from supernet.evaluate import evaluate
-from supernet.train import Recipe, load_train_images, train_loop
+from supernet.train import Recipe, load_train_images, stage_done, train_loop
 
 from . import YOnly, build, entry, export_state, trainable_core
 from .common import rgb_to_y
@@ -48,13 +48,8 @@ def train_zoo_model(cfg: Config, name: str, out_dir: Path | None = None, resume:
     zoo_dir = (Path(out_dir) if out_dir else cfg.out_dir) / "zoo"
     stage_dir = zoo_dir / f"{name}_x{d.scale}"
     final = zoo_dir / f"{name}_x{d.scale}.pt"
-    if final.exists() and not redo:
-        print(f"zoo {name}: {final} exists; skipping (pass --redo to train again)")
+    if stage_done(f"zoo {name}", stage_dir, final, redo):
         return final
-    if redo:
-        for f in ("checkpoint.pt", "train_log.csv"):
-            (stage_dir / f).unlink(missing_ok=True)
-        final.unlink(missing_ok=True)
     stage_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, stage_dir / "config.yaml")
     if sampler is None:
