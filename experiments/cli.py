@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from supernet.cli import add_training_args
 from supernet.errors import UserError
 
 DEFAULT_CONFIG = str(Path(__file__).resolve().parent / "configs" / "zoo.yaml")
@@ -15,10 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = z.add_subparsers(dest="action", required=True)
     t = g.add_parser("train", help="train one zoo model with the shared recipe (resumable)")
     t.add_argument("name", help="zoo model name, or abpn_int8 (QAT of the trained ABPN)")
-    t.add_argument("-c", "--config", default=DEFAULT_CONFIG)
-    t.add_argument("--out", help="run directory (default: <run_dir>/<name> from the config)")
-    t.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    t.add_argument("--redo", action="store_true", help="discard earlier outputs and train from scratch")
+    add_training_args(t, DEFAULT_CONFIG)
     t.set_defaults(func=_zoo_train)
     ls = g.add_parser("list", help="list the registered models and whether weights are shipped")
     ls.add_argument("--scale", type=int, default=2)

@@ -15,15 +15,23 @@ from .model import parse_path
 from .train import load_supernet, path_name, train_supernet
 
 
+def add_training_args(p: argparse.ArgumentParser, config_default: str | None = None) -> None:
+    """The options every resumable training stage takes: -c, --out, --resume, --redo."""
+    if config_default is None:
+        p.add_argument("-c", "--config", required=True)
+    else:
+        p.add_argument("-c", "--config", default=config_default)
+    p.add_argument("--out", help="run directory (default: <run_dir>/<name> from the config)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--redo", action="store_true", help="discard earlier outputs and train from scratch")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `supernet` command group."""
     p = sub.add_parser("supernet", help="train or evaluate the weight-sharing supernet")
     g = p.add_subparsers(dest="action", required=True)
     t = g.add_parser("train", help="single-path sampling training (resumable; runs under torchrun too)")
-    t.add_argument("-c", "--config", required=True)
-    t.add_argument("--out", help="run directory (default: <run_dir>/<name> from the config)")
-    t.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    t.add_argument("--redo", action="store_true", help="discard earlier outputs and train from scratch")
+    add_training_args(t)
     t.set_defaults(func=_train)
     e = g.add_parser("eval", help="PSNR/SSIM (Y) of supernet paths on benchmark folders")
     e.add_argument("-c", "--config", required=True)
