@@ -17,16 +17,14 @@ from pathlib import Path
 
 import matplotlib
 import torch
-import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from latency.timing import make_runner  # noqa: E402
 from latency.timing import time_interleaved as latency_time_interleaved  # noqa: E402
-from pruning import apply_plan, compact, count_macs, mac_latency_fn, reweighted_prune  # noqa: E402
+from pruning import masked_finetune, apply_plan, compact, count_macs, mac_latency_fn, reweighted_prune  # noqa: E402
 from supernet.blocks import fuse_weight_norm  # noqa: E402
 from supernet.config import PruningConfig, load_config  # noqa: E402
 from supernet.data import PatchSampler, load_images, make_pairs  # noqa: E402
@@ -34,21 +32,6 @@ from supernet.evaluate import evaluate  # noqa: E402
 from supernet.model import build_path_net  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def train(net: nn.Module, sampler: PatchSampler, steps: int, lr: float, masks=None, desc: str = "train") -> None:
-    """Short L1/Adam fine-tune, re-applying masks after every step."""
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    net.train()
-    for step in tqdm(range(steps), desc=desc, leave=False):
-        x, y = sampler.sample(step)
-        loss = F.l1_loss(net(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if masks is not None:
-            masks.apply(net)
-    net.eval()
 
 
 def time_interleaved(models: dict[str, nn.Module], x: torch.Tensor, reps: int) -> dict[str, float]:
@@ -121,7 +104,7 @@ def main() -> None:
     pairs = make_pairs(load_images("Set5", "val"), 2)
     path = ["wdsr_b"] * cfg.model.n_cells
     dense = fuse_weight_norm(build_path_net(cfg.model, 2, path))
-    train(dense, sampler, train_steps, 1e-3, desc="dense")
+    masked_finetune(dense, sampler, train_steps, 1e-3, lr_floor=None, desc="dense")
     with torch.no_grad():
         dense_psnr = evaluate(lambda x: dense(x), pairs, 2, ssim=False)["psnr"]
     if args.reweighted:
@@ -134,7 +117,7 @@ def main() -> None:
         for rate in [0.5, 0.75]:
             net = copy.deepcopy(dense)
             masks = apply_plan(net, {n: (scheme, rate) for n, _ in net.prunable()}, pcfg)
-            train(net, sampler, ft_steps, 2e-4, masks, desc=f"{scheme}@{rate}")
+            masked_finetune(net, sampler, ft_steps, 2e-4, masks, lr_floor=None, desc=f"{scheme}@{rate}")
             with torch.no_grad():
                 psnr = evaluate(lambda x: net(x), pairs, 2, ssim=False)["psnr"]
             small = compact(net, masks, pcfg)

@@ -31,26 +31,33 @@ def _group_norms(w: torch.Tensor, gid: torch.Tensor, n: int) -> torch.Tensor:
     return torch.zeros(n, dtype=w.dtype, device=w.device).index_add_(0, gid.flatten(), w.pow(2).flatten())
 
 
-def _train(net: nn.Module, sampler, steps: int, lr: float, penalty: Callable[[int], torch.Tensor] | None,
-           masks: Masks | None, desc: str) -> None:
-    """L1/Adam/cosine steps with an optional penalty term, re-applying masks after each step."""
+def masked_finetune(net: nn.Module, sampler, steps: int, lr: float, masks: Masks | None = None,
+                    penalty: Callable[[int], torch.Tensor] | None = None, lr_floor: float | None = 0.01,
+                    desc: str = "finetune", progress: bool = True,
+                    device: torch.device = torch.device("cpu")) -> nn.Module:
+    """L1/Adam steps (+ optional penalty), masks re-applied after each so pruned weights stay zero.
+
+    ``lr_floor``: cosine schedule down to lr * lr_floor; None keeps lr constant.
+    """
     if steps <= 0:
-        return
+        return net
     opt = torch.optim.Adam(net.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=lr * 0.01)
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=lr * lr_floor)
+             if lr_floor is not None else None)
     net.train()
-    for step in tqdm(range(steps), desc=desc, dynamic_ncols=True):
-        lr_b, hr_b = sampler.sample(step)
+    for step in tqdm(range(steps), desc=desc, dynamic_ncols=True, disable=not progress):
+        lr_b, hr_b = (t.to(device) for t in sampler.sample(step))
         loss = F.l1_loss(net(lr_b), hr_b)
         if penalty is not None:
             loss = loss + penalty(step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        sched.step()
+        if sched is not None:
+            sched.step()
         if masks is not None:
             masks.apply(net)
-    net.eval()
+    return net.eval()
 
 
 def collapsed_rates(net: nn.Module, schemes: dict[str, str], cfg: PruningConfig, grid: Sequence[float],
@@ -135,7 +142,7 @@ def reweighted_prune(net: nn.Module, sampler, cfg: PruningConfig, latency_fn: La
             total = total + (alphas[n] * norms).sum()
         return cfg.reg_lambda * total
 
-    _train(net, sampler, cfg.reg_steps, lr, penalty, None, "reweighted reg")
+    masked_finetune(net, sampler, cfg.reg_steps, lr, penalty=penalty, desc="reweighted reg")
     plan = collapsed_rates(net, schemes, cfg, grid, collapse)
     if latency_fn is not None and target_ms > 0:
         goal = target_ms
@@ -151,5 +158,5 @@ def reweighted_prune(net: nn.Module, sampler, cfg: PruningConfig, latency_fn: La
                 plan = {n: (s, max(grid)) for n, (s, _) in plan.items()}
                 break
     masks = apply_plan(net, plan, cfg)
-    _train(net, sampler, cfg.finetune_steps, lr, None, masks, "masked finetune")
+    masked_finetune(net, sampler, cfg.finetune_steps, lr, masks, desc="masked finetune")
     return net, masks, plan

@@ -4,8 +4,8 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
+from pruning import masked_finetune
 from supernet.config import Config
 from supernet.data import Pair, PatchSampler
 from supernet.evaluate import evaluate
@@ -33,25 +33,6 @@ def center_crop_pairs(pairs: list[Pair], hr_side: int, scale: int) -> list[Pair]
     return out
 
 
-def masked_finetune(net: SRNet, masks, sampler: PatchSampler, steps: int, lr: float, seed_step: int = 0,
-                    device: torch.device = torch.device("cpu")) -> SRNet:
-    """L1/Adam fine-tune with the pruning masks re-applied after every step (pruned weights stay zero)."""
-    if steps <= 0:
-        return net
-    net.train()
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=lr * 0.1)
-    for step in range(steps):
-        x, y = (t.to(device) for t in sampler.sample(seed_step + step))
-        loss = F.l1_loss(net(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        masks.apply(net)
-    return net.eval()
-
-
 class Evaluator:
     """Callable candidate -> {"psnr"}: the real evaluation of stage 2."""
 
@@ -67,7 +48,8 @@ class Evaluator:
         masks = self.apply_plan(net, cand.plan(self.space), self.cfg.pruning)
         steps = self.cfg.search.eval_steps if steps is None else steps
         # every candidate sees the same batches, so PSNR differences come from the candidate
-        masked_finetune(net, masks, self.sampler, steps, lr or self.cfg.search.eval_lr, 0, self.device)
+        masked_finetune(net, self.sampler, steps, lr or self.cfg.search.eval_lr, masks, lr_floor=0.1,
+                        progress=False, device=self.device)
         return net, masks
 
     def __call__(self, cand: Candidate) -> dict:
