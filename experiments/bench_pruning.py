@@ -46,13 +46,13 @@ def reweighted_demo(dense: nn.Module, sampler: PatchSampler, pairs, pcfg: Prunin
                     frac: float, reg_steps: int, ft_steps: int, reps: int, dense_psnr: float) -> None:
     """Reweighted regularization to a latency target (frac x measured dense ms), checked by measurement."""
     x = torch.rand(1, 3, *hw)
-    base = compact(dense, apply_plan(copy.deepcopy(dense), {}, pcfg), pcfg)
+    base = compact(dense, apply_plan(copy.deepcopy(dense), {}, pcfg))
     dense_ms = time_interleaved({"dense": base}, x, reps)["dense"]
     target = frac * dense_ms
 
     def measure(plan) -> float:
         m = copy.deepcopy(dense)
-        small = compact(m, apply_plan(m, plan, pcfg), pcfg)
+        small = compact(m, apply_plan(m, plan, pcfg))
         got = time_interleaved({"dense": base, "pruned": small}, x, reps)
         return got["pruned"] * dense_ms / got["dense"]     # rescaled to the first dense timing: load-robust
 
@@ -63,7 +63,7 @@ def reweighted_demo(dense: nn.Module, sampler: PatchSampler, pairs, pcfg: Prunin
                                         target_ms=target, schemes="filter", measure_fn=measure)
     with torch.no_grad():
         after = evaluate(lambda t: net(t), pairs, 2, ssim=False)["psnr"]
-    small = compact(net, masks, pcfg)
+    small = compact(net, masks)
     got = time_interleaved({"dense": base, "pruned": small}, x, reps)
     print(f"reweighted (filter), target {frac:.2f} x dense = {target:.1f} ms at {hw[1]}x{hw[0]}")
     for k, (sch, r) in plan.items():
@@ -111,7 +111,7 @@ def main() -> None:
         reweighted_demo(dense, sampler, pairs, pcfg, hw, args.reweighted, args.reg_steps, ft_steps, reps,
                         dense_psnr)
         return
-    models, rows = {"dense": compact(dense, apply_plan(copy.deepcopy(dense), {}, pcfg), pcfg)}, []
+    models, rows = {"dense": compact(dense, apply_plan(copy.deepcopy(dense), {}, pcfg))}, []
     dense_macs = count_macs(models["dense"], (32, 32))
     for scheme in ["unstructured", "filter", "block", "pattern"]:
         for rate in [0.5, 0.75]:
@@ -120,7 +120,7 @@ def main() -> None:
             masked_finetune(net, sampler, ft_steps, 2e-4, masks, lr_floor=None, desc=f"{scheme}@{rate}")
             with torch.no_grad():
                 psnr = evaluate(lambda x: net(x), pairs, 2, ssim=False)["psnr"]
-            small = compact(net, masks, pcfg)
+            small = compact(net, masks)
             key = f"{scheme}@{rate}"
             models[key] = small
             rows.append({"scheme": scheme, "rate": rate,

@@ -47,7 +47,8 @@ def build_lut(cfg: Config, factory: LayerFactory = dense_factory,
     schemes = schemes if schemes is not None else list(cfg.pruning.schemes)
     scale = cfg.data.scale
     keys = catalogue(cfg.model, scale, (lat.lr_height, lat.lr_width), schemes, lat.rates,
-                     lambda c, r: kept_out_channels(c, "filter", r, cfg.pruning) if r > 0 else c)
+                     lambda c, r: kept_out_channels(c, "filter", r, cfg.pruning) if r > 0 else c,
+                     cfg.pruning.block_size[0])
     anchor = anchor_key(cfg)
     keys = [anchor] + [k for k in keys if k != anchor]
     todo = [k for k in keys if k not in lut]
@@ -120,7 +121,7 @@ def calibrate_lut(lut: LUT, cfg: Config, candidate_fn, samples: int, backend: st
         return None
     backend = backend or lut.backend
     lat = cfg.latency
-    model = LatencyModel(lut, cfg.model, cfg.data.scale, (lat.lr_height, lat.lr_width), calibrate=False)
+    model = LatencyModel.for_config(lut, cfg, calibrate=False)
     rng = np.random.default_rng(seed)
     templates = block_templates(cfg.model, cfg.data.scale)
     cands = [random_candidate(rng, templates, cfg.model.n_cells, cfg.pruning.schemes, lat.rates)

@@ -2,11 +2,12 @@
 
 A block type is walked once into a *template* (its convs, ReLUs and residual add in
 execution order); the LUT build measures each template op at every scheme/rate and at
-every input width a filter-pruned predecessor can leave, and the latency model walks the
+every channel width filter or block pruning can leave, and the latency model walks the
 same templates to add up a candidate. Both sides therefore agree on what an op is.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
@@ -18,6 +19,7 @@ from supernet.config import ModelConfig, PruningConfig
 from supernet.model import build_path_net, make_skip
 
 DENSE = ("none", 0.0)
+WIDTH_SCHEMES = ("filter", "block")   # run as dense convs over fewer channels (no scheme rows)
 
 
 class LayerFactory(Protocol):
@@ -137,73 +139,87 @@ def keep(c: int, rate: float) -> int:
     return c if rate <= 0 else max(1, c - int(round(rate * c)))
 
 
-def conv_widths(convs: list[Step], layers: list[tuple[str, float]],
-                kept: Callable[[int, float], int] = keep) -> list[tuple[int, int]]:
+def read_width(live: int, st: Step, layer: tuple[str, float], tied: bool,
+               kept: Callable[[int, float], int] = keep, block_rows: int = 8) -> int:
+    """How many of ``live`` input channels a conv pruned as ``layer`` still reads.
+
+    As pruning's masks pick them (live inputs first): a tied `filter` layer keeps
+    kept(cin) inputs; a `block` layer keeps kept(cin) columns in each row-block of
+    ``block_rows`` rows and reads their union, taken at its expected size (independent
+    magnitudes; trained weights that agree across blocks read fewer, so this errs slow).
+    Channels nobody reads are never computed (pruning.compaction.live_channels).
+    """
+    scheme, rate = layer
+    if rate <= 0 or live <= 0:
+        return live
+    n = min(kept(st.cin, rate), live)
+    if scheme == "filter" and tied:
+        return n
+    if scheme == "block":
+        n_blocks = -(-st.cout // block_rows)
+        return max(1, round(live * (1 - (1 - n / live) ** n_blocks)))
+    return live
+
+
+def conv_widths(convs: list[Step], layers: list[tuple[str, float]], kept: Callable[[int, float], int] = keep,
+                block_rows: int = 8) -> list[tuple[int, int]]:
     """(input, output) channels each conv of a block really runs with under ``layers``.
 
-    As pruning.compact does it: an untied filter-pruned conv loses output filters; the last
-    conv (tied to the residual add) loses input channels instead, which removes the same
-    channels from its predecessor's output. Both at once keep the intersection, taken
-    here as its expected size (independent magnitudes).
+    As pruning.compact does it: a channel between two convs survives when the producer
+    makes it (untied `filter` removes output filters) and the consumer reads it (see
+    read_width). The last conv feeds the residual add and keeps all its outputs.
     """
     last = len(convs) - 1
     outs = []
-    for j, st in enumerate(convs):
-        w = st.cout
-        s, r = layers[j]
-        if j < last and s == "filter":
-            w = kept(st.cout, r)
-        if j + 1 == last and layers[last][0] == "filter":
-            w = max(1, round(w * kept(st.cout, layers[last][1]) / st.cout))
-        outs.append(w if j < last else st.cout)
+    for j, st in enumerate(convs[:-1]):
+        scheme, rate = layers[j]
+        made = kept(st.cout, rate) if scheme == "filter" and rate > 0 else st.cout
+        outs.append(read_width(made, convs[j + 1], layers[j + 1], j + 1 == last, kept, block_rows))
+    outs.append(convs[-1].cout)
     return [(convs[0].cin if j == 0 else outs[j - 1], outs[j]) for j in range(len(convs))]
 
 
 def block_keys(steps: list[Step], h: int, w: int, schemes: list[str], rates: list[float],
-               kept: Callable[[int, float], int]) -> list[OpKey]:
+               kept: Callable[[int, float], int] = keep, block_rows: int = 8) -> list[OpKey]:
     """The LUT rows a block template needs.
 
-    Dense convs at every input/output width one filter-pruned neighbour can leave (products
-    of two are interpolated over channels), every other scheme/rate at the layer's full
-    width (transferred to narrower widths as a ratio), and ReLUs at each width.
+    `filter` and `block` run as dense convs over fewer channels: every width any grid
+    plan leaves is measured dense, as the full grid of input x output widths per conv so
+    that off-grid rates interpolate bilinearly. The other schemes run dense-with-zeros
+    at their layer's full width (transferred to narrower widths as a ratio); ReLUs are
+    measured at each width.
     """
     convs = [st for st in steps if st.op == "conv"]
-    last = len(convs) - 1
-    grid = sorted({normalise(s, r) for s in schemes for r in rates if s != "filter"} - {DENSE})
-    frates = sorted({r for r in rates if r > 0}) if "filter" in schemes else []
-    outw = []
-    for j, st in enumerate(convs):
-        ws = {st.cout}
-        if j < last:
-            ws |= {kept(st.cout, r) for r in frates}
-        if j + 1 == last:
-            ws |= {kept(st.cout, r) for r in frates}
-            if j < last and frates:  # both filter-pruned: the narrowest width, so interpolation brackets it
-                k = kept(st.cout, max(frates))
-                ws.add(max(1, round(k * k / st.cout)))
-        outw.append(ws if j < last else {st.cout})
+    options = [DENSE] + sorted({normalise(s, r) for s in schemes for r in rates} - {DENSE})
+    by_width = [o for o in options if o == DENSE or o[0] in WIDTH_SCHEMES]
+    ins: list[set[int]] = [set() for _ in convs]
+    outs: list[set[int]] = [set() for _ in convs]
+    for layers in itertools.product(by_width, repeat=len(convs)):
+        for j, (a, b) in enumerate(conv_widths(convs, list(layers), kept, block_rows)):
+            ins[j].add(a)
+            outs[j].add(b)
+    others = [o for o in options if o != DENSE and o[0] not in WIDTH_SCHEMES]
     keys: list[OpKey] = []
     j = -1
     for st in steps:
         if st.op == "conv":
             j += 1
-            ins = {st.cin} if j == 0 else outw[j - 1]
-            keys += [OpKey("conv", a, b, st.k, h, w) for a in sorted(ins) for b in sorted(outw[j])]
-            keys += [OpKey("conv", st.cin, st.cout, st.k, h, w, s, r) for s, r in grid]
+            keys += [OpKey("conv", a, b, st.k, h, w) for a in sorted(ins[j]) for b in sorted(outs[j])]
+            keys += [OpKey("conv", st.cin, st.cout, st.k, h, w, s, r) for s, r in others]
         elif st.op == "relu":
-            keys += [OpKey("relu", c, c, 0, h, w) for c in sorted(outw[j] if j >= 0 else {st.cin})]
+            keys += [OpKey("relu", c, c, 0, h, w) for c in sorted(outs[j] if j >= 0 else {st.cin})]
         else:
             keys.append(OpKey("resadd", st.cin, st.cout, 0, h, w))
     return keys
 
 
 def catalogue(model_cfg: ModelConfig, scale: int, lr_hw: tuple[int, int], schemes: list[str],
-              rates: list[float], kept: Callable[[int, float], int] = keep) -> list[OpKey]:
+              rates: list[float], kept: Callable[[int, float], int] = keep, block_rows: int = 8) -> list[OpKey]:
     """All distinct LUT keys the search space of ``model_cfg`` can need at ``lr_hw``."""
     h, w = lr_hw
     keys = fixed_keys(model_cfg, scale, h, w)
     for steps in block_templates(model_cfg, scale).values():
-        keys += block_keys(steps, h, w, schemes, rates, kept)
+        keys += block_keys(steps, h, w, schemes, rates, kept, block_rows)
     seen, out = set(), []
     for k in keys:
         if k not in seen:

@@ -78,8 +78,7 @@ def _check(args) -> int:
         lut = LUT.load(path, strict=args.strict or lat.strict, expected=fingerprint(backend, lat.threads))
     for w in caught:
         print(f"warning: {w.message}")
-    model = LatencyModel(lut, cfg.model, cfg.data.scale, (lat.lr_height, lat.lr_width),
-                         calibrate=not args.no_calibration)
+    model = LatencyModel.for_config(lut, cfg, calibrate=not args.no_calibration)
     res = run_check(model, candidate_builder(cfg), cfg.model.n_cells, cfg.pruning.schemes, lat.rates,
                     args.samples, backend, lat.threads, path.parent, seed=args.seed, warmup=args.warmup,
                     repeats=args.repeats, progress=not args.json)

@@ -102,21 +102,26 @@ class LUT:
         return _interp(key.rate, {x: r for x, r in pts.items() if r is not None})
 
     def _over_channels(self, key: OpKey) -> Row | None:
-        # conv cost is close to linear in either channel count with everything else fixed
-        for axis in ("cin", "cout"):
-            pts = {}
-            for k2, r in self.rows.items():
-                same = all(getattr(k2, a) == getattr(key, a) for a in
-                           ("op", "cin", "cout", "k", "h", "w", "scheme", "rate") if a != axis)
-                if same:
-                    pts[float(getattr(k2, axis))] = r
+        # conv cost is close to linear in either channel count with everything else fixed, and
+        # so bilinear over a grid of (input, output) widths
+        same = [(k2, r) for k2, r in self.rows.items() if (k2.op, k2.k, k2.h, k2.w, k2.scheme, k2.rate) ==
+                (key.op, key.k, key.h, key.w, key.scheme, key.rate)]
+        for axis, other in (("cin", "cout"), ("cout", "cin")):
+            pts = {float(getattr(k2, axis)): r for k2, r in same if getattr(k2, other) == getattr(key, other)}
             row = _interp(float(getattr(key, axis)), pts)
             if row is not None:
-                if axis == "cout" and row.cout_kept >= 0:
-                    base = max(pts)
-                    row.cout_kept = round(pts[base].cout_kept * key.cout / base) if base else key.cout
+                if axis == "cout":
+                    _rescale_kept(row, pts, key.cout)
                 return row
-        return None
+        grid = {(k2.cin, k2.cout): r for k2, r in same}
+        ci = _bracket(key.cin, {a for a, _ in grid})
+        co = _bracket(key.cout, {b for _, b in grid})
+        if ci is None or co is None or any((a, b) not in grid for a in ci for b in co):
+            return None
+        rows = [_interp(float(key.cin), {float(a): grid[a, b] for a in ci}) for b in co]
+        row = _interp(float(key.cout), {float(b): r for b, r in zip(co, rows)})
+        _rescale_kept(row, {float(b): grid[ci[0], b] for b in co}, key.cout)
+        return row
 
     # ---- files -------------------------------------------------------------------------------
     @classmethod
@@ -192,6 +197,19 @@ def normalise_load(rows: dict[OpKey, Row]) -> dict[OpKey, Row]:
     ref = anchors[len(anchors) // 2]
     return {k: Row(k, r.latency_ms * ref / r.anchor_ms, r.spread_ms * ref / r.anchor_ms, r.cout_kept, r.n, ref)
             if r.anchor_ms > 0 else r for k, r in rows.items()}
+
+
+def _bracket(x: int, values: set[int]) -> tuple[int, int] | None:
+    """The nearest grid values at or below and at or above ``x``."""
+    lo, hi = [v for v in values if v <= x], [v for v in values if v >= x]
+    return (max(lo), min(hi)) if lo and hi else None
+
+
+def _rescale_kept(row: Row, pts: dict[float, Row], cout: int) -> None:
+    """An output-interpolated row's kept channels, scaled from the widest measured one."""
+    if row.cout_kept >= 0:
+        base = max(pts)
+        row.cout_kept = round(pts[base].cout_kept * cout / base) if base else cout
 
 
 def _interp(x: float, pts: dict[float, Row]) -> Row | None:

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from supernet.config import ModelConfig
+from supernet.config import Config, ModelConfig
 from supernet.errors import UserError
 
-from .catalogue import DENSE, OpKey, Step, block_templates, conv_widths, fixed_keys, normalise
+from .catalogue import DENSE, WIDTH_SCHEMES, OpKey, Step, block_templates, conv_widths, fixed_keys, normalise
 from .lut import LUT
 
 Plan = Mapping[str, tuple[str, float]]
@@ -25,8 +25,8 @@ class LatencyModel:
     """
 
     def __init__(self, lut: LUT, model_cfg: ModelConfig, scale: int, lr_hw: tuple[int, int],
-                 rates: Sequence[float] | None = None, calibrate: bool = True):
-        self.lut, self.cfg, self.scale = lut, model_cfg, scale
+                 rates: Sequence[float] | None = None, calibrate: bool = True, block_rows: int = 8):
+        self.lut, self.cfg, self.scale, self.block_rows = lut, model_cfg, scale, block_rows
         self.h, self.w = int(lr_hw[0]), int(lr_hw[1])
         self.templates = block_templates(model_cfg, scale)
         cal = lut.calibration if calibrate else None
@@ -36,6 +36,13 @@ class LatencyModel:
         self.rates = sorted(float(r) for r in grid)
         self._fixed = sum(lut.ms(k) for k in fixed_keys(model_cfg, scale, self.h, self.w))
         self._cache: dict = {}
+
+    @classmethod
+    def for_config(cls, lut: LUT, cfg: Config, calibrate: bool = True) -> "LatencyModel":
+        """The latency model of a run config: its model, scale, LR size, rate grid and block geometry."""
+        lat = cfg.latency
+        return cls(lut, cfg.model, cfg.data.scale, (lat.lr_height, lat.lr_width), rates=lat.rates,
+                   calibrate=calibrate, block_rows=cfg.pruning.block_size[0])
 
     # ---- prediction --------------------------------------------------------------------------
     def raw(self, path: Sequence[str], plan: Plan | None = None) -> float:
@@ -67,7 +74,7 @@ class LatencyModel:
             return self._cache[ck]
         steps = self.templates[block]
         convs = [st for st in steps if st.op == "conv"]
-        widths = conv_widths(convs, list(layers))
+        widths = conv_widths(convs, list(layers), block_rows=self.block_rows)
         total, j = 0.0, -1
         for st in steps:
             if st.op == "conv":
@@ -82,13 +89,13 @@ class LatencyModel:
         return total
 
     def conv_ms(self, st: Step, width: tuple[int, int], layer: tuple[str, float]) -> float:
-        """A conv at its real (input, output) width; filter pruning runs as a narrower dense conv.
+        """A conv at its real (input, output) width; filter and block pruning run as a narrower dense conv.
 
-        A non-filter scheme at a narrowed width (a filter-pruned neighbour) is the dense
-        narrow conv times the scheme's measured speed-up at the layer's full width.
+        Another scheme at a narrowed width (a pruned neighbour) is the dense narrow conv
+        times the scheme's measured speed-up at the layer's full width.
         """
         scheme, rate = layer
-        if scheme == "filter":
+        if scheme in WIDTH_SCHEMES:
             scheme, rate = DENSE
         cin, cout = width
         exact = OpKey("conv", cin, cout, st.k, self.h, self.w, scheme, rate)

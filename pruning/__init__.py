@@ -4,12 +4,12 @@ The public API other packages code against (see DESIGN.md / the cross-package co
 """
 from .schemes import SCHEMES, Scheme, kept_in_channels, kept_out_channels
 from .masks import Masks, Plan, apply_plan, tied_layers
-from .executors import BlockConv, pruned_layer
+from .executors import pruned_layer
 from .compaction import compact, pruned_path_net
 from .reweighted import masked_finetune, reweighted_prune
 from .export import export_model
 from .stats import count_macs, mac_latency_fn
 
 __all__ = ["SCHEMES", "Scheme", "Masks", "Plan", "apply_plan", "compact", "pruned_path_net", "pruned_layer", "kept_out_channels",
-           "kept_in_channels", "tied_layers", "BlockConv", "reweighted_prune", "masked_finetune", "export_model",
+           "kept_in_channels", "tied_layers", "reweighted_prune", "masked_finetune", "export_model",
            "count_macs", "mac_latency_fn"]

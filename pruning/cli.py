@@ -11,7 +11,7 @@ import torch
 
 from supernet import checkpoint
 from supernet.blocks import fuse_weight_norm
-from supernet.config import ModelConfig, PruningConfig, build_section, load_config
+from supernet.config import ModelConfig, build_section, load_config
 from supernet.data import PatchSampler, load_images, make_pairs
 from supernet.errors import UserError
 from supernet.evaluate import evaluate
@@ -61,7 +61,7 @@ def _rebuild(blob: dict):
     net = fuse_weight_norm(build_path_net(mcfg, blob["scale"], blob["path"]))
     net.load_state_dict(blob["state"])
     blob["masks"].apply(net)
-    return net.eval(), compact(net, blob["masks"], build_section(PruningConfig, blob["pruning_cfg"]))
+    return net.eval(), compact(net, blob["masks"])
 
 
 def _prune(args) -> int:
@@ -81,7 +81,8 @@ def _prune(args) -> int:
         target = args.target_ms or cfg.latency.target_ms
         latency_fn = None
         if target > 0 and default_lut_path(cfg).exists():
-            lm = LatencyModel(LUT.load(default_lut_path(cfg), strict=cfg.latency.strict), mcfg, s, hw)
+            lm = LatencyModel(LUT.load(default_lut_path(cfg), strict=cfg.latency.strict), mcfg, s, hw,
+                              block_rows=cfg.pruning.block_size[0])
             latency_fn = lambda p: lm.predict(path, p)  # noqa: E731
         elif target > 0:
             print(f"no LUT at {default_lut_path(cfg)}: estimating latency from MACs, checked by measurement "
@@ -93,7 +94,7 @@ def _prune(args) -> int:
 
         def measure(plan):
             m = copy.deepcopy(net)
-            return measure_module(compact(m, apply_plan(m, plan, cfg.pruning), cfg.pruning), hw,
+            return measure_module(compact(m, apply_plan(m, plan, cfg.pruning)), hw,
                                   threads=cfg.latency.threads)["median_ms"]
 
         net, masks, plan = reweighted_prune(
@@ -102,7 +103,7 @@ def _prune(args) -> int:
     else:
         plan = {n: (args.scheme, args.rate) for n, _ in net.prunable()}
         masks = apply_plan(net, plan, cfg.pruning)
-    small = compact(net, masks, cfg.pruning)
+    small = compact(net, masks)
     with torch.no_grad():
         after = psnr(net)
     if args.reweighted:

@@ -88,9 +88,9 @@ def make_masks(net: nn.Module, plan: Plan, cfg: PruningConfig) -> Masks:
         sch = SCHEMES[scheme]
         w = conv.weight.detach()
         prev = prev_layer.get(name)
-        if scheme == "filter" and name in tied and prev in masks.weight and masks.plan[prev][0] == "filter":
-            # inputs the previous filter-pruned conv already removed score zero, so the kept inputs
-            # are chosen among live channels and the two masks never leave the block empty
+        if prev in masks.weight and masks.plan[prev][0] == "filter":
+            # inputs the previous filter-pruned conv already removed score zero, so the kept weights
+            # are chosen among live channels (and two filter masks never leave the block empty)
             alive = (masks.weight[prev].flatten(1).sum(1) > 0).to(w.dtype)
             w = w * alive.view(1, -1, 1, 1)
         wm = sch.mask(w, float(rate), cfg, tied_out=name in tied)

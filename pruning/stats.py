@@ -14,7 +14,7 @@ from .masks import Plan, apply_plan
 
 
 def count_macs(model: nn.Module, hw: tuple[int, int]) -> float:
-    """MACs of every conv (and BlockConv) at LR size ``hw``, counting only non-zero weights."""
+    """MACs of every conv at LR size ``hw``, counting only non-zero weights."""
     total = 0.0
     hooks = []
 
@@ -23,7 +23,7 @@ def count_macs(model: nn.Module, hw: tuple[int, int]) -> float:
         total += float((m.weight != 0).sum()) * out.shape[2] * out.shape[3]
 
     for m in model.modules():
-        if isinstance(m, nn.Conv2d) or type(m).__name__ == "BlockConv":
+        if isinstance(m, nn.Conv2d):
             hooks.append(m.register_forward_hook(hook))
     with torch.no_grad():
         model.eval()(torch.rand(1, 3, *hw))
@@ -41,6 +41,6 @@ def mac_latency_fn(net: nn.Module, cfg: PruningConfig, dense_ms: float) -> Calla
 
     def fn(plan: Plan) -> float:
         m = copy.deepcopy(net)
-        return dense_ms * count_macs(compact(m, apply_plan(m, plan, cfg), cfg), (16, 16)) / base
+        return dense_ms * count_macs(compact(m, apply_plan(m, plan, cfg)), (16, 16)) / base
 
     return fn

@@ -66,7 +66,7 @@ def lut_stage(cfg: Config, out_dir: Path, dist_info: DistInfo, build: bool = Tru
     if not path.exists():
         raise UserError(f"no LUT at {path}: run `srnas latency build -c CONFIG` (or `srnas run`) first")
     lut = latency.LUT.load(path, strict=cfg.latency.strict)
-    return latency.LatencyModel(lut, cfg.model, cfg.data.scale, lr_hw(cfg), rates=cfg.latency.rates)
+    return latency.LatencyModel.for_config(lut, cfg)
 
 
 def resolve_target(cfg: Config, lat_model, out_dir: Path | None = None) -> Config:
@@ -130,7 +130,7 @@ def search_stage(cfg: Config, out_dir: Path, dist_info: DistInfo, lat_model=None
         from latency.timing import measure_module
 
         def measure(net, masks):
-            model = pruning.compact(net, masks, cfg.pruning)
+            model = pruning.compact(net, masks)
             return measure_module(model, lr_hw(cfg), cfg.latency.backend, cfg.latency.threads,
                                   cfg.latency.warmup, cfg.latency.repeats)["median_ms"]
     evaluator = Evaluator(supernet, space, cfg, pruning.apply_plan, train_sampler(cfg, cfg.search.seed, cfg.search.eval_batch), pairs,
@@ -212,7 +212,7 @@ def stage3(cfg: Config, out_dir: Path, winner: Candidate, lat_model) -> dict:
         print(f"stage 3: reweighted pruning + fine-tune took {time.time() - t0:.0f} s; plan {plan}")
         checkpoint.atomic_save({"state": net.state_dict(), "masks": masks, "plan": plan,
                                 "candidate": winner.to_dict()}, state_path)
-    compact = pruning.compact(net, masks, cfg.pruning).eval()
+    compact = pruning.compact(net, masks).eval()
     export_dir = out_dir / "export"
     files = pruning.export_model(compact, export_dir, lr_hw=lr_hw(cfg),
                                  channels_last=cfg.latency.backend == "torch-cpu-cl")

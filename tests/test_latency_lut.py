@@ -99,3 +99,15 @@ def test_import_keeps_the_external_device(tmp_path):
         again = LUT.load(tmp_path / "phone_lut.csv")
     assert again.ms(OpKey("conv", 8, 16, 3, 4, 4)) == pytest.approx(2.5)
     assert again.lookup(OpKey("conv", 8, 16, 3, 4, 4, "filter", 0.5)).cout_kept == 8
+
+
+def test_bilinear_interpolation_over_both_widths(tmp_path):
+    lut = LUT.create(tmp_path / "grid.csv", fingerprint("torch-cpu", 1))
+    for ci in (8, 16):
+        for co in (4, 12):
+            lut.add(Row(OpKey("conv", ci, co, 1, 4, 4), float(ci * co), 0.0, co, 3))
+    # neither width is on the grid: bilinear in (cin, cout) is exact for a cost ~ cin * cout
+    assert lut.ms(OpKey("conv", 12, 6, 1, 4, 4)) == pytest.approx(72.0)
+    assert lut.lookup(OpKey("conv", 12, 6, 1, 4, 4)).cout_kept == 6
+    with pytest.raises(MissingRow):  # outside the grid: no extrapolation
+        lut.ms(OpKey("conv", 12, 14, 1, 4, 4))

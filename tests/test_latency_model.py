@@ -1,6 +1,7 @@
 """Catalogue, resumable LUT build, the latency model (predict / min_rate / max_cells) and check."""
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -207,3 +208,22 @@ def test_every_scheme_rate_combination_is_predictable(tmp_path):
         n_conv = sum(st.op == "conv" for st in steps)
         for layers in itertools.product(grid, repeat=n_conv):
             assert m.block_ms(block, tuple(layers)) > 0  # no MissingRow for any combination
+
+
+@pytest.mark.parametrize("block", ["wdsr_a", "wdsr_b"])
+def test_predicted_widths_match_the_compacted_network(block):
+    """What the latency model prices is what pruning.compact builds: exact for filter, near for block."""
+    from pruning import pruned_path_net
+    cfg = load_config("experiments/configs/quick.yaml")
+    convs = [s for s in block_templates(cfg.model, cfg.data.scale)[block] if s.op == "conv"]
+    options = [("none", 0.0)] + [(s, r) for s in ("filter", "block") for r in (0.25, 0.5, 0.75)]
+    for seed, layers in enumerate(itertools.product(options, repeat=len(convs))):
+        plan = {f"body.0.{st.name}": lay for st, lay in zip(convs, layers) if lay[0] != "none"}
+        torch.manual_seed(seed)
+        net = pruned_path_net(cfg.model, cfg.data.scale, (block,), plan, cfg.pruning)
+        got = [(c.in_channels, c.out_channels) for c in net.body[0].body if isinstance(c, nn.Conv2d)]
+        want = conv_widths(convs, list(layers), block_rows=cfg.pruning.block_size[0])
+        if all(s != "block" for s, _ in layers):
+            assert got == want, layers
+        for (gi, go), (wi, wo) in zip(got, want):   # block reads a random union: its expected size
+            assert abs(go - wo) <= max(2, 0.2 * wo) and abs(gi - wi) <= max(2, 0.2 * wi), (layers, got, want)

@@ -29,7 +29,7 @@ def test_compact_equals_masked(scheme, rate):
     mix = ["block", "filter", "pattern", "filter", "unstructured", "filter", "filter", "block"]
     plan = {n: ((mix[i % len(mix)] if scheme == "mixed" else scheme), rate) for i, n in enumerate(names)}
     masks = apply_plan(net, plan, CFG)
-    small = compact(net, masks, CFG)
+    small = compact(net, masks)
     x = torch.rand(2, 3, 21, 17)
     with torch.no_grad():
         assert (net(x) - small(x)).abs().max().item() <= 1e-4
@@ -37,3 +37,14 @@ def test_compact_equals_masked(scheme, rate):
         n_dense = sum(p.numel() for p in net.parameters())
         n_small = sum(p.numel() for p in small.parameters())
         assert n_small < 0.75 * n_dense
+
+
+def test_block_pruning_kills_channels_no_row_block_reads():
+    net = _net(["wdsr_b"])
+    names = [n for n, _ in net.prunable()]
+    masks = apply_plan(net, {n: ("block", 0.75) for n in names}, CFG)
+    small = compact(net, masks)
+    wide, narrow = [c for c in small.body[0].body if isinstance(c, torch.nn.Conv2d)][:2]
+    # the expand conv computes exactly the wide channels some row-block of the next conv reads
+    read = masks.weight[names[1]].sum(dim=(0, 2, 3)) > 0
+    assert wide.out_channels == narrow.in_channels == int(read.sum()) < MC.n_feats * MC.expansion_b

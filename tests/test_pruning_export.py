@@ -29,7 +29,7 @@ def test_export_matches(tmp_path):
     net = build_path_net(MC, 2, ["wdsr_b", "wdsr_a"]).eval()
     names = [n for n, _ in net.prunable()]
     plan = dict(zip(names, [("block", 0.75), ("filter", 0.5), ("pattern", 0.5), ("filter", 0.5), ("block", 0.5)]))
-    small = compact(net, apply_plan(net, plan, PruningConfig()), PruningConfig())
+    small = compact(net, apply_plan(net, plan, PruningConfig()))
     paths = export_model(small, tmp_path / "exp", lr_hw=(24, 32))
     x = torch.rand(1, 3, 30, 22)               # another size than traced: H/W are dynamic
     np.save(tmp_path / "x.npy", x.numpy())
