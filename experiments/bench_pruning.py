@@ -34,26 +34,26 @@ from supernet.model import build_path_net  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def time_interleaved(models: dict[str, nn.Module], x: torch.Tensor, reps: int) -> dict[str, float]:
+def time_interleaved(models: dict[str, nn.Module], x: torch.Tensor, reps: int, backend: str) -> dict[str, float]:
     """Median ms per model, timed round-robin by the latency package's harness (as the LUT is)."""
     names = list(models)
-    runners = [make_runner(models[k], [x], "torch-cpu", 0) for k in names]
+    runners = [make_runner(models[k], [x], backend, 0) for k in names]
     timings = latency_time_interleaved(runners, warmup=1, repeats=reps)
     return {k: t.median_ms for k, t in zip(names, timings)}
 
 
 def reweighted_demo(dense: nn.Module, sampler: PatchSampler, pairs, pcfg: PruningConfig, hw: tuple[int, int],
-                    frac: float, reg_steps: int, ft_steps: int, reps: int, dense_psnr: float) -> None:
+                    frac: float, reg_steps: int, ft_steps: int, reps: int, dense_psnr: float, backend: str) -> None:
     """Reweighted regularization to a latency target (frac x measured dense ms), checked by measurement."""
     x = torch.rand(1, 3, *hw)
     base = compact(dense, apply_plan(copy.deepcopy(dense), {}, pcfg))
-    dense_ms = time_interleaved({"dense": base}, x, reps)["dense"]
+    dense_ms = time_interleaved({"dense": base}, x, reps, backend)["dense"]
     target = frac * dense_ms
 
     def measure(plan) -> float:
         m = copy.deepcopy(dense)
         small = compact(m, apply_plan(m, plan, pcfg))
-        got = time_interleaved({"dense": base, "pruned": small}, x, reps)
+        got = time_interleaved({"dense": base, "pruned": small}, x, reps, backend)
         return got["pruned"] * dense_ms / got["dense"]     # rescaled to the first dense timing: load-robust
 
     cfg = copy.deepcopy(pcfg)
@@ -64,7 +64,7 @@ def reweighted_demo(dense: nn.Module, sampler: PatchSampler, pairs, pcfg: Prunin
     with torch.no_grad():
         after = evaluate(lambda t: net(t), pairs, 2, ssim=False)["psnr"]
     small = compact(net, masks)
-    got = time_interleaved({"dense": base, "pruned": small}, x, reps)
+    got = time_interleaved({"dense": base, "pruned": small}, x, reps, backend)
     print(f"reweighted (filter), target {frac:.2f} x dense = {target:.1f} ms at {hw[1]}x{hw[0]}")
     for k, (sch, r) in plan.items():
         print(f"  {k:<16} {sch:<8} {r:.2f}")
@@ -88,6 +88,8 @@ def main() -> None:
     ap.add_argument("--reweighted", type=float, default=0.0, metavar="FRAC",
                     help="instead: reweighted pruning of the trained dense model to FRAC x its measured latency")
     ap.add_argument("--reg-steps", type=int, default=60)
+    ap.add_argument("--backend", default="torch-cpu", choices=["torch-cpu", "torch-cpu-cl", "onnxruntime"],
+                    help="runtime every model (dense and pruned alike) is timed on")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -109,7 +111,7 @@ def main() -> None:
         dense_psnr = evaluate(lambda x: dense(x), pairs, 2, ssim=False)["psnr"]
     if args.reweighted:
         reweighted_demo(dense, sampler, pairs, pcfg, hw, args.reweighted, args.reg_steps, ft_steps, reps,
-                        dense_psnr)
+                        dense_psnr, args.backend)
         return
     models, rows = {"dense": compact(dense, apply_plan(copy.deepcopy(dense), {}, pcfg))}, []
     dense_macs = count_macs(models["dense"], (32, 32))
@@ -123,21 +125,28 @@ def main() -> None:
             small = compact(net, masks)
             key = f"{scheme}@{rate}"
             models[key] = small
-            rows.append({"scheme": scheme, "rate": rate,
+            # the channels the first block really computes (what filter / block pruning left alive)
+            widths = "-".join(str(c.out_channels) for c in small.body[0].body if isinstance(c, nn.Conv2d))
+            rows.append({"scheme": scheme, "rate": rate, "widths": widths,
                          "mac_reduction": round(dense_macs / count_macs(small, (32, 32)), 3), "psnr": round(psnr, 3)})
-    ms = time_interleaved(models, torch.rand(1, 3, *hw), reps)
+    ms = time_interleaved(models, torch.rand(1, 3, *hw), reps, args.backend)
     for r in rows:
         r["speedup"] = round(ms["dense"] / ms[f"{r['scheme']}@{r['rate']}"], 3)
         r["ms"] = round(ms[f"{r['scheme']}@{r['rate']}"], 1)
-    print(f"WDSR-B x{cfg.model.n_cells}, n_feats {cfg.model.n_feats}, input {hw[1]}x{hw[0]}, threads "
+    print(f"WDSR-B x{cfg.model.n_cells}, n_feats {cfg.model.n_feats}, input {hw[1]}x{hw[0]}, {args.backend}, threads "
           f"{torch.get_num_threads()}; dense {ms['dense']:.1f} ms, Set5 {dense_psnr:.2f} dB "
           f"(after {train_steps} steps)")
-    print(f"{'scheme':<13}{'rate':>5}{'MAC red.':>10}{'ms':>9}{'speedup':>9}{'PSNR':>8}")
+    dense_w = "-".join(str(c.out_channels) for c in models["dense"].body[0].body if isinstance(c, nn.Conv2d))
+    print(f"{'scheme':<13}{'rate':>5}{'MAC red.':>10}{'ms':>9}{'speedup':>9}{'PSNR':>8}"
+          f"  block-0 widths (dense {dense_w})")
     for r in rows:
         print(f"{r['scheme']:<13}{r['rate']:>5}{r['mac_reduction']:>10.2f}{r['ms']:>9.1f}{r['speedup']:>9.2f}"
-              f"{r['psnr']:>8.2f}")
+              f"{r['psnr']:>8.2f}  {r['widths']}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    (out / "bench_pruning.json").write_text(json.dumps(
+        {"backend": args.backend, "input": list(hw), "dense_ms": round(ms["dense"], 1),
+         "dense_psnr": round(dense_psnr, 3), "rows": rows}, indent=1))
     fig, ax = plt.subplots(figsize=(5, 4))
     for r in rows:
         ax.scatter(r["mac_reduction"], r["speedup"], label=f"{r['scheme']}@{r['rate']}")

@@ -153,7 +153,7 @@ class LUT:
         if fp is None:
             raise UserError(f"{path} has no '{HEADER.strip()}' header line: not a srnas LUT; "
                             f"use `srnas latency import` for external measurements")
-        lut = cls(fp, normalise_load(rows), path, cal)
+        lut = cls(fp, rows, path, cal)
         lut.verify(strict=strict, expected=expected)
         return lut
 
@@ -183,20 +183,6 @@ class LUT:
             warnings.warn(msg + "; predictions describe that device, not this one", LUTFingerprintWarning,
                           stacklevel=2)
         return diff
-
-
-def normalise_load(rows: dict[OpKey, Row]) -> dict[OpKey, Row]:
-    """Rows as measured under the build's typical load: each scaled by median anchor / its round's anchor.
-
-    Every measuring round also timed one fixed anchor op; a round run while the shared
-    machine was busier shows a slower anchor, and its rows are scaled back by the same factor.
-    """
-    anchors = sorted(r.anchor_ms for r in rows.values() if r.anchor_ms > 0)
-    if not anchors:
-        return rows
-    ref = anchors[len(anchors) // 2]
-    return {k: Row(k, r.latency_ms * ref / r.anchor_ms, r.spread_ms * ref / r.anchor_ms, r.cout_kept, r.n, ref)
-            if r.anchor_ms > 0 else r for k, r in rows.items()}
 
 
 def _bracket(x: int, values: set[int]) -> tuple[int, int] | None:

@@ -10,6 +10,6 @@ from .reweighted import masked_finetune, reweighted_prune
 from .export import export_model
 from .stats import count_macs, mac_latency_fn
 
-__all__ = ["SCHEMES", "Scheme", "Masks", "Plan", "apply_plan", "compact", "pruned_path_net", "pruned_layer", "kept_out_channels",
-           "kept_in_channels", "tied_layers", "reweighted_prune", "masked_finetune", "export_model",
+__all__ = ["SCHEMES", "Scheme", "Masks", "Plan", "apply_plan", "compact", "pruned_path_net", "pruned_layer",
+           "kept_out_channels", "kept_in_channels", "tied_layers", "reweighted_prune", "masked_finetune", "export_model",
            "count_macs", "mac_latency_fn"]

@@ -40,6 +40,7 @@ def pruned_layer(cin: int, cout: int, k: int, scheme: str, rate: float, cfg: Pru
     if scheme == "none" or rate <= 0:
         return masked_conv(w, b, k).eval()
     if scheme == "filter":
-        co, ci = kept_out_channels(cout, scheme, rate, cfg, tied_out), kept_in_channels(cin, scheme, rate, cfg, tied_out)
+        co = kept_out_channels(cout, scheme, rate, cfg, tied_out)
+        ci = kept_in_channels(cin, scheme, rate, cfg, tied_out)
         return masked_conv(w[:co, :ci].contiguous(), b[:co].contiguous(), k).eval()
     return masked_conv(w * SCHEMES[scheme].mask(w, rate, cfg, tied_out=tied_out), b, k).eval()

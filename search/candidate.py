@@ -9,6 +9,7 @@ from typing import Sequence
 import numpy as np
 import yaml
 
+from latency.catalogue import WIDTH_SCHEMES, Step, conv_widths, keep, normalise
 from supernet.blocks import make_block
 from supernet.config import ModelConfig
 from supernet.errors import UserError
@@ -95,8 +96,8 @@ def load_candidate(path: str | Path) -> Candidate:
 class Space:
     """The search space: N cells x K blocks, and the schemes each block's layers may take."""
 
-    def __init__(self, model_cfg: ModelConfig, schemes: Sequence[str], scale: int):
-        self.model_cfg, self.scale = model_cfg, scale
+    def __init__(self, model_cfg: ModelConfig, schemes: Sequence[str], scale: int, block_rows: int = 8):
+        self.model_cfg, self.scale, self.block_rows = model_cfg, scale, block_rows
         self.blocks = list(model_cfg.blocks)
         self.n_cells = model_cfg.n_cells
         self.schemes = list(schemes) or ["none"]
@@ -192,11 +193,12 @@ class Space:
 
     # ---- analytic cost (MACs at the LR size, parameters) ----
     def cost(self, cand: Candidate, lr_hw: tuple[int, int], kept_out=None) -> tuple[float, float]:
-        """(MACs, params) of the pruned candidate, counted from layer shapes and rates.
+        """(MACs, params) of the pruned candidate's non-zero weights, counted from layer shapes and rates.
 
-        Every pruned layer keeps (1 - rate) of its weights; filter pruning also removes
-        the matching input channels of the next conv in the block (``kept_out(cout, scheme,
-        rate)`` gives the kept output channels; default round(cout * (1 - rate))).
+        Channel widths follow latency.catalogue.conv_widths (what pruning.compact leaves:
+        filter narrows, block kills the channels no row-block reads; ``kept_out(cout,
+        scheme, rate)`` gives filter's kept channels); inside a conv, block keeps its
+        columns per row-block and the other schemes keep (1 - rate) of the weights.
         """
         h, w = lr_hw
         n, s = self.model_cfg.n_feats, self.scale
@@ -205,22 +207,16 @@ class Space:
             dense.append((3, 3 * s * s, 5))
         params = sum(ci * co * k * k + co for ci, co, k in dense)
         macs = sum(ci * co * k * k for ci, co, k in dense) * h * w
+        kept = (lambda c, r: kept_out(c, "filter", r)) if kept_out else keep
         for b, sch in zip(cand.path, cand.schemes):
-            carry_in = None  # input channels left by a filter-pruned previous conv
-            for sl, scheme in zip(self.slots[b], sch):
-                cin = sl.cin if carry_in is None else carry_in
-                cout, frac = sl.cout, 1.0
-                carry_in = None
-                if scheme == "filter" and cand.rate > 0:
-                    kept = kept_out(sl.cout, scheme, cand.rate) if kept_out else max(1, round(sl.cout * (1 - cand.rate)))
-                    # the block's last conv feeds the residual add: its outputs cannot shrink
-                    if sl is not self.slots[b][-1]:
-                        cout, carry_in = kept, kept
-                    else:
-                        frac = kept / sl.cout
-                elif scheme != "none":
-                    frac = 1.0 - cand.rate
-                wts = cin * cout * sl.k * sl.k * frac
-                params += wts + cout
+            slots = self.slots[b]
+            layers = [normalise(scheme, cand.rate) for scheme in sch]
+            steps = [Step("conv", sl.cin, sl.cout, sl.k) for sl in slots]
+            for sl, (ci, co), (scheme, rate) in zip(slots, conv_widths(steps, layers, kept, self.block_rows), layers):
+                frac = 1.0 - rate
+                if scheme in WIDTH_SCHEMES:
+                    frac = min(1.0, kept(sl.cin, rate) / ci) if scheme == "block" else 1.0
+                wts = ci * co * sl.k * sl.k * frac
+                params += wts + co
                 macs += wts * h * w
         return float(macs), float(params)

@@ -113,3 +113,26 @@ def test_impossible_target_fails_early_with_fastest_latency():
     assert "2.00 ms" in msg and "5.50 ms" in msg and "target" in msg
     assert isinstance(e.value, UserError)
     Constraints(sp, [0.0, 0.5], fake_latency, target_ms=5.5).check_feasible()  # exactly reachable: fine
+
+
+@pytest.mark.parametrize("schemes", [("filter", "none", "filter"), ("none", "filter", "filter"),
+                                     ("unstructured", "filter", "none"), ("block", "block", "block"),
+                                     ("filter", "block", "unstructured")])
+@pytest.mark.parametrize("rate", [0.5, 0.75])
+def test_cost_counts_the_macs_of_the_compacted_network(schemes, rate):
+    """Space.cost (cheap, per candidate) agrees with counting the non-zero weights of the real pruned net."""
+    import torch
+    from pruning import count_macs, pruned_path_net
+    from supernet.config import load_config
+    cfg = load_config("experiments/configs/quick.yaml")
+    sp = Space(cfg.model, SCHEMES, 2, cfg.pruning.block_size[0])
+    cand = Candidate(("wdsr_b", "wdsr_b"), (schemes, schemes), rate)
+    dense = cand.with_rate(0.0)
+
+    def real(c):   # non-zero-weight MACs of the compacted net
+        torch.manual_seed(0)
+        return count_macs(pruned_path_net(cfg.model, 2, c.path, c.plan(sp), cfg.pruning), (16, 16))
+    # differences to the dense candidate: the fixed convs (head, tail, bicubic skip) drop out
+    saved, real_saved = sp.cost(dense, (16, 16))[0] - sp.cost(cand, (16, 16))[0], real(dense) - real(cand)
+    tol = 0.06 if "block" in schemes else 0.01   # block: the union of row-blocks' columns is random
+    assert saved > 0 and abs(saved - real_saved) <= tol * real_saved, (saved, real_saved)
