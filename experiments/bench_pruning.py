@@ -43,7 +43,8 @@ def time_interleaved(models: dict[str, nn.Module], x: torch.Tensor, reps: int, b
 
 
 def reweighted_demo(dense: nn.Module, sampler: PatchSampler, pairs, pcfg: PruningConfig, hw: tuple[int, int],
-                    frac: float, reg_steps: int, ft_steps: int, reps: int, dense_psnr: float, backend: str) -> None:
+                    frac: float, reg_steps: int, ft_steps: int, reps: int, dense_psnr: float, backend: str,
+                    scheme: str) -> None:
     """Reweighted regularization to a latency target (frac x measured dense ms), checked by measurement."""
     x = torch.rand(1, 3, *hw)
     base = compact(dense, apply_plan(copy.deepcopy(dense), {}, pcfg))
@@ -60,12 +61,12 @@ def reweighted_demo(dense: nn.Module, sampler: PatchSampler, pairs, pcfg: Prunin
     cfg.reg_steps, cfg.finetune_steps = reg_steps, ft_steps
     net = copy.deepcopy(dense)
     net, masks, plan = reweighted_prune(net, sampler, cfg, latency_fn=mac_latency_fn(dense, pcfg, dense_ms),
-                                        target_ms=target, schemes="filter", measure_fn=measure)
+                                        target_ms=target, schemes=scheme, measure_fn=measure)
     with torch.no_grad():
         after = evaluate(lambda t: net(t), pairs, 2, ssim=False)["psnr"]
     small = compact(net, masks)
     got = time_interleaved({"dense": base, "pruned": small}, x, reps, backend)
-    print(f"reweighted (filter), target {frac:.2f} x dense = {target:.1f} ms at {hw[1]}x{hw[0]}")
+    print(f"reweighted ({scheme}), target {frac:.2f} x dense = {target:.1f} ms at {hw[1]}x{hw[0]}")
     for k, (sch, r) in plan.items():
         print(f"  {k:<16} {sch:<8} {r:.2f}")
     ratio = got["pruned"] / got["dense"]
@@ -88,6 +89,8 @@ def main() -> None:
     ap.add_argument("--reweighted", type=float, default=0.0, metavar="FRAC",
                     help="instead: reweighted pruning of the trained dense model to FRAC x its measured latency")
     ap.add_argument("--reg-steps", type=int, default=60)
+    ap.add_argument("--scheme", default="filter", choices=["filter", "block"],
+                    help="with --reweighted: the scheme every layer is pruned by")
     ap.add_argument("--backend", default="torch-cpu", choices=["torch-cpu", "torch-cpu-cl", "onnxruntime"],
                     help="runtime every model (dense and pruned alike) is timed on")
     args = ap.parse_args()
@@ -111,7 +114,7 @@ def main() -> None:
         dense_psnr = evaluate(lambda x: dense(x), pairs, 2, ssim=False)["psnr"]
     if args.reweighted:
         reweighted_demo(dense, sampler, pairs, pcfg, hw, args.reweighted, args.reg_steps, ft_steps, reps,
-                        dense_psnr, args.backend)
+                        dense_psnr, args.backend, args.scheme)
         return
     models, rows = {"dense": compact(dense, apply_plan(copy.deepcopy(dense), {}, pcfg))}, []
     dense_macs = count_macs(models["dense"], (32, 32))
