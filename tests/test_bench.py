@@ -12,6 +12,8 @@ from experiments.macs import count_macs
 from experiments.quantize import export_torchscript
 from search.cli import main
 
+from conftest import need_benchmarks
+
 torch.set_num_threads(1)
 
 
@@ -28,6 +30,7 @@ def test_macs_counter_on_known_layers():
 
 
 def test_bench_writes_csv_markdown_plot_with_exported_model(tmp_path):
+    need_benchmarks()
     ts = export_torchscript(zoo.build("abpn", 2).eval(), tmp_path / "searched" / "model.ts")
     out = tmp_path / "bench"
     df = run_bench(["bicubic", str(ts)], ["Set5"], 2, out, lr_hw=(36, 64), threads=1, repeats=1)
@@ -45,6 +48,7 @@ def test_bench_writes_csv_markdown_plot_with_exported_model(tmp_path):
 
 
 def test_bench_cli_prints_table_and_json(tmp_path, capsys):
+    need_benchmarks()
     rc = main(["bench", "--models", "bicubic", "--datasets", "Set5", "--out", str(tmp_path), "--lr-size", "24x32",
                "--threads", "1", "--repeats", "1"])
     assert rc == 0

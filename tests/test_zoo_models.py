@@ -78,9 +78,11 @@ def test_unknown_model_lists_the_zoo():
 
 
 def test_bicubic_matches_literature_on_set5():
+    from conftest import need_benchmarks
     from supernet.data import load_images, make_pairs
     from supernet.evaluate import evaluate
 
+    need_benchmarks()
     pairs = make_pairs(load_images("Set5", "val"), 2)
     psnr = evaluate(zoo.build("bicubic", 2), pairs, 2, ssim=False)["psnr"]
     assert abs(psnr - 33.66) < 0.1
