@@ -80,6 +80,8 @@ def reweighted_demo(dense: nn.Module, sampler: PatchSampler, pairs, pcfg: Prunin
 def main() -> None:
     """Run the benchmark."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-c", "--config", default=str(ROOT / "experiments/configs/quick.yaml"),
+                    help="model and pruning sections (the WDSR-B model is built from model.*)")
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny training, small input, 2 timing reps")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     ap.add_argument("--reps", type=int, default=5)
@@ -96,7 +98,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = load_config(ROOT / "experiments/configs/quick.yaml")
+    cfg = load_config(args.config)
     pcfg = cfg.pruning
     hw = (360, 640)
     reps, train_steps, ft_steps = args.reps, args.train_steps, args.ft_steps

@@ -49,7 +49,7 @@ def build_lut(cfg: Config, factory: LayerFactory = dense_factory,
     scale = cfg.data.scale
     keys = catalogue(cfg.model, scale, (lat.lr_height, lat.lr_width), schemes, lat.rates,
                      lambda c, r: kept_out_channels(c, "filter", r, cfg.pruning) if r > 0 else c,
-                     cfg.pruning.block_size[0])
+                     cfg.pruning.block_size[0], lat.granularity, cfg.pruning.channel_multiple)
     anchor = anchor_key(cfg)
     keys = [anchor] + [k for k in keys if k != anchor]
     todo = [k for k in keys if k not in lut]
@@ -121,6 +121,8 @@ def op_shapes(key: OpKey, cfg: Config) -> list[tuple[int, ...]]:
     """Input shapes of an op (to keep only the input tensors later chunks still need)."""
     if key.op.startswith("skip_"):
         return [(1, 3, key.h, key.w)]
+    if key.op.startswith("block_"):
+        return [(1, cfg.model.n_feats, key.h, key.w)]
     n = 2 if key.op in ("add", "resadd") else 1
     return [(1, key.cin, key.h, key.w)] * n
 

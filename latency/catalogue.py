@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable, Protocol, Sequence
 
 import torch
 from torch import nn
 
-from supernet.blocks import fuse_weight_norm
+from supernet.blocks import ResidualBlock, fuse_weight_norm
 from supernet.config import ModelConfig, PruningConfig
 from supernet.model import build_path_net, make_skip
 
@@ -131,7 +131,26 @@ def op_module(key: OpKey, model_cfg: ModelConfig, scale: int, factory: LayerFact
         return nn.PixelShuffle(key.k), [(1, key.cin, *hw)]
     if key.op.startswith("skip_"):
         return make_skip(key.op[len("skip_"):], scale), [(1, 3, *hw)]
+    if key.op.startswith("block_"):
+        block = block_at_widths(key.op[len("block_"):], (key.cin, key.cout), model_cfg, scale, factory, pruning_cfg)
+        return block, [(1, model_cfg.n_feats, *hw)]
     raise ValueError(f"no executor for op {key.op!r}")
+
+
+def block_at_widths(name: str, inner: Sequence[int], model_cfg: ModelConfig, scale: int, factory: LayerFactory,
+                    pruning_cfg: PruningConfig) -> ResidualBlock:
+    """A block of type ``name`` whose convs run dense at the given inner widths, as compaction leaves it."""
+    steps = block_templates(model_cfg, scale)[name]
+    convs = [st for st in steps if st.op == "conv"]
+    chans = [convs[0].cin, *list(inner)[:len(convs) - 1], convs[-1].cout]
+    body: list[nn.Module] = []
+    for st in steps:
+        if st.op == "conv":
+            j = sum(isinstance(m, nn.Conv2d) for m in body)
+            body.append(factory(chans[j], chans[j + 1], st.k, "none", 0.0, pruning_cfg, seed=j))
+        elif st.op == "relu":
+            body.append(nn.ReLU(inplace=True))
+    return ResidualBlock(nn.Sequential(*body), model_cfg.res_scale)
 
 
 def keep(c: int, rate: float) -> int:
@@ -161,27 +180,46 @@ def read_width(live: int, st: Step, layer: tuple[str, float], tied: bool,
     return live
 
 
+def padded(n: int, full: int, multiple: int) -> int:
+    """pruning's padding of ``n`` live channels up to a multiple (pruning.compaction.padded_width)."""
+    return n if n <= multiple else min(full, -(-n // multiple) * multiple)
+
+
 def conv_widths(convs: list[Step], layers: list[tuple[str, float]], kept: Callable[[int, float], int] = keep,
-                block_rows: int = 8) -> list[tuple[int, int]]:
+                block_rows: int = 8, multiple: int = 1) -> list[tuple[int, int]]:
     """(input, output) channels each conv of a block really runs with under ``layers``.
 
     As pruning.compact does it: a channel between two convs survives when the producer
     makes it (untied `filter` removes output filters) and the consumer reads it (see
-    read_width). The last conv feeds the residual add and keeps all its outputs.
+    read_width), and the survivors are padded up to a multiple of ``multiple``. The last
+    conv feeds the residual add and keeps all its outputs.
     """
     last = len(convs) - 1
     outs = []
     for j, st in enumerate(convs[:-1]):
         scheme, rate = layers[j]
         made = kept(st.cout, rate) if scheme == "filter" and rate > 0 else st.cout
-        outs.append(read_width(made, convs[j + 1], layers[j + 1], j + 1 == last, kept, block_rows))
+        live = read_width(made, convs[j + 1], layers[j + 1], j + 1 == last, kept, block_rows)
+        outs.append(padded(live, st.cout, multiple))
     outs.append(convs[-1].cout)
     return [(convs[0].cin if j == 0 else outs[j - 1], outs[j]) for j in range(len(convs))]
 
 
+def width_sets(convs: list[Step], schemes: list[str], rates: list[float], kept: Callable[[int, float], int] = keep,
+               block_rows: int = 8, multiple: int = 1) -> list[tuple[set[int], set[int]]]:
+    """Per conv, every (input, output) width a grid plan of filter / block pruning can leave it."""
+    options = [DENSE] + sorted({normalise(s, r) for s in schemes for r in rates if s in WIDTH_SCHEMES} - {DENSE})
+    sets: list[tuple[set[int], set[int]]] = [(set(), set()) for _ in convs]
+    for layers in itertools.product(options, repeat=len(convs)):
+        for j, (a, b) in enumerate(conv_widths(convs, list(layers), kept, block_rows, multiple)):
+            sets[j][0].add(a)
+            sets[j][1].add(b)
+    return sets
+
+
 def block_keys(steps: list[Step], h: int, w: int, schemes: list[str], rates: list[float],
-               kept: Callable[[int, float], int] = keep, block_rows: int = 8) -> list[OpKey]:
-    """The LUT rows a block template needs.
+               kept: Callable[[int, float], int] = keep, block_rows: int = 8, multiple: int = 1) -> list[OpKey]:
+    """The LUT rows a block template needs, op by op.
 
     `filter` and `block` run as dense convs over fewer channels: every width any grid
     plan leaves is measured dense, as the full grid of input x output widths per conv so
@@ -190,36 +228,61 @@ def block_keys(steps: list[Step], h: int, w: int, schemes: list[str], rates: lis
     measured at each width.
     """
     convs = [st for st in steps if st.op == "conv"]
-    options = [DENSE] + sorted({normalise(s, r) for s in schemes for r in rates} - {DENSE})
-    by_width = [o for o in options if o == DENSE or o[0] in WIDTH_SCHEMES]
-    ins: list[set[int]] = [set() for _ in convs]
-    outs: list[set[int]] = [set() for _ in convs]
-    for layers in itertools.product(by_width, repeat=len(convs)):
-        for j, (a, b) in enumerate(conv_widths(convs, list(layers), kept, block_rows)):
-            ins[j].add(a)
-            outs[j].add(b)
-    others = [o for o in options if o != DENSE and o[0] not in WIDTH_SCHEMES]
+    sets = width_sets(convs, schemes, rates, kept, block_rows, multiple)
+    others = sorted({normalise(s, r) for s in schemes for r in rates if s not in WIDTH_SCHEMES} - {DENSE})
     keys: list[OpKey] = []
     j = -1
     for st in steps:
         if st.op == "conv":
             j += 1
-            keys += [OpKey("conv", a, b, st.k, h, w) for a in sorted(ins[j]) for b in sorted(outs[j])]
+            keys += [OpKey("conv", a, b, st.k, h, w) for a in sorted(sets[j][0]) for b in sorted(sets[j][1])]
             keys += [OpKey("conv", st.cin, st.cout, st.k, h, w, s, r) for s, r in others]
         elif st.op == "relu":
-            keys += [OpKey("relu", c, c, 0, h, w) for c in sorted(outs[j] if j >= 0 else {st.cin})]
+            keys += [OpKey("relu", c, c, 0, h, w) for c in sorted(sets[j][1] if j >= 0 else {st.cin})]
         else:
             keys.append(OpKey("resadd", st.cin, st.cout, 0, h, w))
     return keys
 
 
+def whole_block_key(name: str, inner: Sequence[int], h: int, w: int) -> OpKey:
+    """The row of a whole block by its inner widths (the channels between its convs).
+
+    cin / cout hold the first and last inner width. A block timed as one piece keeps
+    what a runtime fuses inside it (ONNX Runtime fuses conv + ReLU and keeps its blocked
+    layout from conv to conv), which op rows miss.
+    """
+    if not 1 <= len(inner) <= 2:
+        raise ValueError(f"block {name}: whole-block LUT rows need 2 or 3 convs, it has {len(inner) + 1}; "
+                         f"use latency.granularity: op")
+    return OpKey(f"block_{name}", inner[0], inner[-1], 0, h, w)
+
+
+def whole_block_keys(name: str, steps: list[Step], h: int, w: int, schemes: list[str], rates: list[float],
+                     kept: Callable[[int, float], int] = keep, block_rows: int = 8, multiple: int = 1) -> list[OpKey]:
+    """One block type's whole-block rows: the full grid of its inner widths (bilinear off it).
+
+    Unstructured and pattern zeros run dense, so only filter / block widths make rows.
+    """
+    convs = [st for st in steps if st.op == "conv"]
+    inner = [sorted(outs) for _, outs in width_sets(convs, schemes, rates, kept, block_rows, multiple)[:-1]]
+    return [whole_block_key(name, ws, h, w) for ws in itertools.product(*inner)]
+
+
 def catalogue(model_cfg: ModelConfig, scale: int, lr_hw: tuple[int, int], schemes: list[str],
-              rates: list[float], kept: Callable[[int, float], int] = keep, block_rows: int = 8) -> list[OpKey]:
-    """All distinct LUT keys the search space of ``model_cfg`` can need at ``lr_hw``."""
+              rates: list[float], kept: Callable[[int, float], int] = keep, block_rows: int = 8,
+              granularity: str = "op", multiple: int = 1) -> list[OpKey]:
+    """All distinct LUT keys the search space of ``model_cfg`` can need at ``lr_hw``.
+
+    ``granularity`` "op" times every conv, ReLU and add of a block on its own; "block"
+    times each block type whole at every width pruning can leave it.
+    """
     h, w = lr_hw
     keys = fixed_keys(model_cfg, scale, h, w)
-    for steps in block_templates(model_cfg, scale).values():
-        keys += block_keys(steps, h, w, schemes, rates, kept, block_rows)
+    for name, steps in block_templates(model_cfg, scale).items():
+        if granularity == "block":
+            keys += whole_block_keys(name, steps, h, w, schemes, rates, kept, block_rows, multiple)
+        else:
+            keys += block_keys(steps, h, w, schemes, rates, kept, block_rows, multiple)
     seen, out = set(), []
     for k in keys:
         if k not in seen:

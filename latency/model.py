@@ -6,7 +6,8 @@ from typing import Mapping, Sequence
 from supernet.config import Config, ModelConfig
 from supernet.errors import UserError
 
-from .catalogue import DENSE, WIDTH_SCHEMES, OpKey, Step, block_templates, conv_widths, fixed_keys, normalise
+from .catalogue import (DENSE, WIDTH_SCHEMES, OpKey, Step, block_templates, conv_widths, fixed_keys, normalise,
+                        whole_block_key)
 from .lut import LUT
 
 Plan = Mapping[str, tuple[str, float]]
@@ -21,12 +22,19 @@ class LatencyModel:
 
     The calibration (``scale * sum + offset``) comes from the LUT header when the build
     measured a few whole networks end to end; it absorbs what the op sum misses (framework
-    overhead between ops, cache effects) and is 1, 0 otherwise.
+    overhead between ops, cache effects) and is 1, 0 otherwise. A block type the LUT holds
+    whole-block rows for (latency.granularity: block) is priced by those instead of its ops.
+    ``schemes`` are those the search may use (default: every one the LUT can price).
     """
 
     def __init__(self, lut: LUT, model_cfg: ModelConfig, scale: int, lr_hw: tuple[int, int],
-                 rates: Sequence[float] | None = None, calibrate: bool = True, block_rows: int = 8):
+                 rates: Sequence[float] | None = None, calibrate: bool = True, block_rows: int = 8,
+                 schemes: Sequence[str] | None = None, channel_multiple: int = 1):
         self.lut, self.cfg, self.scale, self.block_rows = lut, model_cfg, scale, block_rows
+        self.multiple = channel_multiple
+        self.schemes = sorted(set(schemes) if schemes is not None else
+                              {k.scheme for k in lut.rows if k.op == "conv"} | set(WIDTH_SCHEMES))
+        self.whole = {k.op[len("block_"):] for k in lut.rows if k.op.startswith("block_")}
         self.h, self.w = int(lr_hw[0]), int(lr_hw[1])
         self.templates = block_templates(model_cfg, scale)
         cal = lut.calibration if calibrate else None
@@ -42,7 +50,8 @@ class LatencyModel:
         """The latency model of a run config: its model, scale, LR size, rate grid and block geometry."""
         lat = cfg.latency
         return cls(lut, cfg.model, cfg.data.scale, (lat.lr_height, lat.lr_width), rates=lat.rates,
-                   calibrate=calibrate, block_rows=cfg.pruning.block_size[0])
+                   calibrate=calibrate, block_rows=cfg.pruning.block_size[0], schemes=cfg.pruning.schemes,
+                   channel_multiple=cfg.pruning.channel_multiple)
 
     # ---- prediction --------------------------------------------------------------------------
     def raw(self, path: Sequence[str], plan: Plan | None = None) -> float:
@@ -74,7 +83,10 @@ class LatencyModel:
             return self._cache[ck]
         steps = self.templates[block]
         convs = [st for st in steps if st.op == "conv"]
-        widths = conv_widths(convs, list(layers), block_rows=self.block_rows)
+        widths = conv_widths(convs, list(layers), block_rows=self.block_rows, multiple=self.multiple)
+        if block in self.whole:
+            self._cache[ck] = self.lut.ms(whole_block_key(block, [b for _, b in widths[:-1]], self.h, self.w))
+            return self._cache[ck]
         total, j = 0.0, -1
         for st in steps:
             if st.op == "conv":
@@ -128,10 +140,9 @@ class LatencyModel:
     def fastest_block_ms(self) -> float:
         """The cheapest one block can be: best block type, every conv at its fastest scheme and rate."""
         best = float("inf")
-        schemes = sorted({k.scheme for k in self.lut.rows if k.op == "conv"})
         for block, steps in self.templates.items():
             n_conv = sum(st.op == "conv" for st in steps)
-            for s in schemes:
+            for s in self.schemes:
                 for r in self.rates:
                     try:
                         best = min(best, self.block_ms(block, (normalise(s, r),) * n_conv))

@@ -82,7 +82,7 @@ def _prune(args) -> int:
         latency_fn = None
         if target > 0 and default_lut_path(cfg).exists():
             lm = LatencyModel(LUT.load(default_lut_path(cfg), strict=cfg.latency.strict), mcfg, s, hw,
-                              block_rows=cfg.pruning.block_size[0])
+                              block_rows=cfg.pruning.block_size[0], channel_multiple=cfg.pruning.channel_multiple)
             latency_fn = lambda p: lm.predict(path, p)  # noqa: E731
         elif target > 0:
             print(f"no LUT at {default_lut_path(cfg)}: estimating latency from MACs, checked by measurement "

@@ -14,14 +14,16 @@ from .executors import masked_conv
 from .masks import Masks, Plan, apply_plan
 
 
-def live_channels(convs: list[nn.Conv2d], wmask: list[torch.Tensor | None]) -> list[torch.Tensor]:
+def live_channels(convs: list[nn.Conv2d], wmask: list[torch.Tensor | None], multiple: int = 1) -> list[torch.Tensor]:
     """Output channels of each conv that are worth computing (the last conv keeps all).
 
     A channel between two convs is dead when the consumer's mask reads it in no row
     (tied filter pruning, or block pruning whose row-blocks all dropped that column), or
     when the producer computes a constant zero for it (an all-zero row whose bias was
     masked too, as untied filter pruning leaves). A dead channel is removed on both sides:
-    the producer no longer computes it and the consumer no longer reads it.
+    the producer no longer computes it and the consumer no longer reads it. More than
+    ``multiple`` live channels are padded with dead ones up to a multiple of it (exact:
+    a dead channel adds nothing), because conv kernels run fastest at such widths.
     """
     live = []
     for j, c in enumerate(convs[:-1]):
@@ -30,8 +32,16 @@ def live_channels(convs: list[nn.Conv2d], wmask: list[torch.Tensor | None]) -> l
         if c.bias is not None:
             made |= c.bias.detach() != 0
         read = torch.ones_like(made) if nxt is None else nxt.transpose(0, 1).flatten(1).sum(1) > 0
-        live.append(torch.nonzero(made & read).flatten())
+        keep = made & read
+        dead = torch.nonzero(~keep).flatten()
+        keep[dead[:padded_width(int(keep.sum()), c.out_channels, multiple) - int(keep.sum())]] = True
+        live.append(torch.nonzero(keep).flatten())
     return live + [torch.arange(convs[-1].out_channels)]
+
+
+def padded_width(n: int, full: int, multiple: int) -> int:
+    """``n`` live channels (of ``full``) padded up to a multiple of ``multiple`` when n exceeds it."""
+    return n if n <= multiple else min(full, -(-n // multiple) * multiple)
 
 
 def _compact_block(blk: ResidualBlock, prefix: str, masks: Masks) -> ResidualBlock:
@@ -47,14 +57,21 @@ def _compact_block(blk: ResidualBlock, prefix: str, masks: Masks) -> ResidualBlo
     names = [f"{prefix}.body.{i}" for i in conv_pos]
     convs = [mods[i] for i in conv_pos]
     wmask = [masks.weight.get(n) for n in names]
-    live = live_channels(convs, wmask)
+    live = live_channels(convs, wmask, masks.channel_multiple)
     new = []
     for j, (c, m) in enumerate(zip(convs, wmask)):
         rows, cols = live[j], (live[j - 1] if j > 0 else torch.arange(c.in_channels))
         w = c.weight.detach()[rows][:, cols]
+        b = c.bias.detach()[rows].clone() if c.bias is not None else None
         if m is not None:
             w = w * m[rows][:, cols]
-        new.append(masked_conv(w, c.bias.detach()[rows] if c.bias is not None else None, c.kernel_size[0]))
+        nxt = wmask[j + 1] if j + 1 < len(convs) else None
+        if nxt is not None:  # padding channels nobody reads compute plain zeros: no weights count
+            unread = nxt[:, rows].sum(dim=(0, 2, 3)) == 0
+            w[unread] = 0
+            if b is not None:
+                b[unread] = 0
+        new.append(masked_conv(w, b, c.kernel_size[0]))
     body = [new[conv_pos.index(i)] if i in conv_pos else copy.deepcopy(m) for i, m in enumerate(mods)]
     return ResidualBlock(nn.Sequential(*body), blk.res_scale)
 

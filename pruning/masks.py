@@ -42,6 +42,7 @@ class Masks:
     plan: Plan
     weight: dict[str, torch.Tensor] = field(default_factory=dict)
     bias: dict[str, torch.Tensor] = field(default_factory=dict)
+    channel_multiple: int = 1   # pruning.channel_multiple: compaction pads live channels to it
 
     @torch.no_grad()
     def apply(self, net: nn.Module) -> None:
@@ -80,7 +81,7 @@ def make_masks(net: nn.Module, plan: Plan, cfg: PruningConfig) -> Masks:
     for i, blk in enumerate(net.body):
         names = [f"body.{i}.{n}" for n, _ in blk.convs()]
         prev_layer.update(zip(names[1:], names[:-1]))
-    masks = Masks(plan={k: (s, float(r)) for k, (s, r) in plan.items()})
+    masks = Masks(plan={k: (s, float(r)) for k, (s, r) in plan.items()}, channel_multiple=cfg.channel_multiple)
     for name, conv in net.prunable():
         scheme, rate = plan.get(name, ("none", 0.0))
         if scheme == "none" or rate <= 0:

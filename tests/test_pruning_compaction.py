@@ -42,9 +42,18 @@ def test_compact_equals_masked(scheme, rate):
 def test_block_pruning_kills_channels_no_row_block_reads():
     net = _net(["wdsr_b"])
     names = [n for n, _ in net.prunable()]
-    masks = apply_plan(net, {n: ("block", 0.75) for n in names}, CFG)
+    masks = apply_plan(net, {n: ("block", 0.75) for n in names}, PruningConfig(channel_multiple=1))
     small = compact(net, masks)
     wide, narrow = [c for c in small.body[0].body if isinstance(c, torch.nn.Conv2d)][:2]
     # the expand conv computes exactly the wide channels some row-block of the next conv reads
     read = masks.weight[names[1]].sum(dim=(0, 2, 3)) > 0
     assert wide.out_channels == narrow.in_channels == int(read.sum()) < MC.n_feats * MC.expansion_b
+    # padded to a multiple of 16 (the default): same outputs, and the padding carries no weights
+    masks.channel_multiple = 16
+    padded = compact(net, masks)
+    wide16 = [c for c in padded.body[0].body if isinstance(c, torch.nn.Conv2d)][0]
+    assert wide16.out_channels == -(-int(read.sum()) // 16) * 16 > wide.out_channels
+    assert int((wide16.weight.flatten(1).abs().sum(1) > 0).sum()) == int(read.sum())
+    x = torch.rand(1, 3, 12, 10)
+    with torch.no_grad():
+        assert (padded(x) - small(x)).abs().max().item() <= 1e-5
