@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from supernet.config import Config, PruningConfig
 
-from .catalogue import LayerFactory, OpKey, catalogue, dense_factory, keep, op_module
+from .catalogue import LayerFactory, OpKey, WidthRule, catalogue, dense_factory, keep, op_module
 from .fingerprint import fingerprint, fingerprint_diff
 from .lut import LUT, FingerprintMismatch, Row
 from .timing import check_backend, make_runner, time_interleaved
@@ -48,8 +48,8 @@ def build_lut(cfg: Config, factory: LayerFactory = dense_factory,
     schemes = schemes if schemes is not None else list(cfg.pruning.schemes)
     scale = cfg.data.scale
     keys = catalogue(cfg.model, scale, (lat.lr_height, lat.lr_width), schemes, lat.rates,
-                     lambda c, r: kept_out_channels(c, "filter", r, cfg.pruning) if r > 0 else c,
-                     cfg.pruning.block_size[0], lat.granularity, cfg.pruning.channel_multiple)
+                     WidthRule.of(cfg.pruning, lambda c, r: kept_out_channels(c, "filter", r, cfg.pruning) if r > 0 else c),
+                     lat.granularity)
     anchor = anchor_key(cfg)
     keys = [anchor] + [k for k in keys if k != anchor]
     todo = [k for k in keys if k not in lut]

@@ -158,67 +158,77 @@ def keep(c: int, rate: float) -> int:
     return c if rate <= 0 else max(1, c - int(round(rate * c)))
 
 
-def read_width(live: int, st: Step, layer: tuple[str, float], tied: bool,
-               kept: Callable[[int, float], int] = keep, block_rows: int = 8) -> int:
-    """How many of ``live`` input channels a conv pruned as ``layer`` still reads.
-
-    As pruning's masks pick them (live inputs first): a tied `filter` layer keeps
-    kept(cin) inputs; a `block` layer keeps kept(cin) columns in each row-block of
-    ``block_rows`` rows and reads their union, taken at its expected size (independent
-    magnitudes; trained weights that agree across blocks read fewer, so this errs slow).
-    Channels nobody reads are never computed (pruning.compaction.live_channels).
-    """
-    scheme, rate = layer
-    if rate <= 0 or live <= 0:
-        return live
-    n = min(kept(st.cin, rate), live)
-    if scheme == "filter" and tied:
-        return n
-    if scheme == "block":
-        n_blocks = -(-st.cout // block_rows)
-        return max(1, round(live * (1 - (1 - n / live) ** n_blocks)))
-    return live
-
-
 def padded(n: int, full: int, multiple: int) -> int:
     """pruning's padding of ``n`` live channels up to a multiple (pruning.compaction.padded_width)."""
     return n if n <= multiple else min(full, -(-n // multiple) * multiple)
 
 
-def conv_widths(convs: list[Step], layers: list[tuple[str, float]], kept: Callable[[int, float], int] = keep,
-                block_rows: int = 8, multiple: int = 1) -> list[tuple[int, int]]:
-    """(input, output) channels each conv of a block really runs with under ``layers``.
+@dataclass(frozen=True)
+class WidthRule:
+    """How pruning changes the channels a block's convs run with (pruning's rules, for prediction).
 
-    As pruning.compact does it: a channel between two convs survives when the producer
-    makes it (untied `filter` removes output filters) and the consumer reads it (see
-    read_width), and the survivors are padded up to a multiple of ``multiple``. The last
-    conv feeds the residual add and keeps all its outputs.
+    ``kept(c, rate)``: channels filter pruning keeps; ``block_rows``: rows of a block-scheme
+    GEMM block; ``multiple``: live channels are padded up to a multiple of it.
     """
-    last = len(convs) - 1
-    outs = []
-    for j, st in enumerate(convs[:-1]):
-        scheme, rate = layers[j]
-        made = kept(st.cout, rate) if scheme == "filter" and rate > 0 else st.cout
-        live = read_width(made, convs[j + 1], layers[j + 1], j + 1 == last, kept, block_rows)
-        outs.append(padded(live, st.cout, multiple))
-    outs.append(convs[-1].cout)
-    return [(convs[0].cin if j == 0 else outs[j - 1], outs[j]) for j in range(len(convs))]
+    block_rows: int = 8
+    multiple: int = 1
+    kept: Callable[[int, float], int] = keep
 
+    @classmethod
+    def of(cls, cfg: PruningConfig, kept: Callable[[int, float], int] = keep) -> "WidthRule":
+        """The rule of a pruning config."""
+        return cls(cfg.block_size[0], cfg.channel_multiple, kept)
 
-def width_sets(convs: list[Step], schemes: list[str], rates: list[float], kept: Callable[[int, float], int] = keep,
-               block_rows: int = 8, multiple: int = 1) -> list[tuple[set[int], set[int]]]:
-    """Per conv, every (input, output) width a grid plan of filter / block pruning can leave it."""
-    options = [DENSE] + sorted({normalise(s, r) for s in schemes for r in rates if s in WIDTH_SCHEMES} - {DENSE})
-    sets: list[tuple[set[int], set[int]]] = [(set(), set()) for _ in convs]
-    for layers in itertools.product(options, repeat=len(convs)):
-        for j, (a, b) in enumerate(conv_widths(convs, list(layers), kept, block_rows, multiple)):
-            sets[j][0].add(a)
-            sets[j][1].add(b)
-    return sets
+    def read(self, live: int, st: Step, layer: tuple[str, float], tied: bool) -> int:
+        """How many of ``live`` input channels a conv pruned as ``layer`` still reads.
+
+        As pruning's masks pick them (live inputs first): a tied `filter` layer keeps
+        kept(cin) inputs; a `block` layer keeps kept(cin) columns in each row-block and
+        reads their union, taken at its expected size (independent magnitudes; trained
+        weights that agree across blocks read fewer, so this errs slow). Channels nobody
+        reads are never computed (pruning.compaction.live_channels).
+        """
+        scheme, rate = layer
+        if rate <= 0 or live <= 0:
+            return live
+        n = min(self.kept(st.cin, rate), live)
+        if scheme == "filter" and tied:
+            return n
+        if scheme == "block":
+            n_blocks = -(-st.cout // self.block_rows)
+            return max(1, round(live * (1 - (1 - n / live) ** n_blocks)))
+        return live
+
+    def widths(self, convs: list[Step], layers: list[tuple[str, float]]) -> list[tuple[int, int]]:
+        """(input, output) channels each conv of a block really runs with under ``layers``.
+
+        As pruning.compact does it: a channel between two convs survives when the producer
+        makes it (untied `filter` removes output filters) and the consumer reads it, and
+        the survivors are padded up to ``multiple``. The last conv feeds the residual add
+        and keeps all its outputs.
+        """
+        last = len(convs) - 1
+        outs = []
+        for j, st in enumerate(convs[:-1]):
+            scheme, rate = layers[j]
+            made = self.kept(st.cout, rate) if scheme == "filter" and rate > 0 else st.cout
+            outs.append(padded(self.read(made, convs[j + 1], layers[j + 1], j + 1 == last), st.cout, self.multiple))
+        outs.append(convs[-1].cout)
+        return [(convs[0].cin if j == 0 else outs[j - 1], outs[j]) for j in range(len(convs))]
+
+    def sets(self, convs: list[Step], schemes: list[str], rates: list[float]) -> list[tuple[set[int], set[int]]]:
+        """Per conv, every (input, output) width a grid plan of filter / block pruning can leave it."""
+        options = [DENSE] + sorted({normalise(s, r) for s in schemes for r in rates if s in WIDTH_SCHEMES} - {DENSE})
+        sets: list[tuple[set[int], set[int]]] = [(set(), set()) for _ in convs]
+        for layers in itertools.product(options, repeat=len(convs)):
+            for j, (a, b) in enumerate(self.widths(convs, list(layers))):
+                sets[j][0].add(a)
+                sets[j][1].add(b)
+        return sets
 
 
 def block_keys(steps: list[Step], h: int, w: int, schemes: list[str], rates: list[float],
-               kept: Callable[[int, float], int] = keep, block_rows: int = 8, multiple: int = 1) -> list[OpKey]:
+               rule: WidthRule = WidthRule()) -> list[OpKey]:
     """The LUT rows a block template needs, op by op.
 
     `filter` and `block` run as dense convs over fewer channels: every width any grid
@@ -228,7 +238,7 @@ def block_keys(steps: list[Step], h: int, w: int, schemes: list[str], rates: lis
     measured at each width.
     """
     convs = [st for st in steps if st.op == "conv"]
-    sets = width_sets(convs, schemes, rates, kept, block_rows, multiple)
+    sets = rule.sets(convs, schemes, rates)
     others = sorted({normalise(s, r) for s in schemes for r in rates if s not in WIDTH_SCHEMES} - {DENSE})
     keys: list[OpKey] = []
     j = -1
@@ -258,19 +268,18 @@ def whole_block_key(name: str, inner: Sequence[int], h: int, w: int) -> OpKey:
 
 
 def whole_block_keys(name: str, steps: list[Step], h: int, w: int, schemes: list[str], rates: list[float],
-                     kept: Callable[[int, float], int] = keep, block_rows: int = 8, multiple: int = 1) -> list[OpKey]:
+                     rule: WidthRule = WidthRule()) -> list[OpKey]:
     """One block type's whole-block rows: the full grid of its inner widths (bilinear off it).
 
     Unstructured and pattern zeros run dense, so only filter / block widths make rows.
     """
     convs = [st for st in steps if st.op == "conv"]
-    inner = [sorted(outs) for _, outs in width_sets(convs, schemes, rates, kept, block_rows, multiple)[:-1]]
+    inner = [sorted(outs) for _, outs in rule.sets(convs, schemes, rates)[:-1]]
     return [whole_block_key(name, ws, h, w) for ws in itertools.product(*inner)]
 
 
 def catalogue(model_cfg: ModelConfig, scale: int, lr_hw: tuple[int, int], schemes: list[str],
-              rates: list[float], kept: Callable[[int, float], int] = keep, block_rows: int = 8,
-              granularity: str = "op", multiple: int = 1) -> list[OpKey]:
+              rates: list[float], rule: WidthRule = WidthRule(), granularity: str = "op") -> list[OpKey]:
     """All distinct LUT keys the search space of ``model_cfg`` can need at ``lr_hw``.
 
     ``granularity`` "op" times every conv, ReLU and add of a block on its own; "block"
@@ -280,9 +289,9 @@ def catalogue(model_cfg: ModelConfig, scale: int, lr_hw: tuple[int, int], scheme
     keys = fixed_keys(model_cfg, scale, h, w)
     for name, steps in block_templates(model_cfg, scale).items():
         if granularity == "block":
-            keys += whole_block_keys(name, steps, h, w, schemes, rates, kept, block_rows, multiple)
+            keys += whole_block_keys(name, steps, h, w, schemes, rates, rule)
         else:
-            keys += block_keys(steps, h, w, schemes, rates, kept, block_rows, multiple)
+            keys += block_keys(steps, h, w, schemes, rates, rule)
     seen, out = set(), []
     for k in keys:
         if k not in seen:

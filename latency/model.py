@@ -6,7 +6,7 @@ from typing import Mapping, Sequence
 from supernet.config import Config, ModelConfig
 from supernet.errors import UserError
 
-from .catalogue import (DENSE, WIDTH_SCHEMES, OpKey, Step, block_templates, conv_widths, fixed_keys, normalise,
+from .catalogue import (DENSE, WIDTH_SCHEMES, OpKey, Step, WidthRule, block_templates, fixed_keys, normalise,
                         whole_block_key)
 from .lut import LUT
 
@@ -28,10 +28,9 @@ class LatencyModel:
     """
 
     def __init__(self, lut: LUT, model_cfg: ModelConfig, scale: int, lr_hw: tuple[int, int],
-                 rates: Sequence[float] | None = None, calibrate: bool = True, block_rows: int = 8,
-                 schemes: Sequence[str] | None = None, channel_multiple: int = 1):
-        self.lut, self.cfg, self.scale, self.block_rows = lut, model_cfg, scale, block_rows
-        self.multiple = channel_multiple
+                 rates: Sequence[float] | None = None, calibrate: bool = True, rule: WidthRule = WidthRule(),
+                 schemes: Sequence[str] | None = None):
+        self.lut, self.cfg, self.scale, self.rule = lut, model_cfg, scale, rule
         self.schemes = sorted(set(schemes) if schemes is not None else
                               {k.scheme for k in lut.rows if k.op == "conv"} | set(WIDTH_SCHEMES))
         self.whole = {k.op[len("block_"):] for k in lut.rows if k.op.startswith("block_")}
@@ -50,8 +49,7 @@ class LatencyModel:
         """The latency model of a run config: its model, scale, LR size, rate grid and block geometry."""
         lat = cfg.latency
         return cls(lut, cfg.model, cfg.data.scale, (lat.lr_height, lat.lr_width), rates=lat.rates,
-                   calibrate=calibrate, block_rows=cfg.pruning.block_size[0], schemes=cfg.pruning.schemes,
-                   channel_multiple=cfg.pruning.channel_multiple)
+                   calibrate=calibrate, rule=WidthRule.of(cfg.pruning), schemes=cfg.pruning.schemes)
 
     # ---- prediction --------------------------------------------------------------------------
     def raw(self, path: Sequence[str], plan: Plan | None = None) -> float:
@@ -83,7 +81,7 @@ class LatencyModel:
             return self._cache[ck]
         steps = self.templates[block]
         convs = [st for st in steps if st.op == "conv"]
-        widths = conv_widths(convs, list(layers), block_rows=self.block_rows, multiple=self.multiple)
+        widths = self.rule.widths(convs, list(layers))
         if block in self.whole:
             self._cache[ck] = self.lut.ms(whole_block_key(block, [b for _, b in widths[:-1]], self.h, self.w))
             return self._cache[ck]

@@ -77,12 +77,13 @@ def _prune(args) -> int:
     measured = None
     if args.reweighted:
         from latency import LUT, LatencyModel, measure_module
+        from latency.catalogue import WidthRule
         from latency.build import default_lut_path
         target = args.target_ms or cfg.latency.target_ms
         latency_fn = None
         if target > 0 and default_lut_path(cfg).exists():
             lm = LatencyModel(LUT.load(default_lut_path(cfg), strict=cfg.latency.strict), mcfg, s, hw,
-                              block_rows=cfg.pruning.block_size[0], channel_multiple=cfg.pruning.channel_multiple)
+                              rule=WidthRule.of(cfg.pruning))
             latency_fn = lambda p: lm.predict(path, p)  # noqa: E731
         elif target > 0:
             print(f"no LUT at {default_lut_path(cfg)}: estimating latency from MACs, checked by measurement "

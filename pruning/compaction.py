@@ -33,8 +33,8 @@ def live_channels(convs: list[nn.Conv2d], wmask: list[torch.Tensor | None], mult
             made |= c.bias.detach() != 0
         read = torch.ones_like(made) if nxt is None else nxt.transpose(0, 1).flatten(1).sum(1) > 0
         keep = made & read
-        dead = torch.nonzero(~keep).flatten()
-        keep[dead[:padded_width(int(keep.sum()), c.out_channels, multiple) - int(keep.sum())]] = True
+        n = int(keep.sum())
+        keep[torch.nonzero(~keep).flatten()[:padded_width(n, c.out_channels, multiple) - n]] = True
         live.append(torch.nonzero(keep).flatten())
     return live + [torch.arange(convs[-1].out_channels)]
 

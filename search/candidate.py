@@ -1,6 +1,7 @@
 """Candidates (path + per-layer pruning scheme + rate): the search space, encoding and YAML/JSON form."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Sequence
 import numpy as np
 import yaml
 
-from latency.catalogue import WIDTH_SCHEMES, Step, conv_widths, keep, normalise
+from latency.catalogue import WIDTH_SCHEMES, Step, WidthRule, keep, normalise
 from supernet.blocks import make_block
 from supernet.config import ModelConfig
 from supernet.errors import UserError
@@ -96,8 +97,8 @@ def load_candidate(path: str | Path) -> Candidate:
 class Space:
     """The search space: N cells x K blocks, and the schemes each block's layers may take."""
 
-    def __init__(self, model_cfg: ModelConfig, schemes: Sequence[str], scale: int, block_rows: int = 8):
-        self.model_cfg, self.scale, self.block_rows = model_cfg, scale, block_rows
+    def __init__(self, model_cfg: ModelConfig, schemes: Sequence[str], scale: int, rule: WidthRule = WidthRule()):
+        self.model_cfg, self.scale, self.rule = model_cfg, scale, rule
         self.blocks = list(model_cfg.blocks)
         self.n_cells = model_cfg.n_cells
         self.schemes = list(schemes) or ["none"]
@@ -195,7 +196,7 @@ class Space:
     def cost(self, cand: Candidate, lr_hw: tuple[int, int], kept_out=None) -> tuple[float, float]:
         """(MACs, params) of the pruned candidate's non-zero weights, counted from layer shapes and rates.
 
-        Channel widths follow latency.catalogue.conv_widths (what pruning.compact leaves:
+        Channel widths follow latency.catalogue.WidthRule (what pruning.compact leaves:
         filter narrows, block kills the channels no row-block reads; ``kept_out(cout,
         scheme, rate)`` gives filter's kept channels); inside a conv, block keeps its
         columns per row-block and the other schemes keep (1 - rate) of the weights.
@@ -208,11 +209,12 @@ class Space:
         params = sum(ci * co * k * k + co for ci, co, k in dense)
         macs = sum(ci * co * k * k for ci, co, k in dense) * h * w
         kept = (lambda c, r: kept_out(c, "filter", r)) if kept_out else keep
+        rule = dataclasses.replace(self.rule, kept=kept, multiple=1)   # padding carries no weights
         for b, sch in zip(cand.path, cand.schemes):
             slots = self.slots[b]
             layers = [normalise(scheme, cand.rate) for scheme in sch]
             steps = [Step("conv", sl.cin, sl.cout, sl.k) for sl in slots]
-            for sl, (ci, co), (scheme, rate) in zip(slots, conv_widths(steps, layers, kept, self.block_rows), layers):
+            for sl, (ci, co), (scheme, rate) in zip(slots, rule.widths(steps, layers), layers):
                 frac = 1.0 - rate
                 if scheme in WIDTH_SCHEMES:
                     frac = min(1.0, kept(sl.cin, rate) / ci) if scheme == "block" else 1.0

@@ -101,7 +101,8 @@ def make_constraints(cfg: Config, space: Space, lat_model) -> Constraints:
 
 def make_space(cfg: Config) -> Space:
     """The search space of the config."""
-    return Space(cfg.model, cfg.pruning.schemes, cfg.data.scale, cfg.pruning.block_size[0])
+    from latency.catalogue import WidthRule
+    return Space(cfg.model, cfg.pruning.schemes, cfg.data.scale, WidthRule.of(cfg.pruning))
 
 
 def train_sampler(cfg: Config, seed: int, batch: int = 0) -> PatchSampler:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from latency.build import build_lut
-from latency.catalogue import OpKey, block_templates, catalogue, conv_widths, keep
+from latency.catalogue import OpKey, WidthRule, block_templates, catalogue, keep
 from latency.check import accuracy
 from latency.fingerprint import fingerprint
 from latency.lut import LUT, MissingRow, Row
@@ -85,10 +85,10 @@ def test_filter_pruning_narrows_the_next_layer(tmp_path):
     m = _synthetic(tmp_path, cfg)
     tpl = block_templates(cfg.model, cfg.data.scale)["wdsr_a"]
     convs = [s for s in tpl if s.op == "conv"]
-    w = conv_widths(convs, [("filter", 0.5), ("none", 0.0)])
+    w = WidthRule().widths(convs, [("filter", 0.5), ("none", 0.0)])
     assert w == [(convs[0].cin, keep(convs[0].cout, 0.5)), (keep(convs[0].cout, 0.5), convs[1].cout)]
     # tied last conv: its input channels go, and with them the predecessor's outputs
-    w2 = conv_widths(convs, [("none", 0.0), ("filter", 0.5)])
+    w2 = WidthRule().widths(convs, [("none", 0.0), ("filter", 0.5)])
     assert w2[0][1] == keep(convs[0].cout, 0.5) and w2[1][1] == convs[1].cout
     dense = m.predict(("wdsr_a", "wdsr_b"))
     assert m.predict(("wdsr_a", "wdsr_b"), {"body.0.body.0": ("filter", 0.5)}) < dense
@@ -121,7 +121,7 @@ def test_build_is_resumable_and_complete(tmp_path):
     torch.manual_seed(0)
     lut = build_lut(cfg, stand_in_layer, stand_in_kept, out=out, progress=False)
     keys = catalogue(cfg.model, cfg.data.scale, HW, cfg.pruning.schemes, cfg.latency.rates,
-                     lambda c, r: keep(c, r))
+                     WidthRule.of(cfg.pruning, lambda c, r: keep(c, r)))
     assert set(keys) <= set(lut.rows) and all(r.latency_ms > 0 and r.n >= 2 for r in lut.rows.values())
     lines = out.read_text().splitlines()
     # simulate an interrupted build: drop the last 5 rows, then resume
@@ -223,8 +223,7 @@ def test_predicted_widths_match_the_compacted_network(block):
         torch.manual_seed(seed)
         net = pruned_path_net(cfg.model, cfg.data.scale, (block,), plan, cfg.pruning)
         got = [(c.in_channels, c.out_channels) for c in net.body[0].body if isinstance(c, nn.Conv2d)]
-        want = conv_widths(convs, list(layers), block_rows=cfg.pruning.block_size[0],
-                           multiple=cfg.pruning.channel_multiple)
+        want = WidthRule.of(cfg.pruning).widths(convs, list(layers))
         if all(s != "block" for s, _ in layers):
             assert got == want, layers
         # block reads a random union, priced at its expected size; padding may round it one step apart
@@ -241,7 +240,7 @@ def test_whole_block_granularity_prices_blocks_by_their_own_rows(tmp_path):
     m = LatencyModel.for_config(lut, cfg, calibrate=False)
     convs = [s for s in block_templates(cfg.model, cfg.data.scale)["wdsr_b"] if s.op == "conv"]
     layers = [("block", 0.5), ("filter", 0.5), ("none", 0.0)]
-    w = conv_widths(convs, layers, block_rows=cfg.pruning.block_size[0])
+    w = WidthRule.of(cfg.pruning).widths(convs, layers)
     row = lut.ms(OpKey("block_wdsr_b", w[0][1], w[1][1], 0, *HW))
     assert m.block_ms("wdsr_b", tuple(layers)) == pytest.approx(row)
     # the whole-block module is the block as compaction leaves it: dense convs at those widths
