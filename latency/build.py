@@ -48,7 +48,7 @@ def build_lut(cfg: Config, factory: LayerFactory = dense_factory,
     schemes = schemes if schemes is not None else list(cfg.pruning.schemes)
     scale = cfg.data.scale
     keys = catalogue(cfg.model, scale, (lat.lr_height, lat.lr_width), schemes, lat.rates,
-                     WidthRule.of(cfg.pruning, lambda c, r: kept_out_channels(c, "filter", r, cfg.pruning) if r > 0 else c),
+                     WidthRule.of(cfg.pruning, lambda c, r: kept_out_channels(c, "filter", r, cfg.pruning)),
                      lat.granularity)
     anchor = anchor_key(cfg)
     keys = [anchor] + [k for k in keys if k != anchor]

@@ -11,5 +11,5 @@ from .export import export_model
 from .stats import count_macs, mac_latency_fn
 
 __all__ = ["SCHEMES", "Scheme", "Masks", "Plan", "apply_plan", "compact", "pruned_path_net", "pruned_layer",
-           "kept_out_channels", "kept_in_channels", "tied_layers", "reweighted_prune", "masked_finetune", "export_model",
-           "count_macs", "mac_latency_fn"]
+           "kept_out_channels", "kept_in_channels", "tied_layers", "reweighted_prune", "masked_finetune",
+           "export_model", "count_macs", "mac_latency_fn"]
