@@ -78,10 +78,10 @@ def collapsed_rates(net: nn.Module, schemes: dict[str, str], cfg: PruningConfig,
     return plan
 
 
-def meet_target(net: nn.Module, plan: Plan, cfg: PruningConfig, grid: Sequence[float], latency_fn: LatencyFn,
-                target_ms: float) -> Plan:
-    """Raise per-layer rates, best latency-saved-per-norm-lost first, until latency_fn(plan) <= target_ms."""
-    plan = dict(plan)
+def rate_stepper(net: nn.Module, cfg: PruningConfig, grid: Sequence[float],
+                 latency_fn: LatencyFn) -> Callable[[Plan, float], tuple[Plan, float] | None]:
+    """``step(plan, ms)``: the plan with one layer one grid rate higher, the step saving most
+    estimated latency per weight magnitude lost, and its estimate; None when no step saves any."""
     grid = sorted(grid)
     tied = tied_layers(net)
     layers = dict(net.prunable())
@@ -90,25 +90,34 @@ def meet_target(net: nn.Module, plan: Plan, cfg: PruningConfig, grid: Sequence[f
         w = layers[name].weight.detach()
         return float((w * (1 - SCHEMES[scheme].mask(w, rate, cfg, name in tied))).pow(2).sum())
 
-    cur = latency_fn(plan)
-    while cur > target_ms:
+    def step(plan: Plan, cur: float) -> tuple[Plan, float] | None:
         best = None
         for name, (s, r) in plan.items():
             higher = [g for g in grid if g > r + 1e-9]
             if not higher:
                 continue
             trial = {**plan, name: (s, higher[0])}
-            saved = cur - latency_fn(trial)
+            ms = latency_fn(trial)
             cost = lost(name, s, higher[0]) - (lost(name, s, r) if r > 0 else 0.0) + 1e-12
-            score = saved / cost
-            if best is None or score > best[0]:
-                best = (score, name, trial)
-        if best is None:
+            if cur - ms > 0 and (best is None or (cur - ms) / cost > best[0]):
+                best = ((cur - ms) / cost, trial, ms)
+        return None if best is None else (best[1], best[2])
+
+    return step
+
+
+def meet_target(net: nn.Module, plan: Plan, cfg: PruningConfig, grid: Sequence[float], latency_fn: LatencyFn,
+                target_ms: float) -> Plan:
+    """Raise per-layer rates, best latency-saved-per-norm-lost first, until latency_fn(plan) <= target_ms."""
+    step = rate_stepper(net, cfg, grid, latency_fn)
+    plan, cur = dict(plan), latency_fn(plan)
+    while cur > target_ms:
+        nxt = step(plan, cur)
+        if nxt is None:
             raise UserError(f"latency target {target_ms:.2f} ms cannot be met by pruning alone: at the highest "
                             f"rates of {list(grid)} the model takes {cur:.2f} ms; raise the target or use a "
                             f"smaller architecture")
-        plan = best[2]
-        cur = latency_fn(plan)
+        plan, cur = nxt
     return plan
 
 
@@ -121,7 +130,8 @@ def reweighted_prune(net: nn.Module, sampler, cfg: PruningConfig, latency_fn: La
 
     ``schemes`` is one scheme for every prunable layer or a per-layer dict. ``measure_fn``
     (optional) measures a plan for real; when its result exceeds 1.05 x target, the rates
-    are raised again against a proportionally tighter target (up to three times).
+    are raised again against a proportionally tighter target (up to three times), and where
+    the estimate sees no further step that helps, one step at a time, each measured.
     Returns (net, masks, plan); ``net`` is fused and masked in place.
     """
     fuse_weight_norm(net)
@@ -154,8 +164,11 @@ def reweighted_prune(net: nn.Module, sampler, cfg: PruningConfig, latency_fn: La
             goal *= target_ms / got
             try:
                 plan = meet_target(net, plan, cfg, grid, latency_fn, goal)
-            except UserError:   # the model's estimate says no grid rate goes further: keep the fastest plan
-                plan = {n: (s, max(grid)) for n, (s, _) in plan.items()}
+            except UserError:   # the estimate sees no step that helps, the device disagrees: step and measure
+                step, cur = rate_stepper(net, cfg, grid, latency_fn), latency_fn(plan)
+                while got > 1.05 * target_ms and (nxt := step(plan, cur)) is not None:
+                    plan, cur = nxt
+                    got = measure_fn(plan)
                 break
     masks = apply_plan(net, plan, cfg)
     masked_finetune(net, sampler, cfg.finetune_steps, lr, masks, desc="masked finetune")

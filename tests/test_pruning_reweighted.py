@@ -31,3 +31,22 @@ def test_reweighted_meets_target():
     layers = dict(net.prunable())
     for n, m in masks.weight.items():          # masks held through the fine-tune
         assert layers[n].weight[m == 0].abs().max() == 0
+
+
+def test_measured_fallback_steps_only_as_far_as_the_device_needs():
+    """When the estimate says the (tightened) goal is out of reach, rates rise one measured step at a time."""
+    torch.manual_seed(0)
+    net = build_path_net(MC, 2, ["wdsr_b", "wdsr_a"])
+    sampler = PatchSampler(load_images("skimage", "train"), 2, 16, 4, True, 0, 0)
+    cfg = PruningConfig(reg_steps=4, finetune_steps=2, reg_lambda=1e-3)
+    lat = _macs(net)
+    calls = []
+
+    def measure(plan):   # the device is far slower than estimated until the estimate drops to 3 ms
+        calls.append(plan)
+        return lat(plan) + (10.0 if lat(plan) > 3.0 else 0.0)
+    net, masks, plan = reweighted_prune(net, sampler, cfg, latency_fn=lat, target_ms=5.0, schemes="filter",
+                                        measure_fn=measure)
+    assert measure(plan) <= 1.05 * 5.0 and len(calls) > 2
+    fastest = {n: ("filter", 0.75) for n, _ in net.prunable()}
+    assert lat(plan) > lat(fastest)           # not every layer thrown to the top rate
