@@ -17,12 +17,16 @@ def _macs(net):
     return lambda plan: 10.0 * sum(sizes[n] * (1 - plan.get(n, ("none", 0.0))[1]) for n in sizes) / total
 
 
-def test_reweighted_meets_target():
+def _setup(reg_steps: int, finetune_steps: int):
+    """A WDSR-B + WDSR-A net, a patch sampler, a short stage-3 config and the MAC latency stand-in."""
     torch.manual_seed(0)
     net = build_path_net(MC, 2, ["wdsr_b", "wdsr_a"])
     sampler = PatchSampler(load_images("skimage", "train"), 2, 16, 4, True, 0, 0)
-    cfg = PruningConfig(reg_steps=6, finetune_steps=4, reg_lambda=1e-3)
-    lat = _macs(net)
+    return net, sampler, PruningConfig(reg_steps=reg_steps, finetune_steps=finetune_steps, reg_lambda=1e-3), _macs(net)
+
+
+def test_reweighted_meets_target():
+    net, sampler, cfg, lat = _setup(6, 4)
     net, masks, plan = reweighted_prune(net, sampler, cfg, latency_fn=lat, target_ms=5.0, schemes="filter")
     assert lat(plan) <= 5.0
     assert set(plan) == {n for n, _ in net.prunable()}
@@ -35,11 +39,7 @@ def test_reweighted_meets_target():
 
 def test_measured_fallback_steps_only_as_far_as_the_device_needs():
     """When the estimate says the (tightened) goal is out of reach, rates rise one measured step at a time."""
-    torch.manual_seed(0)
-    net = build_path_net(MC, 2, ["wdsr_b", "wdsr_a"])
-    sampler = PatchSampler(load_images("skimage", "train"), 2, 16, 4, True, 0, 0)
-    cfg = PruningConfig(reg_steps=4, finetune_steps=2, reg_lambda=1e-3)
-    lat = _macs(net)
+    net, sampler, cfg, lat = _setup(4, 2)
     calls = []
 
     def measure(plan):   # the device is far slower than estimated until the estimate drops to 3 ms
