@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from supernet.config import SearchConfig
 from supernet.distributed import DistInfo, broadcast_object
+from supernet.errors import UserError
 
 from .candidate import Candidate, Space
 from .constraints import Constraints
@@ -58,6 +59,15 @@ class SearchLoop:
         self.state_path = self.out_dir / f"{stem}_state.json"
         self.pred_dir = self.out_dir / "predictor"
 
+    def _new_candidates(self, it: int, propose: Callable[[], list[Proposal]]) -> list[Proposal]:
+        """``propose()``, or none once the space holds no valid unseen candidate: the search ends short."""
+        try:
+            return propose()
+        except UserError as e:
+            self.log(f"{self.mode} search, iteration {it}: {e}; no new candidates after "
+                     f"{len(self.history.rows)} evaluations")
+            return []
+
     # ---- picks of one iteration (rank 0) ----
     def _picks(self, it: int) -> list[dict]:
         rng = _iter_rng(self.cfg.seed, self.mode, it)
@@ -68,11 +78,12 @@ class SearchLoop:
             props = random_valid(self.space, self.cons, self.cfg.init_candidates, rng, seen)
             return [self._pick(p) for p in props]
         if self.mode == "random":
-            props = random_valid(self.space, self.cons, self.cfg.pick_b, rng, seen)
-            return [self._pick(p) for p in props]
+            return [self._pick(p) for p in self._new_candidates(
+                it, lambda: random_valid(self.space, self.cons, self.cfg.pick_b, rng, seen))]
         rows = [r for r in self.history.rows]
         parents = [Candidate.from_json(r["candidate"]) for r in sorted(rows, key=lambda r: -float(r["psnr"]))]
-        pool = evolve(self.space, self.cons, parents[:self.cfg.top_h], self.cfg.pool_c, rng, seen)
+        pool = self._new_candidates(
+            it, lambda: evolve(self.space, self.cons, parents[:self.cfg.top_h], self.cfg.pool_c, rng, seen))
         if not pool:
             return []
         model = fit_predictor(self.space, rows, self.cfg, seed=self.cfg.seed * 100 + it)

@@ -319,7 +319,8 @@ def _print_winner(found: dict, final: dict | None = None, report: Path | None = 
           f"LUT {float(row['lat_pred_ms']):.2f} ms")
     ab = found["ablation"]
     if "random_best" in ab:
-        print(f"ablation ({ab['guided_evals']} evaluations each): guided best {ab['guided_best']:.3f} dB, "
+        print(f"ablation ({ab['guided_evals']} guided / {ab['random_evals']} random evaluations): guided best "
+              f"{ab['guided_best']:.3f} dB, "
               f"random best {ab['random_best']:.3f} dB, predictor Kendall tau (held-out) {ab['kendall_tau']:.3f}")
     if final:
         tgt = final["target_ms"]

@@ -112,7 +112,7 @@ def write_report(out_dir: str | Path, summary: dict, guided: pd.DataFrame, rando
     if summary.get("final"):
         lines += ["## Final model (after stage 3, exported)", ""]
         lines += [_table([[k, v] for k, v in summary["final"].items()], ["field", "value"]), ""]
-    lines += ["## Ablation: predictor-guided vs random search (same number of real evaluations)", ""]
+    lines += ["## Ablation: predictor-guided vs random search (same budget of real evaluations)", ""]
     lines += [_table([["predictor-guided", ablation.get("guided_evals"), _f(ablation.get("guided_best"), ".3f")],
                       ["random among valid", ablation.get("random_evals"), _f(ablation.get("random_best"), ".3f")]],
                      ["search", "real evaluations", "best validation PSNR (dB)"]), ""]

@@ -137,3 +137,18 @@ def test_cost_counts_the_macs_of_the_compacted_network(schemes, rate):
     saved, real_saved = sp.cost(dense, (16, 16))[0] - sp.cost(cand, (16, 16))[0], real(dense) - real(cand)
     tol = 0.06 if "block" in schemes else 0.01   # block: the union of row-blocks' columns is random
     assert saved > 0 and abs(saved - real_saved) <= tol * real_saved, (saved, real_saved)
+
+
+def test_search_ends_short_when_the_space_runs_out(tmp_path):
+    """A space with fewer valid candidates than the budget: both searches stop short instead of failing."""
+    from search.loop import run_search
+    from supernet.config import SearchConfig
+    sp = Space(ModelConfig(n_cells=1, n_feats=8, expansion_a=2, expansion_b=2), ["none"], 2)
+    cons = Constraints(sp, [0.0], None)
+    cfg = SearchConfig(iterations=2, init_candidates=2, top_h=1, pool_c=2, pick_b=1, ensemble=2)
+    logs = []
+    out = run_search(sp, cons, lambda c: {"psnr": 30.0 + (c.path[0] == "wdsr_b")}, cfg, tmp_path,
+                     ablation=True, log=logs.append)
+    assert len(out["guided"].rows) == 2 and len(out["random"].rows) == 2   # the whole space: wdsr_a, wdsr_b
+    assert float(out["guided"].best()["psnr"]) == 31.0
+    assert any("no new candidates" in s for s in logs)
