@@ -81,7 +81,11 @@ def collapsed_rates(net: nn.Module, schemes: dict[str, str], cfg: PruningConfig,
 def rate_stepper(net: nn.Module, cfg: PruningConfig, grid: Sequence[float],
                  latency_fn: LatencyFn) -> Callable[[Plan, float], tuple[Plan, float] | None]:
     """``step(plan, ms)``: the plan with one layer one grid rate higher, the step saving most
-    estimated latency per weight magnitude lost, and its estimate; None when no step saves any."""
+    estimated latency per weight magnitude lost, and its estimate; None at the top of the grid.
+
+    A step that saves nothing is still taken when nothing better is left: with channels padded
+    to a multiple, one layer's step can leave every width as it was while the next one pays.
+    """
     grid = sorted(grid)
     tied = tied_layers(net)
     layers = dict(net.prunable())
@@ -99,7 +103,7 @@ def rate_stepper(net: nn.Module, cfg: PruningConfig, grid: Sequence[float],
             trial = {**plan, name: (s, higher[0])}
             ms = latency_fn(trial)
             cost = lost(name, s, higher[0]) - (lost(name, s, r) if r > 0 else 0.0) + 1e-12
-            if cur - ms > 0 and (best is None or (cur - ms) / cost > best[0]):
+            if best is None or (cur - ms) / cost > best[0]:
                 best = ((cur - ms) / cost, trial, ms)
         return None if best is None else (best[1], best[2])
 
