@@ -50,3 +50,15 @@ def test_measured_fallback_steps_only_as_far_as_the_device_needs():
     assert measure(plan) <= 1.05 * 5.0 and len(calls) > 2
     fastest = {n: ("filter", 0.75) for n, _ in net.prunable()}
     assert lat(plan) > lat(fastest)           # not every layer thrown to the top rate
+
+
+def test_meet_target_crosses_plateaus():
+    """Padding can make one layer's step save nothing while two together pay: the search steps on."""
+    from pruning import apply_plan
+    from pruning.reweighted import meet_target
+    net, _, cfg, _ = _setup(1, 1)
+    apply_plan(net, {}, cfg)   # fuse weight norm as stage 3 does
+    plan = {n: ("filter", 0.0) for n, _ in net.prunable()}
+    lat = lambda p: 4.0 if sum(r >= 0.25 for _, r in p.values()) >= 2 else 10.0  # noqa: E731
+    got = meet_target(net, plan, cfg, [0.0, 0.25, 0.5, 0.75], lat, 5.0)
+    assert lat(got) <= 5.0 and sum(r > 0 for _, r in got.values()) == 2
