@@ -14,8 +14,9 @@ from .executors import masked_conv
 from .masks import Masks, Plan, apply_plan
 
 
-def live_channels(convs: list[nn.Conv2d], wmask: list[torch.Tensor | None], multiple: int = 1) -> list[torch.Tensor]:
-    """Output channels of each conv that are worth computing (the last conv keeps all).
+def live_channels(convs: list[nn.Conv2d], wmask: list[torch.Tensor | None],
+                  multiple: int = 1) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per conv, the output channels worth computing (the last conv keeps all) and which of them are padding.
 
     A channel between two convs is dead when the consumer's mask reads it in no row
     (tied filter pruning, or block pruning whose row-blocks all dropped that column), or
@@ -34,9 +35,12 @@ def live_channels(convs: list[nn.Conv2d], wmask: list[torch.Tensor | None], mult
         read = torch.ones_like(made) if nxt is None else nxt.transpose(0, 1).flatten(1).sum(1) > 0
         keep = made & read
         n = int(keep.sum())
-        keep[torch.nonzero(~keep).flatten()[:padded_width(n, c.out_channels, multiple) - n]] = True
-        live.append(torch.nonzero(keep).flatten())
-    return live + [torch.arange(convs[-1].out_channels)]
+        computed = keep.clone()
+        computed[torch.nonzero(~keep).flatten()[:padded_width(n, c.out_channels, multiple) - n]] = True
+        idx = torch.nonzero(computed).flatten()
+        live.append((idx, ~keep[idx]))
+    n_last = convs[-1].out_channels
+    return live + [(torch.arange(n_last), torch.zeros(n_last, dtype=torch.bool))]
 
 
 def padded_width(n: int, full: int, multiple: int) -> int:
@@ -60,17 +64,14 @@ def _compact_block(blk: ResidualBlock, prefix: str, masks: Masks) -> ResidualBlo
     live = live_channels(convs, wmask, masks.channel_multiple)
     new = []
     for j, (c, m) in enumerate(zip(convs, wmask)):
-        rows, cols = live[j], (live[j - 1] if j > 0 else torch.arange(c.in_channels))
+        (rows, pad), cols = live[j], (live[j - 1][0] if j > 0 else torch.arange(c.in_channels))
         w = c.weight.detach()[rows][:, cols]
         b = c.bias.detach()[rows].clone() if c.bias is not None else None
         if m is not None:
             w = w * m[rows][:, cols]
-        nxt = wmask[j + 1] if j + 1 < len(convs) else None
-        if nxt is not None:  # padding channels nobody reads compute plain zeros: no weights count
-            unread = nxt[:, rows].sum(dim=(0, 2, 3)) == 0
-            w[unread] = 0
-            if b is not None:
-                b[unread] = 0
+        w[pad] = 0   # padding channels compute plain zeros: no weights count
+        if b is not None:
+            b[pad] = 0
         new.append(masked_conv(w, b, c.kernel_size[0]))
     body = [new[conv_pos.index(i)] if i in conv_pos else copy.deepcopy(m) for i, m in enumerate(mods)]
     return ResidualBlock(nn.Sequential(*body), blk.res_scale)
