@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 
 from pruning import kept_out_channels, pruned_layer, pruned_path_net
-from supernet.config import load_config
+from supernet.config import config_of
 
 from .build import build_lut, calibrate_lut, default_lut_path
 from .fingerprint import BACKENDS, FIELDS, fingerprint
@@ -56,7 +56,7 @@ def candidate_builder(cfg):
 
 
 def _build(args) -> int:
-    cfg = load_config(args.config)
+    cfg = config_of(args)
     backend = args.backend or cfg.latency.backend
     lut = build_lut(cfg, pruned_layer, kept_out_channels, backend=backend, out=args.out)
     n = cfg.latency.calib_samples if args.calib_samples is None else args.calib_samples
@@ -69,7 +69,7 @@ def _build(args) -> int:
 def _check(args) -> int:
     from .check import run_check
     from .model import LatencyModel
-    cfg = load_config(args.config)
+    cfg = config_of(args)
     backend = args.backend or cfg.latency.backend
     path = Path(args.lut) if args.lut else default_lut_path(cfg, backend)
     lat = cfg.latency
@@ -99,7 +99,7 @@ def _check(args) -> int:
 
 
 def _import(args) -> int:
-    cfg = load_config(args.config)
+    cfg = config_of(args)
     fields = {f: getattr(args, f"fp_{f}") for f in FIELDS if f != "backend" and getattr(args, f"fp_{f}")}
     lut = import_csv(Path(args.csv), args.out, cfg, backend=args.backend, fields=fields)
     print(f"imported {len(lut)} rows into {lut.path}; fingerprint: {json.dumps(lut.fingerprint)}")

@@ -159,7 +159,7 @@ class LatencyModel:
         if self.fastest_ms(1) > target_ms:
             raise InfeasibleTarget(
                 f"latency target {target_ms:.1f} ms at {self.w}x{self.h} cannot be met: the fastest one-cell "
-                f"candidate takes {self.fastest_ms(1):.1f} ms on this LUT's device; raise latency.target_ms "
+                f"candidate takes {self.fastest_ms(1):.1f} ms on this LUT's device; raise latency.target "
                 f"or lower the input size")
         n = 1
         while n < limit and self.fastest_ms(n + 1) <= target_ms:

@@ -23,6 +23,11 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         mod.register(sub)
+    for cmd in sub.choices.values():  # every command that reads a config takes overrides of it
+        if any(a.dest == "config" for a in cmd._actions):
+            cmd.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                             help="override a config value, validated like the file: --set latency.target=50ms "
+                                  "(repeatable; lists as YAML: --set data.benchmarks=[Set5,Set14])")
     return parser
 
 

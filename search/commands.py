@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from supernet.config import load_config
+from supernet.config import config_of
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +28,7 @@ def _out(args, cfg) -> Path:
 def _search(args) -> int:
     from .pipeline import search_command
 
-    cfg = load_config(args.config)
+    cfg = config_of(args)
     search_command(cfg, _out(args, cfg))
     return 0
 
@@ -35,6 +36,10 @@ def _search(args) -> int:
 def _run(args) -> int:
     from .pipeline import run_all
 
-    cfg = load_config(args.config)
-    run_all(cfg, _out(args, cfg))
+    cfg = config_of(args)
+    result = run_all(cfg, _out(args, cfg))
+    if result.get("missed"):
+        print("srnas run: the exported winner misses its latency target by measurement (report written); "
+              "exit 3", file=sys.stderr)
+        return 3
     return 0

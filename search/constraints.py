@@ -96,5 +96,5 @@ class Constraints:
             raise InfeasibleTarget(
                 f"latency target {self.target_ms:.2f} ms cannot be met: the fastest candidate in this space "
                 f"({'-'.join(cand.path)}, every layer pruned at rate {cand.rate:g}, {self.space.n_cells} cells) "
-                f"takes {ms:.2f} ms by the LUT at {self.lr_hw[0]}x{self.lr_hw[1]}; raise latency.target_ms to at "
+                f"takes {ms:.2f} ms by the LUT at {self.lr_hw[0]}x{self.lr_hw[1]}; raise latency.target to at "
                 f"least {ms:.2f}, lower model.n_cells / n_feats, or add higher rates to latency.rates")

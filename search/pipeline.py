@@ -68,23 +68,24 @@ def lut_stage(cfg: Config, out_dir: Path, dist_info: DistInfo, build: bool = Tru
 
 
 def resolve_target(cfg: Config, lat_model, out_dir: Path | None = None) -> Config:
-    """The config with latency.target_ms fixed: search.target_rel x the LUT latency of the fastest dense path.
+    """The config with an absolute latency.target: a relative one (0.85x) times the LUT latency of the fastest dense path.
 
     A relative target keeps a demo meaningful on any machine; the value depends only on the
     LUT, so a resumed run gets the same target.
     """
-    if cfg.latency.target_ms > 0 or cfg.search.target_rel <= 0 or lat_model is None:
+    rel = cfg.latency.target_rel
+    if rel <= 0 or lat_model is None:
         return cfg
     space = make_space(cfg)
     dense = min(lat_model.predict(p, {}) for p in itertools.product(space.blocks, repeat=space.n_cells)) \
         if len(space.blocks) ** space.n_cells <= 256 else min(lat_model.predict((b,) * space.n_cells, {})
                                                              for b in space.blocks)
-    target = cfg.search.target_rel * dense
-    print(f"latency target: {cfg.search.target_rel:g} x {dense:.2f} ms (fastest dense path, LUT) = {target:.2f} ms")
+    target = rel * dense
+    print(f"latency target: {rel:g} x {dense:.2f} ms (fastest dense path, LUT) = {target:.2f} ms")
     if out_dir is not None:
-        atomic_write_json({"target_ms": target, "fastest_dense_ms": dense, "target_rel": cfg.search.target_rel},
+        atomic_write_json({"target_ms": target, "fastest_dense_ms": dense, "target_rel": rel},
                           out_dir / "latency" / "target.json")
-    return dataclasses.replace(cfg, latency=dataclasses.replace(cfg.latency, target_ms=target))
+    return dataclasses.replace(cfg, latency=dataclasses.replace(cfg.latency, target=f"{target:.3f}ms"))
 
 
 def make_constraints(cfg: Config, space: Space, lat_model) -> Constraints:
@@ -120,7 +121,7 @@ def search_stage(cfg: Config, out_dir: Path, dist_info: DistInfo, lat_model=None
     space = make_space(cfg)
     cons = make_constraints(cfg, space, lat_model)
     if cfg.latency.target_ms > 0 and lat_model is None:
-        raise UserError("latency.target_ms is set but no LUT was given: build one with `srnas latency build`")
+        raise UserError("latency.target is set but no LUT was given: build one with `srnas latency build`")
     supernet = load_supernet(weights).to(dist_info.device)
     pairs = center_crop_pairs(make_pairs(load_images(cfg.data.val, "val", data_root=cfg.data.data_root),
                                          cfg.data.scale), cfg.search.val_crop, cfg.data.scale)
@@ -216,7 +217,7 @@ def report_stage(cfg: Config, out_dir: Path, found: dict, final: dict | None) ->
 def search_command(cfg: Config, out_dir: Path) -> dict:
     """`srnas search`: the LUT must exist (no build); supernet weights must exist."""
     dist_info = init_distributed(cfg.search.threads or cfg.train.threads)
-    wants = cfg.latency.target_ms > 0 or cfg.search.target_rel > 0
+    wants = bool(cfg.latency.target)
     lat_model = lut_stage(cfg, out_dir, dist_info, build=False) if wants else None
     cfg = resolve_target(cfg, lat_model)
     found = search_stage(cfg, out_dir, dist_info, lat_model)
@@ -235,9 +236,11 @@ def run_all(cfg: Config, out_dir: Path) -> dict:
     times = {}
     train_supernet(cfg, out_dir, resume=True)
     times["supernet"] = time.time() - t0
-    wants = cfg.latency.target_ms > 0 or cfg.search.target_rel > 0
+    wants = bool(cfg.latency.target)
     lat_model = lut_stage(cfg, out_dir, dist_info) if wants else None
     cfg = resolve_target(cfg, lat_model, out_dir if dist_info.main else None)
+    if dist_info.main:  # the saved config states the absolute target the run aims at
+        save_config(cfg, out_dir / "config.yaml")
     if lat_model is not None:  # an impossible target fails here, before any evaluation
         make_constraints(cfg, make_space(cfg), lat_model).check_feasible()
     times["lut"] = time.time() - t0 - sum(times.values())
@@ -250,7 +253,28 @@ def run_all(cfg: Config, out_dir: Path) -> dict:
     report = report_stage(cfg, out_dir, found, final)
     times["total"] = time.time() - t0
     _print_winner(found, final, report, times)
-    return {"found": found, "final": final, "report": report, "times": times}
+    warnings = latency_warnings(final)
+    for w in warnings:
+        print(f"warning: {w}")
+    return {"found": found, "final": final, "report": report, "times": times, "warnings": warnings,
+            "missed": final.get("meets_target") is False and not cfg.latency.soft_target}
+
+
+def latency_warnings(final: dict) -> list[str]:
+    """What a user should know about the measured winner: a missed target, a LUT that priced it wrongly."""
+    out = []
+    fix = "rebuild the LUT on a quiet machine: `srnas latency build -c CONFIG --recalibrate` (or --redo)"
+    ratio = final["measured_ms"] / final["lut_ms"] if final.get("lut_ms") and final["lut_ms"] == final["lut_ms"] \
+        else None
+    if ratio is not None and not 0.8 <= ratio <= 1.25:
+        out.append(f"the winner measured {final['measured_ms']:.2f} ms where the LUT predicted {final['lut_ms']:.2f} ms "
+                   f"({ratio:.2f} x, outside [0.8, 1.25]): the LUT does not describe this machine as it runs now "
+                   f"(built while the machine was busy?); {fix}")
+    if final.get("meets_target") is False:
+        out.append(f"the winner MISSES the target: measured {final['measured_ms']:.2f} ms vs {final['target_ms']:.2f} ms "
+                   f"({final['ratio_to_target']:.3f} x, bound 1.05 x); {fix}, or raise latency.target; "
+                   f"latency.soft_target: true accepts such a winner")
+    return out
 
 
 def _print_winner(found: dict, final: dict | None = None, report: Path | None = None, times: dict | None = None) -> None:

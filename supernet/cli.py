@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import load_config
+from .config import config_of
 from .data import load_images, make_pairs
 from .evaluate import evaluate, evaluate_bicubic
 from .model import parse_path
@@ -47,13 +47,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args) -> int:
-    cfg = load_config(args.config)
+    cfg = config_of(args)
     train_supernet(cfg, Path(args.out) if args.out else None, resume=args.resume, redo=args.redo)
     return 0
 
 
 def _eval(args) -> int:
-    cfg = load_config(args.config)
+    cfg = config_of(args)
     out = Path(args.out) if args.out else cfg.out_dir
     weights = Path(args.weights) if args.weights else out / "supernet" / "supernet.pt"
     if not weights.exists():

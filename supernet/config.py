@@ -63,11 +63,14 @@ class TrainConfig:
 
 @dataclass
 class LatencyConfig:
-    backend: Literal["torch-cpu", "torch-cpu-cl", "onnxruntime", "torch-cuda"] = "torch-cpu"
+    backend: Literal["torch-cpu", "torch-cpu-cl", "onnxruntime", "openvino", "torch-cuda", "auto"] = "torch-cpu"
+    precision: Literal["fp32", "bf16", "int8", "auto"] = "fp32"   # what the executor computes in
     threads: int = 0                      # 0 = all cores of this machine
     lr_height: int = 360                  # input (LR) size the target refers to
     lr_width: int = 640
-    target_ms: float = 0.0                # latency budget; 0 = none
+    target: str = ""                      # latency budget: "50ms" (absolute) or "0.85x" (x the fastest dense
+                                          # path by the LUT); "" = none. A run saves the resolved ms.
+    soft_target: bool = False             # true: a winner that misses the target by measurement only warns
     warmup: int = 1                       # untimed rounds (a round runs each op of a chunk once)
     repeats: int = 5                      # timed rounds; noisy ops get up to repeats // 2 + 1 more
     rates: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75])
@@ -75,6 +78,36 @@ class LatencyConfig:
     strict: bool = False                  # refuse a LUT from another device
     calib_samples: int = 6                # whole random candidates timed at build to calibrate the op sum; 0 = none
     granularity: Literal["op", "block"] = "op"   # LUT rows per conv/ReLU/add, or per whole block at its widths
+
+    @property
+    def target_ms(self) -> float:
+        """The absolute budget in ms; 0 when none is set or it is still relative."""
+        value, unit = parse_target(self.target)
+        return value if unit == "ms" else 0.0
+
+    @property
+    def target_rel(self) -> float:
+        """The relative budget (x the fastest dense path); 0 when none is set or it is absolute."""
+        value, unit = parse_target(self.target)
+        return value if unit == "x" else 0.0
+
+
+def parse_target(text: str) -> tuple[float, str]:
+    """'50ms' -> (50.0, 'ms'), '0.85x' -> (0.85, 'x'), '' -> (0.0, ''); ConfigError otherwise."""
+    t = str(text).strip().lower().replace(" ", "")
+    if not t:
+        return 0.0, ""
+    for unit in ("ms", "x"):
+        if t.endswith(unit):
+            try:
+                value = float(t[:-len(unit)])
+            except ValueError:
+                break
+            if value > 0:
+                return value, unit
+            break
+    raise ConfigError(f"latency.target: {text!r} is not a budget; write a positive time like 50ms, "
+                      f"or a factor of the fastest dense path like 0.85x")
 
 
 @dataclass
@@ -111,7 +144,6 @@ class SearchConfig:
     val_crop: int = 0                     # HR centre crop of validation images during the search; 0 = whole
     measure_latency: bool = False         # also time every evaluated candidate (slow; LUT is used to search)
     ablation: bool = True                 # also run random search with the same number of evaluations
-    target_rel: float = 0.0               # if latency.target_ms is 0: target = this x LUT ms of the fastest dense path
     threads: int = 0                      # torch threads per process; 0 = torch default
 
 
@@ -181,17 +213,33 @@ def _check(tp: Any, value: Any, where: str) -> Any:
     raise TypeError(f"unsupported config type {tp} at {where}")
 
 
-def _build(cls: type, data: dict, prefix: str = "") -> Any:
+# keys that moved: the old name gets an error that says where it went
+RENAMED = {"latency.target_ms": "latency.target (e.g. target: 50ms)",
+           "search.target_rel": "latency.target (e.g. target: 0.85x)"}
+
+
+def _build(cls: type, data: dict, prefix: str = "", problems: list[str] | None = None) -> Any:
+    """The dataclass from ``data``; with ``problems`` given, bad keys are listed there and left at default."""
+    collect = problems is not None
+    problems = [] if problems is None else problems
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        where = ", ".join(f"{prefix}{k}" if not prefix else f"{prefix}.{k}" for k in unknown)
-        raise ConfigError(f"unknown config key(s): {where}; allowed here: {sorted(names)}")
     kwargs = {}
     for key, value in data.items():
-        where = f"{prefix}.{key}" if prefix else key
-        kwargs[key] = _check(hints[key], value, where)
+        where = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            hint = (f"renamed to {RENAMED[where]}" if where in RENAMED
+                    else f"unknown config key; allowed here: {sorted(names)}")
+            problems.append(f"{where}: {hint}")
+            continue
+        try:
+            kwargs[key] = (_build(hints[key], value, where, problems)
+                           if dataclasses.is_dataclass(hints[key]) and isinstance(value, dict)
+                           else _check(hints[key], value, where))
+        except ConfigError as e:
+            problems.append(str(e))
+    if problems and not collect:
+        raise ConfigError("\n".join(problems))
     return cls(**kwargs)
 
 
@@ -200,46 +248,83 @@ def build_section(cls: type, data: dict, prefix: str = "") -> Any:
     return _build(cls, data, prefix)
 
 
-def validate(cfg: Config) -> Config:
-    """Cross-field checks that types alone cannot express."""
+def _positive(problems: list[str], cfg: Config, keys: str, minimum: float = 0.0, strict: bool = True) -> None:
+    """Append a problem for each dotted key whose value is not above (or at least) ``minimum``."""
+    for key in keys.split():
+        section, name = key.split(".")
+        v = getattr(getattr(cfg, section), name)
+        if (v <= minimum) if strict else (v < minimum):
+            need = f"above {minimum:g}" if strict else f"at least {minimum:g}"
+            problems.append(f"{key}: {v!r} must be {need}")
+
+
+def range_problems(cfg: Config) -> list[str]:
+    """Cross-field and range checks that types alone cannot express, one line per problem."""
+    out: list[str] = []
     if cfg.data.scale not in (2, 3, 4):
-        raise ConfigError(f"data.scale: {cfg.data.scale} is not supported; use 2, 3 or 4")
+        out.append(f"data.scale: {cfg.data.scale} is not supported; use 2, 3 or 4")
     if cfg.data.patch_size < 8:
-        raise ConfigError(f"data.patch_size: {cfg.data.patch_size} is too small; use at least 8")
-    for key in ("n_cells", "n_feats"):
-        if getattr(cfg.model, key) < 1:
-            raise ConfigError(f"model.{key}: must be positive")
+        out.append(f"data.patch_size: {cfg.data.patch_size} is too small; use at least 8")
+    _positive(out, cfg, "data.batch_size model.n_cells model.n_feats model.expansion_a model.expansion_b "
+                        "model.low_rank model.res_scale train.steps train.epoch_steps train.lr search.ensemble "
+                        "search.top_h search.pool_c search.init_candidates search.eval_lr zoo.steps zoo.lr "
+                        "zoo.epoch_steps pruning.eps latency.repeats")
+    _positive(out, cfg, "train.lr_min train.weight_decay train.threads train.val_paths latency.threads "
+                        "latency.warmup latency.calib_samples pruning.reg_lambda pruning.reg_steps "
+                        "pruning.finetune_steps search.iterations search.eval_steps search.eval_batch "
+                        "search.val_crop search.max_macs search.max_params search.threads search.ucb_beta "
+                        "zoo.lr_min zoo.qat_steps", 0.0, strict=False)
+    _positive(out, cfg, "latency.lr_height latency.lr_width", 8, strict=False)
+    _positive(out, cfg, "pruning.channel_multiple", 1, strict=False)
+    if 0 < cfg.train.lr < cfg.train.lr_min:
+        out.append(f"train.lr_min ({cfg.train.lr_min:g}) must not exceed train.lr ({cfg.train.lr:g})")
     if not cfg.model.blocks:
-        raise ConfigError("model.blocks: list at least one block type (e.g. [wdsr_a, wdsr_b])")
+        out.append("model.blocks: list at least one block type (e.g. [wdsr_a, wdsr_b])")
     probs = cfg.train.block_probs
     if probs and (len(probs) != len(cfg.model.blocks) or min(probs) < 0 or sum(probs) <= 0):
-        raise ConfigError(
-            f"train.block_probs: {probs} must hold one non-negative weight per entry of model.blocks "
-            f"{cfg.model.blocks}, not all zero")
-    if cfg.train.epoch_steps < 1 or cfg.train.steps < 1:
-        raise ConfigError("train.steps and train.epoch_steps must be positive")
-    if cfg.pruning.channel_multiple < 1:
-        raise ConfigError(f"pruning.channel_multiple: {cfg.pruning.channel_multiple} must be at least 1 (1 = exact)")
+        out.append(f"train.block_probs: {probs} must hold one non-negative weight per entry of model.blocks "
+                   f"{cfg.model.blocks}, not all zero")
+    rates = cfg.latency.rates
+    if not rates or any(not 0 <= r < 1 for r in rates) or 0.0 not in rates:
+        out.append(f"latency.rates: {rates} must include 0 and hold rates in [0, 1), e.g. [0, 0.25, 0.5, 0.75]")
+    try:
+        parse_target(cfg.latency.target)
+    except ConfigError as e:
+        out.append(str(e))
     s = cfg.search
     if not 0 < s.pick_b <= s.pool_c:
-        raise ConfigError(f"search.pick_b ({s.pick_b}) must be in 1..search.pool_c ({s.pool_c})")
+        out.append(f"search.pick_b ({s.pick_b}) must be in 1..search.pool_c ({s.pool_c})")
+    return out
+
+
+def validate(cfg: Config) -> Config:
+    """Raise one ConfigError listing every range or cross-field problem of ``cfg``."""
+    problems = range_problems(cfg)
+    if problems:
+        raise ConfigError("\n".join(problems))
     return cfg
 
 
 def config_from_dict(data: dict | None, source: str = "<dict>") -> Config:
-    """Build and validate a Config from a plain mapping (e.g. parsed YAML)."""
+    """Build and validate a Config from a plain mapping (e.g. parsed YAML): every problem, one line each."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of sections, got {type(data).__name__}")
-    try:
-        return validate(_build(Config, data))
-    except ConfigError as e:
-        raise ConfigError(f"{source}: {e}") from None
+    problems: list[str] = []
+    cfg = _build(Config, data, "", problems)
+    problems += range_problems(cfg)   # keys with bad values were left at their (valid) defaults
+    if problems:
+        lines = "\n".join(f"  {p}" for p in problems)
+        raise ConfigError(f"{source}: {len(problems)} problem(s):\n{lines}")
+    return cfg
 
 
-def load_config(path: str | Path, overrides: dict | None = None) -> Config:
-    """Load a YAML config file; ``overrides`` (nested dict) wins over the file."""
+def load_config(path: str | Path, overrides: dict | list[str] | None = None, check_data: bool = True) -> Config:
+    """Load a YAML config file; ``overrides`` (nested dict, or ``key.path=value`` strings) win over the file.
+
+    With ``check_data`` every dataset the config names must exist, so a run fails before any work.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; see experiments/configs/ for examples")
@@ -247,9 +332,47 @@ def load_config(path: str | Path, overrides: dict | None = None) -> Config:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if isinstance(overrides, list):
+        overrides = parse_overrides(overrides)
     if overrides:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
         data = _merge(data, overrides)
-    return config_from_dict(data, str(path))
+    cfg = config_from_dict(data, str(path))
+    if check_data:
+        from .data import dataset_problems
+        d = cfg.data
+        problems = dataset_problems(d.train, d.val, d.benchmarks, d.data_root)
+        if problems:
+            lines = "\n".join(f"  {p}" for p in problems)
+            raise ConfigError(f"{path}: {len(problems)} problem(s) with the data:\n{lines}")
+    return cfg
+
+
+def config_of(args) -> Config:
+    """The config a command line names: ``-c FILE`` plus every ``--set KEY=VALUE``."""
+    return load_config(args.config, list(getattr(args, "set", None) or []))
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``["latency.target=50ms", "name=q50"]`` -> a nested dict; values are read as YAML (``[a, b]``, ``3``)."""
+    out: dict = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: write KEY=VALUE with a dotted key, e.g. --set latency.target=50ms")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            value = text
+        node = out
+        *parents, leaf = key.strip().split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {p} was already set to a value")
+        node[leaf] = value
+    return out
 
 
 def _merge(base: dict, over: dict) -> dict:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .errors import UserError
-from .imaging import HRImage, downscale, keep_usable, load_folder, modcrop, read_image
+from .imaging import HRImage, ImageError, downscale, keep_usable, list_images, load_folder, modcrop, read_image
 
 # Colour photographs bundled inside scikit-image's wheel (no download): the demo's data.
 SKIMAGE_TRAIN = ["chelsea.png", "coffee.png", "hubble_deep_field.jpg", "ihc.png", "motorcycle_left.png",
@@ -45,8 +45,25 @@ def resolve_dataset(name: str, data_root: str | Path | None = None) -> Path:
     root = Path(data_root) if data_root else default_data_root()
     if (root / name).is_dir():
         return root / name
-    raise UserError(f"dataset {name!r} is neither a folder nor found under {root}; "
-                            "pass a folder path, set --data-root or $SRNAS_DATA")
+    raise UserError(f"dataset {name!r} is neither a folder nor found under {root}; pass a folder path, "
+                    f"set data.data_root (--data-root) or $SRNAS_DATA, or use '{EMBEDDED}' (the embedded images)")
+
+
+def dataset_problems(train: list[str], val: str, benchmarks: list[str], data_root: str = "") -> list[str]:
+    """One line per data source of a config that cannot be found or holds no image (checked before any work)."""
+    named = [(f"data.train[{i}]", s) for i, s in enumerate(train)] + [("data.val", val)]
+    named += [(f"data.benchmarks[{i}]", s) for i, s in enumerate(benchmarks)]
+    out = []
+    for where, source in named:
+        if source == EMBEDDED:
+            continue
+        try:
+            list_images(resolve_dataset(source, data_root or None))
+        except (UserError, ImageError) as e:
+            out.append(f"{where}: {e}")
+    if not train:
+        out.append(f"data.train: list at least one HR folder, or '{EMBEDDED}' for the embedded images")
+    return out
 
 
 def load_images(source: str, split: str = "train", min_side: int = 1, data_root: str | None = None) -> list[HRImage]:

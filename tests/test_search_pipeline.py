@@ -20,7 +20,7 @@ TINY = dict(
 
 
 def test_run_end_to_end_and_skip_finished(tmp_path, capsys):
-    cfg = tiny_config(tmp_path, **{**TINY, "latency": {**TINY["latency"], "target_ms": 1000.0}})
+    cfg = tiny_config(tmp_path, **{**TINY, "latency": {**TINY["latency"], "target": "1000ms"}})
     assert main(["run", "-c", str(cfg)]) == 0
     run = tmp_path / "runs" / "tiny"
     for f in ["config.yaml", "supernet/supernet.pt", "latency/lut-torch-cpu.csv", "search/history.csv",
@@ -46,7 +46,7 @@ def test_run_end_to_end_and_skip_finished(tmp_path, capsys):
 
 
 def test_impossible_target_fails_before_search(tmp_path, capsys):
-    cfg = tiny_config(tmp_path, **{**TINY, "latency": {**TINY["latency"], "target_ms": 0.0001}})
+    cfg = tiny_config(tmp_path, **{**TINY, "latency": {**TINY["latency"], "target": "0.0001ms"}})
     assert main(["run", "-c", str(cfg)]) == 2
     err = capsys.readouterr().err
     assert "latency target 0.00 ms cannot be met" in err and "fastest candidate" in err and "Traceback" not in err
