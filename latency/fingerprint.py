@@ -7,8 +7,11 @@ import platform
 import torch
 
 # torch-cpu-cl: torch CPU in channels_last layout (see supernet/layout.py), exported TorchScript likewise
-BACKENDS = ("torch-cpu", "torch-cpu-cl", "onnxruntime", "torch-cuda")
-FIELDS = ("cpu_model", "cores", "threads", "torch", "onnxruntime", "backend", "accelerator")
+BACKENDS = ("torch-cpu", "torch-cpu-cl", "onnxruntime", "openvino", "torch-cuda")
+PRECISIONS = ("fp32", "bf16", "int8")
+FIELDS = ("cpu_model", "cores", "threads", "torch", "onnxruntime", "backend", "precision", "layout", "accelerator")
+# what an executor's latency depends on besides the machine: a LUT whose values differ here prices another executor
+EXECUTOR_FIELDS = ("backend", "precision", "layout")
 
 
 def cpu_model() -> str:
@@ -44,8 +47,13 @@ def _ort_version() -> str:
         return "absent"
 
 
-def fingerprint(backend: str = "torch-cpu", threads: int = 0) -> dict[str, str]:
-    """The fingerprint of this machine for ``backend`` run with ``threads`` threads."""
+def layout_of(backend: str) -> str:
+    """The input memory layout a backend runs in."""
+    return "nhwc" if backend == "torch-cpu-cl" else "nchw"
+
+
+def fingerprint(backend: str = "torch-cpu", threads: int = 0, precision: str = "fp32") -> dict[str, str]:
+    """The fingerprint of this machine for ``backend`` in ``precision`` run with ``threads`` threads."""
     accel = ""
     if backend == "torch-cuda" and torch.cuda.is_available():
         accel = torch.cuda.get_device_name(0)
@@ -56,6 +64,8 @@ def fingerprint(backend: str = "torch-cpu", threads: int = 0) -> dict[str, str]:
         "torch": torch.__version__,
         "onnxruntime": _ort_version(),
         "backend": backend,
+        "precision": precision,
+        "layout": layout_of(backend),
         "accelerator": accel,
     }
 
