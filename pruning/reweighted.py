@@ -9,6 +9,8 @@ best) until ``latency_fn(plan) <= target_ms``; then hard masks and masked fine-t
 """
 from __future__ import annotations
 
+from dataclasses import asdict
+from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
@@ -21,6 +23,7 @@ from supernet.config import PruningConfig
 from supernet.errors import UserError
 
 from .masks import Masks, Plan, apply_plan, tied_layers
+from .resume import FINETUNE, REGULARIZATION, Phase, Progress
 from .schemes import SCHEMES
 
 LatencyFn = Callable[[Plan], float]
@@ -34,18 +37,22 @@ def _group_norms(w: torch.Tensor, gid: torch.Tensor, n: int) -> torch.Tensor:
 def masked_finetune(net: nn.Module, sampler, steps: int, lr: float, masks: Masks | None = None,
                     penalty: Callable[[int], torch.Tensor] | None = None, lr_floor: float | None = 0.01,
                     desc: str = "finetune", progress: bool = True,
-                    device: torch.device = torch.device("cpu")) -> nn.Module:
+                    device: torch.device = torch.device("cpu"), resume: Phase | None = None) -> nn.Module:
     """L1/Adam steps (+ optional penalty), masks re-applied after each so pruned weights stay zero.
 
-    ``lr_floor``: cosine schedule down to lr * lr_floor; None keeps lr constant.
+    ``lr_floor``: cosine schedule down to lr * lr_floor; None keeps lr constant. ``resume``:
+    continue from that phase's saved state and save as it goes; step ``k`` always trains on
+    ``sampler.sample(k)``, so a resumed run ends where an uninterrupted one would.
     """
     if steps <= 0:
         return net
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=lr * lr_floor)
              if lr_floor is not None else None)
+    start = resume.restore(net, opt, sched, steps) if resume is not None else 0
     net.train()
-    for step in tqdm(range(steps), desc=desc, dynamic_ncols=True, disable=not progress):
+    for step in tqdm(range(start, steps), desc=desc, initial=start, total=steps, dynamic_ncols=True,
+                     disable=not progress):
         lr_b, hr_b = (t.to(device) for t in sampler.sample(step))
         loss = F.l1_loss(net(lr_b), hr_b)
         if penalty is not None:
@@ -57,6 +64,8 @@ def masked_finetune(net: nn.Module, sampler, steps: int, lr: float, masks: Masks
             sched.step()
         if masks is not None:
             masks.apply(net)
+        if resume is not None:
+            resume.step_done(step + 1, steps, net, opt, sched)
     return net.eval()
 
 
@@ -125,17 +134,47 @@ def meet_target(net: nn.Module, plan: Plan, cfg: PruningConfig, grid: Sequence[f
     return plan
 
 
+def plan_for_target(net: nn.Module, schemes: dict[str, str], cfg: PruningConfig, grid: Sequence[float],
+                    collapse: float, latency_fn: LatencyFn | None, target_ms: float,
+                    measure_fn: LatencyFn | None) -> Plan:
+    """Rates from the collapsed groups, raised until the estimate (and, when given, the device) meets the target."""
+    plan = collapsed_rates(net, schemes, cfg, grid, collapse)
+    if latency_fn is None or target_ms <= 0:
+        return plan
+    goal = target_ms
+    plan = meet_target(net, plan, cfg, grid, latency_fn, goal)
+    for _ in range(3 if measure_fn is not None else 0):
+        got = measure_fn(plan)
+        if got <= 1.05 * target_ms:
+            break
+        goal *= target_ms / got
+        try:
+            plan = meet_target(net, plan, cfg, grid, latency_fn, goal)
+        except UserError:   # the estimate sees no step that helps, the device disagrees: step and measure
+            step, cur = rate_stepper(net, cfg, grid, latency_fn), latency_fn(plan)
+            while got > 1.05 * target_ms and (nxt := step(plan, cur)) is not None:
+                plan, cur = nxt
+                got = measure_fn(plan)
+            break
+    return plan
+
+
 def reweighted_prune(net: nn.Module, sampler, cfg: PruningConfig, latency_fn: LatencyFn | None = None,
                      target_ms: float = 0.0, schemes: dict[str, str] | str = "filter",
                      grid: Sequence[float] = (0.0, 0.25, 0.5, 0.75), lr: float = 5e-4,
                      reweight_every: int = 10, collapse: float = 0.1,
-                     measure_fn: LatencyFn | None = None) -> tuple[nn.Module, Masks, Plan]:
+                     measure_fn: LatencyFn | None = None, checkpoint: str | Path | None = None,
+                     save_every: int | None = None,
+                     log: Callable[[str], None] = print) -> tuple[nn.Module, Masks, Plan]:
     """Stage 3: reweighted group-lasso training, rates from collapsed groups (+ latency target), masked fine-tune.
 
     ``schemes`` is one scheme for every prunable layer or a per-layer dict. ``measure_fn``
     (optional) measures a plan for real; when its result exceeds 1.05 x target, the rates
     are raised again against a proportionally tighter target (up to three times), and where
     the estimate sees no further step that helps, one step at a time, each measured.
+    ``checkpoint`` (optional) is a progress file: saved every ``save_every`` steps (default
+    a tenth of a phase, at most 50) or 30 s, and once the plan is known; a run restarted on
+    it continues from the saved phase and step and ends as an uninterrupted run would.
     Returns (net, masks, plan); ``net`` is fused and masked in place.
     """
     fuse_weight_norm(net)
@@ -156,24 +195,23 @@ def reweighted_prune(net: nn.Module, sampler, cfg: PruningConfig, latency_fn: La
             total = total + (alphas[n] * norms).sum()
         return cfg.reg_lambda * total
 
-    masked_finetune(net, sampler, cfg.reg_steps, lr, penalty=penalty, desc="reweighted reg")
-    plan = collapsed_rates(net, schemes, cfg, grid, collapse)
-    if latency_fn is not None and target_ms > 0:
-        goal = target_ms
-        plan = meet_target(net, plan, cfg, grid, latency_fn, goal)
-        for _ in range(3 if measure_fn is not None else 0):
-            got = measure_fn(plan)
-            if got <= 1.05 * target_ms:
-                break
-            goal *= target_ms / got
-            try:
-                plan = meet_target(net, plan, cfg, grid, latency_fn, goal)
-            except UserError:   # the estimate sees no step that helps, the device disagrees: step and measure
-                step, cur = rate_stepper(net, cfg, grid, latency_fn), latency_fn(plan)
-                while got > 1.05 * target_ms and (nxt := step(plan, cur)) is not None:
-                    plan, cur = nxt
-                    got = measure_fn(plan)
-                break
-    masks = apply_plan(net, plan, cfg)
-    masked_finetune(net, sampler, cfg.finetune_steps, lr, masks, desc="masked finetune")
+    settings = {"schemes": dict(sorted(schemes.items())), "pruning": asdict(cfg), "lr": lr, "grid": list(grid),
+                "reweight_every": reweight_every, "collapse": collapse, "target_ms": float(target_ms)}
+    prog = Progress(checkpoint, settings, save_every, log=log) if checkpoint is not None else None
+    saved = prog.load() if prog is not None else None
+    if saved is None or saved["phase"] == REGULARIZATION:
+        alphas.update(saved["alphas"] if saved is not None else {})
+        reg = prog.phase(REGULARIZATION, saved, lambda: {"alphas": alphas}) if prog is not None else None
+        masked_finetune(net, sampler, cfg.reg_steps, lr, penalty=penalty, desc="reweighted reg", resume=reg)
+        plan = plan_for_target(net, schemes, cfg, grid, collapse, latency_fn, target_ms, measure_fn)
+        masks = apply_plan(net, plan, cfg)
+        if prog is not None:   # the plan may have cost measurements: keep it before fine-tuning
+            prog.save(FINETUNE, 0, net, plan=plan, masks=masks)
+        saved = None
+    else:
+        plan, masks = {k: (s, float(r)) for k, (s, r) in saved["plan"].items()}, saved["masks"]
+        net.load_state_dict(saved["net"])
+        log(f"stage 3: plan from {checkpoint}: {plan}")
+    ft = prog.phase(FINETUNE, saved, lambda: {"plan": plan, "masks": masks}) if prog is not None else None
+    masked_finetune(net, sampler, cfg.finetune_steps, lr, masks, desc="masked finetune", resume=ft)
     return net, masks, plan

@@ -1,9 +1,11 @@
 """Reweighted dynamic regularization meets an injected latency target with per-layer rates."""
+import pytest
 import torch
 
 from pruning import reweighted_prune
 from supernet.config import PruningConfig, load_config
 from supernet.data import PatchSampler, load_images
+from supernet.errors import UserError
 from supernet.model import build_path_net
 
 torch.set_num_threads(1)
@@ -62,3 +64,54 @@ def test_meet_target_crosses_plateaus():
     lat = lambda p: 4.0 if sum(r >= 0.25 for _, r in p.values()) >= 2 else 10.0  # noqa: E731
     got = meet_target(net, plan, cfg, [0.0, 0.25, 0.5, 0.75], lat, 5.0)
     assert lat(got) <= 5.0 and sum(r > 0 for _, r in got.values()) == 2
+
+
+class _Killed(Exception):
+    """Stands in for SIGKILL: raised from inside a training step."""
+
+
+class _DiesAt:
+    """A sampler that raises on its ``n``-th batch (counted over both phases), like a kill mid-step."""
+
+    def __init__(self, sampler, n: int):
+        self.sampler, self.n, self.calls = sampler, n, 0
+
+    def sample(self, step: int):
+        self.calls += 1
+        if self.calls == self.n:
+            raise _Killed
+        return self.sampler.sample(step)
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
+    """Killed once in regularization and once in fine-tune, the resumed run ends with the same weights."""
+    net, sampler, cfg, lat = _setup(10, 8)
+    ref, ref_masks, ref_plan = reweighted_prune(net, sampler, cfg, latency_fn=lat, target_ms=5.0, schemes="filter")
+    ckpt, logs = tmp_path / "progress.pt", []
+    # first killed at regularization step 7 (saved after 3 and 6); then, resumed at 6, at fine-tune step 5
+    # (4 regularization batches + 6 fine-tune ones; saved after 0 and 4)
+    for dies_at in (8, 4 + 6):
+        net, _, _, _ = _setup(10, 8)
+        with pytest.raises(_Killed):
+            reweighted_prune(net, _DiesAt(sampler, dies_at), cfg, latency_fn=lat, target_ms=5.0, schemes="filter",
+                             checkpoint=ckpt, save_every=3 if dies_at == 8 else 4, log=logs.append)
+    net, _, _, _ = _setup(10, 8)
+    net, masks, plan = reweighted_prune(net, sampler, cfg, latency_fn=lat, target_ms=5.0, schemes="filter",
+                                        checkpoint=ckpt, log=logs.append)
+    assert any("resuming regularization at step 6/10" in s for s in logs), logs
+    assert any("resuming finetune at step 4/8" in s for s in logs), logs
+    assert plan == ref_plan and masks.weight.keys() == ref_masks.weight.keys()
+    for k, v in ref.state_dict().items():
+        assert torch.allclose(net.state_dict()[k], v, atol=1e-6), k
+    for k, m in ref_masks.weight.items():
+        assert torch.equal(masks.weight[k], m), k
+
+
+def test_progress_of_other_settings_is_refused(tmp_path):
+    net, sampler, cfg, lat = _setup(4, 0)
+    with pytest.raises(_Killed):
+        reweighted_prune(net, _DiesAt(sampler, 4), cfg, schemes="filter", checkpoint=tmp_path / "p.pt",
+                         save_every=1, log=lambda s: None)
+    net, _, _, _ = _setup(4, 0)
+    with pytest.raises(UserError, match="other settings.*schemes"):
+        reweighted_prune(net, sampler, cfg, schemes="block", checkpoint=tmp_path / "p.pt", log=lambda s: None)
