@@ -16,11 +16,24 @@ from .lut import LUT, FingerprintMismatch, Row
 from .timing import check_backend, make_runner, time_interleaved
 
 
-def default_lut_path(cfg: Config, backend: str | None = None) -> Path:
-    """Where a config's LUT lives: latency.lut, else <run>/latency/lut-<backend>.csv."""
+def default_lut_path(cfg: Config, backend: str | None = None, out_dir: str | Path | None = None) -> Path:
+    """Where a config's LUT lives: latency.lut, else <run>/latency/lut-<backend>[-<precision>].csv."""
     if cfg.latency.lut:
         return Path(cfg.latency.lut)
-    return cfg.out_dir / "latency" / f"lut-{backend or cfg.latency.backend}.csv"
+    precision = cfg.latency.precision
+    name = f"lut-{backend or cfg.latency.backend}" + ("" if precision == "fp32" else f"-{precision}")
+    return Path(out_dir or cfg.out_dir) / "latency" / f"{name}.csv"
+
+
+def executor_fingerprint(cfg: Config, backend: str | None = None) -> dict:
+    """This machine's fingerprint for the config's executor (what its LUT must match)."""
+    return fingerprint(backend or cfg.latency.backend, cfg.latency.threads, cfg.latency.precision)
+
+
+def load_lut(cfg: Config, path: str | Path | None = None, backend: str | None = None) -> LUT:
+    """The config's LUT, checked against this machine and the config's executor (latency.allow_foreign_lut)."""
+    return LUT.load(path or default_lut_path(cfg, backend), expected=executor_fingerprint(cfg, backend),
+                    allow_foreign=cfg.latency.allow_foreign_lut)
 
 
 def dense_kept(cout: int, scheme: str, rate: float, cfg: PruningConfig) -> int:
@@ -37,9 +50,9 @@ def build_lut(cfg: Config, factory: LayerFactory = dense_factory,
     check_backend(backend)
     lat = cfg.latency
     path = Path(out) if out else default_lut_path(cfg, backend)
-    fp = fingerprint(backend, lat.threads)
+    fp = executor_fingerprint(cfg, backend)
     if path.exists():
-        lut = LUT.load(path, strict=False, expected=fp)
+        lut = LUT.load(path, expected=fp, allow_foreign=True)
         if fingerprint_diff(lut.fingerprint, fp):
             raise FingerprintMismatch(f"{path} holds measurements of another device/runtime; a build only "
                                       f"resumes its own LUT: remove the file or pass --out elsewhere")

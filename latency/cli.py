@@ -9,9 +9,9 @@ from pathlib import Path
 from pruning import kept_out_channels, pruned_layer, pruned_path_net
 from supernet.config import config_of
 
-from .build import build_lut, calibrate_lut, default_lut_path
-from .fingerprint import BACKENDS, FIELDS, fingerprint
-from .lut import LUT, LUTFingerprintWarning
+from .build import build_lut, calibrate_lut, default_lut_path, load_lut
+from .fingerprint import BACKENDS, FIELDS
+from .lut import LUTFingerprintWarning
 from .importer import import_csv
 
 
@@ -36,7 +36,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--warmup", type=int, default=1)
     c.add_argument("--repeats", type=int, default=5)
     c.add_argument("--no-calibration", action="store_true", help="predict with the raw op sum")
-    c.add_argument("--strict", action="store_true", help="refuse a LUT from another device")
     c.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     c.set_defaults(func=_check)
     i = g.add_parser("import", help="turn a CSV of external measurements (e.g. a phone) into a LUT")
@@ -75,7 +74,7 @@ def _check(args) -> int:
     lat = cfg.latency
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", LUTFingerprintWarning)
-        lut = LUT.load(path, strict=args.strict or lat.strict, expected=fingerprint(backend, lat.threads))
+        lut = load_lut(cfg, path, backend)
     for w in caught:
         print(f"warning: {w.message}")
     model = LatencyModel.for_config(lut, cfg, calibrate=not args.no_calibration)

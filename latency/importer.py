@@ -8,7 +8,7 @@ from pathlib import Path
 from supernet.config import Config
 from supernet.errors import UserError
 
-from .fingerprint import BACKENDS, FIELDS
+from .fingerprint import BACKENDS, FIELDS, layout_of
 from .lut import LUT, read_csv
 
 
@@ -25,6 +25,8 @@ def import_csv(src: Path, out: str | Path | None, cfg: Config, backend: str | No
     fp["backend"] = backend or (fp_in or {}).get("backend") or col_backend or ""
     if fp["backend"] not in BACKENDS:
         raise UserError(f"{src}: say which backend these were measured with: --backend one of {list(BACKENDS)}")
+    fp["precision"] = fp.get("precision") or "fp32"
+    fp["layout"] = fp.get("layout") or layout_of(fp["backend"])
     if not fp.get("cpu_model"):
         fp["cpu_model"] = _column_value(src, "device") or ""
     if not fp["cpu_model"]:

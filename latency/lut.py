@@ -11,7 +11,7 @@ from pathlib import Path
 from supernet.errors import UserError
 
 from .catalogue import OpKey, normalise
-from .fingerprint import fingerprint, fingerprint_diff
+from .fingerprint import EXECUTOR_FIELDS, fingerprint, fingerprint_diff, layout_of
 
 COLUMNS = ["device", "backend", "op", "cin", "cout", "k", "h", "w", "scheme", "rate",
            "latency_ms", "spread_ms", "cout_kept", "n", "anchor_ms"]
@@ -28,11 +28,11 @@ class MissingRow(UserError, KeyError):
 
 
 class FingerprintMismatch(UserError):
-    """A LUT measured on another device or runtime, refused under strict mode."""
+    """A LUT measured on another device or executor, refused unless foreign LUTs are allowed."""
 
 
 class LUTFingerprintWarning(UserWarning):
-    """A LUT measured on another device or runtime is being used here."""
+    """A LUT measured on another device or executor is being used here, as asked."""
 
 
 @dataclass
@@ -44,6 +44,7 @@ class Row:
     cout_kept: int = -1     # output channels the executor really produces (filter pruning narrows)
     n: int = 0
     anchor_ms: float = 0.0  # the anchor op's time in the same measuring round (0 = none)
+    backend: str = ""       # the backend column of the file ("" = not given)
 
 
 @dataclass
@@ -143,8 +144,12 @@ class LUT:
                                     row.cout_kept, row.n, f"{row.anchor_ms:.5f}"])
 
     @classmethod
-    def load(cls, path: str | Path, strict: bool = False, expected: dict | None = None) -> "LUT":
-        """Read a LUT; warn (or with ``strict`` refuse) if its fingerprint is not this machine's."""
+    def load(cls, path: str | Path, expected: dict | None = None, allow_foreign: bool = False) -> "LUT":
+        """Read a LUT and check it against ``expected`` (default: this machine, the LUT's own executor).
+
+        A LUT of another device or executor is refused (FingerprintMismatch) unless ``allow_foreign``,
+        which only warns: a search priced by it describes that device, not this one.
+        """
         path = Path(path)
         if not path.is_file():
             raise UserError(f"no latency LUT at {path}: run `srnas latency build -c CONFIG` "
@@ -153,8 +158,16 @@ class LUT:
         if fp is None:
             raise UserError(f"{path} has no '{HEADER.strip()}' header line: not a srnas LUT; "
                             f"use `srnas latency import` for external measurements")
+        # LUTs written before precision and layout were recorded were all fp32 in the backend's layout
+        fp.setdefault("precision", "fp32")
+        fp.setdefault("layout", layout_of(fp.get("backend", "torch-cpu")))
+        backends = {r.backend for r in rows.values() if r.backend}
+        if backends - {fp.get("backend")}:
+            raise UserError(f"{path}: its header says backend {fp.get('backend')!r} but rows were measured with "
+                            f"{sorted(backends)}: the file was edited or mixed; rebuild it with "
+                            f"`srnas latency build -c CONFIG`")
         lut = cls(fp, rows, path, cal)
-        lut.verify(strict=strict, expected=expected)
+        lut.verify(expected=expected, allow_foreign=allow_foreign)
         return lut
 
     def set_calibration(self, cal: dict | None) -> None:
@@ -169,19 +182,24 @@ class LUT:
         tmp.write_text("".join(lines))
         tmp.replace(self.path)
 
-    def verify(self, strict: bool = False, expected: dict | None = None) -> list[str]:
-        """Compare the LUT's fingerprint with ``expected`` (default: this machine); returns the diffs."""
+    def verify(self, expected: dict | None = None, allow_foreign: bool = False) -> list[str]:
+        """Compare the LUT's fingerprint with ``expected``; refuse a mismatch unless allowed. Returns the diffs."""
         if expected is None:
-            expected = fingerprint(self.backend, int(self.fingerprint.get("threads", 0) or 0))
+            expected = fingerprint(self.backend, int(self.fingerprint.get("threads", 0) or 0),
+                                   self.fingerprint.get("precision", "fp32"))
         diff = fingerprint_diff(self.fingerprint, expected)
-        if diff:
-            msg = (f"latency LUT {self.path} was measured on another device/runtime; differing fields: "
-                   + "; ".join(diff))
-            if strict:
-                raise FingerprintMismatch(msg + ". Rebuild it here with `srnas latency build`, or drop --strict "
-                                          "(latency.strict) to search for that device anyway")
-            warnings.warn(msg + "; predictions describe that device, not this one", LUTFingerprintWarning,
-                          stacklevel=2)
+        if not diff:
+            return diff
+        executor = [d for d in diff if d.split(":")[0] in EXECUTOR_FIELDS]
+        what = "another executor (runtime, precision or layout)" if executor else "another device or runtime version"
+        msg = f"latency LUT {self.path} was measured for {what}; differing fields: " + "; ".join(diff)
+        if not allow_foreign:
+            raise FingerprintMismatch(
+                msg + ". Build one for this config here (`srnas latency build -c CONFIG`, it goes to its own file "
+                "per executor), or pass --allow-foreign-lut (latency.allow_foreign_lut: true) to search with "
+                "that LUT anyway")
+        warnings.warn(msg + "; allowed: predictions describe that device/executor, not this one",
+                      LUTFingerprintWarning, stacklevel=2)
         return diff
 
 
@@ -243,11 +261,12 @@ def read_csv(path: Path) -> tuple[dict | None, dict[OpKey, Row], dict | None]:
             spread = float(d.get("spread_ms") or 0.0)
             n = int(d.get("n") or 0)
             anchor = float(d.get("anchor_ms") or 0.0)
+            backend = (d.get("backend") or "").strip()
         except (TypeError, ValueError) as e:
             raise UserError(f"{path}: data row {i - 1} is not valid ({e}): {dict(d)}") from None
         if ms <= 0:
             raise UserError(f"{path}: data row {i - 1} has latency_ms {ms}; latencies must be positive")
         if kept < 0:
             kept = round(key.cout * (1 - key.rate)) if key.scheme == "filter" else key.cout
-        rows[key] = Row(key, ms, spread, kept, n, anchor)  # a later row (a re-measurement) wins
+        rows[key] = Row(key, ms, spread, kept, n, anchor, backend)  # a later row (a re-measurement) wins
     return fp, rows, cal

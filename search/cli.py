@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                              help="override a config value, validated like the file: --set latency.target=50ms "
                                   "(repeatable; lists as YAML: --set data.benchmarks=[Set5,Set14])")
+            cmd.add_argument("--allow-foreign-lut", action="append_const", dest="set",
+                             const="latency.allow_foreign_lut=true",
+                             help="use a LUT of another device or executor (warns) instead of refusing it")
     return parser
 
 

@@ -42,17 +42,12 @@ def candidate_builder(cfg: Config):
     return lambda path, plan: pruning.pruned_path_net(cfg.model, cfg.data.scale, path, plan, cfg.pruning)
 
 
-def lut_path(cfg: Config, out_dir: Path) -> Path:
-    """The run's LUT file: latency.lut, else <run>/latency/lut-<backend>.csv."""
-    return Path(cfg.latency.lut) if cfg.latency.lut else out_dir / "latency" / f"lut-{cfg.latency.backend}.csv"
-
-
 def lut_stage(cfg: Config, out_dir: Path, dist_info: DistInfo, build: bool = True):
     """Build (or resume / reuse) and calibrate the LUT on rank 0; a LatencyModel on every rank."""
     import latency
     import pruning
 
-    path = lut_path(cfg, out_dir)
+    path = latency.default_lut_path(cfg, out_dir=out_dir)
     if dist_info.main and build:
         t0 = time.time()
         # the pruned-layer executors are what the LUT times, so LUT and export agree
@@ -63,7 +58,7 @@ def lut_stage(cfg: Config, out_dir: Path, dist_info: DistInfo, build: bool = Tru
     barrier()
     if not path.exists():
         raise UserError(f"no LUT at {path}: run `srnas latency build -c CONFIG` (or `srnas run`) first")
-    lut = latency.LUT.load(path, strict=cfg.latency.strict)
+    lut = latency.load_lut(cfg, path)
     return latency.LatencyModel.for_config(lut, cfg)
 
 
@@ -216,6 +211,7 @@ def report_stage(cfg: Config, out_dir: Path, found: dict, final: dict | None) ->
 # ---- commands -----------------------------------------------------------------------------------
 def search_command(cfg: Config, out_dir: Path) -> dict:
     """`srnas search`: the LUT must exist (no build); supernet weights must exist."""
+    preflight(cfg, out_dir)
     dist_info = init_distributed(cfg.search.threads or cfg.train.threads)
     wants = bool(cfg.latency.target)
     lat_model = lut_stage(cfg, out_dir, dist_info, build=False) if wants else None
@@ -226,9 +222,19 @@ def search_command(cfg: Config, out_dir: Path) -> dict:
     return found
 
 
+def preflight(cfg: Config, out_dir: Path) -> None:
+    """Checks that need no work, before any stage runs: a LUT already in place must fit this machine and executor."""
+    import latency
+
+    path = latency.default_lut_path(cfg, out_dir=out_dir)
+    if cfg.latency.target and path.exists():
+        latency.load_lut(cfg, path)
+
+
 def run_all(cfg: Config, out_dir: Path) -> dict:
     """`srnas run`: every stage in order, skipping finished ones."""
     t0 = time.time()
+    preflight(cfg, out_dir)
     dist_info = init_distributed(cfg.search.threads or cfg.train.threads)
     if dist_info.main:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ class ConfigError(UserError, ValueError):
 class DataConfig:
     train: list[str] = field(default_factory=lambda: ["skimage"])  # HR folders, or "skimage" (embedded)
     val: str = "skimage"                  # HR folder (e.g. ../shared/data/benchmarks/Set5) or "skimage"
-    benchmarks: list[str] = field(default_factory=lambda: ["Set5"])  # names under data_root, or folders
+    benchmarks: list[str] = field(default_factory=lambda: ["skimage"])  # names under data_root, folders, or skimage
     data_root: str = ""                   # default: $SRNAS_DATA, else ../shared/data/benchmarks
     scale: int = 2
     patch_size: int = 48                  # LR patch side
@@ -75,7 +75,8 @@ class LatencyConfig:
     repeats: int = 5                      # timed rounds; noisy ops get up to repeats // 2 + 1 more
     rates: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75])
     lut: str = ""                         # explicit LUT path; default <run>/latency/lut-<backend>.csv
-    strict: bool = False                  # refuse a LUT from another device
+    allow_foreign_lut: bool = False       # use a LUT of another device/executor (e.g. imported from a phone):
+                                          # otherwise such a LUT is refused at load
     calib_samples: int = 6                # whole random candidates timed at build to calibrate the op sum; 0 = none
     granularity: Literal["op", "block"] = "op"   # LUT rows per conv/ReLU/add, or per whole block at its widths
 
@@ -215,7 +216,8 @@ def _check(tp: Any, value: Any, where: str) -> Any:
 
 # keys that moved: the old name gets an error that says where it went
 RENAMED = {"latency.target_ms": "latency.target (e.g. target: 50ms)",
-           "search.target_rel": "latency.target (e.g. target: 0.85x)"}
+           "search.target_rel": "latency.target (e.g. target: 0.85x)",
+           "latency.strict": "latency.allow_foreign_lut (a LUT of another device is now refused unless allowed)"}
 
 
 def _build(cls: type, data: dict, prefix: str = "", problems: list[str] | None = None) -> Any:
@@ -268,13 +270,12 @@ def range_problems(cfg: Config) -> list[str]:
     _positive(out, cfg, "data.batch_size model.n_cells model.n_feats model.expansion_a model.expansion_b "
                         "model.low_rank model.res_scale train.steps train.epoch_steps train.lr search.ensemble "
                         "search.top_h search.pool_c search.init_candidates search.eval_lr zoo.steps zoo.lr "
-                        "zoo.epoch_steps pruning.eps latency.repeats")
+                        "zoo.epoch_steps pruning.eps latency.repeats latency.lr_height latency.lr_width")
     _positive(out, cfg, "train.lr_min train.weight_decay train.threads train.val_paths latency.threads "
                         "latency.warmup latency.calib_samples pruning.reg_lambda pruning.reg_steps "
                         "pruning.finetune_steps search.iterations search.eval_steps search.eval_batch "
                         "search.val_crop search.max_macs search.max_params search.threads search.ucb_beta "
                         "zoo.lr_min zoo.qat_steps", 0.0, strict=False)
-    _positive(out, cfg, "latency.lr_height latency.lr_width", 8, strict=False)
     _positive(out, cfg, "pruning.channel_multiple", 1, strict=False)
     if 0 < cfg.train.lr < cfg.train.lr_min:
         out.append(f"train.lr_min ({cfg.train.lr_min:g}) must not exceed train.lr ({cfg.train.lr:g})")

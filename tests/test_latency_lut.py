@@ -32,16 +32,46 @@ def test_roundtrip_and_same_device_is_quiet(tmp_path):
     assert lut.ms(OpKey("conv", 8, 16, 3, 4, 4)) == pytest.approx(10.0)
 
 
-def test_other_device_fingerprint_is_flagged(tmp_path):
+def test_other_device_is_refused_unless_allowed(tmp_path):
     fp = dict(fingerprint("torch-cpu", 1), cpu_model="Snapdragon 888", torch="1.9.0")
     _lut(tmp_path, fp)
-    with pytest.warns(LUTFingerprintWarning) as rec:
+    with pytest.raises(FingerprintMismatch) as e:
         LUT.load(tmp_path / "lut.csv", expected=fingerprint("torch-cpu", 1))
-    msg = str(rec[0].message)
-    assert "cpu_model" in msg and "Snapdragon 888" in msg and "torch:" in msg
+    msg = str(e.value)
+    assert "cpu_model" in msg and "Snapdragon 888" in msg and "torch:" in msg and "--allow-foreign-lut" in msg
     assert "threads" not in msg  # only the fields that differ are named
-    with pytest.raises(FingerprintMismatch, match="cpu_model"):
-        LUT.load(tmp_path / "lut.csv", strict=True, expected=fingerprint("torch-cpu", 1))
+    with pytest.warns(LUTFingerprintWarning, match="cpu_model"):
+        LUT.load(tmp_path / "lut.csv", expected=fingerprint("torch-cpu", 1), allow_foreign=True)
+
+
+@pytest.mark.parametrize("have, want, field", [(("torch-cpu", "fp32"), ("onnxruntime", "fp32"), "backend"),
+                                               (("onnxruntime", "fp32"), ("onnxruntime", "int8"), "precision"),
+                                               (("torch-cpu", "fp32"), ("torch-cpu-cl", "fp32"), "layout")])
+def test_lut_of_another_executor_is_refused(tmp_path, have, want, field):
+    _lut(tmp_path, fingerprint(have[0], 1, have[1]))
+    with pytest.raises(FingerprintMismatch, match=f"another executor.*{field}: lut="):
+        LUT.load(tmp_path / "lut.csv", expected=fingerprint(want[0], 1, want[1]))
+
+
+def test_edited_header_backend_is_caught_by_the_rows(tmp_path):
+    _lut(tmp_path)
+    f = tmp_path / "lut.csv"
+    f.write_text(f.read_text().replace('"backend": "torch-cpu"', '"backend": "onnxruntime"', 1))
+    with pytest.raises(UserError, match="header says backend 'onnxruntime' but rows .*torch-cpu"):
+        LUT.load(f, expected=fingerprint("onnxruntime", 1))
+
+
+def test_config_lut_check_at_run_start(tmp_path, capsys):
+    """A torch-cpu LUT where the onnxruntime config's LUT belongs stops `srnas run` before any work."""
+    from search.cli import main
+    cfg_file = tiny_config(tmp_path, latency={"backend": "onnxruntime", "target": "50ms", "threads": 1})
+    run = tmp_path / "runs" / "tiny"
+    (run / "latency").mkdir(parents=True)
+    _lut(run / "latency", fingerprint("torch-cpu", 1)).path.rename(run / "latency" / "lut-onnxruntime.csv")
+    assert main(["run", "-c", str(cfg_file)]) == 2
+    err = capsys.readouterr().err
+    assert "another executor" in err and "backend: lut='torch-cpu', here='onnxruntime'" in err
+    assert not (run / "supernet").exists()      # nothing trained
 
 
 def test_missing_row_gives_clear_error(tmp_path):
@@ -95,8 +125,11 @@ def test_import_keeps_the_external_device(tmp_path):
     lut = import_csv(src, tmp_path / "phone_lut.csv", cfg, backend="onnxruntime",
                      fields={"cpu_model": "Snapdragon 888", "threads": "4"})
     assert lut.fingerprint["cpu_model"] == "Snapdragon 888"
+    assert (lut.fingerprint["precision"], lut.fingerprint["layout"]) == ("fp32", "nchw")
+    with pytest.raises(FingerprintMismatch, match="another device.*Snapdragon 888"):
+        LUT.load(tmp_path / "phone_lut.csv")
     with pytest.warns(LUTFingerprintWarning, match="Snapdragon 888"):
-        again = LUT.load(tmp_path / "phone_lut.csv")
+        again = LUT.load(tmp_path / "phone_lut.csv", allow_foreign=True)
     assert again.ms(OpKey("conv", 8, 16, 3, 4, 4)) == pytest.approx(2.5)
     assert again.lookup(OpKey("conv", 8, 16, 3, 4, 4, "filter", 0.5)).cout_kept == 8
 
