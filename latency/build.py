@@ -12,6 +12,7 @@ from supernet.config import Config, PruningConfig
 
 from .catalogue import LayerFactory, OpKey, WidthRule, catalogue, dense_factory, keep, op_module
 from .fingerprint import fingerprint, fingerprint_diff
+from .quiet import busy_message
 from .lut import LUT, FingerprintMismatch, Row
 from .timing import check_backend, make_runner, time_interleaved
 
@@ -58,6 +59,7 @@ def build_lut(cfg: Config, factory: LayerFactory = dense_factory,
                                       f"resumes its own LUT: remove the file or pass --out elsewhere")
     else:
         lut = LUT.create(path, fp)
+    _warn_if_busy("before the build")
     schemes = schemes if schemes is not None else list(cfg.pruning.schemes)
     scale = cfg.data.scale
     keys = catalogue(cfg.model, scale, (lat.lr_height, lat.lr_width), schemes, lat.rates,
@@ -70,6 +72,7 @@ def build_lut(cfg: Config, factory: LayerFactory = dense_factory,
                disable=not progress)
     inputs: dict[tuple, torch.Tensor] = {}
     anchor_runner = None
+    earlier = sorted(r.anchor_ms for r in lut.rows.values() if r.anchor_ms >= 1.0)  # a resumed build's rounds
     for start in range(0, len(todo), chunk):
         part = todo[start:start + chunk]
         runners, kepts = [], []
@@ -87,11 +90,19 @@ def build_lut(cfg: Config, factory: LayerFactory = dense_factory,
         timings = time_interleaved(runners + [anchor_runner], warmup=lat.warmup, repeats=lat.repeats,
                                    threads=lat.threads, seed=start)
         # every chunk also times the anchor op: its spread across chunks shows load drift (see load_drift)
+        if earlier and start == 0 and not 1 / DRIFT_RESUME <= timings[-1].median_ms / earlier[len(earlier) // 2] \
+                <= DRIFT_RESUME:
+            warnings.warn(f"LUT build: the anchor op runs in {timings[-1].median_ms:.2f} ms now against "
+                          f"{earlier[len(earlier) // 2]:.2f} ms when the rows already in {path} were measured: the "
+                          f"machine's speed or load changed, so old and new rows disagree; remove {path} and build "
+                          f"again on a quiet machine", BusyMachineWarning, stacklevel=2)
         for key, t, kept in zip(part, timings, kepts):
             lut.add(Row(key, t.median_ms, t.iqr_ms, kept, t.n, timings[-1].median_ms))
         bar.update(len(part))
         inputs = {s: x for s, x in inputs.items() if any(s in op_shapes(k, cfg) for k in todo[start + chunk:])}
     bar.close()
+    if todo:
+        _warn_if_busy("after the build")
     lut = LUT.load(path, expected=fp)
     drift = load_drift(lut)
     if drift > DRIFT_WARN:  # (sub-millisecond anchors, tiny test inputs, are timer noise: not judged)
@@ -102,6 +113,17 @@ def build_lut(cfg: Config, factory: LayerFactory = dense_factory,
 
 
 DRIFT_WARN = 1.5
+DRIFT_RESUME = 1.3   # a resumed build whose anchor moved more than this against the file's earlier rounds
+
+
+class BusyMachineWarning(UserWarning):
+    """Other processes kept the cores busy while the LUT was timed."""
+
+
+def _warn_if_busy(when: str) -> None:
+    msg = busy_message()
+    if msg:
+        warnings.warn(f"LUT build ({when}): {msg}", BusyMachineWarning, stacklevel=3)
 
 
 def load_drift(lut: LUT) -> float:
