@@ -10,6 +10,18 @@ from supernet.errors import UserError
 DEFAULT_CONFIG = str(Path(__file__).resolve().parent / "configs" / "zoo.yaml")
 
 
+UPSCALE_DESCRIPTION = """Upscale images, or folders of frames, with a zoo or exported model.
+
+Each input is written as <out>/<name>.png. An alpha channel is upscaled bicubic and kept (RGBA out),
+16-bit input gives 16-bit output, and a grey image (one channel, or three equal ones) gives a grey one."""
+UPSCALE_EPILOG = """exit status:
+  0  every input was upscaled
+  1  some inputs could not be read (corrupt, empty, not an image) or written; they are listed at the
+     end, and every other input was still written
+  2  nothing was done: a missing input, an unknown model, or an --out that is a file, cannot be
+     created or is not writable (checked before any image is processed)"""
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the zoo, bench and upscale commands."""
     z = sub.add_parser("zoo", help="the baseline zoo (FSRCNN, ESPCN, edge-SR, ABPN, WDSR, bicubic)")
@@ -43,10 +55,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--repeats", type=int, default=7, help="timed runs per model (median reported)")
     b.set_defaults(func=_bench)
 
-    u = sub.add_parser("upscale", help="apply a zoo or exported model to images / folders of frames")
+    u = sub.add_parser("upscale", help="apply a zoo or exported model to images / folders of frames",
+                       description=UPSCALE_DESCRIPTION, epilog=UPSCALE_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     u.add_argument("model", help="zoo name (fsrcnn, abpn, abpn_int8, ...) or a .ts/.onnx file")
     u.add_argument("inputs", nargs="+", help="image files and/or folders of frames")
-    u.add_argument("--out", required=True)
+    u.add_argument("--out", required=True, help="output folder (created if missing); one <name>.png per input")
     u.add_argument("--tile", type=int, default=0, help="LR tile side in pixels (0: whole image at once)")
     u.add_argument("--margin", type=int, default=16, help="LR context pixels around each tile")
     u.add_argument("--scale", type=int, default=2)
@@ -135,6 +149,6 @@ def _bench(args) -> int:
 def _upscale(args) -> int:
     from .upscale import upscale_command
 
-    upscale_command(args.model, args.inputs, args.out, args.scale, args.tile, args.margin, args.weights_dir,
-                    args.threads)
-    return 0
+    res = upscale_command(args.model, args.inputs, args.out, args.scale, args.tile, args.margin,
+                          args.weights_dir, args.threads)
+    return 1 if res["failed"] else 0  # the others were written; 1 tells scripts that some were not

@@ -1,7 +1,9 @@
 """Image IO and MATLAB-style bicubic resizing (the SR literature's degradation model)."""
 from __future__ import annotations
 
+import struct
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,12 +32,117 @@ class HRImage:
 
 def read_image(path: str | Path) -> HRImage:
     """Read an image file as HxWx3 uint8 RGB (greyscale replicated, alpha dropped)."""
-    try:
-        img = np.asarray(iio.imread(path))
-    except Exception as e:  # imageio raises many types for broken files
-        raise ImageError(f"cannot read image {path}: {e}") from None
+    img = read_pixels(path)
     grey = img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 1)
     return HRImage(Path(path).stem, to_rgb_uint8(img, str(path)), grey)
+
+
+def read_pixels(path: str | Path) -> np.ndarray:
+    """Read an image file as stored: HxW or HxWxC, at its own bit depth (16-bit PNGs stay 16-bit)."""
+    path = Path(path)
+    try:
+        return _read_any(path)
+    except Exception as e:  # imageio raises many types for broken files
+        raise ImageError(f"{path} is not a readable image: {_unreadable_reason(path, e)}") from None
+
+
+def _read_any(path: Path) -> np.ndarray:
+    """The pixels of ``path``: 16-bit colour PNGs decoded here, everything else by imageio."""
+    try:
+        img = _read_png16(path)
+    except Exception as e:  # a broken file fails again just below, with imageio's reason
+        img = np.asarray(iio.imread(path))
+        warnings.warn(f"{path}: 16-bit PNG read at 8 bits ({e})", stacklevel=4)
+        return img
+    return img if img is not None else np.asarray(iio.imread(path))
+
+
+def _unreadable_reason(path: Path, err: Exception) -> str:
+    """One line on why ``path`` could not be read, in place of imageio's plugin advice."""
+    try:
+        if path.is_file() and path.stat().st_size == 0:
+            return "the file is empty (0 bytes)"
+    except OSError:
+        pass
+    if isinstance(err, OSError) and err.strerror:  # missing, a folder, no permission
+        return err.strerror
+    msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    # imageio says "Could not find a backend ... pip install imageio[pyav]" for any file no plugin
+    # accepts, which for a .png/.jpg means the data is not what its name says, not a missing plugin
+    if "could not find a backend" in msg.lower():
+        return "unrecognised format or corrupt data"
+    return f"corrupt data ({msg})"
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Pillow has no 16-bit colour modes, so it hands 16-bit RGB / RGBA / grey+alpha PNGs over as 8 bits
+# (the high bytes). Its zip decoder unfilters at the true pixel size for any unpacker of the same
+# width, so decoding again with the little-endian unpacker (on big-endian PNG data) gives the low
+# bytes; grey+alpha has no such unpacker, but 8-bit RGBA is as wide and keeps all four bytes.
+_PNG16_RAWMODES = {2: ("RGB;16B", "RGB;16L"), 6: ("RGBA;16B", "RGBA;16L")}
+_PNG_GREY_ALPHA = 4
+
+
+def _png_depth_and_type(path: Path) -> tuple[int, int] | None:
+    """(bit depth, colour type) from a PNG's header, or None when ``path`` is not a PNG."""
+    with open(path, "rb") as fh:
+        head = fh.read(26)
+    if len(head) < 26 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
+        return None
+    return head[24], head[25]
+
+
+def _read_png16(path: Path) -> np.ndarray | None:
+    """A 16-bit colour PNG as HxWxC uint16, or None for any other file (imageio reads those right)."""
+    header = _png_depth_and_type(path)
+    if header is None or header[0] != 16 or header[1] not in (*_PNG16_RAWMODES, _PNG_GREY_ALPHA):
+        return None
+    if header[1] == _PNG_GREY_ALPHA:
+        b = _pillow_decode(path, "RGBA").astype(np.uint16)  # bytes L_hi, L_lo, A_hi, A_lo
+        return np.stack([b[..., 0] << 8 | b[..., 1], b[..., 2] << 8 | b[..., 3]], axis=-1)
+    hi, lo = _PNG16_RAWMODES[header[1]]
+    return _pillow_decode(path, hi).astype(np.uint16) << 8 | _pillow_decode(path, lo)
+
+
+def _pillow_decode(path: Path, rawmode: str) -> np.ndarray:
+    """Decode a PNG with Pillow's zip decoder and unpacker ``rawmode`` in place of its own choice."""
+    from PIL import Image  # imageio's own reader; imported here as only 16-bit PNGs need it directly
+
+    with Image.open(path) as im:
+        tile = im.tile[0]
+        args = (rawmode, *tile.args[1:]) if isinstance(tile.args, tuple) else rawmode
+        im.tile = [tile._replace(args=args)]
+        im.load()
+        return np.asarray(im)
+
+
+def write_png(path: str | Path, img: np.ndarray) -> None:
+    """Write HxW or HxWxC (C = 1..4: grey, grey+alpha, RGB, RGBA) uint8 or uint16 pixels as a PNG."""
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.dtype == np.uint16:
+        _write_png16(Path(path), img)
+    elif img.dtype == np.uint8:
+        iio.imwrite(path, img, extension=".png")
+    else:
+        raise ValueError(f"write_png takes uint8 or uint16 pixels, not {img.dtype}")
+
+
+def _write_png16(path: Path, img: np.ndarray) -> None:
+    """Encode a 16-bit PNG directly (Pillow writes 16 bits for grey only)."""
+    a = np.ascontiguousarray(img, dtype=">u2")  # PNG stores samples big-endian
+    h, w = a.shape[:2]
+    channels = 1 if a.ndim == 2 else a.shape[2]
+    colour_type = {1: 0, 2: _PNG_GREY_ALPHA, 3: 2, 4: 6}[channels]
+    rows = a.reshape(h, -1).view(np.uint8)
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), rows], axis=1)  # filter byte 0 (none) per row
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0)
+    path.write_bytes(PNG_SIGNATURE + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6))
+                     + chunk(b"IEND", b""))
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
