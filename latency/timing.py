@@ -1,4 +1,4 @@
-"""Measurement backends and a timing harness that stays honest on a noisy shared machine.
+"""A timing harness that stays honest on a noisy shared machine (the executors live in executors.py).
 
 Several ops are timed together in rounds (each round runs every op once, in a fresh
 random order) so that load from other processes hits all of them alike; the median of
@@ -8,11 +8,7 @@ large relative to the median get extra rounds.
 from __future__ import annotations
 
 import contextlib
-import io
-import os
-import tempfile
 import time
-import warnings
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -20,12 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from supernet.errors import UserError
-from supernet.layout import as_channels_last, channels_last
-
-from .fingerprint import BACKENDS, resolve_threads
-
-Runner = Callable[[], None]
+from .executors import Runner, check_backend, check_executor, make_runner  # noqa: F401 (kept importable here)
+from .fingerprint import resolve_threads
 
 
 @contextlib.contextmanager
@@ -37,68 +29,6 @@ def torch_threads(n: int):
         yield
     finally:
         torch.set_num_threads(old)
-
-
-def check_backend(backend: str) -> None:
-    """Raise UserError for an unknown or unavailable backend."""
-    if backend not in BACKENDS:
-        raise UserError(f"unknown latency backend {backend!r}; choose one of {list(BACKENDS)}")
-    if backend == "torch-cuda" and not torch.cuda.is_available():
-        raise UserError("backend torch-cuda asked for, but torch sees no CUDA device here; "
-                        "use --backend torch-cpu or onnxruntime")
-    if backend == "onnxruntime":
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError:
-            raise UserError("backend onnxruntime needs the onnxruntime package: pip install onnxruntime") from None
-
-
-def make_runner(module: nn.Module, inputs: Sequence[torch.Tensor], backend: str, threads: int) -> Runner:
-    """A zero-argument callable that runs ``module`` once on ``inputs`` on ``backend``."""
-    check_backend(backend)
-    module = module.eval()
-    if backend in ("torch-cpu", "torch-cpu-cl"):
-        if backend == "torch-cpu-cl":  # as the exported TorchScript of such a run executes
-            module = channels_last(module)
-            inputs = [as_channels_last(t) for t in inputs]
-
-        def run_cpu():
-            with torch.inference_mode():
-                module(*inputs)
-        return run_cpu
-    if backend == "torch-cuda":
-        dev = torch.device("cuda")
-        module = module.to(dev)
-        gin = [t.to(dev) for t in inputs]
-
-        def run_cuda():
-            with torch.inference_mode():
-                module(*gin)
-            torch.cuda.synchronize()
-        return run_cuda
-    return _ort_runner(module, inputs, threads)
-
-
-def _ort_runner(module: nn.Module, inputs: Sequence[torch.Tensor], threads: int) -> Runner:
-    import onnxruntime as ort
-    names = [f"in{i}" for i in range(len(inputs))]
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "op.onnx")
-        # the TorchScript-based exporter works offline and is quiet for these plain graphs
-        with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(module, tuple(inputs), path, input_names=names, output_names=["out"],
-                              opset_version=17, dynamo=False)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = resolve_threads(threads)
-        so.inter_op_num_threads = 1
-        so.log_severity_level = 3
-        sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-    feed = {n: t.detach().cpu().numpy() for n, t in zip(names, inputs)}
-
-    def run_ort():
-        sess.run(None, feed)
-    return run_ort
 
 
 @dataclass
@@ -148,11 +78,12 @@ def time_interleaved(runners: Sequence[Runner], warmup: int = 2, repeats: int = 
 
 
 def measure_module(module: nn.Module, lr_hw: tuple[int, int], backend: str = "torch-cpu", threads: int = 0,
-                   warmup: int = 3, repeats: int = 10, in_channels: int | None = None) -> dict:
-    """End-to-end timing of any module on this device: dict(median_ms, iqr_ms, n, samples_ms)."""
+                   warmup: int = 3, repeats: int = 10, in_channels: int | None = None,
+                   precision: str = "fp32") -> dict:
+    """End-to-end timing of any module in one executor on this device: dict(median_ms, iqr_ms, n, samples_ms)."""
     if in_channels is None:
         first = next((m for m in module.modules() if isinstance(m, nn.Conv2d)), None)
         in_channels = first.in_channels if first is not None else 3
     x = torch.rand(1, in_channels, *lr_hw)
-    runner = make_runner(module, [x], backend, threads)
+    runner = make_runner(module, [x], backend, threads, precision)
     return time_interleaved([runner], warmup=warmup, repeats=repeats, threads=threads)[0].as_dict()
