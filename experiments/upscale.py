@@ -16,9 +16,9 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from supernet.errors import UserError
+from supernet.progress import progress_bar
 from supernet.imaging import ImageError, imresize, list_images, read_pixels, write_png
 
 from .models import LoadedModel, load_model
@@ -189,7 +189,7 @@ def upscale_files(model: LoadedModel, jobs: list[tuple[Path, Path]], tile: int =
     """Upscale each (input, output) pair; frames that fail are listed and the rest still written."""
     model_s, t0, written = 0.0, time.perf_counter(), []
     failed: list[Failure] = []
-    for f, dst in tqdm(jobs, desc=f"upscale {model.name}", dynamic_ncols=True):
+    for f, dst in progress_bar(jobs, desc=f"upscale {model.name}"):
         try:
             frame = to_frame(read_pixels(f), f)
         except ImageError as e:

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from tqdm import tqdm
 
 from supernet.config import Config, PruningConfig
+from supernet.progress import progress_bar
 
 from .catalogue import LayerFactory, OpKey, WidthRule, catalogue, dense_factory, keep, op_module
 from .fingerprint import fingerprint, fingerprint_diff
@@ -68,8 +68,8 @@ def build_lut(cfg: Config, factory: LayerFactory = dense_factory,
     anchor = anchor_key(cfg)
     keys = [anchor] + [k for k in keys if k != anchor]
     todo = [k for k in keys if k not in lut]
-    bar = tqdm(total=len(keys), initial=len(keys) - len(todo), desc=f"LUT {backend}", unit="op",
-               disable=not progress)
+    bar = progress_bar(total=len(keys), initial=len(keys) - len(todo), desc=f"LUT {backend}", unit="op",
+                       disable=not progress)
     inputs: dict[tuple, torch.Tensor] = {}
     anchor_runner = None
     earlier = sorted(r.anchor_ms for r in lut.rows.values() if r.anchor_ms >= 1.0)  # a resumed build's rounds

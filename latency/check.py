@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 from torch import nn
-from tqdm import tqdm
+
+from supernet.progress import progress_bar
 
 from .catalogue import block_templates
 from .model import LatencyModel, Plan
@@ -39,7 +40,7 @@ def measure_candidates(cands: Sequence[tuple[tuple[str, ...], Plan]], candidate_
     """End-to-end timings of whole candidates, interleaved a chunk at a time."""
     x = torch.rand(1, 3, *lr_hw)
     out: list[dict] = []
-    bar = tqdm(total=len(cands), desc="end-to-end", unit="net", disable=not progress)
+    bar = progress_bar(total=len(cands), desc="end-to-end", unit="net", disable=not progress)
     for start in range(0, len(cands), chunk):
         part = cands[start:start + chunk]
         runners = [make_runner(candidate_fn(p, plan), [x], backend, threads) for p, plan in part]

@@ -15,11 +15,11 @@ from typing import Callable
 
 import numpy as np
 import torch.distributed as tdist
-from tqdm import tqdm
 
 from supernet.config import SearchConfig
 from supernet.distributed import DistInfo, broadcast_object
 from supernet.errors import UserError
+from supernet.progress import progress_bar
 
 from .candidate import Candidate, Space
 from .constraints import Constraints
@@ -102,7 +102,7 @@ class SearchLoop:
                 **p.measures}
 
     # ---- evaluation of picks, spread over ranks ----
-    def _evaluate(self, it: int, todo: list[dict], bar: tqdm) -> None:
+    def _evaluate(self, it: int, todo: list[dict], bar) -> None:
         world, rank = self.dist.world, self.dist.rank
         for start in range(0, len(todo), world):
             chunk = todo[start:start + world]
@@ -133,8 +133,8 @@ class SearchLoop:
     def run(self) -> History:
         """Run (or resume) every iteration; returns the history (complete on rank 0)."""
         total = self.cfg.init_candidates + self.cfg.iterations * self.cfg.pick_b
-        bar = tqdm(total=total, initial=min(total, len(self.history.rows)), desc=f"search ({self.mode})",
-                   disable=not self.dist.main, dynamic_ncols=True)
+        bar = progress_bar(total=total, initial=min(total, len(self.history.rows)), desc=f"search ({self.mode})",
+                           disable=not self.dist.main)
         state = json.loads(self.state_path.read_text()) if self.state_path.exists() else None
         for it in range(0, self.cfg.iterations + 1):
             todo = None

@@ -11,7 +11,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from . import checkpoint
 from .config import Config, ModelConfig, build_section, save_config
@@ -20,6 +19,7 @@ from .distributed import DistInfo, barrier, init_distributed
 from .errors import UserError
 from .evaluate import evaluate
 from .model import SuperNet, build_supernet
+from .progress import progress_bar
 
 
 @dataclass
@@ -81,7 +81,7 @@ def train_loop(model: nn.Module, sampler: PatchSampler, recipe: Recipe, stage_di
     if dist_info.world > 1:
         ddp = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
     model.train()
-    bar = tqdm(total=recipe.steps, initial=start, desc=desc, disable=not dist_info.main, dynamic_ncols=True)
+    bar = progress_bar(total=recipe.steps, initial=start, desc=desc, disable=not dist_info.main)
     losses, t0 = [], time.time()
     for step in range(start, recipe.steps):
         lr_batch, hr_batch = (t.to(dist_info.device) for t in sampler.sample(step))

@@ -1,0 +1,21 @@
+"""Progress bars into a log file write a few lines, not thousands of redraws."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+SCRIPT = """
+import time
+from supernet.progress import progress_bar
+for _ in progress_bar(range(3000), desc="steps"):
+    time.sleep(0.001)
+"""
+
+
+def test_bar_into_a_file_stays_small(tmp_path):
+    log = tmp_path / "log.txt"
+    with open(log, "w") as f:
+        subprocess.run([sys.executable, "-c", SCRIPT], stderr=f, stdout=f, check=True, timeout=120)
+    text = log.read_text()
+    assert "3000/3000" in text                   # the final state is written
+    assert len(text) < 1000, len(text)           # tqdm's default would redraw ~every 0.1 s
