@@ -356,6 +356,25 @@ def torch_infer(module: nn.Module, backend: str, precision: str = "fp32") -> Cal
     return run
 
 
+def make_infer(module: nn.Module, example: Sequence[torch.Tensor], backend: str, threads: int, precision: str = "fp32",
+               calib_inputs: Samples | None = None, dynamic: bool = False,
+               workdir: str | Path | None = None) -> Callable[..., torch.Tensor]:
+    """``module`` deployed in executor (backend, precision) as a function: tensors -> float32 CPU output.
+
+    File executors export ``module`` (``dynamic``: any input H and W, else the example's shapes) and,
+    for INT8, quantize it on ``calib_inputs`` (default: random inputs like ``example``); the files are
+    kept in ``workdir`` when one is given.
+    """
+    check_executor(backend, precision)
+    if backend.startswith("torch"):
+        return torch_infer(module, backend, precision)
+    with contextlib.ExitStack() as stack:
+        d = workdir if workdir is not None else stack.enter_context(tempfile.TemporaryDirectory())
+        path = deploy_file(module, example, backend, precision, d, calib_inputs, dynamic)
+        infer = file_infer(path, backend, precision, threads, None if dynamic else [tuple(t.shape) for t in example])
+    return lambda *xs: torch.from_numpy(np.asarray(infer(_as_arrays(xs)), dtype=np.float32))
+
+
 def make_runner(module: nn.Module, inputs: Sequence[torch.Tensor], backend: str, threads: int,
                 precision: str = "fp32") -> Runner:
     """A zero-argument callable that runs ``module`` once on ``inputs`` in executor (backend, precision).
