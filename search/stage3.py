@@ -1,79 +1,68 @@
-"""Stage 3 of a run: reweighted dynamic regularization of the winner under the target, fine-tune,
-compact, export, measure."""
+"""Stage 3 of a run: the winner through pruning's stage 3 (the function `srnas prune --reweighted` runs too),
+then export, quality on the first benchmark, and final.json."""
 from __future__ import annotations
 
-import time
+import json
 from pathlib import Path
 
 import torch
 
-from supernet import checkpoint
-from supernet.blocks import fuse_weight_norm
 from supernet.config import Config
 from supernet.data import load_images, make_pairs
 from supernet.evaluate import evaluate, evaluate_bicubic
-from supernet.model import build_path_net
 from supernet.train import load_supernet
 
 from .candidate import Candidate
 from .history import atomic_write_json
 
 
-
 def stage3(cfg: Config, out_dir: Path, winner: Candidate, lat_model) -> dict:
-    """Reweighted dynamic regularization of the winner under the target, fine-tune, compact, export, measure."""
+    """Reweighted dynamic regularization of the winner under the target, fine-tune, compact, export, measure.
+
+    Resumable at every point: pruning continues from its checkpoint, a finished pruned.pt is
+    exported again if final.json is missing, and a complete final.json ends the stage.
+    """
     import pruning
-    from latency.timing import measure_module
+    from pruning.cli import timer_for
 
-    from .pipeline import candidate_builder, lr_hw, make_space, train_sampler
+    from .pipeline import make_space
 
-    space = make_space(cfg)
     sdir = out_dir / "stage3"
-    sdir.mkdir(parents=True, exist_ok=True)
-    state_path = sdir / "pruned.pt"
-    supernet = load_supernet(out_dir / "supernet" / "supernet.pt")
-    if state_path.exists():
-        blob = checkpoint.load(state_path)
-        # weight norm leaves unpicklable hooks on modules, so the state (not the module) is saved
-        net = fuse_weight_norm(build_path_net(cfg.model, cfg.data.scale, winner.path))
-        net.load_state_dict(blob["state"])
-        masks, plan = blob["masks"], {k: tuple(v) for k, v in blob["plan"].items()}
-        print(f"stage 3: {state_path} exists; skipping the pruning fine-tune")
-    else:
-        net = supernet.extract(winner.path)
-        target = cfg.latency.target_ms
-        latency_fn = measure_fn = None
-        if lat_model is not None and target > 0:
-            latency_fn = lambda plan: lat_model.predict(winner.path, plan)  # noqa: E731
-            build = candidate_builder(cfg)
-            measure_fn = lambda plan: measure_module(  # noqa: E731
-                build(winner.path, plan), lr_hw(cfg), cfg.latency.backend, cfg.latency.threads,
-                cfg.latency.warmup, max(cfg.latency.repeats, 5))["median_ms"]
-        t0 = time.time()
-        net, masks, plan = pruning.reweighted_prune(
-            net, train_sampler(cfg, cfg.search.seed + 1), cfg.pruning, latency_fn=latency_fn, target_ms=target,
-            schemes=winner.scheme_map(space), grid=cfg.latency.rates, measure_fn=measure_fn)
-        print(f"stage 3: reweighted pruning + fine-tune took {time.time() - t0:.0f} s; plan {plan}")
-        checkpoint.atomic_save({"state": net.state_dict(), "masks": masks, "plan": plan,
-                                "candidate": winner.to_dict()}, state_path)
-    compact = pruning.compact(net, masks).eval()
-    export_dir = out_dir / "export"
-    files = pruning.export_model(compact, export_dir, lr_hw=lr_hw(cfg),
-                                 channels_last=cfg.latency.backend == "torch-cpu-cl")
-    t = measure_module(compact, lr_hw(cfg), cfg.latency.backend, cfg.latency.threads, cfg.latency.warmup,
-                       max(cfg.latency.repeats, 10))
-    pred = lat_model.predict(winner.path, plan) if lat_model is not None else float("nan")
+    done = _finished(sdir / "final.json", winner)
+    if done is not None:
+        print(f"stage 3: {sdir / 'final.json'} exists; skipping pruning and export")
+        return done
+    target = cfg.latency.target_ms
+    latency_fn = (lambda plan: lat_model.predict(winner.path, plan)) if lat_model is not None else None
+    pm = pruning.prune_to_target(
+        cfg, lambda: load_supernet(out_dir / "supernet" / "supernet.pt").extract(winner.path), winner.path,
+        winner.scheme_map(make_space(cfg)), sdir, timer_for(cfg), latency_fn, target, candidate=winner.to_dict())
+    compact = pm.compact()
+    files = pruning.export_model(compact, out_dir / "export", lr_hw=tuple(pm.lr_hw), channels_last=pm.layout == "nhwc")
     set5 = cfg.data.benchmarks[0] if cfg.data.benchmarks else "Set5"
     pairs = make_pairs(load_images(set5, "val", data_root=cfg.data.data_root), cfg.data.scale)
     with torch.no_grad():
         q = evaluate(lambda x: compact(x), pairs, cfg.data.scale)
     bic = evaluate_bicubic(pairs, cfg.data.scale)
+    ms = pm.measured_ms
     res = {"benchmark": set5, "psnr": q["psnr"], "ssim": q["ssim"], "bicubic_psnr": bic["psnr"],
-           "gain_db": q["psnr"] - bic["psnr"], "measured_ms": t["median_ms"], "measured_iqr_ms": t.get("iqr_ms"),
-           "lut_ms": pred, "target_ms": cfg.latency.target_ms,
-           "ratio_to_target": t["median_ms"] / cfg.latency.target_ms if cfg.latency.target_ms > 0 else None,
-           "meets_target": (t["median_ms"] <= 1.05 * cfg.latency.target_ms) if cfg.latency.target_ms > 0 else None,
-           "plan": {k: list(v) for k, v in plan.items()},
-           "files": {k: str(v) for k, v in (files or {}).items()}}
+           "gain_db": q["psnr"] - bic["psnr"], "measured_ms": ms, "measured_iqr_ms": pm.measured_iqr_ms,
+           "lut_ms": pm.predicted_ms if pm.predicted_ms is not None else float("nan"), "target_ms": target,
+           "ratio_to_target": ms / target if target > 0 else None,
+           "meets_target": (ms <= 1.05 * target) if target > 0 else None,
+           "backend": pm.backend, "precision": pm.precision, "layout": pm.layout, "lr_hw": list(pm.lr_hw),
+           "threads": pm.threads, "candidate": winner.to_dict(),
+           "plan": {k: list(v) for k, v in pm.plan.items()},
+           "files": {"model": str(sdir / "pruned.pt"), **{k: str(v) for k, v in (files or {}).items()}}}
     atomic_write_json(res, sdir / "final.json")
     return res
+
+
+def _finished(path: Path, winner: Candidate) -> dict | None:
+    """final.json of this winner when it and every file it names exist; None when the stage is to be (re)done."""
+    if not path.exists():
+        return None
+    final = json.loads(path.read_text())
+    if final.get("candidate") != winner.to_dict() or not all(Path(f).exists() for f in final["files"].values()):
+        return None
+    return final

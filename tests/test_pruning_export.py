@@ -42,3 +42,59 @@ def test_export_matches(tmp_path):
     assert ts_out.shape == ref.shape == (1, 3, 60, 44)
     assert np.abs(ts_out - ref).max() <= 1e-4
     assert np.abs(onnx_out - ref).max() <= 1e-4
+
+
+def _stage3_model(tmp_path):
+    """A tiny config and the pruned.pt that stage 3 (pruning.prune_to_target) writes for one of its paths."""
+    from pruning import prune_to_target
+    from pruning.cli import timer_for
+    from conftest import tiny_config
+
+    cfg_path = tiny_config(tmp_path, latency={"lr_height": 12, "lr_width": 16, "threads": 1, "repeats": 3},
+                           pruning={"schemes": ["none", "filter"], "reg_steps": 3, "finetune_steps": 2})
+    cfg = load_config(cfg_path)
+    torch.manual_seed(0)
+    net = build_path_net(cfg.model, cfg.data.scale, ["wdsr_b", "wdsr_a"])
+    lat = lambda plan: 10.0 * (1 - sum(r for _, r in plan.values()) / len(plan))  # noqa: E731
+    pm = prune_to_target(cfg, lambda: net, ["wdsr_b", "wdsr_a"], "filter", cfg.out_dir / "stage3", timer_for(cfg),
+                         lat, 6.0, candidate={"path": ["wdsr_b", "wdsr_a"]}, log=lambda s: None)
+    return cfg_path, cfg.out_dir / "stage3" / "pruned.pt", pm
+
+
+def test_export_command_rebuilds_the_stage3_model_file(tmp_path, capsys):
+    """`srnas export --model <run>/stage3/pruned.pt` needs nothing but the file: TorchScript + ONNX match it."""
+    from pruning import PrunedModel
+    from search.cli import main
+
+    cfg_path, model, pm = _stage3_model(tmp_path)
+    again = PrunedModel.load(model)
+    assert again.path == ["wdsr_b", "wdsr_a"] and again.scale == 2 and again.model_cfg["n_feats"] == 8
+    assert (again.backend, again.precision, again.layout, tuple(again.lr_hw)) == ("torch-cpu", "fp32", "nchw", (12, 16))
+    assert again.measured_ms > 0 and again.predicted_ms <= 6.0 and again.candidate == {"path": ["wdsr_b", "wdsr_a"]}
+    assert again.plan == pm.plan and any(r > 0 for _, r in again.plan.values())
+    assert not (model.parent / "checkpoint.pt").exists()     # the model file replaced the progress file
+    out = tmp_path / "X"
+    assert main(["export", "-c", str(cfg_path), "--model", str(model), "--out", str(out)]) == 0
+    x = torch.rand(1, 3, 14, 18)
+    with torch.no_grad():
+        ref = again.compact()(x).numpy()
+        ts = torch.jit.load(str(out / "model.ts"))(x).numpy()
+    import onnxruntime as ort
+    sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    onnx_out = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    assert np.abs(ts - ref).max() <= 1e-4 and np.abs(onnx_out - ref).max() <= 1e-4
+    assert not list(out.glob("*.tmp"))
+
+
+def test_old_model_file_asks_for_a_redo(tmp_path, capsys):
+    """A pruned.pt of the earlier format (no model config / path) is refused with the fix, not a KeyError."""
+    from search.cli import main
+    from supernet import checkpoint
+
+    cfg_path, model, pm = _stage3_model(tmp_path)
+    old = tmp_path / "old.pt"
+    checkpoint.atomic_save({"state": pm.state, "masks": pm.masks, "plan": pm.plan, "candidate": pm.candidate}, old)
+    capsys.readouterr()
+    assert main(["export", "-c", str(cfg_path), "--model", str(old), "--out", str(tmp_path / "Y")]) == 2
+    err = capsys.readouterr().err
+    assert "older format" in err and "--redo" in err and "Traceback" not in err and "KeyError" not in err

@@ -1,0 +1,99 @@
+"""The pruned-model file (``pruned.pt``) that stage 3 and `srnas prune` write and `srnas export` reads.
+
+One format for both writers: the file alone rebuilds the network (model config, path, scale,
+state, masks) and says what it is (plan, pruning config, candidate) and how fast it ran on
+which executor (backend, precision, input layout, LR size, threads). Saved as a plain dict
+with a format tag, so a later srnas can tell an old file from a damaged one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from supernet import checkpoint
+from supernet.blocks import fuse_weight_norm
+from supernet.config import ModelConfig, build_section
+from supernet.errors import UserError
+from supernet.model import build_path_net
+
+from .compaction import compact
+from .masks import Masks, Plan
+
+FORMAT = "srnas-pruned/2"
+
+
+@dataclass(frozen=True)
+class Executor:
+    """What a model is measured (and exported) for: backend, precision, input layout, LR size, threads."""
+
+    backend: str
+    precision: str
+    layout: str           # "nchw" or "nhwc" (channels_last, as the torch-cpu-cl backend runs)
+    lr_hw: tuple[int, int]
+    threads: int
+
+
+@dataclass
+class PrunedModel:
+    """A masked path network with everything needed to rebuild, describe and export it."""
+
+    model_cfg: dict
+    path: list[str]
+    scale: int
+    plan: Plan
+    masks: Masks
+    state: dict[str, torch.Tensor]
+    pruning_cfg: dict
+    backend: str
+    precision: str
+    layout: str
+    lr_hw: tuple[int, int]
+    threads: int
+    measured_ms: float | None = None      # median on that executor at lr_hw (None: not measured)
+    measured_iqr_ms: float | None = None
+    predicted_ms: float | None = None     # the latency estimate (LUT) of the plan, when one was used
+    target_ms: float = 0.0
+    candidate: dict | None = None         # the search candidate it was pruned from, if any
+
+    @property
+    def executor(self) -> Executor:
+        """The executor it was measured with."""
+        return Executor(self.backend, self.precision, self.layout, tuple(self.lr_hw), self.threads)
+
+    def net(self) -> nn.Module:
+        """The masked path network (weight norm fused), in eval mode."""
+        mcfg = build_section(ModelConfig, self.model_cfg)
+        net = fuse_weight_norm(build_path_net(mcfg, self.scale, self.path))
+        net.load_state_dict(self.state)
+        self.masks.apply(net)
+        return net.eval()
+
+    def compact(self) -> nn.Module:
+        """The network with the pruned work removed: what is exported and measured."""
+        return compact(self.net(), self.masks)
+
+    def save(self, path: str | Path) -> None:
+        """Write the file atomically (a plain dict: state dicts, not modules, which weight norm makes unpicklable)."""
+        checkpoint.atomic_save({"format": FORMAT, **{f.name: getattr(self, f.name) for f in fields(self)}}, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "PrunedModel":
+        """Read a pruned-model file; UserError naming the fix when it is missing, old or not one."""
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"no pruned model at {path}: run stage 3 (`srnas run -c CONFIG`, or "
+                            f"`srnas prune -c CONFIG ...`) first, or pass --model")
+        blob = checkpoint.load(path)
+        if not isinstance(blob, dict) or "masks" not in blob:
+            raise UserError(f"{path} is not a pruned model written by `srnas prune` or stage 3 of `srnas run`")
+        if blob.get("format") != FORMAT:
+            raise UserError(f"{path} is a pruned model in an older format ({blob.get('format', 'untagged')}), "
+                            f"without the model config, path and measurement needed to rebuild it: re-run stage 3 "
+                            f"to write it anew with --redo (`srnas prune -c CONFIG --reweighted --redo ...`; for "
+                            f"the stage3/pruned.pt of a run, remove that stage3 folder and run `srnas run -c CONFIG` "
+                            f"again)")
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in blob.items() if k in known})
