@@ -70,9 +70,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _zoo_train(args) -> int:
-    from supernet.config import load_config
+    from supernet.config import config_of
 
-    cfg = load_config(args.config)
+    cfg = config_of(args)
     out = Path(args.out) if args.out else None
     if args.name == "abpn_int8":
         from .quantize import train_abpn_int8
@@ -121,16 +121,25 @@ def _zoo_export(args) -> int:
 def _bench(args) -> int:
     from .bench import DEFAULT_MODELS, run_bench, summary_json
 
-    datasets, scale, data_root, lr_hw, threads = ["Set5", "Set14", "B100"], 2, None, (360, 640), 0
+    from supernet.data import EMBEDDED, default_benchmarks, resolve_dataset
+    from supernet.imaging import list_images
+
+    datasets, scale, data_root, lr_hw, threads = None, 2, None, (360, 640), 0
     if args.config:
-        from supernet.config import load_config
-        cfg = load_config(args.config)
+        from supernet.config import config_of
+        cfg = config_of(args)
         datasets, scale, data_root = list(cfg.data.benchmarks), cfg.data.scale, cfg.data.data_root or None
         lr_hw, threads = (cfg.latency.lr_height, cfg.latency.lr_width), cfg.latency.threads
     if args.datasets:
         datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     scale = args.scale or scale
     data_root = args.data_root or data_root
+    if datasets is None:  # Set5/Set14/B100 where they are, else the embedded images: bench runs on a bare clone
+        datasets = default_benchmarks(data_root)
+        print(f"datasets: {', '.join(datasets)} (pass --datasets to choose)")
+    for d in datasets:  # a missing set fails now, not after the models before it were evaluated
+        if d != EMBEDDED:
+            list_images(resolve_dataset(d, data_root))
     threads = threads if args.threads is None else args.threads
     if args.lr_size:
         try:

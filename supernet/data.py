@@ -49,6 +49,16 @@ def resolve_dataset(name: str, data_root: str | Path | None = None) -> Path:
                     f"set data.data_root (--data-root) or $SRNAS_DATA, or use '{EMBEDDED}' (the embedded images)")
 
 
+STANDARD_BENCHMARKS = ["Set5", "Set14", "B100"]
+
+
+def default_benchmarks(data_root: str | None = None) -> list[str]:
+    """The standard benchmark sets found under the data root; the embedded images where there are none."""
+    root = Path(data_root) if data_root else default_data_root()
+    found = [n for n in STANDARD_BENCHMARKS if (root / n).is_dir()]
+    return found or [EMBEDDED]
+
+
 def dataset_problems(train: list[str], val: str, benchmarks: list[str], data_root: str = "") -> list[str]:
     """One line per data source of a config that cannot be found or holds no image (checked before any work)."""
     named = [(f"data.train[{i}]", s) for i, s in enumerate(train)] + [("data.val", val)]

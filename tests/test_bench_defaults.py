@@ -1,0 +1,22 @@
+"""`srnas bench` with its defaults on a bare clone: the embedded images stand in for the benchmark sets."""
+from __future__ import annotations
+
+from search.cli import main
+
+
+def test_bench_defaults_without_benchmark_sets(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)                      # no ../shared from here
+    monkeypatch.delenv("SRNAS_DATA", raising=False)
+    out = tmp_path / "bench"
+    assert main(["bench", "--models", "bicubic", "--lr-size", "24x32", "--repeats", "1", "--threads", "1",
+                 "--out", str(out)]) == 0
+    assert "datasets: skimage" in capsys.readouterr().out
+    assert "skimage" in (out / "bench.csv").read_text()
+
+
+def test_bench_missing_dataset_fails_before_any_work(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SRNAS_DATA", raising=False)
+    assert main(["bench", "--models", "bicubic", "--datasets", "skimage,Set14", "--out", str(tmp_path / "b")]) == 2
+    assert "'Set14' is neither a folder" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
