@@ -1,4 +1,4 @@
-"""`srnas latency build|check|import` (composition root: injects the pruning package's executors)."""
+"""`srnas latency build|check|import`: composition (the latency package measures what pruning's executors run)."""
 from __future__ import annotations
 
 import argparse
@@ -6,13 +6,14 @@ import json
 import warnings
 from pathlib import Path
 
-from pruning import kept_out_channels, pruned_layer, pruned_path_net
+from latency.build import build_lut, calibrate_lut, default_lut_path, load_lut
+from latency.fingerprint import BACKENDS, FIELDS
+from latency.importer import import_csv
+from latency.lut import LUTFingerprintWarning
+from pruning import kept_out_channels, pruned_layer
 from supernet.config import config_of
 
-from .build import build_lut, calibrate_lut, default_lut_path, load_lut
-from .fingerprint import BACKENDS, FIELDS
-from .lut import LUTFingerprintWarning
-from .importer import import_csv
+from .pipeline import candidate_builder
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,11 +50,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.set_defaults(func=_import)
 
 
-def candidate_builder(cfg):
-    """candidate_fn(path, plan) -> compact pruned network, as the export will run it."""
-    return lambda path, plan: pruned_path_net(cfg.model, cfg.data.scale, path, plan, cfg.pruning)
-
-
 def _build(args) -> int:
     cfg = config_of(args)
     backend = args.backend or cfg.latency.backend
@@ -66,8 +62,8 @@ def _build(args) -> int:
 
 
 def _check(args) -> int:
-    from .check import run_check
-    from .model import LatencyModel
+    from latency.check import run_check
+    from latency.model import LatencyModel
     cfg = config_of(args)
     backend = args.backend or cfg.latency.backend
     path = Path(args.lut) if args.lut else default_lut_path(cfg, backend)
