@@ -1,30 +1,55 @@
-"""Stage 3 of a run: the winner through pruning's stage 3 (the function `srnas prune --reweighted` runs too),
-then export, quality on the first benchmark, and final.json."""
+"""Stage 3: the winner of a run (or any path, `srnas prune`) through pruning's one stage-3 function, with
+latency wired in here: LUT estimates, and timing on the configured executor (latency.backend, threads).
+
+`stage3` (for `srnas run`) then exports, scores the first benchmark and writes final.json.
+"""
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 from pathlib import Path
+from typing import Sequence
 
 import torch
+from torch import nn
 
-from supernet.config import Config
+import pruning
+from pruning.reweighted import LatencyFn
+from supernet import checkpoint
+from supernet.blocks import fuse_weight_norm
+from supernet.config import Config, ModelConfig, build_section, config_of
 from supernet.data import load_images, make_pairs
+from supernet.errors import UserError
 from supernet.evaluate import evaluate, evaluate_bicubic
+from supernet.model import parse_path
 from supernet.train import load_supernet
 
 from .candidate import Candidate
 from .history import atomic_write_json
 
 
+def timer_for(cfg: Config) -> pruning.Timer:
+    """Timing on the config's executor (latency.backend, precision, threads, LR size): every stage-3 measurement."""
+    from latency.fingerprint import layout_of
+    from latency.timing import measure_module
+
+    lat = cfg.latency
+    hw = (lat.lr_height, lat.lr_width)
+    ex = pruning.Executor(lat.backend, lat.precision, layout_of(lat.backend), hw, lat.threads)
+    # fp32 is measure_module's default: only another precision is passed on
+    extra = {} if lat.precision == "fp32" else {"precision": lat.precision}
+    return pruning.Timer(ex, lambda module, repeats: measure_module(module, hw, lat.backend, lat.threads,
+                                                                    lat.warmup, repeats, **extra))
+
+
+# ---- stage 3 of `srnas run` ------------------------------------------------------------------------
 def stage3(cfg: Config, out_dir: Path, winner: Candidate, lat_model) -> dict:
     """Reweighted dynamic regularization of the winner under the target, fine-tune, compact, export, measure.
 
     Resumable at every point: pruning continues from its checkpoint, a finished pruned.pt is
     exported again if final.json is missing, and a complete final.json ends the stage.
     """
-    import pruning
-    from pruning.cli import timer_for
-
     from .pipeline import make_space
 
     sdir = out_dir / "stage3"
@@ -66,3 +91,108 @@ def _finished(path: Path, winner: Candidate) -> dict | None:
     if final.get("candidate") != winner.to_dict() or not all(Path(f).exists() for f in final["files"].values()):
         return None
     return final
+
+
+# ---- `srnas prune` ---------------------------------------------------------------------------------
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `prune` command."""
+    p = sub.add_parser("prune", help="stage 3: prune a path (fixed scheme/rate, or reweighted to a latency target)")
+    p.add_argument("-c", "--config", required=True)
+    p.add_argument("--model", help="supernet weights (default <run>/supernet/supernet.pt) or a pruned.pt")
+    p.add_argument("--path", help="architecture, e.g. wdsr_b,wdsr_b,wdsr_a,wdsr_b (needed with supernet weights)")
+    p.add_argument("--scheme", default="filter", help="scheme for every prunable layer (default filter)")
+    p.add_argument("--rate", type=float, default=0.5, help="rate for every layer (fixed mode)")
+    p.add_argument("--reweighted", action="store_true",
+                   help="reweighted dynamic regularization decides the rates (stage 3 of `srnas run`; resumable)")
+    p.add_argument("--target-ms", type=float, default=0.0, help="latency target (default latency.target)")
+    p.add_argument("--out", help="output dir (default <run>/prune)")
+    p.add_argument("--redo", action="store_true",
+                   help="discard an earlier reweighted result (pruned.pt) or its checkpoint and prune again")
+    p.set_defaults(func=_prune)
+
+
+def _prune(args) -> int:
+    cfg = config_of(args)
+    net, path, cfg = _load_net(cfg, args.model, args.path)
+    s = cfg.data.scale
+    pairs = make_pairs(load_images(cfg.data.val, "val", data_root=cfg.data.data_root), s)
+    psnr = lambda m: evaluate(lambda x: m(x), pairs, s, ssim=False)["psnr"]  # noqa: E731
+    with torch.no_grad():
+        before = psnr(net.eval())
+    out = Path(args.out) if args.out else cfg.out_dir / "prune"
+    timer = timer_for(cfg)
+    target = 0.0
+    if args.reweighted:
+        lat_model = _lut_model(cfg)
+        target = _target(cfg, args.target_ms, lat_model)
+        latency_fn = _latency_fn(cfg, net, path, lat_model, timer, args.config) if target > 0 else None
+        pm = pruning.prune_to_target(cfg, lambda: net, path, args.scheme, out, timer, latency_fn, target,
+                                     redo=args.redo)
+    else:
+        plan = {n: (args.scheme, args.rate) for n, _ in net.prunable()}
+        pm = pruning.record(cfg, net, path, pruning.apply_plan(net, plan, cfg.pruning), plan, timer)
+        pm.save(out / "pruned.pt")
+    with torch.no_grad():
+        after = psnr(pm.net())
+    ex = pm.executor
+    report = {"path": list(path), "plan": {k: list(v) for k, v in pm.plan.items()}, "psnr_before": before,
+              "psnr_after": after, "measured_ms": pm.measured_ms, "target_ms": target or None,
+              "backend": ex.backend, "precision": ex.precision, "layout": ex.layout, "lr_hw": list(ex.lr_hw),
+              "threads": ex.threads}
+    (out / "prune.json").write_text(json.dumps(report, indent=1))
+    for k, (sch, r) in pm.plan.items():
+        print(f"{k:<18} {sch:<13} {r:.2f}")
+    print(f"PSNR before {before:.2f} dB, after {after:.2f} dB; measured {pm.measured_ms:.1f} ms at "
+          f"{ex.lr_hw[1]}x{ex.lr_hw[0]} ({ex.backend}, {ex.threads or 'all'} threads); model {out / 'pruned.pt'}")
+    return 0
+
+
+def _load_net(cfg: Config, model: str | None, path_text: str | None) -> tuple[nn.Module, tuple[str, ...], Config]:
+    """(fused net, path, config with the net's model section) from supernet weights + path, or a pruned.pt."""
+    f = Path(model) if model else cfg.out_dir / "supernet" / "supernet.pt"
+    if not f.exists():
+        raise UserError(f"no model at {f}: train a supernet (`srnas supernet train -c CONFIG`) or pass --model")
+    blob = checkpoint.load(f)
+    if isinstance(blob, dict) and "masks" in blob:
+        pm = pruning.PrunedModel.load(f)
+        mcfg, scale, net, path = build_section(ModelConfig, pm.model_cfg), pm.scale, pm.net(), tuple(pm.path)
+    else:
+        if not path_text:
+            raise UserError("--path is required with supernet weights, e.g. --path wdsr_b,wdsr_b,wdsr_a,wdsr_b")
+        sn = load_supernet(f)
+        path = sn.check_path(parse_path(path_text, sn.block_names))
+        mcfg, scale, net = sn.cfg, sn.scale, sn.extract(path)
+    if scale != cfg.data.scale:
+        raise UserError(f"{f} upscales x{scale} but the config says data.scale {cfg.data.scale}")
+    # the net's own model section rules: LUT rows, MACs and the model file describe this net
+    return fuse_weight_norm(net), path, dataclasses.replace(cfg, model=mcfg)
+
+
+def _lut_model(cfg: Config):
+    """The LatencyModel of the config's LUT, or None when there is no LUT yet."""
+    import latency
+
+    path = latency.default_lut_path(cfg)
+    return latency.LatencyModel.for_config(latency.load_lut(cfg, path), cfg) if path.exists() else None
+
+
+def _target(cfg: Config, target_ms: float, lat_model) -> float:
+    """The absolute target: --target-ms, else latency.target (a relative one resolved on the LUT as `srnas run` does)."""
+    from .pipeline import resolve_target
+
+    if target_ms > 0:
+        return target_ms
+    if cfg.latency.target_rel > 0 and lat_model is None:
+        raise UserError(f"latency.target {cfg.latency.target} is relative to the fastest dense path by the LUT, "
+                        f"and there is no LUT: build one (`srnas latency build -c CONFIG`) or pass --target-ms")
+    return resolve_target(cfg, lat_model).latency.target_ms
+
+
+def _latency_fn(cfg: Config, net: nn.Module, path: Sequence[str], lat_model, timer: pruning.Timer,
+                config_path: str) -> LatencyFn:
+    """The LUT estimate of a plan; without a LUT, MACs scaled by the measured dense latency."""
+    if lat_model is not None:
+        return lambda plan: lat_model.predict(path, plan)
+    print(f"no LUT at {cfg.out_dir / 'latency'}: estimating latency from MACs, checked by measurement "
+          f"(build one with `srnas latency build -c {config_path}` for better rates)")
+    return pruning.mac_latency_fn(net, cfg.pruning, timer(net, max(cfg.latency.repeats, 5))["median_ms"])

@@ -47,7 +47,7 @@ def test_export_matches(tmp_path):
 def _stage3_model(tmp_path):
     """A tiny config and the pruned.pt that stage 3 (pruning.prune_to_target) writes for one of its paths."""
     from pruning import prune_to_target
-    from pruning.cli import timer_for
+    from search.stage3 import timer_for
     from conftest import tiny_config
 
     cfg_path = tiny_config(tmp_path, latency={"lr_height": 12, "lr_width": 16, "threads": 1, "repeats": 3},
