@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -258,10 +259,10 @@ def run_all(cfg: Config, out_dir: Path) -> dict:
     times["stage3+export"] = time.time() - t0 - sum(times.values())
     report = report_stage(cfg, out_dir, found, final)
     times["total"] = time.time() - t0
-    _print_winner(found, final, report, times)
     warnings = latency_warnings(final)
-    for w in warnings:
-        print(f"warning: {w}")
+    for w in warnings:  # to stderr: stdout's last line stays the JSON summary
+        print(f"warning: {w}", file=sys.stderr)
+    _print_winner(found, final, report, times)
     return {"found": found, "final": final, "report": report, "times": times, "warnings": warnings}
 
 
