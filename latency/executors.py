@@ -5,9 +5,9 @@ ONNX Runtime fp32 or INT8 (static QDQ), OpenVINO fp32, bf16 or INT8. The same ne
 several times faster in one than in another, and which one is fastest depends on the CPU, so
 latency always names its executor, and ``choose_executor`` picks one for this machine by timing.
 
-INT8 files come from the runtimes' own tooling: ONNX Runtime's ``quantize_static`` (QDQ) for
-ONNX Runtime, NNCF for OpenVINO (OpenVINO refuses ONNX Runtime's QDQ file of WDSR-style nets:
-its low-precision pass fails on the quantized residual-scale multiply; NNCF's placement compiles).
+INT8 files come from ONNX Runtime's own tooling (``quantize_static``, QDQ), and OpenVINO runs the
+same file: ORT's pre-processing folds WDSR's residual-scale multiply into the conv, whose quantized
+form OpenVINO's low-precision pass refused. NNCF (OpenVINO's tooling) is the alternative route.
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ SUPPORTED: dict[str, tuple[str, ...]] = {
     "onnxruntime": ("fp32", "int8"),
     "openvino": ("fp32", "bf16", "int8"),
 }
-_OV_HINT = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: what NNCF left unquantized runs in f32
+_OV_HINT = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: what the INT8 file keeps float runs in f32
 _OV_RUNS = {"fp32": {"f32"}, "bf16": {"bf16"}, "int8": {"u8", "i8"}}  # conv runtime precisions that count
 
 
@@ -101,8 +101,6 @@ def check_executor(backend: str, precision: str) -> None:
     if backend == "openvino" and precision == "bf16" and "BF16" not in openvino_capabilities():
         raise UserError("openvino bf16: OpenVINO reports no BF16 capability on this CPU (needs AVX512-BF16 or "
                         "AMX) and would run f32 instead; use openvino fp32 or int8")
-    if backend == "openvino" and precision == "int8" and not _has_module("nncf"):
-        raise UserError("openvino int8 quantizes with NNCF: pip install nncf")
 
 
 def available_executors(candidates: Sequence[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
@@ -154,22 +152,81 @@ def _cpu_has_vnni() -> bool:
     return "avx512_vnni" in flags or "avx_vnni" in flags or "amx_int8" in flags
 
 
-def quantize_onnx(onnx_path: str | Path, out_path: str | Path, calib_inputs: Samples, executor: str) -> Path:
-    """Static INT8 of an fp32 ONNX file for ``executor``'s runtime, calibrated on ``calib_inputs``.
+def quantize_onnx(onnx_path: str | Path, out_path: str | Path, calib_inputs: Samples, executor: str,
+                  route: str = "qdq") -> Path:
+    """Static INT8 of an fp32 ONNX file for ``executor`` (onnxruntime or openvino), calibrated on ``calib_inputs``.
 
-    onnxruntime: ONNX Runtime's quantize_static, QDQ, u8 activations / s8 per-channel weights, written
-    to ``out_path`` (.onnx). openvino: NNCF on the OpenVINO model, written as IR (``out_path`` with
-    suffix .xml, weights in the .bin beside it). Either way the file written is what the executor runs.
-    Calibrate with random inputs to time a probe, with real LR images for quality.
+    route "qdq" (both runtimes): ONNX Runtime's quantize_static after its pre-processing, QDQ format,
+    u8 activations / s8 per-channel weights, the global skip kept float, written to ``out_path``
+    (.onnx); OpenVINO compiles the same file. route "nncf" (openvino only, needs nncf): NNCF on
+    the OpenVINO model, written as IR (``out_path`` with suffix .xml, weights in the .bin beside it).
+    Either way the file written is what the executor runs. Calibrate with random inputs to time a
+    probe, with real LR images for quality.
+
+    Why qdq for OpenVINO too (experiments/bench_executors.py, AMD EPYC, 2 threads): one file serves
+    both runtimes; on the zoo at Set5+Set14 it lost 0.02 (abpn QAT weights), 0.02 (wdsr_b), 0.07
+    (espcn), 0.57 dB (fsrcnn) to NNCF's 0.08 / 0.04 / 1.7 / 2.1 dB, at the same speed except FSRCNN,
+    whose deconv only NNCF's file runs in int8 (about 2x faster there).
     """
     samples = [_as_arrays(s) for s in calib_inputs]
     if not samples:
         raise ValueError("quantize_onnx needs at least one calibration sample")
-    if executor == "onnxruntime":
+    if executor not in ("onnxruntime", "openvino"):
+        raise UserError(f"no INT8 route for executor {executor!r}; INT8 runs in onnxruntime or openvino")
+    if route == "qdq":
         return _quantize_ort(Path(onnx_path), Path(out_path), samples)
-    if executor == "openvino":
+    if route == "nncf" and executor == "openvino":
+        if not _has_module("nncf"):
+            raise UserError("the nncf INT8 route needs NNCF: pip install nncf")
         return _quantize_nncf(Path(onnx_path), Path(out_path).with_suffix(".xml"), samples)
-    raise UserError(f"no INT8 route for executor {executor!r}; INT8 runs in onnxruntime or openvino")
+    raise UserError(f"unknown INT8 route {route!r} for {executor}; use qdq (or nncf for openvino)")
+
+
+_NONLINEAR = {"Relu", "LeakyRelu", "PRelu", "Tanh", "Sigmoid", "Clip"}
+_WEIGHTED = {"Conv", "ConvTranspose", "MatMul", "Gemm"}
+
+
+def float_output_nodes(model) -> list[str]:
+    """Names of the nodes that carry the input to the output without a nonlinearity: the global skip.
+
+    SR nets add a skip (bicubic conv, ABPN's anchor, Y-only nets' colour conversion and chroma
+    upscaling) to the body's residual. The skip carries the whole image, so its 8-bit error lands on
+    the output unfiltered (WDSR-B lost 1.6 dB on Set5+Set14 with it quantized); these nodes stay float,
+    and the body, where the MACs are, is quantized. Found by walking back from the outputs through
+    linear ops; a weighted op is a skip op only if linear ops alone connect it to a graph input.
+    """
+    g = model.graph
+    producer = {o: n for n in g.node for o in n.output}
+    inputs = {i.name for i in g.input}
+    memo: dict[str, bool] = {}
+
+    def linear_from_input(tensor: str) -> bool:
+        """Whether only linear ops lie between a graph input and ``tensor``."""
+        if tensor in inputs:
+            return True
+        if tensor not in memo:
+            memo[tensor] = False  # cycles cannot occur in ONNX; this guards the recursion anyway
+            n = producer.get(tensor)
+            memo[tensor] = n is not None and n.op_type not in _NONLINEAR | _WEIGHTED and any(
+                linear_from_input(t) for t in n.input if t)
+        return memo[tensor]
+
+    keep, seen = [], set()
+    stack = [o.name for o in g.output]
+    while stack:
+        n = producer.get(stack.pop())
+        if n is None or n.name in seen:
+            continue
+        seen.add(n.name)
+        if n.op_type in _WEIGHTED:
+            if linear_from_input(n.input[0]):
+                keep.append(n.name)
+            continue  # the body's last conv: quantized, and the walk stops there
+        if n.op_type in _NONLINEAR - {"Clip"}:
+            continue
+        keep.append(n.name)
+        stack.extend(t for t in n.input if t)
+    return keep
 
 
 def _quantize_ort(src: Path, out: Path, samples: list[list[np.ndarray]]) -> Path:
@@ -191,29 +248,46 @@ def _quantize_ort(src: Path, out: Path, samples: list[list[np.ndarray]]) -> Path
         warnings.simplefilter("ignore")
         # ORT's own pre-processing (shape inference, constant folding) first, as its docs advise: it also
         # folds WDSR's multiply by res_scale 1.0, whose quantized form OpenVINO's int8 pass cannot compile
-        try:
-            quant_pre_process(str(src), str(pre))
-        except Exception:  # symbolic shape inference fails on some graphs; quantize the export as it is
-            pre = src
+        pre = _pre_process(quant_pre_process, src, pre)
+        import onnx
+        skip = float_output_nodes(onnx.load(str(pre)))
         # per-channel weights: conv filters of these nets differ in range by 10x and more, and ORT's CPU
         # QLinearConv takes per-channel scales at no cost. Without VNNI, u8 x s8 products can saturate:
         # reduce_range keeps weights to 7 bits there, as ONNX Runtime's docs advise.
         quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         reduce_range=not _cpu_has_vnni(), activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8)
+                        weight_type=QuantType.QInt8, nodes_to_exclude=skip)
     if pre != src:
         pre.unlink(missing_ok=True)
     return out
+
+
+def _pre_process(quant_pre_process, src: Path, pre: Path) -> Path:
+    """ORT's pre-processing with symbolic shapes, else with ONNX's own (symbolic inference fails on some
+    dynamic-shape graphs, e.g. Y-only nets' colour conversion), else the export as it is."""
+    for skip_symbolic in (False, True):
+        try:
+            quant_pre_process(str(src), str(pre), skip_symbolic_shape=skip_symbolic)
+            return pre
+        except Exception:
+            continue
+    return src
 
 
 def _quantize_nncf(src: Path, out: Path, samples: list[list[np.ndarray]]) -> Path:
     import nncf
     import openvino as ov
 
+    import onnx
+
     model = ov.Core().read_model(str(src))
+    # the same float skip as the ORT route; OpenVINO keeps ONNX node names (a conv's op is <name>/WithoutBiases)
+    ops = {op.get_friendly_name() for op in model.get_ops()}
+    skip = [n for name in float_output_nodes(onnx.load(str(src))) for n in (name, f"{name}/WithoutBiases") if n in ops]
     data = nncf.Dataset([s[0] if len(s) == 1 else tuple(s) for s in samples])
     with _quiet_logging("nncf"), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        q = nncf.quantize(model, data, subset_size=len(samples))
+        q = nncf.quantize(model, data, subset_size=len(samples),
+                          ignored_scope=nncf.IgnoredScope(names=skip, validate=False))
     ov.save_model(q, str(out))
     return out
 
@@ -324,11 +398,11 @@ def deploy_file(module: nn.Module, example: Sequence[torch.Tensor], backend: str
     fp32 = export_onnx(module, example, out_dir / "model.onnx", dynamic)
     if precision != "int8":
         return fp32
-    calib = calib_inputs if calib_inputs is not None else _random_like(example)
+    calib = calib_inputs if calib_inputs is not None else random_calibration(example)
     return quantize_onnx(fp32, out_dir / "model_int8.onnx", calib, backend)
 
 
-def _random_like(example: Sequence[torch.Tensor], n: int = 4) -> list[list[torch.Tensor]]:
+def random_calibration(example: Sequence[torch.Tensor], n: int = 4) -> list[list[torch.Tensor]]:
     """Calibration for timing probes: the example inputs plus a few random ones of the same shapes."""
     g = torch.Generator().manual_seed(0)
     return [list(example)] + [[torch.rand(t.shape, generator=g) for t in example] for _ in range(n - 1)]

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from latency.executors import (SUPPORTED, available_executors, check_executor, check_openvino_precision,
-                               choose_executor, deploy_file, executor_summary, file_infer, is_quantized,
+                               choose_executor, deploy_file, executor_summary, file_infer, float_output_nodes,
+                               is_quantized,
                                make_infer, make_runner, openvino_compile, quantize_onnx)
 from latency.timing import measure_module
 from supernet.blocks import fuse_weight_norm
@@ -165,6 +166,26 @@ def test_quantized_file_runs_in_its_runtime_in_a_clean_process(backend, script, 
                        cwd=tmp_path, env={"PATH": "/usr/bin:/bin"}, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip().endswith("(1, 3, 64, 96)")
+
+
+def test_nncf_route_writes_openvino_ir_that_runs_in_a_clean_process(tmp_path):
+    skip_unless_runs("openvino", "int8")
+    pytest.importorskip("nncf", reason="the nncf INT8 route needs nncf (pip install nncf)")
+    fp32 = deploy_file(tiny_net(), [smooth()], "openvino", "fp32", tmp_path)
+    q = quantize_onnx(fp32, tmp_path / "q.onnx", calib(), "openvino", route="nncf")
+    assert q.suffix == ".xml" and q.with_suffix(".bin").is_file() and is_quantized(q)
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(CLEAN_OV), str(q)], capture_output=True, text=True,
+                       cwd=tmp_path, env={"PATH": "/usr/bin:/bin"}, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_global_skip_stays_float(tmp_path):
+    """The bicubic skip conv and the output add are left out of quantization; the body's convs are not."""
+    import onnx
+    path = deploy_file(tiny_net(), [smooth()], "onnxruntime", "fp32", tmp_path)
+    names = float_output_nodes(onnx.load(str(path)))
+    assert "/skip/conv/Conv" in names and "/Add" in names
+    assert not any(n.startswith("/body") or n.startswith("/tail") or n.startswith("/head") for n in names)
 
 
 def test_file_infer_runs_the_int8_file_it_was_given(tmp_path):
