@@ -76,7 +76,7 @@ def train_abpn_int8(cfg: Config, out_dir: Path | None = None, resume: bool = Fal
     """QAT fine-tune of the trained FP32 ABPN for ``cfg.zoo.qat_steps``; returns <run>/zoo/abpn_int8_x<s>.pt."""
     init_distributed(cfg.train.threads)
     d = cfg.data
-    zoo_dir = (Path(out_dir) if out_dir else cfg.out_dir) / "zoo"
+    zoo_dir = cfg.run(out_dir).zoo_dir
     stage_dir, final = zoo_dir / f"abpn_int8_x{d.scale}", zoo_dir / f"abpn_int8_x{d.scale}.pt"
     if stage_done("zoo abpn_int8", stage_dir, final, redo):
         return final

@@ -21,9 +21,7 @@ def default_lut_path(cfg: Config, backend: str | None = None, out_dir: str | Pat
     """Where a config's LUT lives: latency.lut, else <run>/latency/lut-<backend>[-<precision>].csv."""
     if cfg.latency.lut:
         return Path(cfg.latency.lut)
-    precision = cfg.latency.precision
-    name = f"lut-{backend or cfg.latency.backend}" + ("" if precision == "fp32" else f"-{precision}")
-    return Path(out_dir or cfg.out_dir) / "latency" / f"{name}.csv"
+    return cfg.run(out_dir).lut(backend or cfg.latency.backend, cfg.latency.precision)
 
 
 def executor_fingerprint(cfg: Config, backend: str | None = None) -> dict:

@@ -35,7 +35,7 @@ def import_csv(src: Path, out: str | Path | None, cfg: Config, backend: str | No
     if not rows:
         raise UserError(f"{src}: no data rows")
     slug = re.sub(r"[^A-Za-z0-9]+", "-", fp["cpu_model"]).strip("-").lower()[:40]
-    path = Path(out) if out else cfg.out_dir / "latency" / f"lut-{fp['backend']}-{slug}.csv"
+    path = Path(out) if out else cfg.run().latency_dir / f"lut-{fp['backend']}-{slug}.csv"
     lut = LUT.create(path, fp)
     for row in rows.values():
         lut.add(row)

@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _out(args, cfg) -> Path:
-    return Path(args.out) if args.out else cfg.out_dir
+    return cfg.run(args.out).root
 
 
 def _search(args) -> int:

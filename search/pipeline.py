@@ -22,7 +22,7 @@ from supernet.errors import UserError
 from supernet.evaluate import evaluate
 from supernet.train import load_supernet, load_train_images, train_supernet
 
-from .candidate import Candidate, Space, load_candidate, save_candidate
+from .candidate import Candidate, Space, save_candidate
 from .constraints import Constraints
 from .evaluator import Evaluator, center_crop_pairs
 from .history import History, atomic_write_json
@@ -80,7 +80,7 @@ def resolve_target(cfg: Config, lat_model, out_dir: Path | None = None) -> Confi
     print(f"latency target: {rel:g} x {dense:.2f} ms (fastest dense path, LUT) = {target:.2f} ms")
     if out_dir is not None:
         atomic_write_json({"target_ms": target, "fastest_dense_ms": dense, "target_rel": rel},
-                          out_dir / "latency" / "target.json")
+                          cfg.run(out_dir).target)
     return dataclasses.replace(cfg, latency=dataclasses.replace(cfg.latency, target=f"{target:.3f}ms"))
 
 
@@ -111,7 +111,8 @@ def search_stage(cfg: Config, out_dir: Path, dist_info: DistInfo, lat_model=None
     """Stages 1+2: the guided search (+ random ablation), resumable; writes winner.yaml; returns a summary."""
     import pruning
 
-    weights = out_dir / "supernet" / "supernet.pt"
+    run = cfg.run(out_dir)
+    weights = run.supernet
     if not weights.exists():
         raise UserError(f"no supernet weights at {weights}: run `srnas supernet train -c CONFIG` first")
     space = make_space(cfg)
@@ -121,31 +122,34 @@ def search_stage(cfg: Config, out_dir: Path, dist_info: DistInfo, lat_model=None
     supernet = load_supernet(weights).to(dist_info.device)
     pairs = center_crop_pairs(make_pairs(load_images(cfg.data.val, "val", data_root=cfg.data.data_root),
                                          cfg.data.scale), cfg.search.val_crop, cfg.data.scale)
-    measure = None
-    if cfg.search.measure_latency:
-        from latency.timing import measure_module
-
-        def measure(net, masks):
-            model = pruning.compact(net, masks)
-            return measure_module(model, lr_hw(cfg), cfg.latency.backend, cfg.latency.threads,
-                                  cfg.latency.warmup, cfg.latency.repeats)["median_ms"]
     evaluator = Evaluator(supernet, space, cfg, pruning.apply_plan, train_sampler(cfg, cfg.search.seed, cfg.search.eval_batch), pairs,
                           dist_info.device)
-    if measure is not None:
-        evaluator = _MeasuringEvaluator(evaluator, measure)
-    sdir = out_dir / "search"
+    if cfg.search.measure_latency:
+        evaluator = _MeasuringEvaluator(evaluator, _measure_fn(cfg))
+    sdir = run.search_dir
     hist = run_search(space, cons, evaluator, cfg.search, sdir, dist_info, ablation=cfg.search.ablation)
     if not dist_info.main:
         return {}
     guided = hist["guided"]
     best = guided.best()
     winner = Candidate.from_json(best["candidate"])
-    save_candidate(winner, space, out_dir / "winner.yaml",
+    save_candidate(winner, space, run.winner,
                    {"val_psnr": float(best["psnr"]), "lat_pred_ms": float(best["lat_pred_ms"]),
                     "macs": float(best["macs"]), "params": float(best["params"])})
     ablation = ablation_summary(space, cfg, guided, hist.get("random"))
     atomic_write_json(ablation, sdir / "ablation.json")
     return {"winner": winner, "row": best, "ablation": ablation, "guided": guided, "random": hist.get("random")}
+
+
+def _measure_fn(cfg: Config):
+    """(masked net, masks) -> measured ms of its compact form in the config's executor."""
+    import pruning
+    from latency.timing import measure_module
+
+    def measure(net, masks):
+        return measure_module(pruning.compact(net, masks), lr_hw(cfg), cfg.latency.backend, cfg.latency.threads,
+                              cfg.latency.warmup, cfg.latency.repeats)["median_ms"]
+    return measure
 
 
 class _MeasuringEvaluator:
@@ -197,8 +201,9 @@ def report_stage(cfg: Config, out_dir: Path, found: dict, final: dict | None) ->
                                                                "pick_b", "ensemble", "acquisition", "eval_steps")}}
     if final:
         summary["final"] = {
-            f"{final['benchmark']} x{cfg.data.scale} PSNR / SSIM (Y)": f"{final['psnr']:.2f} / {final['ssim']:.4f}",
-            "bicubic PSNR": f"{final['bicubic_psnr']:.2f}", "gain over bicubic (dB)": f"{final['gain_db']:+.2f}",
+            **{f"{name} x{cfg.data.scale} PSNR / SSIM (Y), bicubic PSNR":
+               f"{q['psnr']:.2f} / {q['ssim']:.4f}, {q['bicubic_psnr']:.2f} ({q['psnr'] - q['bicubic_psnr']:+.2f} dB)"
+               for name, q in final.get("benchmarks", {final["benchmark"]: final}).items()},
             f"measured latency at {cfg.latency.lr_width}x{cfg.latency.lr_height} ({cfg.latency.backend})":
                 f"{final['measured_ms']:.2f} ms", "LUT-predicted latency": f"{final['lut_ms']:.2f} ms",
             "target": f"{cfg.latency.target_ms:.2f} ms",
@@ -239,7 +244,7 @@ def run_all(cfg: Config, out_dir: Path) -> dict:
     dist_info = init_distributed(cfg.search.threads or cfg.train.threads)
     if dist_info.main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out_dir / "config.yaml")
+        save_config(cfg, cfg.run(out_dir).config)
     times = {}
     train_supernet(cfg, out_dir, resume=True)
     times["supernet"] = time.time() - t0
@@ -247,7 +252,7 @@ def run_all(cfg: Config, out_dir: Path) -> dict:
     lat_model = lut_stage(cfg, out_dir, dist_info) if wants else None
     cfg = resolve_target(cfg, lat_model, out_dir if dist_info.main else None)
     if dist_info.main:  # the saved config states the absolute target the run aims at
-        save_config(cfg, out_dir / "config.yaml")
+        save_config(cfg, cfg.run(out_dir).config)
     if lat_model is not None:  # an impossible target fails here, before any evaluation
         make_constraints(cfg, make_space(cfg), lat_model).check_feasible()
     times["lut"] = time.time() - t0 - sum(times.values())
@@ -308,9 +313,3 @@ def _print_winner(found: dict, final: dict | None = None, report: Path | None = 
                       {**({"psnr": final["psnr"], "gain_db": final["gain_db"], "measured_ms": final["measured_ms"],
                            "target_ms": final["target_ms"]} if final else {}),
                        "winner": w.key(), "val_psnr": float(row["psnr"])}.items()}))
-
-
-def load_winner(out_dir: Path) -> Candidate:
-    """The winner of a finished search."""
-    return load_candidate(out_dir / "winner.yaml")
-

@@ -54,8 +54,7 @@ def _train(args) -> int:
 
 def _eval(args) -> int:
     cfg = config_of(args)
-    out = Path(args.out) if args.out else cfg.out_dir
-    weights = Path(args.weights) if args.weights else out / "supernet" / "supernet.pt"
+    weights = Path(args.weights) if args.weights else cfg.run(args.out).supernet
     if not weights.exists():
         from .errors import UserError
         raise UserError(f"no supernet weights at {weights}: run `srnas supernet train -c {args.config}` first")

@@ -174,6 +174,11 @@ class Config:
         """The run directory every stage writes into."""
         return Path(self.run_dir) / self.name
 
+    def run(self, out: str | Path | None = None) -> "RunDir":
+        """The layout of this config's run directory (or of ``out`` where a command was given --out)."""
+        from .rundir import RunDir
+        return RunDir(Path(out) if out else self.out_dir)
+
 
 def _check(tp: Any, value: Any, where: str) -> Any:
     """Return ``value`` converted to type ``tp`` or raise ConfigError naming ``where``."""

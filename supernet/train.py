@@ -157,15 +157,14 @@ def train_supernet(cfg: Config, out_dir: Path | None = None, resume: bool = Fals
     """Stage 0: single-path sampling training of the supernet; returns the weights file."""
     dist_info = init_distributed(cfg.train.threads)
     torch.manual_seed(cfg.train.seed)
-    out_dir = Path(out_dir) if out_dir else cfg.out_dir
-    stage_dir = out_dir / "supernet"
-    final = stage_dir / "supernet.pt"
+    run = cfg.run(out_dir)
+    stage_dir, final = run.supernet_dir, run.supernet
     if stage_done("supernet", stage_dir, final, redo, dist_info.main):
         return final
     barrier()
     if dist_info.main:
         stage_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out_dir / "config.yaml")
+        save_config(cfg, run.config)
     d, t = cfg.data, cfg.train
     if d.batch_size % dist_info.world:
         raise ValueError(f"data.batch_size {d.batch_size} must divide evenly over {dist_info.world} processes")

@@ -45,7 +45,7 @@ def train_zoo_model(cfg: Config, name: str, out_dir: Path | None = None, resume:
     dist_info: DistInfo = init_distributed(cfg.train.threads)
     torch.manual_seed(cfg.train.seed)
     d = cfg.data
-    zoo_dir = (Path(out_dir) if out_dir else cfg.out_dir) / "zoo"
+    zoo_dir = cfg.run(out_dir).zoo_dir
     stage_dir = zoo_dir / f"{name}_x{d.scale}"
     final = zoo_dir / f"{name}_x{d.scale}.pt"
     if stage_done(f"zoo {name}", stage_dir, final, redo):
