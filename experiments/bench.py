@@ -3,18 +3,28 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import matplotlib
 import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
+from torch import nn  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from supernet.data import load_images, make_pairs  # noqa: E402
+from latency.executors import (check_backend, check_executor, file_infer, is_quantized, make_infer,  # noqa: E402
+                               quantize_onnx)
+from supernet import checkpoint  # noqa: E402
+from supernet.data import EMBEDDED, load_images, make_pairs  # noqa: E402
+from supernet.errors import UserError  # noqa: E402
 from supernet.evaluate import evaluate  # noqa: E402
 
 from . import zoo  # noqa: E402
@@ -25,8 +35,9 @@ from .upscale import tiled_upscale  # noqa: E402
 
 DEFAULT_MODELS = ["bicubic", "fsrcnn", "espcn", "esr_max", "esr_tm", "esr_tr", "esr_cnn", "abpn", "abpn_int8",
                   "wdsr_b"]
-COLUMNS = ["model", "dataset", "scale", "psnr", "ssim", "latency_ms", "params", "macs", "y_only", "precision",
-           "config"]
+COLUMNS = ["model", "dataset", "scale", "psnr", "ssim", "latency_ms", "params", "macs", "y_only", "backend",
+           "precision", "config"]
+FILE_BACKENDS = ("onnxruntime", "openvino")
 
 
 def _size_counts(m: LoadedModel, lr_hw: tuple[int, int]) -> tuple[float, float]:
@@ -49,35 +60,57 @@ def _size_counts(m: LoadedModel, lr_hw: tuple[int, int]) -> tuple[float, float]:
     return math.nan, math.nan
 
 
+@dataclass
+class Deployed:
+    """A model as one executor runs it: ``run`` for quality (any input size), ``timed`` at the latency size."""
+
+    model: LoadedModel
+    run: Callable[[torch.Tensor], torch.Tensor]
+    timed: Callable[[torch.Tensor], object]
+    backend: str
+    precision: str
+
+
 def run_bench(specs: list[str], datasets: list[str], scale: int, out_dir: str | Path, data_root: str | None = None,
               lr_hw: tuple[int, int] = (360, 640), threads: int = 0, weights_dir: str | None = None,
-              repeats: int = 7) -> pd.DataFrame:
-    """Benchmark ``specs`` on ``datasets``; writes bench.csv, bench.md and bench.png into ``out_dir``."""
+              repeats: int = 7, backend: str | None = None, precision: str | None = None) -> pd.DataFrame:
+    """Benchmark ``specs`` on ``datasets``; writes bench.csv, bench.md and bench.png into ``out_dir``.
+
+    ``backend`` None: each model as torch runs it (exported .onnx files in ONNX Runtime). Otherwise every
+    model is timed and scored in that runtime, each in its own precision (abpn_int8 and INT8 files as
+    INT8, the rest fp32) unless ``precision`` forces one: the PSNR is that of what the user deploys.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if threads > 0:
         torch.set_num_threads(threads)
+    if backend is not None and precision is not None:  # an executor that cannot run here fails before any model
+        check_executor(backend, precision)
+    elif backend is not None:
+        check_backend(backend)
     models = [load_model(s, scale, weights_dir, threads) for s in specs]  # fail fast on a missing model
-
-    def upscaler(m: LoadedModel):
-        return lambda x: tiled_upscale(m.run, x, scale, 0, 16, m.fixed_hw)
-
-    quality: dict[tuple[str, str], dict] = {}
-    for ds in datasets:
-        pairs = make_pairs(load_images(ds, "val", data_root=data_root), scale)
-        for m in tqdm(models, desc=f"evaluate {Path(ds).name}", dynamic_ncols=True):
-            quality[(m.name, ds)] = evaluate(upscaler(m), pairs, scale, ssim=True)
-    runners = {m.name: upscaler(m) for m in models}
-    lat = measure_latency(runners, lr_hw, repeats=repeats, threads=threads)
+    with tempfile.TemporaryDirectory() as work:
+        if backend is None:
+            deployed = [_as_loaded(m, scale) for m in models]
+        else:
+            deployed = [deploy(m, backend, precision, scale, threads, lr_hw, Path(work) / f"m{i}", weights_dir)
+                        for i, m in enumerate(models)]
+        quality: dict[tuple[str, str], dict] = {}
+        for ds in datasets:
+            pairs = make_pairs(load_images(ds, "val", data_root=data_root), scale)
+            for d in tqdm(deployed, desc=f"evaluate {Path(ds).name}", dynamic_ncols=True):
+                quality[(d.model.name, ds)] = evaluate(d.run, pairs, scale, ssim=True)
+        lat = measure_latency({d.model.name: d.timed for d in deployed}, lr_hw, repeats=repeats, threads=threads)
     rows = []
-    for m in models:
+    for d in deployed:
+        m = d.model
         params, macs = _size_counts(m, lr_hw)
         for ds in datasets:
             q = quality[(m.name, ds)]
             rows.append({"model": m.name, "dataset": Path(ds).name, "scale": scale, "psnr": round(q["psnr"], 3),
                          "ssim": round(q["ssim"], 4), "latency_ms": round(lat[m.name], 2), "params": params,
                          "macs": macs, "y_only": "" if m.y_only is None else ("yes" if m.y_only else "no"),
-                         "precision": m.precision, "config": m.config})
+                         "backend": d.backend, "precision": d.precision, "config": m.config})
     df = pd.DataFrame(rows, columns=COLUMNS)
     df.to_csv(out_dir / "bench.csv", index=False)
     (out_dir / "bench.md").write_text(markdown_table(df, lr_hw))
@@ -85,19 +118,139 @@ def run_bench(specs: list[str], datasets: list[str], scale: int, out_dir: str | 
     return df
 
 
+def _tiled(run: Callable[[torch.Tensor], torch.Tensor], scale: int, fixed_hw: tuple[int, int] | None):
+    return lambda x: tiled_upscale(run, x, scale, 0, 16, fixed_hw)
+
+
+def _own_precision(m: LoadedModel) -> str:
+    """The precision a model is deployed in unless forced: INT8 for abpn_int8 and quantized files, else fp32."""
+    path = Path(m.info.get("path", ""))
+    if m.precision == "int8":
+        return "int8"
+    if path.suffix == ".onnx":
+        return "int8" if is_quantized(path) else "fp32"
+    if m.module is not None and isinstance(m.module, torch.jit.ScriptModule):
+        try:
+            return "int8" if "quantized::" in str(m.module.inlined_graph) else "fp32"
+        except RuntimeError:
+            return "fp32"
+    return "fp32"
+
+
+def _as_loaded(m: LoadedModel, scale: int) -> Deployed:
+    """Today's default: torch runs torch models, ONNX Runtime runs .onnx files."""
+    backend = "onnxruntime" if Path(m.info.get("path", "")).suffix == ".onnx" else "torch-cpu"
+    run = _tiled(m.run, scale, m.fixed_hw)
+    return Deployed(m, run, run, backend, _own_precision(m))
+
+
+def abpn_float_from_qat(scale: int, weights_dir: str | Path | None = None) -> nn.Module:
+    """The float ABPN holding abpn_int8's QAT-trained weights (what the ONNX INT8 route quantizes)."""
+    from .quantize import int8_weights_path
+    from .zoo.abpn import ABPN
+
+    state = checkpoint.load(int8_weights_path(scale, weights_dir))["state"]
+    # prepare_qat_fx keeps the body's module names (body.<i>); the fake-quant entries beside them are dropped
+    net = ABPN(scale)
+    net.load_state_dict({k: v for k, v in state.items() if re.fullmatch(r"body\.\d+\.(weight|bias)", k)})
+    return net.eval()
+
+
+def calibration_inputs(scale: int, n: int = 8, size: int = 96) -> list[list[torch.Tensor]]:
+    """Real LR crops for INT8 calibration, from the embedded training images (never the benchmark sets)."""
+    crops = []
+    for p in make_pairs(load_images(EMBEDDED, "train"), scale):
+        lr = torch.from_numpy(p.lr).permute(2, 0, 1).float().div(255.0).unsqueeze(0)
+        h, w = lr.shape[-2:]
+        if min(h, w) >= size:
+            top, left = (h - size) // 2, (w - size) // 2
+            crops.append([lr[..., top:top + size, left:left + size].contiguous()])
+        if len(crops) == n:
+            break
+    return crops
+
+
+def deploy(m: LoadedModel, backend: str, precision: str | None, scale: int, threads: int, lr_hw: tuple[int, int],
+           workdir: Path, weights_dir: str | None = None) -> Deployed:
+    """``m`` in executor (backend, own precision or ``precision``): quality and timing functions, labelled."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    own = _own_precision(m)
+    # bicubic is the reference every table starts from, not a network anyone quantizes: always fp32
+    prec = "fp32" if m.name == "bicubic" else (precision or own)
+    path = Path(m.info.get("path", ""))
+    example = [torch.rand(1, 3, *lr_hw)]
+    if path.suffix in (".onnx", ".ts", ".pt"):
+        return _deploy_file(m, path, backend, prec, own, scale, threads, lr_hw, workdir)
+    if m.name == "abpn_int8" and backend == "torch-cpu" and prec == "int8":  # its torch.ao INT8 form, as today
+        run = _tiled(m.run, scale, None)
+        return Deployed(m, run, run, backend, "int8")
+    module = abpn_float_from_qat(scale, weights_dir) if m.name == "abpn_int8" else m.module
+    check_executor(backend, prec)
+    calib = calibration_inputs(scale) if prec == "int8" else None
+    run = make_infer(module, example, backend, threads, prec, calib, dynamic=True, workdir=workdir)
+    timed = run
+    if backend == "openvino":  # OpenVINO compiles for one input size: time the static compile users deploy
+        timed = _file_at(workdir, backend, prec, threads, lr_hw)
+    return Deployed(m, _tiled(run, scale, None), timed, backend, prec)
+
+
+def _file_at(workdir: Path, backend: str, precision: str, threads: int, lr_hw: tuple[int, int]):
+    """The file deploy wrote into ``workdir``, compiled for exactly 1x3xHxW at ``lr_hw``."""
+    path = next((workdir / n for n in ("model_int8.xml", "model_int8.onnx", "model.onnx")
+                 if (workdir / n).is_file() and (precision == "int8") == ("int8" in n)))
+    infer = file_infer(path, backend, precision, threads, [(1, 3, *lr_hw)])
+    return lambda x: infer([_np(x)])
+
+
+def _np(x: torch.Tensor) -> np.ndarray:
+    """A contiguous float32 array of a tensor (tiles are strided views), as runtimes take them."""
+    return np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
+
+
+def _deploy_file(m: LoadedModel, path: Path, backend: str, prec: str, own: str, scale: int, threads: int,
+                 lr_hw: tuple[int, int], workdir: Path) -> Deployed:
+    """An exported file in ``backend``: TorchScript in torch, its ONNX (or the .onnx itself) in ORT / OpenVINO."""
+    if backend not in FILE_BACKENDS:
+        if path.suffix == ".onnx":
+            raise UserError(f"{path} is an ONNX file: bench it with --backend onnxruntime or openvino")
+        if prec != own:
+            raise UserError(f"{path} is a {own} TorchScript file: torch runs it as it is; pass --precision {own} "
+                            f"or bench its ONNX in onnxruntime / openvino")
+        run = _tiled(m.run, scale, m.fixed_hw)
+        return Deployed(m, run, run, backend, own)
+    onnx_path = path if path.suffix == ".onnx" else path.with_suffix(".onnx")
+    if not onnx_path.is_file():
+        raise UserError(f"{path}: {backend} runs ONNX, and no {onnx_path.name} lies beside it (srnas export writes both)")
+    check_executor(backend, prec)
+    if own == "int8" and prec != "int8":
+        raise UserError(f"{onnx_path} is quantized (INT8): it cannot run as {prec}; bench its fp32 export instead")
+    if prec == "int8" and own != "int8":
+        calib = calibration_inputs(scale, size=min(m.fixed_hw) if m.fixed_hw else 96)
+        if m.fixed_hw:
+            calib = [[c[0][..., :m.fixed_hw[0], :m.fixed_hw[1]]] for c in calib]
+        onnx_path = quantize_onnx(onnx_path, workdir / "model_int8.onnx", calib, backend)
+    infer = file_infer(onnx_path, backend, prec, threads)
+    run = _tiled(lambda x: torch.from_numpy(infer([_np(x)])), scale, m.fixed_hw)
+    timed = run
+    if backend == "openvino" and m.fixed_hw is None:
+        infer_at = file_infer(onnx_path, backend, prec, threads, [(1, 3, *lr_hw)])
+        timed = lambda x: infer_at([_np(x)])  # noqa: E731
+    return Deployed(m, run, timed, backend, prec)
+
+
 def _fmt_count(v: float, unit: float, digits: int) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v / unit:.{digits}f}"
 
 
 def markdown_table(df: pd.DataFrame, lr_hw: tuple[int, int]) -> str:
-    """One row per model: Y-only, precision, params, MACs, latency, PSNR/SSIM per dataset."""
+    """One row per model: Y-only, backend, precision, params, MACs, latency, PSNR/SSIM per dataset."""
     datasets = list(dict.fromkeys(df["dataset"]))
-    head = (["model", "Y-only", "precision", "params (K)", f"GMACs @{lr_hw[1]}x{lr_hw[0]}",
+    head = (["model", "Y-only", "backend", "precision", "params (K)", f"GMACs @{lr_hw[1]}x{lr_hw[0]}",
              f"latency ms @{lr_hw[1]}x{lr_hw[0]}"] + [f"{d} PSNR/SSIM" for d in datasets])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, g in df.groupby("model", sort=False):
         r = g.iloc[0]
-        cells = [name, r["y_only"] or "?", r["precision"], _fmt_count(r["params"], 1e3, 1),
+        cells = [name, r["y_only"] or "?", r["backend"], r["precision"], _fmt_count(r["params"], 1e3, 1),
                  _fmt_count(r["macs"], 1e9, 2), f"{r['latency_ms']:.1f}"]
         by_ds = {row["dataset"]: row for _, row in g.iterrows()}
         cells += [f"{by_ds[d]['psnr']:.2f} / {by_ds[d]['ssim']:.4f}" if d in by_ds else "-" for d in datasets]
@@ -131,7 +284,8 @@ def plot_pareto(df: pd.DataFrame, path: Path, lr_hw: tuple[int, int]) -> None:
     ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_xlabel(f"latency (ms, {lr_hw[1]}x{lr_hw[0]} input, this device)")
+    runtimes = ", ".join(dict.fromkeys(sub["backend"])) if "backend" in sub else "this device"
+    ax.set_xlabel(f"latency (ms, {lr_hw[1]}x{lr_hw[0]} input, {runtimes} on this device)")
     ax.set_ylabel(f"PSNR Y (dB), {ds} x{int(sub['scale'].iloc[0])}")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from latency.fingerprint import BACKENDS, PRECISIONS
 from supernet.cli import add_training_args
 from supernet.errors import UserError
 
@@ -53,6 +54,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--lr-size", default=None, help="latency input HxW (default 360x640: 720p output at x2)")
     b.add_argument("--threads", type=int, default=None, help="torch threads (default: config, else all)")
     b.add_argument("--repeats", type=int, default=7, help="timed runs per model (median reported)")
+    b.add_argument("--backend", default=None, choices=list(BACKENDS),
+                   help="time and score every model in this runtime (default: torch, .onnx files in onnxruntime)")
+    b.add_argument("--precision", default=None, choices=list(PRECISIONS),
+                   help="force one precision (default: each model its own: abpn_int8 and INT8 files int8, "
+                        "the rest fp32)")
     b.set_defaults(func=_bench)
 
     u = sub.add_parser("upscale", help="apply a zoo or exported model to images / folders of frames",
@@ -148,7 +154,10 @@ def _bench(args) -> int:
             raise UserError(f"--lr-size {args.lr_size!r}: write HxW, e.g. 360x640") from None
         lr_hw = (h, w)
     models = [m.strip() for m in args.models.split(",") if m.strip()] or DEFAULT_MODELS
-    df = run_bench(models, datasets, scale, args.out, data_root, lr_hw, threads, args.weights_dir, args.repeats)
+    if args.precision and not args.backend:
+        raise UserError("--precision needs --backend (the runtime that runs that precision)")
+    df = run_bench(models, datasets, scale, args.out, data_root, lr_hw, threads, args.weights_dir, args.repeats,
+                   args.backend, args.precision)
     print((Path(args.out) / "bench.md").read_text())
     print(f"wrote {args.out}/bench.csv, bench.md, bench.png")
     print(summary_json(df))

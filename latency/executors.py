@@ -232,7 +232,10 @@ def float_output_nodes(model) -> list[str]:
 def _quantize_ort(src: Path, out: Path, samples: list[list[np.ndarray]]) -> Path:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quant_pre_process, quantize_static
 
-    names = input_names(len(samples[0]))
+    import onnx
+    graph = onnx.load(str(src), load_external_data=False).graph
+    inits = {t.name for t in graph.initializer}
+    names = [i.name for i in graph.input if i.name not in inits]  # a user's file names its inputs its own way
 
     class Reader(CalibrationDataReader):
         """Feeds the calibration samples once."""
@@ -249,7 +252,6 @@ def _quantize_ort(src: Path, out: Path, samples: list[list[np.ndarray]]) -> Path
         # ORT's own pre-processing (shape inference, constant folding) first, as its docs advise: it also
         # folds WDSR's multiply by res_scale 1.0, whose quantized form OpenVINO's int8 pass cannot compile
         pre = _pre_process(quant_pre_process, src, pre)
-        import onnx
         skip = float_output_nodes(onnx.load(str(pre)))
         # per-channel weights: conv filters of these nets differ in range by 10x and more, and ORT's CPU
         # QLinearConv takes per-channel scales at no cost. Without VNNI, u8 x s8 products can saturate:

@@ -196,3 +196,27 @@ def test_file_infer_runs_the_int8_file_it_was_given(tmp_path):
     a = file_infer(q, "onnxruntime", "int8", 1)([x.numpy()])
     b = file_infer(q, "onnxruntime", "int8", 1)([x.numpy()])
     np.testing.assert_array_equal(a, b)
+
+
+def test_bench_in_a_runtime_scores_and_labels_what_it_runs(tmp_path):
+    """srnas bench --backend onnxruntime: abpn_int8 runs as the INT8 QDQ file, scored in ORT near torch's INT8."""
+    skip_unless_runs("onnxruntime", "int8")
+    from experiments.bench import run_bench
+    specs, kw = ["bicubic", "abpn_int8"], dict(lr_hw=(24, 32), threads=1, repeats=1)
+    ort = run_bench(specs, ["skimage"], 2, tmp_path / "ort", backend="onnxruntime", **kw).set_index("model")
+    base = run_bench(specs, ["skimage"], 2, tmp_path / "torch", **kw).set_index("model")
+    assert set(ort["backend"]) == {"onnxruntime"} and set(base["backend"]) == {"torch-cpu"}
+    assert ort.loc["abpn_int8", "precision"] == "int8" and ort.loc["bicubic", "precision"] == "fp32"
+    assert abs(ort.loc["bicubic", "psnr"] - base.loc["bicubic", "psnr"]) < 0.01
+    assert abs(ort.loc["abpn_int8", "psnr"] - base.loc["abpn_int8", "psnr"]) < 0.3
+    assert ort.loc["abpn_int8", "psnr"] > ort.loc["bicubic", "psnr"] + 1
+    assert "| onnxruntime | int8 |" in (tmp_path / "ort" / "bench.md").read_text()
+
+
+def test_bench_refuses_a_precision_its_runtime_cannot_run(tmp_path, capsys):
+    from search.cli import main
+    rc = main(["bench", "--models", "abpn", "--datasets", "skimage", "--out", str(tmp_path), "--backend", "torch-cpu",
+               "--precision", "int8"])
+    assert rc == 2 and "onnxruntime, openvino" in capsys.readouterr().err
+    rc = main(["bench", "--models", "abpn", "--datasets", "skimage", "--out", str(tmp_path), "--precision", "int8"])
+    assert rc == 2 and "--backend" in capsys.readouterr().err
