@@ -37,8 +37,8 @@ def _run(args) -> int:
     from .pipeline import run_all
 
     cfg = config_of(args)
-    final = run_all(cfg, _out(args, cfg)).get("final") or {}
-    if final.get("meets_target") is False and not cfg.latency.soft_target:
+    result = run_all(cfg, _out(args, cfg))
+    if result is not None and result.final.meets_target is False and not cfg.latency.soft_target:
         print("srnas run: the exported winner misses its latency target by measurement (report written); "
               "exit 3", file=sys.stderr)
         return 3

@@ -10,6 +10,7 @@ import itertools
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from .constraints import Constraints
 from .evaluator import Evaluator, center_crop_pairs
 from .history import History, atomic_write_json
 from .loop import kendall_tau_heldout, run_search, fit_predictor
+from .results import SearchResult, Stage3Result
 from .stage3 import stage3
 
 
@@ -107,8 +109,8 @@ def train_sampler(cfg: Config, seed: int, batch: int = 0) -> PatchSampler:
 
 
 # ---- stage: search ------------------------------------------------------------------------------
-def search_stage(cfg: Config, out_dir: Path, dist_info: DistInfo, lat_model=None) -> dict:
-    """Stages 1+2: the guided search (+ random ablation), resumable; writes winner.yaml; returns a summary."""
+def search_stage(cfg: Config, out_dir: Path, dist_info: DistInfo, lat_model=None) -> SearchResult | None:
+    """Stages 1+2: the guided search (+ random ablation), resumable; writes winner.yaml; None on ranks > 0."""
     import pruning
 
     run = cfg.run(out_dir)
@@ -138,7 +140,7 @@ def search_stage(cfg: Config, out_dir: Path, dist_info: DistInfo, lat_model=None
                     "macs": float(best["macs"]), "params": float(best["params"])})
     ablation = ablation_summary(space, cfg, guided, hist.get("random"))
     atomic_write_json(ablation, sdir / "ablation.json")
-    return {"winner": winner, "row": best, "ablation": ablation, "guided": guided, "random": hist.get("random")}
+    return SearchResult(winner, best, ablation, guided, hist.get("random"))
 
 
 def _measure_fn(cfg: Config):
@@ -178,14 +180,12 @@ def ablation_summary(space: Space, cfg: Config, guided: History, random: History
 
 
 # ---- report -------------------------------------------------------------------------------------
-def report_stage(cfg: Config, out_dir: Path, found: dict, final: dict | None) -> Path:
+def report_stage(cfg: Config, out_dir: Path, found: SearchResult, final: Stage3Result | None) -> Path:
     """Write report.md (tables + plots) into the run directory."""
     from .report import write_report
 
     space = make_space(cfg)
-    guided, random = found["guided"], found.get("random")
-    row = found["row"]
-    winner = found["winner"]
+    guided, random, row, winner = found.guided, found.random, found.row, found.winner
     heldout = None
     if random is not None and random.rows:
         held = [r for r in random.rows if r["key"] not in guided.keys]
@@ -194,8 +194,8 @@ def report_stage(cfg: Config, out_dir: Path, found: dict, final: dict | None) ->
             X = np.stack([space.encode(Candidate.from_json(r["candidate"])) for r in held])
             heldout = (m.predict(X)[0], np.asarray([float(r["psnr"]) for r in held]))
     summary = {"name": cfg.name, "target_ms": cfg.latency.target_ms,
-               "winner": {"candidate": winner.key(), "rate": winner.rate, "val PSNR (search, dB)": f"{float(row['psnr']):.3f}",
-                          "LUT latency (ms)": f"{float(row['lat_pred_ms']):.2f}",
+               "winner": {"candidate": winner.key(), "rate": winner.rate, "val PSNR (search, dB)": f"{found.val_psnr:.3f}",
+                          "LUT latency (ms)": f"{found.lut_ms:.2f}",
                           "GMACs": f"{float(row['macs']) / 1e9:.3f}", "params": int(float(row["params"]))},
                "search": {k: getattr(cfg.search, k) for k in ("iterations", "init_candidates", "top_h", "pool_c",
                                                                "pick_b", "ensemble", "acquisition", "eval_steps")}}
@@ -203,19 +203,20 @@ def report_stage(cfg: Config, out_dir: Path, found: dict, final: dict | None) ->
         summary["final"] = {
             **{f"{name} x{cfg.data.scale} PSNR / SSIM (Y), bicubic PSNR":
                f"{q['psnr']:.2f} / {q['ssim']:.4f}, {q['bicubic_psnr']:.2f} ({q['psnr'] - q['bicubic_psnr']:+.2f} dB)"
-               for name, q in final.get("benchmarks", {final["benchmark"]: final}).items()},
-            f"measured latency at {cfg.latency.lr_width}x{cfg.latency.lr_height} ({cfg.latency.backend})":
-                f"{final['measured_ms']:.2f} ms", "LUT-predicted latency": f"{final['lut_ms']:.2f} ms",
-            "target": f"{cfg.latency.target_ms:.2f} ms",
-            "measured / target": "n/a" if final["ratio_to_target"] is None else
-                f"{final['ratio_to_target']:.3f} ({'meets' if final['meets_target'] else 'MISSES'} the 1.05 x bound)",
-            **{f"file: {k}": v for k, v in final["files"].items()}}
+               for name, q in final.benchmarks.items()},
+            f"measured latency at {cfg.latency.lr_width}x{cfg.latency.lr_height} ({final.backend} {final.precision})":
+                f"{final.measured_ms:.2f} ms", "LUT-predicted latency": f"{final.lut_ms:.2f} ms",
+            "target": f"{final.target_ms:.2f} ms",
+            "measured / target": "n/a" if final.ratio_to_target is None else
+                f"{final.ratio_to_target:.3f} ({'meets' if final.meets_target else 'MISSES'} the "
+                f"{Stage3Result.BOUND} x bound)",
+            **{f"file: {k}": v for k, v in final.files.items()}}
     return write_report(out_dir, summary, guided.frame(), random.frame() if random is not None else None,
-                        found["ablation"], heldout)
+                        found.ablation, heldout)
 
 
 # ---- commands -----------------------------------------------------------------------------------
-def search_command(cfg: Config, out_dir: Path) -> dict:
+def search_command(cfg: Config, out_dir: Path) -> SearchResult | None:
     """`srnas search`: the LUT must exist (no build); supernet weights must exist."""
     preflight(cfg, out_dir)
     dist_info = init_distributed(cfg.search.threads or cfg.train.threads)
@@ -237,7 +238,17 @@ def preflight(cfg: Config, out_dir: Path) -> None:
         latency.load_lut(cfg, path)
 
 
-def run_all(cfg: Config, out_dir: Path) -> dict:
+@dataclass
+class RunResult:
+    """What `srnas run` produced."""
+    found: SearchResult
+    final: Stage3Result
+    report: Path
+    times: dict[str, float]
+    warnings: list[str]
+
+
+def run_all(cfg: Config, out_dir: Path) -> RunResult | None:
     """`srnas run`: every stage in order, skipping finished ones."""
     t0 = time.time()
     preflight(cfg, out_dir)
@@ -259,8 +270,8 @@ def run_all(cfg: Config, out_dir: Path) -> dict:
     found = search_stage(cfg, out_dir, dist_info, lat_model)
     times["search"] = time.time() - t0 - sum(times.values())
     if not dist_info.main:
-        return {}
-    final = stage3(cfg, out_dir, found["winner"], lat_model)
+        return None
+    final = stage3(cfg, out_dir, found.winner, lat_model)
     times["stage3+export"] = time.time() - t0 - sum(times.values())
     report = report_stage(cfg, out_dir, found, final)
     times["total"] = time.time() - t0
@@ -268,48 +279,49 @@ def run_all(cfg: Config, out_dir: Path) -> dict:
     for w in warnings:  # to stderr: stdout's last line stays the JSON summary
         print(f"warning: {w}", file=sys.stderr)
     _print_winner(found, final, report, times)
-    return {"found": found, "final": final, "report": report, "times": times, "warnings": warnings}
+    return RunResult(found, final, report, times, warnings)
 
 
-def latency_warnings(final: dict) -> list[str]:
+def latency_warnings(final: Stage3Result) -> list[str]:
     """What a user should know about the measured winner: a missed target, a LUT that priced it wrongly."""
     out = []
     fix = "rebuild the LUT on a quiet machine: `srnas latency build -c CONFIG --recalibrate` (or --redo)"
-    ratio = final["measured_ms"] / final["lut_ms"] if final.get("lut_ms") and final["lut_ms"] == final["lut_ms"] \
-        else None
+    ratio = final.measured_ms / final.lut_ms if final.lut_ms > 0 else None   # NaN (no LUT) compares False
     if ratio is not None and not 0.8 <= ratio <= 1.25:
-        out.append(f"the winner measured {final['measured_ms']:.2f} ms where the LUT predicted {final['lut_ms']:.2f} ms "
+        out.append(f"the winner measured {final.measured_ms:.2f} ms where the LUT predicted {final.lut_ms:.2f} ms "
                    f"({ratio:.2f} x, outside [0.8, 1.25]): the LUT does not describe this machine as it runs now "
                    f"(built while the machine was busy?); {fix}")
-    if final.get("meets_target") is False:
-        out.append(f"the winner MISSES the target: measured {final['measured_ms']:.2f} ms vs {final['target_ms']:.2f} ms "
-                   f"({final['ratio_to_target']:.3f} x, bound 1.05 x); {fix}, or raise latency.target; "
+    if final.meets_target is False:
+        out.append(f"the winner MISSES the target: measured {final.measured_ms:.2f} ms vs {final.target_ms:.2f} ms "
+                   f"({final.ratio_to_target:.3f} x, bound {Stage3Result.BOUND} x); {fix}, or raise latency.target; "
                    f"latency.soft_target: true accepts such a winner")
     return out
 
 
-def _print_winner(found: dict, final: dict | None = None, report: Path | None = None, times: dict | None = None) -> None:
-    w, row = found["winner"], found["row"]
-    print(f"\nwinner: {w.key()} (rate {w.rate:g}); search val PSNR {float(row['psnr']):.3f} dB; "
-          f"LUT {float(row['lat_pred_ms']):.2f} ms")
-    ab = found["ablation"]
+def _print_winner(found: SearchResult, final: Stage3Result | None = None, report: Path | None = None,
+                  times: dict | None = None) -> None:
+    w = found.winner
+    print(f"\nwinner: {w.key()} (rate {w.rate:g}); search val PSNR {found.val_psnr:.3f} dB; LUT {found.lut_ms:.2f} ms")
+    ab = found.ablation
     if "random_best" in ab:
         print(f"ablation ({ab['guided_evals']} guided / {ab['random_evals']} random evaluations): guided best "
               f"{ab['guided_best']:.3f} dB, "
               f"random best {ab['random_best']:.3f} dB, predictor Kendall tau (held-out) {ab['kendall_tau']:.3f}")
     if final:
-        tgt = final["target_ms"]
-        print(f"final: {final['benchmark']} PSNR {final['psnr']:.2f} dB (bicubic {final['bicubic_psnr']:.2f}, "
-              f"{final['gain_db']:+.2f} dB); measured {final['measured_ms']:.2f} ms vs target {tgt:.2f} ms "
-              + (f"({final['ratio_to_target']:.3f} x: {'meets' if final['meets_target'] else 'MISSES'} the target "
-                 f"within 5 %)" if final["ratio_to_target"] else ""))
-        for k, v in final["files"].items():
+        for name, q in final.benchmarks.items():
+            print(f"final: {name} PSNR {q['psnr']:.2f} dB (bicubic {q['bicubic_psnr']:.2f}, "
+                  f"{q['psnr'] - q['bicubic_psnr']:+.2f} dB)")
+        print(f"final: measured {final.measured_ms:.2f} ms ({final.backend} {final.precision}) vs target "
+              f"{final.target_ms:.2f} ms" + (f" ({final.ratio_to_target:.3f} x: "
+                                              f"{'meets' if final.meets_target else 'MISSES'} the target within 5 %)"
+                                              if final.ratio_to_target else ""))
+        for k, v in final.files.items():
             print(f"  {k}: {v}")
     if report:
         print(f"report: {report}")
     if times:
         print("stage times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()))
     print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in
-                      {**({"psnr": final["psnr"], "gain_db": final["gain_db"], "measured_ms": final["measured_ms"],
-                           "target_ms": final["target_ms"]} if final else {}),
-                       "winner": w.key(), "val_psnr": float(row["psnr"])}.items()}))
+                      {**({"psnr": final.psnr, "gain_db": final.gain_db, "measured_ms": final.measured_ms,
+                           "target_ms": final.target_ms} if final else {}),
+                       "winner": w.key(), "val_psnr": found.val_psnr}.items()}))

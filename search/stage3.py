@@ -1,7 +1,7 @@
 """Stage 3: the winner of a run (or any path, `srnas prune`) through pruning's one stage-3 function, with
 latency wired in here: LUT estimates, and timing on the configured executor (latency.backend, threads).
 
-`stage3` (for `srnas run`) then exports, scores the first benchmark and writes final.json.
+`stage3` (for `srnas run`) then exports, scores every benchmark of the config and writes final.json.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from supernet.model import parse_path
 from supernet.train import load_supernet
 
 from .candidate import Candidate
-from .history import atomic_write_json
+from .results import Stage3Result
 
 
 def timer_for(cfg: Config) -> pruning.Timer:
@@ -44,7 +44,7 @@ def timer_for(cfg: Config) -> pruning.Timer:
 
 
 # ---- stage 3 of `srnas run` ------------------------------------------------------------------------
-def stage3(cfg: Config, out_dir: Path, winner: Candidate, lat_model) -> dict:
+def stage3(cfg: Config, out_dir: Path, winner: Candidate, lat_model) -> Stage3Result:
     """Reweighted dynamic regularization of the winner under the target, fine-tune, compact, export, measure.
 
     Resumable at every point: pruning continues from its checkpoint, a finished pruned.pt is
@@ -68,17 +68,14 @@ def stage3(cfg: Config, out_dir: Path, winner: Candidate, lat_model) -> dict:
     quality = benchmark_quality(compact, cfg)
     first = next(iter(quality))
     q = quality[first]
-    ms = pm.measured_ms
-    res = {"benchmark": first, "psnr": q["psnr"], "ssim": q["ssim"], "bicubic_psnr": q["bicubic_psnr"],
-           "gain_db": q["psnr"] - q["bicubic_psnr"], "benchmarks": quality, "measured_ms": ms, "measured_iqr_ms": pm.measured_iqr_ms,
-           "lut_ms": pm.predicted_ms if pm.predicted_ms is not None else float("nan"), "target_ms": target,
-           "ratio_to_target": ms / target if target > 0 else None,
-           "meets_target": (ms <= 1.05 * target) if target > 0 else None,
-           "backend": pm.backend, "precision": pm.precision, "layout": pm.layout, "lr_hw": list(pm.lr_hw),
-           "threads": pm.threads, "candidate": winner.to_dict(),
-           "plan": {k: list(v) for k, v in pm.plan.items()},
-           "files": {"model": str(sdir / "pruned.pt"), **{k: str(v) for k, v in (files or {}).items()}}}
-    atomic_write_json(res, run.final)
+    res = Stage3Result(
+        benchmark=first, psnr=q["psnr"], ssim=q["ssim"], bicubic_psnr=q["bicubic_psnr"],
+        gain_db=q["psnr"] - q["bicubic_psnr"], benchmarks=quality, measured_ms=pm.measured_ms,
+        measured_iqr_ms=pm.measured_iqr_ms, lut_ms=pm.predicted_ms if pm.predicted_ms is not None else float("nan"),
+        target_ms=target, backend=pm.backend, precision=pm.precision, layout=pm.layout, lr_hw=list(pm.lr_hw),
+        threads=pm.threads, candidate=winner.to_dict(), plan={k: list(v) for k, v in pm.plan.items()},
+        files={"model": str(sdir / "pruned.pt"), **{k: str(v) for k, v in (files or {}).items()}})
+    res.save(run.final)
     return res
 
 
@@ -93,12 +90,15 @@ def benchmark_quality(model, cfg: Config) -> dict[str, dict]:
     return out
 
 
-def _finished(path: Path, winner: Candidate) -> dict | None:
+def _finished(path: Path, winner: Candidate) -> Stage3Result | None:
     """final.json of this winner when it and every file it names exist; None when the stage is to be (re)done."""
     if not path.exists():
         return None
-    final = json.loads(path.read_text())
-    if final.get("candidate") != winner.to_dict() or not all(Path(f).exists() for f in final["files"].values()):
+    try:
+        final = Stage3Result.load(path)
+    except (KeyError, ValueError):   # written by an older version: do the stage again
+        return None
+    if final.candidate != winner.to_dict() or not all(Path(f).exists() for f in final.files.values()):
         return None
     return final
 

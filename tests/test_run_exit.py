@@ -1,15 +1,21 @@
 """`srnas run` exit status: a winner that misses its target by measurement fails the run (report kept)."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 import search.pipeline as pipeline
 from search.cli import main
-from search.pipeline import latency_warnings
+from search.pipeline import RunResult, latency_warnings
+from search.results import Stage3Result
 
 from conftest import tiny_config
 
-FINAL = {"measured_ms": 6.82, "lut_ms": 1.27, "target_ms": 3.0, "ratio_to_target": 6.82 / 3.0, "meets_target": False}
+FINAL = Stage3Result(benchmark="skimage", psnr=30.0, ssim=0.9, bicubic_psnr=28.0, gain_db=2.0,
+                     benchmarks={"skimage": {"psnr": 30.0, "ssim": 0.9, "bicubic_psnr": 28.0}}, measured_ms=6.82,
+                     measured_iqr_ms=0.1, lut_ms=1.27, target_ms=3.0, backend="torch-cpu", precision="fp32",
+                     layout="nchw", lr_hw=[12, 16], threads=1, candidate={}, plan={}, files={})
 
 
 def test_warnings_name_the_miss_and_the_mispriced_lut():
@@ -17,7 +23,13 @@ def test_warnings_name_the_miss_and_the_mispriced_lut():
     assert len(w) == 2
     assert "predicted 1.27 ms" in w[0] and "outside [0.8, 1.25]" in w[0] and "--recalibrate" in w[0]
     assert "MISSES the target" in w[1] and "soft_target" in w[1]
-    assert latency_warnings({**FINAL, "measured_ms": 1.3, "meets_target": True, "ratio_to_target": 0.43}) == []
+    assert latency_warnings(dataclasses.replace(FINAL, measured_ms=1.3)) == []
+
+
+def test_final_json_roundtrip(tmp_path):
+    FINAL.save(tmp_path / "final.json")
+    back = Stage3Result.load(tmp_path / "final.json")
+    assert back == FINAL and back.meets_target is False and back.ratio_to_target == pytest.approx(6.82 / 3.0)
 
 
 @pytest.mark.parametrize("soft, code", [(False, 3), (True, 0)])
@@ -27,7 +39,7 @@ def test_missed_target_exit_code(tmp_path, monkeypatch, capsys, soft, code):
 
     def fake_run_all(cfg, out_dir):
         seen["soft"] = cfg.latency.soft_target
-        return {"final": FINAL}
+        return RunResult(None, FINAL, tmp_path / "report.md", {}, [])
     monkeypatch.setattr(pipeline, "run_all", fake_run_all)
     assert main(["run", "-c", str(cfg)]) == code
     assert seen["soft"] is soft

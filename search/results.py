@@ -1,0 +1,80 @@
+"""Typed results of a run's stages: what the search found and what stage 3 measured (final.json)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .candidate import Candidate
+from .history import History, atomic_write_json
+
+
+@dataclass
+class SearchResult:
+    """The guided search's winner, its history row, the ablation summary and both histories."""
+    winner: Candidate
+    row: dict
+    ablation: dict
+    guided: History
+    random: History | None = None
+
+    @property
+    def val_psnr(self) -> float:
+        return float(self.row["psnr"])
+
+    @property
+    def lut_ms(self) -> float:
+        return float(self.row["lat_pred_ms"])
+
+
+@dataclass
+class Stage3Result:
+    """The pruned, exported winner as measured in the run's executor; saved as stage3/final.json."""
+    benchmark: str                        # the first benchmark (psnr, ssim, bicubic_psnr are its figures)
+    psnr: float
+    ssim: float
+    bicubic_psnr: float
+    gain_db: float
+    benchmarks: dict[str, dict]           # every benchmark of the config: psnr, ssim, bicubic_psnr
+    measured_ms: float
+    measured_iqr_ms: float | None
+    lut_ms: float                         # NaN where no LUT priced it
+    target_ms: float
+    backend: str
+    precision: str
+    layout: str
+    lr_hw: list[int]
+    threads: int
+    candidate: dict
+    plan: dict[str, list]
+    files: dict[str, str]
+    ratio_to_target: float | None = field(init=False)
+    meets_target: bool | None = field(init=False)
+
+    BOUND = 1.05     # measured may exceed the target by this factor and still meet it (timing noise)
+
+    def __post_init__(self):
+        t = self.target_ms
+        self.ratio_to_target = self.measured_ms / t if t > 0 else None
+        self.meets_target = self.measured_ms <= self.BOUND * t if t > 0 else None
+
+    def to_json(self) -> dict:
+        """Plain dict as written to final.json (derived fields included for readers)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Stage3Result":
+        """Read back what to_json wrote (derived fields are recomputed)."""
+        names = {f.name for f in dataclasses.fields(cls) if f.init}
+        missing = names - set(data)
+        if missing:
+            raise KeyError(f"final.json lacks {sorted(missing)}")
+        return cls(**{k: data[k] for k in names})
+
+    def save(self, path: Path) -> None:
+        atomic_write_json(self.to_json(), path)
+
+    @classmethod
+    def load(cls, path: Path) -> "Stage3Result":
+        return cls.from_json(json.loads(Path(path).read_text()))
