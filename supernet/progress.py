@@ -8,11 +8,17 @@ from tqdm import tqdm
 FILE_INTERVAL_S = 30.0   # a stage run into a log file (CI, nohup, a cluster job) writes a few lines, not redraws
 
 
+class _FileBar(tqdm):
+    """A bar writing into a file: a new postfix waits for the next timed update instead of redrawing."""
+
+    def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
+        super().set_postfix(ordered_dict, refresh=False, **kwargs)
+
+
 def progress_bar(iterable=None, **kwargs) -> tqdm:
     """A tqdm bar; when stderr is not a terminal it updates at most every FILE_INTERVAL_S seconds."""
-    if not sys.stderr.isatty():
-        kwargs.update(mininterval=max(kwargs.get("mininterval", 0.0), FILE_INTERVAL_S), dynamic_ncols=False,
-                      ncols=kwargs.get("ncols", 100))
-    else:
-        kwargs.setdefault("dynamic_ncols", True)
-    return tqdm(iterable, **kwargs)
+    if sys.stderr.isatty():
+        return tqdm(iterable, **{"dynamic_ncols": True, **kwargs})
+    kwargs.update(mininterval=max(kwargs.get("mininterval", 0.0), FILE_INTERVAL_S), dynamic_ncols=False,
+                  ncols=kwargs.get("ncols", 100))
+    return _FileBar(iterable, **kwargs)

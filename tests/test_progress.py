@@ -7,8 +7,12 @@ import sys
 SCRIPT = """
 import time
 from supernet.progress import progress_bar
-for _ in progress_bar(range(3000), desc="steps"):
+bar = progress_bar(total=3000, desc="steps")
+for i in range(3000):
     time.sleep(0.001)
+    bar.update(1)
+    bar.set_postfix(loss=f"{1 / (i + 1):.4f}")      # as supernet training does every step
+bar.close()
 """
 
 
