@@ -285,7 +285,8 @@ def run_all(cfg: Config, out_dir: Path) -> RunResult | None:
 def latency_warnings(final: Stage3Result) -> list[str]:
     """What a user should know about the measured winner: a missed target, a LUT that priced it wrongly."""
     out = []
-    fix = "rebuild the LUT on a quiet machine: `srnas latency build -c CONFIG --recalibrate` (or --redo)"
+    fix = ("refit the LUT on a quiet machine: `srnas latency build -c CONFIG --recalibrate` (or delete the LUT "
+           "file and build it again)")
     ratio = final.measured_ms / final.lut_ms if final.lut_ms > 0 else None   # NaN (no LUT) compares False
     if ratio is not None and not 0.8 <= ratio <= 1.25:
         out.append(f"the winner measured {final.measured_ms:.2f} ms where the LUT predicted {final.lut_ms:.2f} ms "
