@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Callable
-
 import torch
 
-from supernet.config import Config, PruningConfig
+from supernet.config import Config
 from supernet.progress import progress_bar
+from supernet.widths import WidthRule
 
-from .catalogue import LayerFactory, OpKey, WidthRule, catalogue, dense_factory, keep, op_module
+from .catalogue import OpKey, catalogue, op_module
 from .fingerprint import fingerprint, fingerprint_diff
 from .quiet import busy_message
 from .lut import LUT, FingerprintMismatch, Row
@@ -35,16 +34,12 @@ def load_lut(cfg: Config, path: str | Path | None = None, backend: str | None = 
                     allow_foreign=cfg.latency.allow_foreign_lut)
 
 
-def dense_kept(cout: int, scheme: str, rate: float, cfg: PruningConfig) -> int:
-    """Stand-in for pruning.kept_out_channels (same rounding) when the pruning package is not injected."""
-    return keep(cout, rate) if scheme == "filter" else cout
-
-
-def build_lut(cfg: Config, factory: LayerFactory = dense_factory,
-              kept_out_channels: Callable[[int, str, float, PruningConfig], int] = dense_kept,
-              backend: str | None = None, out: str | Path | None = None, chunk: int = 8,
+def build_lut(cfg: Config, backend: str | None = None, out: str | Path | None = None, chunk: int = 8,
               schemes: list[str] | None = None, progress: bool = True) -> LUT:
-    """Measure every op of the config's search space into a LUT file (resumes an existing one)."""
+    """Measure every op of the config's search space into a LUT file (resumes an existing one).
+
+    Each op runs as compaction leaves it: plain convs at the widths of supernet.widths.
+    """
     backend = backend or cfg.latency.backend
     check_backend(backend)
     lat = cfg.latency
@@ -61,8 +56,7 @@ def build_lut(cfg: Config, factory: LayerFactory = dense_factory,
     schemes = schemes if schemes is not None else list(cfg.pruning.schemes)
     scale = cfg.data.scale
     keys = catalogue(cfg.model, scale, (lat.lr_height, lat.lr_width), schemes, lat.rates,
-                     WidthRule.of(cfg.pruning, lambda c, r: kept_out_channels(c, "filter", r, cfg.pruning)),
-                     lat.granularity)
+                     WidthRule.of(cfg.pruning), lat.granularity)
     anchor = anchor_key(cfg)
     keys = [anchor] + [k for k in keys if k != anchor]
     todo = [k for k in keys if k not in lut]
@@ -73,15 +67,10 @@ def build_lut(cfg: Config, factory: LayerFactory = dense_factory,
     earlier = sorted(r.anchor_ms for r in lut.rows.values() if r.anchor_ms >= 1.0)  # a resumed build's rounds
     for start in range(0, len(todo), chunk):
         part = todo[start:start + chunk]
-        runners, kepts = [], []
+        runners = []
         for key in part:
-            module, shapes = op_module(key, cfg.model, scale, factory, cfg.pruning)
+            module, shapes = op_module(key, cfg.model, scale)
             xs = [inputs.setdefault(s, torch.rand(s)) for s in shapes]
-            if key.op == "conv":
-                with torch.inference_mode():
-                    kepts.append(int(module.eval()(*xs).shape[1]))
-            else:
-                kepts.append(key.cout)
             runners.append(make_runner(module, xs, backend, lat.threads))
         if anchor_runner is None:
             anchor_runner = make_anchor_runner(cfg, backend)
@@ -94,8 +83,8 @@ def build_lut(cfg: Config, factory: LayerFactory = dense_factory,
                           f"{earlier[len(earlier) // 2]:.2f} ms when the rows already in {path} were measured: the "
                           f"machine's speed or load changed, so old and new rows disagree; remove {path} and build "
                           f"again on a quiet machine", BusyMachineWarning, stacklevel=2)
-        for key, t, kept in zip(part, timings, kepts):
-            lut.add(Row(key, t.median_ms, t.iqr_ms, kept, t.n, timings[-1].median_ms))
+        for key, t in zip(part, timings):
+            lut.add(Row(key, t.median_ms, t.iqr_ms, t.n, timings[-1].median_ms))
         bar.update(len(part))
         inputs = {s: x for s, x in inputs.items() if any(s in op_shapes(k, cfg) for k in todo[start + chunk:])}
     bar.close()

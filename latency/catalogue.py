@@ -9,27 +9,15 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
 
 from supernet.blocks import ResidualBlock, fuse_weight_norm
-from supernet.config import ModelConfig, PruningConfig
+from supernet.config import ModelConfig
 from supernet.model import build_path_net, make_skip
-
-DENSE = ("none", 0.0)
-WIDTH_SCHEMES = ("filter", "block")   # run as dense convs over fewer channels (no scheme rows)
-
-
-class LayerFactory(Protocol):
-    """The signature of pruning.pruned_layer (the executor of one pruned conv)."""
-
-    def __call__(self, cin: int, cout: int, k: int, scheme: str, rate: float, cfg: PruningConfig,
-                 seed: int = 0) -> nn.Module: ...
-
-
-KeptFn = Callable[[int, str, float, PruningConfig], int]
+from supernet.widths import DENSE, WidthRule, normalise, zero_options
 
 
 @dataclass(frozen=True)
@@ -53,12 +41,6 @@ class OpKey:
     w: int
     scheme: str = "none"
     rate: float = 0.0
-
-
-def normalise(scheme: str, rate: float) -> tuple[str, float]:
-    """A rate-0 layer is dense whatever its scheme: one row serves all."""
-    rate = round(float(rate), 6)
-    return DENSE if scheme == "none" or rate <= 0.0 else (scheme, rate)
 
 
 def block_templates(model_cfg: ModelConfig, scale: int) -> dict[str, list[Step]]:
@@ -106,21 +88,28 @@ class Add(nn.Module):
         return x + y
 
 
-def dense_factory(cin: int, cout: int, k: int, scheme: str, rate: float, cfg: PruningConfig,
-                  seed: int = 0) -> nn.Module:
-    """Stand-in executor: dense only (the pruning package provides the real one)."""
-    if normalise(scheme, rate) != DENSE:
-        raise ValueError("dense_factory executes only unpruned convs; inject pruning.pruned_layer")
-    torch.manual_seed(seed)
-    return nn.Conv2d(cin, cout, k, padding=k // 2)
+def conv_probe(cin: int, cout: int, k: int, scheme: str = "none", rate: float = 0.0, seed: int = 0) -> nn.Conv2d:
+    """A conv as compaction runs one: plain, random weights; a zeros scheme leaves ``rate`` of them zero.
+
+    Filter and block pruning run as a dense conv at the narrower widths they leave (their
+    rows are dense rows at those widths); unstructured and pattern zeros run as dense, so
+    where they fall does not change the time.
+    """
+    g = torch.Generator().manual_seed(seed)
+    conv = nn.Conv2d(cin, cout, k, padding=k // 2)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) / (cin * k * k) ** 0.5)
+        conv.bias.copy_(torch.randn(cout, generator=g) * 0.01)
+        if normalise(scheme, rate) != DENSE:
+            conv.weight.mul_((torch.rand(conv.weight.shape, generator=g) >= rate).float())
+    return conv.eval()
 
 
-def op_module(key: OpKey, model_cfg: ModelConfig, scale: int, factory: LayerFactory,
-              pruning_cfg: PruningConfig) -> tuple[nn.Module, list[tuple[int, ...]]]:
+def op_module(key: OpKey, model_cfg: ModelConfig, scale: int) -> tuple[nn.Module, list[tuple[int, ...]]]:
     """The module that executes ``key`` and the shapes of its inputs."""
     hw = (key.h, key.w)
     if key.op == "conv":
-        return factory(key.cin, key.cout, key.k, key.scheme, key.rate, pruning_cfg), [(1, key.cin, *hw)]
+        return conv_probe(key.cin, key.cout, key.k, key.scheme, key.rate), [(1, key.cin, *hw)]
     if key.op == "relu":
         return nn.ReLU(inplace=True), [(1, key.cin, *hw)]
     if key.op == "resadd":
@@ -132,13 +121,12 @@ def op_module(key: OpKey, model_cfg: ModelConfig, scale: int, factory: LayerFact
     if key.op.startswith("skip_"):
         return make_skip(key.op[len("skip_"):], scale), [(1, 3, *hw)]
     if key.op.startswith("block_"):
-        block = block_at_widths(key.op[len("block_"):], (key.cin, key.cout), model_cfg, scale, factory, pruning_cfg)
+        block = block_at_widths(key.op[len("block_"):], (key.cin, key.cout), model_cfg, scale)
         return block, [(1, model_cfg.n_feats, *hw)]
     raise ValueError(f"no executor for op {key.op!r}")
 
 
-def block_at_widths(name: str, inner: Sequence[int], model_cfg: ModelConfig, scale: int, factory: LayerFactory,
-                    pruning_cfg: PruningConfig) -> ResidualBlock:
+def block_at_widths(name: str, inner: Sequence[int], model_cfg: ModelConfig, scale: int) -> ResidualBlock:
     """A block of type ``name`` whose convs run dense at the given inner widths, as compaction leaves it."""
     steps = block_templates(model_cfg, scale)[name]
     convs = [st for st in steps if st.op == "conv"]
@@ -147,84 +135,10 @@ def block_at_widths(name: str, inner: Sequence[int], model_cfg: ModelConfig, sca
     for st in steps:
         if st.op == "conv":
             j = sum(isinstance(m, nn.Conv2d) for m in body)
-            body.append(factory(chans[j], chans[j + 1], st.k, "none", 0.0, pruning_cfg, seed=j))
+            body.append(conv_probe(chans[j], chans[j + 1], st.k, seed=j))
         elif st.op == "relu":
             body.append(nn.ReLU(inplace=True))
     return ResidualBlock(nn.Sequential(*body), model_cfg.res_scale)
-
-
-def keep(c: int, rate: float) -> int:
-    """Channels left of ``c`` after filter pruning at ``rate`` (pruning's rounding, for prediction)."""
-    return c if rate <= 0 else max(1, c - int(round(rate * c)))
-
-
-def padded(n: int, full: int, multiple: int) -> int:
-    """pruning's padding of ``n`` live channels up to a multiple (pruning.compaction.padded_width)."""
-    return n if n <= multiple else min(full, -(-n // multiple) * multiple)
-
-
-@dataclass(frozen=True)
-class WidthRule:
-    """How pruning changes the channels a block's convs run with (pruning's rules, for prediction).
-
-    ``kept(c, rate)``: channels filter pruning keeps; ``block_rows``: rows of a block-scheme
-    GEMM block; ``multiple``: live channels are padded up to a multiple of it.
-    """
-    block_rows: int = 8
-    multiple: int = 1
-    kept: Callable[[int, float], int] = keep
-
-    @classmethod
-    def of(cls, cfg: PruningConfig, kept: Callable[[int, float], int] = keep) -> "WidthRule":
-        """The rule of a pruning config."""
-        return cls(cfg.block_size[0], cfg.channel_multiple, kept)
-
-    def read(self, live: int, st: Step, layer: tuple[str, float], tied: bool) -> int:
-        """How many of ``live`` input channels a conv pruned as ``layer`` still reads.
-
-        As pruning's masks pick them (live inputs first): a tied `filter` layer keeps
-        kept(cin) inputs; a `block` layer keeps kept(cin) columns in each row-block and
-        reads their union, taken at its expected size (independent magnitudes; trained
-        weights that agree across blocks read fewer, so this errs slow). Channels nobody
-        reads are never computed (pruning.compaction.live_channels).
-        """
-        scheme, rate = layer
-        if rate <= 0 or live <= 0:
-            return live
-        n = min(self.kept(st.cin, rate), live)
-        if scheme == "filter" and tied:
-            return n
-        if scheme == "block":
-            n_blocks = -(-st.cout // self.block_rows)
-            return max(1, round(live * (1 - (1 - n / live) ** n_blocks)))
-        return live
-
-    def widths(self, convs: list[Step], layers: list[tuple[str, float]]) -> list[tuple[int, int]]:
-        """(input, output) channels each conv of a block really runs with under ``layers``.
-
-        As pruning.compact does it: a channel between two convs survives when the producer
-        makes it (untied `filter` removes output filters) and the consumer reads it, and
-        the survivors are padded up to ``multiple``. The last conv feeds the residual add
-        and keeps all its outputs.
-        """
-        last = len(convs) - 1
-        outs = []
-        for j, st in enumerate(convs[:-1]):
-            scheme, rate = layers[j]
-            made = self.kept(st.cout, rate) if scheme == "filter" and rate > 0 else st.cout
-            outs.append(padded(self.read(made, convs[j + 1], layers[j + 1], j + 1 == last), st.cout, self.multiple))
-        outs.append(convs[-1].cout)
-        return [(convs[0].cin if j == 0 else outs[j - 1], outs[j]) for j in range(len(convs))]
-
-    def sets(self, convs: list[Step], schemes: list[str], rates: list[float]) -> list[tuple[set[int], set[int]]]:
-        """Per conv, every (input, output) width a grid plan of filter / block pruning can leave it."""
-        options = [DENSE] + sorted({normalise(s, r) for s in schemes for r in rates if s in WIDTH_SCHEMES} - {DENSE})
-        sets: list[tuple[set[int], set[int]]] = [(set(), set()) for _ in convs]
-        for layers in itertools.product(options, repeat=len(convs)):
-            for j, (a, b) in enumerate(self.widths(convs, list(layers))):
-                sets[j][0].add(a)
-                sets[j][1].add(b)
-        return sets
 
 
 def block_keys(steps: list[Step], h: int, w: int, schemes: list[str], rates: list[float],
@@ -239,7 +153,7 @@ def block_keys(steps: list[Step], h: int, w: int, schemes: list[str], rates: lis
     """
     convs = [st for st in steps if st.op == "conv"]
     sets = rule.sets(convs, schemes, rates)
-    others = sorted({normalise(s, r) for s in schemes for r in rates if s not in WIDTH_SCHEMES} - {DENSE})
+    others = zero_options(schemes, rates)
     keys: list[OpKey] = []
     j = -1
     for st in steps:

@@ -14,7 +14,7 @@ from .catalogue import OpKey, normalise
 from .fingerprint import EXECUTOR_FIELDS, fingerprint, fingerprint_diff, layout_of
 
 COLUMNS = ["device", "backend", "op", "cin", "cout", "k", "h", "w", "scheme", "rate",
-           "latency_ms", "spread_ms", "cout_kept", "n", "anchor_ms"]
+           "latency_ms", "spread_ms", "n", "anchor_ms"]
 REQUIRED = ["op", "cin", "cout", "k", "h", "w", "scheme", "rate", "latency_ms"]
 HEADER = "# srnas-lut fingerprint: "
 CAL_HEADER = "# srnas-lut calibration: "
@@ -41,7 +41,6 @@ class Row:
     key: OpKey
     latency_ms: float
     spread_ms: float = 0.0
-    cout_kept: int = -1     # output channels the executor really produces (filter pruning narrows)
     n: int = 0
     anchor_ms: float = 0.0  # the anchor op's time in the same measuring round (0 = none)
     backend: str = ""       # the backend column of the file ("" = not given)
@@ -111,8 +110,6 @@ class LUT:
             pts = {float(getattr(k2, axis)): r for k2, r in same if getattr(k2, other) == getattr(key, other)}
             row = _interp(float(getattr(key, axis)), pts)
             if row is not None:
-                if axis == "cout":
-                    _rescale_kept(row, pts, key.cout)
                 return row
         grid = {(k2.cin, k2.cout): r for k2, r in same}
         ci = _bracket(key.cin, {a for a, _ in grid})
@@ -120,9 +117,7 @@ class LUT:
         if ci is None or co is None or any((a, b) not in grid for a in ci for b in co):
             return None
         rows = [_interp(float(key.cin), {float(a): grid[a, b] for a in ci}) for b in co]
-        row = _interp(float(key.cout), {float(b): r for b, r in zip(co, rows)})
-        _rescale_kept(row, {float(b): grid[ci[0], b] for b in co}, key.cout)
-        return row
+        return _interp(float(key.cout), {float(b): r for b, r in zip(co, rows)})
 
     # ---- files -------------------------------------------------------------------------------
     @classmethod
@@ -138,10 +133,12 @@ class LUT:
     def _append(self, row: Row) -> None:
         k = row.key
         from .fingerprint import device_id
+        values = dict(zip(COLUMNS, [device_id(self.fingerprint), self.backend, k.op, k.cin, k.cout, k.k, k.h, k.w,
+                                    k.scheme, k.rate, f"{row.latency_ms:.5f}", f"{row.spread_ms:.5f}", row.n,
+                                    f"{row.anchor_ms:.5f}"]))
+        # in the file's own column order: a resumed older LUT (with a cout_kept column) stays readable
         with open(self.path, "a", newline="") as f:
-            csv.writer(f).writerow([device_id(self.fingerprint), self.backend, k.op, k.cin, k.cout, k.k, k.h, k.w,
-                                    k.scheme, k.rate, f"{row.latency_ms:.5f}", f"{row.spread_ms:.5f}",
-                                    row.cout_kept, row.n, f"{row.anchor_ms:.5f}"])
+            csv.DictWriter(f, file_columns(self.path), restval="", extrasaction="ignore").writerow(values)
 
     @classmethod
     def load(cls, path: str | Path, expected: dict | None = None, allow_foreign: bool = False) -> "LUT":
@@ -209,13 +206,6 @@ def _bracket(x: int, values: set[int]) -> tuple[int, int] | None:
     return (max(lo), min(hi)) if lo and hi else None
 
 
-def _rescale_kept(row: Row, pts: dict[float, Row], cout: int) -> None:
-    """An output-interpolated row's kept channels, scaled from the widest measured one."""
-    if row.cout_kept >= 0:
-        base = max(pts)
-        row.cout_kept = round(pts[base].cout_kept * cout / base) if base else cout
-
-
 def _interp(x: float, pts: dict[float, Row]) -> Row | None:
     lo = [p for p in pts if p <= x]
     hi = [p for p in pts if p >= x]
@@ -224,12 +214,19 @@ def _interp(x: float, pts: dict[float, Row]) -> Row | None:
     a, b = max(lo), min(hi)
     if a == b:
         r = pts[a]
-        return Row(r.key, r.latency_ms, r.spread_ms, r.cout_kept, r.n)
+        return Row(r.key, r.latency_ms, r.spread_ms, r.n)
     t = (x - a) / (b - a)
     ra, rb = pts[a], pts[b]
-    kept = round(ra.cout_kept + t * (rb.cout_kept - ra.cout_kept)) if min(ra.cout_kept, rb.cout_kept) >= 0 else -1
-    return Row(ra.key, ra.latency_ms + t * (rb.latency_ms - ra.latency_ms),
-               max(ra.spread_ms, rb.spread_ms), kept, 0)
+    return Row(ra.key, ra.latency_ms + t * (rb.latency_ms - ra.latency_ms), max(ra.spread_ms, rb.spread_ms), 0)
+
+
+def file_columns(path: Path) -> list[str]:
+    """The column names of a LUT file (its first line that is not a comment)."""
+    with open(path, newline="") as f:
+        for line in f:
+            if line.strip() and not line.startswith("#"):
+                return next(csv.reader([line]))
+    return COLUMNS
 
 
 def read_csv(path: Path) -> tuple[dict | None, dict[OpKey, Row], dict | None]:
@@ -249,7 +246,7 @@ def read_csv(path: Path) -> tuple[dict | None, dict[OpKey, Row], dict | None]:
     missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
     if missing:
         raise UserError(f"{path}: missing column(s) {missing}; a LUT CSV needs {REQUIRED} "
-                        f"(optional: spread_ms, cout_kept, device, backend)")
+                        f"(optional: spread_ms, device, backend)")
     rows: dict[OpKey, Row] = {}
     for i, d in enumerate(reader, start=2):
         try:
@@ -257,7 +254,6 @@ def read_csv(path: Path) -> tuple[dict | None, dict[OpKey, Row], dict | None]:
             key = OpKey(d["op"].strip(), int(d["cin"]), int(d["cout"]), int(d["k"]), int(d["h"]), int(d["w"]),
                         scheme, rate)
             ms = float(d["latency_ms"])
-            kept = int(d.get("cout_kept") or -1)
             spread = float(d.get("spread_ms") or 0.0)
             n = int(d.get("n") or 0)
             anchor = float(d.get("anchor_ms") or 0.0)
@@ -266,7 +262,5 @@ def read_csv(path: Path) -> tuple[dict | None, dict[OpKey, Row], dict | None]:
             raise UserError(f"{path}: data row {i - 1} is not valid ({e}): {dict(d)}") from None
         if ms <= 0:
             raise UserError(f"{path}: data row {i - 1} has latency_ms {ms}; latencies must be positive")
-        if kept < 0:
-            kept = round(key.cout * (1 - key.rate)) if key.scheme == "filter" else key.cout
-        rows[key] = Row(key, ms, spread, kept, n, anchor, backend)  # a later row (a re-measurement) wins
+        rows[key] = Row(key, ms, spread, n, anchor, backend)  # a later row (a re-measurement) wins
     return fp, rows, cal

@@ -5,9 +5,9 @@ from typing import Mapping, Sequence
 
 from supernet.config import Config, ModelConfig
 from supernet.errors import UserError
+from supernet.widths import DENSE, WIDTH_SCHEMES, WidthRule, normalise
 
-from .catalogue import (DENSE, WIDTH_SCHEMES, OpKey, Step, WidthRule, block_templates, fixed_keys, normalise,
-                        whole_block_key)
+from .catalogue import OpKey, Step, block_templates, fixed_keys, whole_block_key
 from .lut import LUT
 
 Plan = Mapping[str, tuple[str, float]]
@@ -127,14 +127,6 @@ class LatencyModel:
         return self.lut.ms(k) * c / k.cin
 
     # ---- targets -----------------------------------------------------------------------------
-    def min_rate(self, path: Sequence[str], schemes: Mapping[str, str], target_ms: float) -> float | None:
-        """Smallest grid rate, applied to every layer whose scheme is not 'none', meeting the target."""
-        for r in self.rates:
-            plan = {layer: (s, r) for layer, s in schemes.items() if s != "none"}
-            if self.predict(path, plan) <= target_ms:
-                return r
-        return None
-
     def fastest_block_ms(self) -> float:
         """The cheapest one block can be: best block type, every conv at its fastest scheme and rate."""
         best = float("inf")

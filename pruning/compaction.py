@@ -9,6 +9,7 @@ from torch import nn
 from supernet.blocks import ResidualBlock, fuse_weight_norm
 from supernet.config import ModelConfig, PruningConfig
 from supernet.model import build_path_net
+from supernet.widths import padded
 
 from .executors import masked_conv
 from .masks import Masks, Plan, apply_plan
@@ -36,16 +37,11 @@ def live_channels(convs: list[nn.Conv2d], wmask: list[torch.Tensor | None],
         keep = made & read
         n = int(keep.sum())
         computed = keep.clone()
-        computed[torch.nonzero(~keep).flatten()[:padded_width(n, c.out_channels, multiple) - n]] = True
+        computed[torch.nonzero(~keep).flatten()[:padded(n, c.out_channels, multiple) - n]] = True
         idx = torch.nonzero(computed).flatten()
         live.append((idx, ~keep[idx]))
     n_last = convs[-1].out_channels
     return live + [(torch.arange(n_last), torch.zeros(n_last, dtype=torch.bool))]
-
-
-def padded_width(n: int, full: int, multiple: int) -> int:
-    """``n`` live channels (of ``full``) padded up to a multiple of ``multiple`` when n exceeds it."""
-    return n if n <= multiple else min(full, -(-n // multiple) * multiple)
 
 
 def _compact_block(blk: ResidualBlock, prefix: str, masks: Masks) -> ResidualBlock:

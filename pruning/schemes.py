@@ -16,11 +16,7 @@ import torch
 
 from supernet.config import PruningConfig
 from supernet.errors import UserError
-
-
-def _n_keep(n: int, rate: float) -> int:
-    """How many of ``n`` units survive pruning at ``rate`` (at least one)."""
-    return max(1, n - int(round(rate * n)))
+from supernet.widths import n_keep
 
 
 def check_rate(scheme: str, rate: float) -> None:
@@ -29,20 +25,6 @@ def check_rate(scheme: str, rate: float) -> None:
         raise UserError(f"unknown pruning scheme {scheme!r}; choose from {sorted(SCHEMES)}")
     if not 0.0 <= rate < 1.0:
         raise UserError(f"pruning rate {rate} for scheme {scheme!r} is outside [0, 1); use e.g. 0.5")
-
-
-def kept_out_channels(cout: int, scheme: str, rate: float, cfg: PruningConfig, tied_out: bool = False) -> int:
-    """Output channels a layer keeps (only untied `filter` pruning shrinks them)."""
-    if scheme == "filter" and not tied_out and rate > 0:
-        return _n_keep(cout, rate)
-    return cout
-
-
-def kept_in_channels(cin: int, scheme: str, rate: float, cfg: PruningConfig, tied_out: bool = False) -> int:
-    """Input channels a layer keeps (tied `filter` pruning removes input channels)."""
-    if scheme == "filter" and tied_out and rate > 0:
-        return _n_keep(cin, rate)
-    return cin
 
 
 class Scheme:
@@ -78,7 +60,7 @@ class Unstructured(Scheme):
         return torch.arange(weight.numel()).view_as(weight)
 
     def mask(self, weight, rate, cfg, tied_out=False):
-        n_prune = weight.numel() - _n_keep(weight.numel(), rate)
+        n_prune = weight.numel() - n_keep(weight.numel(), rate)
         m = torch.ones(weight.numel())
         if n_prune > 0:
             m[weight.detach().abs().flatten().argsort()[:n_prune]] = 0
@@ -99,7 +81,7 @@ class Filter(Scheme):
     def mask(self, weight, rate, cfg, tied_out=False):
         dim = (0, 2, 3) if tied_out else (1, 2, 3)
         norms = weight.detach().pow(2).sum(dim=dim)
-        keep = norms.argsort(descending=True)[:_n_keep(norms.numel(), rate)]
+        keep = norms.argsort(descending=True)[:n_keep(norms.numel(), rate)]
         m = torch.zeros_like(norms)
         m[keep] = 1
         return (m.view(1, -1, 1, 1) if tied_out else m.view(-1, 1, 1, 1)).expand_as(weight).clone()
@@ -133,11 +115,11 @@ class Block(Scheme):
         co, ci = weight.shape[:2]
         r = cfg.block_size[0]
         m = torch.zeros(co, ci)
-        n_keep = _n_keep(ci, rate)
+        n_cols = n_keep(ci, rate)
         sq = weight.detach().pow(2).sum(dim=(2, 3))
         for start in range(0, co, r):
             norms = sq[start:start + r].sum(0)
-            m[start:start + r, norms.argsort(descending=True)[:n_keep]] = 1
+            m[start:start + r, norms.argsort(descending=True)[:n_cols]] = 1
         return m[:, :, None, None].expand_as(weight).clone()
 
 
@@ -183,7 +165,7 @@ class Pattern(Scheme):
         kept_frac = m.sum(-1).mean().item() / taps
         # connectivity: drop whole kernels until `rate` of the weights are gone (patterns alone may exceed it)
         conn = max(0.0, 1.0 - (1.0 - rate) / kept_frac) if kept_frac > 0 else 0.0
-        n_drop = co * ci - _n_keep(co * ci, conn) if conn > 0 else 0
+        n_drop = co * ci - n_keep(co * ci, conn) if conn > 0 else 0
         if n_drop > 0:
             energy = (w.pow(2) * m).sum(-1).flatten()
             drop = energy.argsort()[:n_drop]

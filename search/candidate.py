@@ -10,11 +10,11 @@ from typing import Sequence
 import numpy as np
 import yaml
 
-from latency.catalogue import WIDTH_SCHEMES, Step, WidthRule, keep, normalise
 from supernet.blocks import make_block
 from supernet.config import ModelConfig
 from supernet.errors import UserError
 from supernet.model import block_kwargs
+from supernet.widths import WIDTH_SCHEMES, WidthRule, kept, normalise
 
 Plan = dict[str, tuple[str, float]]
 
@@ -35,7 +35,7 @@ class Candidate:
 
     ``schemes[i]`` lists the schemes of cell i's layers in the block's slot order. The
     rate is the stage-2 choice: one grid rate for every layer whose scheme is not "none",
-    the smallest that meets the constraints (see ``Constraints.min_rate``).
+    the smallest that meets the constraints (see ``Constraints.assign``).
     """
 
     path: tuple[str, ...]
@@ -193,13 +193,12 @@ class Space:
         return out
 
     # ---- analytic cost (MACs at the LR size, parameters) ----
-    def cost(self, cand: Candidate, lr_hw: tuple[int, int], kept_out=None) -> tuple[float, float]:
+    def cost(self, cand: Candidate, lr_hw: tuple[int, int]) -> tuple[float, float]:
         """(MACs, params) of the pruned candidate's non-zero weights, counted from layer shapes and rates.
 
-        Channel widths follow latency.catalogue.WidthRule (what pruning.compact leaves:
-        filter narrows, block kills the channels no row-block reads; ``kept_out(cout,
-        scheme, rate)`` gives filter's kept channels); inside a conv, block keeps its
-        columns per row-block and the other schemes keep (1 - rate) of the weights.
+        Channel widths follow supernet.widths.WidthRule (what pruning.compact leaves:
+        filter narrows, block kills the channels no row-block reads); inside a conv, block
+        keeps its columns per row-block and the other schemes keep (1 - rate) of the weights.
         """
         h, w = lr_hw
         n, s = self.model_cfg.n_feats, self.scale
@@ -208,13 +207,11 @@ class Space:
             dense.append((3, 3 * s * s, 5))
         params = sum(ci * co * k * k + co for ci, co, k in dense)
         macs = sum(ci * co * k * k for ci, co, k in dense) * h * w
-        kept = (lambda c, r: kept_out(c, "filter", r)) if kept_out else keep
-        rule = dataclasses.replace(self.rule, kept=kept, multiple=1)   # padding carries no weights
+        rule = dataclasses.replace(self.rule, multiple=1)   # padding carries no weights
         for b, sch in zip(cand.path, cand.schemes):
             slots = self.slots[b]
             layers = [normalise(scheme, cand.rate) for scheme in sch]
-            steps = [Step("conv", sl.cin, sl.cout, sl.k) for sl in slots]
-            for sl, (ci, co), (scheme, rate) in zip(slots, rule.widths(steps, layers), layers):
+            for sl, (ci, co), (scheme, rate) in zip(slots, rule.widths(slots, layers), layers):
                 frac = 1.0 - rate
                 if scheme in WIDTH_SCHEMES:
                     frac = min(1.0, kept(sl.cin, rate) / ci) if scheme == "block" else 1.0

@@ -27,15 +27,15 @@ class Constraints:
 
     def __init__(self, space: Space, rates: Sequence[float], latency_fn: LatencyFn | None = None,
                  target_ms: float = 0.0, max_macs: float = 0.0, max_params: float = 0.0,
-                 lr_hw: tuple[int, int] = (360, 640), kept_out=None):
+                 lr_hw: tuple[int, int] = (360, 640)):
         self.space, self.rates = space, sorted(float(r) for r in rates) or [0.0]
         self.latency_fn, self.target_ms = latency_fn, float(target_ms)
-        self.max_macs, self.max_params, self.lr_hw, self.kept_out = float(max_macs), float(max_params), lr_hw, kept_out
+        self.max_macs, self.max_params, self.lr_hw = float(max_macs), float(max_params), lr_hw
         self.missing: dict[str, str] = {}  # LUT rows that made candidates unpredictable (reported, not fatal)
 
     def measures(self, cand: Candidate) -> dict:
         """LUT-predicted latency (ms, NaN without a LUT), MACs and parameters of a candidate at its rate."""
-        macs, params = self.space.cost(cand, self.lr_hw, self.kept_out)
+        macs, params = self.space.cost(cand, self.lr_hw)
         lat = float("nan")
         if self.latency_fn:
             try:

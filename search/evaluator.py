@@ -1,20 +1,15 @@
 """Real evaluation of a candidate: inherit supernet weights, prune by its plan, short masked fine-tune, PSNR."""
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 
-from pruning import masked_finetune
+from pruning import apply_plan, masked_finetune
 from supernet.config import Config
 from supernet.data import Pair, PatchSampler
 from supernet.evaluate import evaluate
 from supernet.model import SRNet, SuperNet
 
 from .candidate import Candidate, Space
-
-ApplyPlan = Callable  # pruning.apply_plan(net, plan, cfg) -> Masks
-
 
 def center_crop_pairs(pairs: list[Pair], hr_side: int, scale: int) -> list[Pair]:
     """Centre crops of validation pairs (HR side ``hr_side``): cheaper, same ranking signal."""
@@ -36,16 +31,16 @@ def center_crop_pairs(pairs: list[Pair], hr_side: int, scale: int) -> list[Pair]
 class Evaluator:
     """Callable candidate -> {"psnr"}: the real evaluation of stage 2."""
 
-    def __init__(self, supernet: SuperNet, space: Space, cfg: Config, apply_plan: ApplyPlan, sampler: PatchSampler,
-                 pairs: list[Pair], device: torch.device = torch.device("cpu")):
-        self.supernet, self.space, self.cfg, self.apply_plan = supernet, space, cfg, apply_plan
+    def __init__(self, supernet: SuperNet, space: Space, cfg: Config, sampler: PatchSampler, pairs: list[Pair],
+                 device: torch.device = torch.device("cpu")):
+        self.supernet, self.space, self.cfg = supernet, space, cfg
         self.sampler, self.pairs, self.device = sampler, pairs, device
 
     def build(self, cand: Candidate, steps: int | None = None, lr: float | None = None) -> tuple[SRNet, object]:
         """The pruned, fine-tuned network of a candidate and its masks."""
         torch.manual_seed(self.cfg.search.seed)
         net = self.supernet.extract(cand.path).to(self.device)
-        masks = self.apply_plan(net, cand.plan(self.space), self.cfg.pruning)
+        masks = apply_plan(net, cand.plan(self.space), self.cfg.pruning)
         steps = self.cfg.search.eval_steps if steps is None else steps
         # every candidate sees the same batches, so PSNR differences come from the candidate
         masked_finetune(net, self.sampler, steps, lr or self.cfg.search.eval_lr, masks, lr_floor=0.1,

@@ -1,4 +1,4 @@
-"""`srnas latency build|check|import`: composition (the latency package measures what pruning's executors run)."""
+"""`srnas latency build|check|import`: composition (calibration and checks time whole pruned candidates)."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +10,6 @@ from latency.build import build_lut, calibrate_lut, default_lut_path, load_lut
 from latency.fingerprint import BACKENDS, FIELDS
 from latency.importer import import_csv
 from latency.lut import LUTFingerprintWarning
-from pruning import kept_out_channels, pruned_layer
 from supernet.config import config_of
 
 from .pipeline import candidate_builder
@@ -41,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(func=_check)
     i = g.add_parser("import", help="turn a CSV of external measurements (e.g. a phone) into a LUT")
     i.add_argument("-c", "--config", required=True)
-    i.add_argument("csv", help="CSV with columns op,cin,cout,k,h,w,scheme,rate,latency_ms[,spread_ms,cout_kept]")
+    i.add_argument("csv", help="CSV with columns op,cin,cout,k,h,w,scheme,rate,latency_ms[,spread_ms]")
     i.add_argument("--out", help="LUT file to write (default: as for build, with the CSV's backend)")
     i.add_argument("--backend", choices=BACKENDS, default=None, help="backend the CSV was measured with")
     for f in FIELDS:
@@ -53,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _build(args) -> int:
     cfg = config_of(args)
     backend = args.backend or cfg.latency.backend
-    lut = build_lut(cfg, pruned_layer, kept_out_channels, backend=backend, out=args.out)
+    lut = build_lut(cfg, backend=backend, out=args.out)
     n = cfg.latency.calib_samples if args.calib_samples is None else args.calib_samples
     if lut.calibration is None or args.recalibrate:
         calibrate_lut(lut, cfg, candidate_builder(cfg), n, backend)

@@ -22,6 +22,7 @@ from supernet.distributed import DistInfo, barrier, init_distributed
 from supernet.errors import UserError
 from supernet.evaluate import evaluate
 from supernet.train import load_supernet, load_train_images, train_supernet
+from supernet.widths import WidthRule
 
 from .candidate import Candidate, Space, save_candidate
 from .constraints import Constraints
@@ -48,13 +49,11 @@ def candidate_builder(cfg: Config):
 def lut_stage(cfg: Config, out_dir: Path, dist_info: DistInfo, build: bool = True):
     """Build (or resume / reuse) and calibrate the LUT on rank 0; a LatencyModel on every rank."""
     import latency
-    import pruning
 
     path = latency.default_lut_path(cfg, out_dir=out_dir)
     if dist_info.main and build:
         t0 = time.time()
-        # the pruned-layer executors are what the LUT times, so LUT and export agree
-        lut = latency.build_lut(cfg, pruning.pruned_layer, pruning.kept_out_channels, out=path)
+        lut = latency.build_lut(cfg, out=path)
         if lut.calibration is None and cfg.latency.calib_samples > 0:
             latency.calibrate_lut(lut, cfg, candidate_builder(cfg), cfg.latency.calib_samples)
         print(f"lut: {path} ready, {len(lut)} rows, calibration {lut.calibration} ({time.time() - t0:.0f} s)")
@@ -88,17 +87,13 @@ def resolve_target(cfg: Config, lat_model, out_dir: Path | None = None) -> Confi
 
 def make_constraints(cfg: Config, space: Space, lat_model) -> Constraints:
     """The validity rules of the config: latency target (LUT), MAC and parameter budgets."""
-    import pruning
-
     fn = (lambda path, plan: lat_model.predict(path, plan)) if lat_model is not None else None
     return Constraints(space, cfg.latency.rates, fn, cfg.latency.target_ms, cfg.search.max_macs,
-                       cfg.search.max_params, lr_hw(cfg),
-                       kept_out=lambda c, s, r: pruning.kept_out_channels(c, s, r, cfg.pruning))
+                       cfg.search.max_params, lr_hw(cfg))
 
 
 def make_space(cfg: Config) -> Space:
     """The search space of the config."""
-    from latency.catalogue import WidthRule
     return Space(cfg.model, cfg.pruning.schemes, cfg.data.scale, WidthRule.of(cfg.pruning))
 
 
@@ -111,8 +106,6 @@ def train_sampler(cfg: Config, seed: int, batch: int = 0) -> PatchSampler:
 # ---- stage: search ------------------------------------------------------------------------------
 def search_stage(cfg: Config, out_dir: Path, dist_info: DistInfo, lat_model=None) -> SearchResult | None:
     """Stages 1+2: the guided search (+ random ablation), resumable; writes winner.yaml; None on ranks > 0."""
-    import pruning
-
     run = cfg.run(out_dir)
     weights = run.supernet
     if not weights.exists():
@@ -124,7 +117,7 @@ def search_stage(cfg: Config, out_dir: Path, dist_info: DistInfo, lat_model=None
     supernet = load_supernet(weights).to(dist_info.device)
     pairs = center_crop_pairs(make_pairs(load_images(cfg.data.val, "val", data_root=cfg.data.data_root),
                                          cfg.data.scale), cfg.search.val_crop, cfg.data.scale)
-    evaluator = Evaluator(supernet, space, cfg, pruning.apply_plan, train_sampler(cfg, cfg.search.seed, cfg.search.eval_batch), pairs,
+    evaluator = Evaluator(supernet, space, cfg, train_sampler(cfg, cfg.search.seed, cfg.search.eval_batch), pairs,
                           dist_info.device)
     if cfg.search.measure_latency:
         evaluator = _MeasuringEvaluator(evaluator, _measure_fn(cfg))

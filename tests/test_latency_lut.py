@@ -17,9 +17,9 @@ from conftest import tiny_config
 
 def _lut(tmp_path, fp=None):
     lut = LUT.create(tmp_path / "lut.csv", fp or fingerprint("torch-cpu", 1))
-    lut.add(Row(OpKey("conv", 8, 16, 3, 4, 4), 10.0, 1.0, 16, 5))
-    lut.add(Row(OpKey("conv", 8, 16, 3, 4, 4, "unstructured", 0.5), 6.0, 1.0, 16, 5))
-    lut.add(Row(OpKey("conv", 8, 32, 3, 4, 4), 20.0, 1.0, 32, 5))
+    lut.add(Row(OpKey("conv", 8, 16, 3, 4, 4), 10.0, 1.0, 5))
+    lut.add(Row(OpKey("conv", 8, 16, 3, 4, 4, "unstructured", 0.5), 6.0, 1.0, 5))
+    lut.add(Row(OpKey("conv", 8, 32, 3, 4, 4), 20.0, 1.0, 5))
     return lut
 
 
@@ -98,7 +98,7 @@ def test_interpolation_over_rate_and_channels(tmp_path):
 
 def test_rows_append_and_later_row_wins(tmp_path):
     lut = _lut(tmp_path)
-    lut.add(Row(OpKey("conv", 8, 16, 3, 4, 4), 12.0, 1.0, 16, 5))
+    lut.add(Row(OpKey("conv", 8, 16, 3, 4, 4), 12.0, 1.0, 5))
     lut.set_calibration({"scale": 0.9, "offset": 0.0, "n": 3})
     again = LUT.load(tmp_path / "lut.csv", expected=lut.fingerprint)
     assert again.ms(OpKey("conv", 8, 16, 3, 4, 4)) == pytest.approx(12.0)
@@ -131,16 +131,29 @@ def test_import_keeps_the_external_device(tmp_path):
     with pytest.warns(LUTFingerprintWarning, match="Snapdragon 888"):
         again = LUT.load(tmp_path / "phone_lut.csv", allow_foreign=True)
     assert again.ms(OpKey("conv", 8, 16, 3, 4, 4)) == pytest.approx(2.5)
-    assert again.lookup(OpKey("conv", 8, 16, 3, 4, 4, "filter", 0.5)).cout_kept == 8
+    assert again.ms(OpKey("conv", 8, 16, 3, 4, 4, "filter", 0.5)) == pytest.approx(1.5)
 
 
 def test_bilinear_interpolation_over_both_widths(tmp_path):
     lut = LUT.create(tmp_path / "grid.csv", fingerprint("torch-cpu", 1))
     for ci in (8, 16):
         for co in (4, 12):
-            lut.add(Row(OpKey("conv", ci, co, 1, 4, 4), float(ci * co), 0.0, co, 3))
+            lut.add(Row(OpKey("conv", ci, co, 1, 4, 4), float(ci * co), 0.0, 3))
     # neither width is on the grid: bilinear in (cin, cout) is exact for a cost ~ cin * cout
     assert lut.ms(OpKey("conv", 12, 6, 1, 4, 4)) == pytest.approx(72.0)
-    assert lut.lookup(OpKey("conv", 12, 6, 1, 4, 4)).cout_kept == 6
     with pytest.raises(MissingRow):  # outside the grid: no extrapolation
         lut.ms(OpKey("conv", 12, 14, 1, 4, 4))
+
+
+def test_a_lut_with_the_old_cout_kept_column_resumes(tmp_path):
+    """LUTs written before the width rule moved to supernet.widths carry a cout_kept column: read, appended in order."""
+    f = tmp_path / "old.csv"
+    LUT.create(f, fingerprint("torch-cpu", 1))
+    text = f.read_text().replace("spread_ms,n,", "spread_ms,cout_kept,n,")
+    f.write_text(text + "dev,torch-cpu,conv,8,16,3,4,4,none,0.0,10.0,1.0,16,5,0.0\n")
+    old = LUT.load(f, allow_foreign=True)
+    old.add(Row(OpKey("conv", 8, 32, 3, 4, 4), 20.0, 1.0, 5))
+    again = LUT.load(f, allow_foreign=True)
+    assert again.ms(OpKey("conv", 8, 16, 3, 4, 4)) == pytest.approx(10.0)
+    assert again.ms(OpKey("conv", 8, 32, 3, 4, 4)) == pytest.approx(20.0) and again.rows[OpKey(
+        "conv", 8, 32, 3, 4, 4)].n == 5

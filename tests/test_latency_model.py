@@ -1,4 +1,4 @@
-"""Catalogue, resumable LUT build, the latency model (predict / min_rate / max_cells) and check."""
+"""Catalogue, resumable LUT build, the latency model (predict / max_cells) and check."""
 from __future__ import annotations
 
 import itertools
@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from latency.build import build_lut
-from latency.catalogue import OpKey, WidthRule, block_templates, catalogue, keep
+from latency.catalogue import OpKey, block_templates, catalogue
 from latency.check import accuracy
 from latency.fingerprint import fingerprint
 from latency.lut import LUT, MissingRow, Row
@@ -18,20 +18,11 @@ from latency.timing import measure_module, time_interleaved
 from supernet.blocks import fuse_weight_norm
 from supernet.config import load_config
 from supernet.model import build_path_net
+from supernet.widths import WidthRule, kept
 
 from conftest import tiny_config
 
 HW = (6, 10)
-
-
-def stand_in_layer(cin, cout, k, scheme, rate, cfg, seed=0):
-    """Stand-in for pruning.pruned_layer: a dense conv, narrower under filter pruning."""
-    co = keep(cout, rate) if scheme == "filter" else cout
-    return nn.Conv2d(cin, co, k, padding=k // 2)
-
-
-def stand_in_kept(cout, scheme, rate, cfg):
-    return keep(cout, rate) if scheme == "filter" else cout
 
 
 def synthetic_ms(k: OpKey) -> float:
@@ -49,7 +40,7 @@ def _cfg(tmp_path, **lat):
 def _synthetic(tmp_path, cfg):
     lut = LUT.create(tmp_path / "syn.csv", fingerprint("torch-cpu", 1))
     for k in catalogue(cfg.model, cfg.data.scale, HW, cfg.pruning.schemes, cfg.latency.rates):
-        lut.add(Row(k, synthetic_ms(k), 0.0, keep(k.cout, k.rate) if k.scheme == "filter" else k.cout, 1))
+        lut.add(Row(k, synthetic_ms(k), 0.0, 1))
     return LatencyModel(lut, cfg.model, cfg.data.scale, HW)
 
 
@@ -86,29 +77,19 @@ def test_filter_pruning_narrows_the_next_layer(tmp_path):
     tpl = block_templates(cfg.model, cfg.data.scale)["wdsr_a"]
     convs = [s for s in tpl if s.op == "conv"]
     w = WidthRule().widths(convs, [("filter", 0.5), ("none", 0.0)])
-    assert w == [(convs[0].cin, keep(convs[0].cout, 0.5)), (keep(convs[0].cout, 0.5), convs[1].cout)]
+    assert w == [(convs[0].cin, kept(convs[0].cout, 0.5)), (kept(convs[0].cout, 0.5), convs[1].cout)]
     # tied last conv: its input channels go, and with them the predecessor's outputs
     w2 = WidthRule().widths(convs, [("none", 0.0), ("filter", 0.5)])
-    assert w2[0][1] == keep(convs[0].cout, 0.5) and w2[1][1] == convs[1].cout
+    assert w2[0][1] == kept(convs[0].cout, 0.5) and w2[1][1] == convs[1].cout
     dense = m.predict(("wdsr_a", "wdsr_b"))
     assert m.predict(("wdsr_a", "wdsr_b"), {"body.0.body.0": ("filter", 0.5)}) < dense
     with pytest.raises(Exception, match="body.5.body.0"):
         m.predict(("wdsr_a", "wdsr_b"), {"body.5.body.0": ("filter", 0.5)})
 
 
-def test_min_rate_and_max_cells(tmp_path):
+def test_max_cells(tmp_path):
     cfg = _cfg(tmp_path)
     m = _synthetic(tmp_path, cfg)
-    path = ("wdsr_a", "wdsr_b")
-    schemes = {"body.0.body.0": "unstructured", "body.0.body.2": "unstructured", "body.1.body.0": "filter"}
-    dense, rates = m.predict(path), m.rates
-    assert m.min_rate(path, schemes, dense + 1) == 0.0
-    full = m.predict(path, {k: (s, rates[-1]) for k, s in schemes.items()})
-    assert m.min_rate(path, schemes, full + 1e-6) == rates[-1]
-    assert m.min_rate(path, schemes, full - 1.0) is None
-    r = m.min_rate(path, schemes, (dense + full) / 2)
-    assert 0.0 < r <= rates[-1]
-    assert m.predict(path, {k: (s, r) for k, s in schemes.items()}) <= (dense + full) / 2
     n = m.max_cells(m.fastest_ms(3) + 1e-6)
     assert n == 3
     with pytest.raises(InfeasibleTarget, match="fastest"):
@@ -119,14 +100,13 @@ def test_build_is_resumable_and_complete(tmp_path):
     cfg = _cfg(tmp_path)
     out = tmp_path / "lut.csv"
     torch.manual_seed(0)
-    lut = build_lut(cfg, stand_in_layer, stand_in_kept, out=out, progress=False)
-    keys = catalogue(cfg.model, cfg.data.scale, HW, cfg.pruning.schemes, cfg.latency.rates,
-                     WidthRule.of(cfg.pruning, lambda c, r: keep(c, r)))
+    lut = build_lut(cfg, out=out, progress=False)
+    keys = catalogue(cfg.model, cfg.data.scale, HW, cfg.pruning.schemes, cfg.latency.rates, WidthRule.of(cfg.pruning))
     assert set(keys) <= set(lut.rows) and all(r.latency_ms > 0 and r.n >= 2 for r in lut.rows.values())
     lines = out.read_text().splitlines()
     # simulate an interrupted build: drop the last 5 rows, then resume
     out.write_text("\n".join(lines[:-5]) + "\n")
-    again = build_lut(cfg, stand_in_layer, stand_in_kept, out=out, progress=False)
+    again = build_lut(cfg, out=out, progress=False)
     assert len(again) == len(lut) and len(out.read_text().splitlines()) == len(lines)
     m = LatencyModel(LUT.load(out), cfg.model, cfg.data.scale, HW)
     assert m.predict(("wdsr_a", "wdsr_b"), {"body.1.body.2": ("filter", 0.25)}) > 0
@@ -144,7 +124,7 @@ def test_load_drift_during_a_build_is_flagged(tmp_path, monkeypatch):
         return [Timing(level, 0.1 * level, 3, [level] * 3) for _ in runners]
     monkeypatch.setattr(build, "time_interleaved", fake)
     with pytest.warns(UserWarning, match="2.00x slower.*quiet machine"):
-        lut = build_lut(cfg, stand_in_layer, stand_in_kept, out=tmp_path / "a.csv", chunk=3, progress=False)
+        lut = build_lut(cfg, out=tmp_path / "a.csv", chunk=3, progress=False)
     assert chunks["n"] > 2 and build.load_drift(lut) == pytest.approx(2.0)
     # rows stay as measured (no rescaling by the anchor)
     assert sorted({r.latency_ms for r in lut.rows.values()}) == [1.0, 2.0]
@@ -234,7 +214,7 @@ def test_predicted_widths_match_the_compacted_network(block):
 
 def test_whole_block_granularity_prices_blocks_by_their_own_rows(tmp_path):
     cfg = _cfg(tmp_path, granularity="block")
-    lut = build_lut(cfg, stand_in_layer, stand_in_kept, out=tmp_path / "b.csv", progress=False)
+    lut = build_lut(cfg, out=tmp_path / "b.csv", progress=False)
     ops = {k.op for k in lut.rows}
     assert {"block_wdsr_a", "block_wdsr_b"} <= ops and "relu" not in ops and "resadd" not in ops
     m = LatencyModel.for_config(lut, cfg, calibrate=False)
@@ -245,7 +225,7 @@ def test_whole_block_granularity_prices_blocks_by_their_own_rows(tmp_path):
     assert m.block_ms("wdsr_b", tuple(layers)) == pytest.approx(row)
     # the whole-block module is the block as compaction leaves it: dense convs at those widths
     from latency.catalogue import block_at_widths
-    blk = block_at_widths("wdsr_b", (w[0][1], w[1][1]), cfg.model, cfg.data.scale, stand_in_layer, cfg.pruning)
+    blk = block_at_widths("wdsr_b", (w[0][1], w[1][1]), cfg.model, cfg.data.scale)
     assert [(c.in_channels, c.out_channels) for c in blk.body if isinstance(c, nn.Conv2d)] == w
     assert blk(torch.rand(1, cfg.model.n_feats, *HW)).shape == (1, cfg.model.n_feats, *HW)
     # off the grid (a rate between grid rates): bilinear over the two inner widths

@@ -2,9 +2,11 @@
 import pytest
 import torch
 
-from pruning import SCHEMES, kept_in_channels, kept_out_channels, pruned_layer
+from pruning import SCHEMES
+from pruning.schemes import check_rate
 from supernet.config import PruningConfig
 from supernet.errors import UserError
+from supernet.widths import kept_in_channels, kept_out_channels
 
 torch.set_num_threads(1)
 CFG = PruningConfig()
@@ -44,19 +46,22 @@ def test_magnitude_keeps_largest_filter():
     assert SCHEMES["filter"].mask(w, 0.75, CFG)[3].min() == 1
 
 
-def test_pruned_layer_shapes():
-    x = torch.rand(1, 16, 10, 12)
-    for scheme in ["none", "unstructured", "filter", "block", "pattern"]:
-        y = pruned_layer(16, 32, 3, scheme, 0.5, CFG)(x)
-        assert y.shape == (1, kept_out_channels(32, scheme, 0.5, CFG), 10, 12)
-    assert kept_out_channels(32, "filter", 0.5, CFG) == 16
-    assert kept_in_channels(16, "filter", 0.5, CFG, tied_out=True) == 8
-    y = pruned_layer(16, 32, 3, "filter", 0.5, CFG, tied_out=True)(torch.rand(1, 8, 10, 12))
-    assert y.shape == (1, 32, 10, 12)
+def test_kept_channels():
+    """Only filter pruning changes a conv's own widths: outputs when untied, inputs when tied to an add."""
+    for scheme in ["none", "unstructured", "block", "pattern"]:
+        assert kept_out_channels(32, scheme, 0.5) == 32 and kept_in_channels(16, scheme, 0.5, tied_out=True) == 16
+    assert kept_out_channels(32, "filter", 0.5) == 16
+    assert kept_in_channels(16, "filter", 0.5, tied_out=True) == 8
+    assert kept_out_channels(32, "filter", 0.5, tied_out=True) == 32 and kept_in_channels(16, "filter", 0.5) == 16
+    # the filter mask keeps exactly that many filters (or input channels)
+    w = torch.randn(32, 16, 3, 3)
+    assert int((SCHEMES["filter"].mask(w, 0.5, CFG).flatten(1).sum(1) > 0).sum()) == kept_out_channels(32, "filter", 0.5)
+    tied = SCHEMES["filter"].mask(w, 0.5, CFG, tied_out=True)
+    assert int((tied.transpose(0, 1).flatten(1).sum(1) > 0).sum()) == kept_in_channels(16, "filter", 0.5, tied_out=True)
 
 
 def test_bad_input():
     with pytest.raises(UserError, match="unknown pruning scheme"):
-        pruned_layer(4, 4, 3, "nope", 0.5, CFG)
+        check_rate("nope", 0.5)
     with pytest.raises(UserError, match="outside"):
-        pruned_layer(4, 4, 3, "filter", 1.5, CFG)
+        check_rate("filter", 1.5)

@@ -122,9 +122,9 @@ def test_impossible_target_fails_early_with_fastest_latency():
 def test_cost_counts_the_macs_of_the_compacted_network(schemes, rate):
     """Space.cost (cheap, per candidate) agrees with counting the non-zero weights of the real pruned net."""
     import torch
-    from latency.catalogue import WidthRule
     from pruning import count_macs, pruned_path_net
     from supernet.config import load_config
+    from supernet.widths import WidthRule
     cfg = load_config("experiments/configs/quick.yaml")
     sp = Space(cfg.model, SCHEMES, 2, WidthRule.of(cfg.pruning))
     cand = Candidate(("wdsr_b", "wdsr_b"), (schemes, schemes), rate)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-import pruning
 from search.candidate import Space
 from search.evaluator import Evaluator, center_crop_pairs
 from search.history import History
@@ -22,7 +21,7 @@ def test_evaluator_prunes_and_keeps_masks(tmp_path):
     sampler = PatchSampler(load_images("skimage", "train"), 2, 16, 2, True, 0, 0)
     pairs = center_crop_pairs(make_pairs(load_images("skimage", "val"), 2), 32, 2)
     assert all(p.hr.shape[:2] == (32, 32) and p.lr.shape[:2] == (16, 16) for p in pairs)
-    ev = Evaluator(sn, space, cfg, pruning.apply_plan, sampler, pairs)
+    ev = Evaluator(sn, space, cfg, sampler, pairs)
     cand = space.random(np.random.default_rng(4)).with_rate(0.5)
     net, masks = ev.build(cand)
     layers = dict(net.prunable())
