@@ -184,6 +184,7 @@ def quantize_onnx(onnx_path: str | Path, out_path: str | Path, calib_inputs: Sam
 
 _NONLINEAR = {"Relu", "LeakyRelu", "PRelu", "Tanh", "Sigmoid", "Clip"}
 _WEIGHTED = {"Conv", "ConvTranspose", "MatMul", "Gemm"}
+_SUMS = {"Add", "Sub", "Sum"}
 
 
 def float_output_nodes(model) -> list[str]:
@@ -212,21 +213,24 @@ def float_output_nodes(model) -> list[str]:
         return memo[tensor]
 
     keep, seen = [], set()
-    stack = [o.name for o in g.output]
+    stack = [(o.name, False) for o in g.output]   # (tensor, whether the walk has passed a sum)
     while stack:
-        n = producer.get(stack.pop())
-        if n is None or n.name in seen:
+        tensor, merged = stack.pop()
+        n = producer.get(tensor)
+        if n is None or (n.name, merged) in seen:
             continue
-        seen.add(n.name)
+        seen.add((n.name, merged))
         if n.op_type in _WEIGHTED:
-            if linear_from_input(n.input[0]):
+            # a skip conv is one branch of a sum; a conv alone on the path (a timing probe, the body's
+            # last conv) is the network itself and is quantized. The walk stops at weighted ops.
+            if merged and linear_from_input(n.input[0]):
                 keep.append(n.name)
-            continue  # the body's last conv: quantized, and the walk stops there
+            continue
         if n.op_type in _NONLINEAR - {"Clip"}:
             continue
         keep.append(n.name)
-        stack.extend(t for t in n.input if t)
-    return keep
+        stack.extend((t, merged or n.op_type in _SUMS) for t in n.input if t)
+    return list(dict.fromkeys(keep))
 
 
 def _quantize_ort(src: Path, out: Path, samples: list[list[np.ndarray]]) -> Path:
@@ -397,6 +401,7 @@ def deploy_file(module: nn.Module, example: Sequence[torch.Tensor], backend: str
                 calib_inputs: Samples | None = None, dynamic: bool = False) -> Path:
     """Write the file ``backend`` runs ``module`` from in ``precision``: ONNX, or the INT8 file made from it."""
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     fp32 = export_onnx(module, example, out_dir / "model.onnx", dynamic)
     if precision != "int8":
         return fp32
@@ -493,6 +498,12 @@ def _torch_runner(module: nn.Module, inputs: Sequence[torch.Tensor], backend: st
 def executor_name(backend: str, precision: str) -> str:
     """'backend/precision', as tables and logs name an executor."""
     return f"{backend}/{precision}"
+
+
+def auto_candidates(backend: str = "auto", precision: str = "auto") -> list[tuple[str, str]]:
+    """The executors ``auto`` chooses among when the config fixes one of backend / precision (or neither)."""
+    pairs = [(b, p) for b, ps in SUPPORTED.items() for p in ps]
+    return [(b, p) for b, p in pairs if backend in ("auto", b) and precision in ("auto", p)]
 
 
 def choose_executor(reference_modules: dict[str, nn.Module], lr_hw: tuple[int, int], threads: int,

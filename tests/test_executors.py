@@ -186,6 +186,9 @@ def test_global_skip_stays_float(tmp_path):
     names = float_output_nodes(onnx.load(str(path)))
     assert "/skip/conv/Conv" in names and "/Add" in names
     assert not any(n.startswith("/body") or n.startswith("/tail") or n.startswith("/head") for n in names)
+    # a lone conv (a LUT probe) is the network itself: it is quantized
+    conv = deploy_file(torch.nn.Conv2d(3, 8, 3, padding=1), [smooth()], "onnxruntime", "fp32", tmp_path / "c")
+    assert float_output_nodes(onnx.load(str(conv))) == []
 
 
 def test_file_infer_runs_the_int8_file_it_was_given(tmp_path):
