@@ -10,6 +10,7 @@ Prints a markdown table; the LAST line is JSON.
 
     .venv/bin/python experiments/bench_executors.py                      # ~2-4 min on 2 cores
     .venv/bin/python experiments/bench_executors.py --lr-size 90x160     # smoke run
+    .venv/bin/python experiments/bench_executors.py --auto               # what latency.backend auto picks here
 """
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ import torch
 from torch import nn
 
 from experiments import zoo
-from latency.executors import (random_calibration, available_executors, deploy_file, executor_name, export_onnx,
-                               file_infer, make_runner, openvino_compile, openvino_conv_precisions, quantize_onnx)
+from latency.executors import (available_executors, choose_executor, deploy_file, executor_name, executor_summary,
+                               executor_table_markdown, export_onnx, file_infer, make_runner, openvino_compile,
+                               openvino_conv_precisions, quantize_onnx, random_calibration)
 from latency.timing import time_interleaved
 from supernet.blocks import fuse_weight_norm
 from supernet.config import load_config
@@ -133,6 +135,14 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def auto_choice(lr_hw: tuple[int, int], threads: int, repeats: int) -> tuple[str, list[dict], list[str]]:
+    """What ``auto`` picks here on its reference set (quick WDSR-B path, zoo ABPN): summary, table, names."""
+    models = bench_models()
+    refs = {k: models[k] for k in models if k.startswith("wdsr_b path") or k == "abpn"}
+    _, _, table = choose_executor(refs, lr_hw, threads, repeats=repeats)
+    return executor_summary(table), table, list(refs)
+
+
 def main() -> None:
     """Parse arguments, run, print the table, the notes and the JSON line."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -141,9 +151,16 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=9, help="interleaved timed rounds")
     ap.add_argument("--no-nncf", action="store_true", help="skip timing OpenVINO on NNCF's INT8 file")
     ap.add_argument("--out", default=None, help="also write executors.json and executors.md here")
+    ap.add_argument("--auto", action="store_true", help="only run choose_executor (what latency.backend auto "
+                                                        "picks) on its reference set and print its table")
     a = ap.parse_args()
     h, w = (int(v) for v in a.lr_size.lower().split("x"))
     torch.set_num_threads(a.threads)
+    if a.auto:
+        summary, table, names = auto_choice((h, w), a.threads, a.repeats)
+        print(executor_table_markdown(table, names))
+        print(summary)
+        return
     result = run((h, w), a.threads, a.repeats, not a.no_nncf)
     md = markdown(result)
     print(f"median ms (IQR) at {w}x{h} input, {a.threads} threads, every cell timed in the same interleaved rounds\n")

@@ -223,3 +223,10 @@ def test_bench_refuses_a_precision_its_runtime_cannot_run(tmp_path, capsys):
     assert rc == 2 and "onnxruntime, openvino" in capsys.readouterr().err
     rc = main(["bench", "--models", "abpn", "--datasets", "skimage", "--out", str(tmp_path), "--precision", "int8"])
     assert rc == 2 and "--backend" in capsys.readouterr().err
+
+
+def test_auto_candidates_follow_what_the_config_fixes():
+    from latency.executors import auto_candidates
+    assert ("openvino", "int8") in auto_candidates() and ("onnxruntime", "bf16") not in auto_candidates()
+    assert auto_candidates("openvino", "auto") == [("openvino", p) for p in ("fp32", "bf16", "int8")]
+    assert auto_candidates("auto", "int8") == [("onnxruntime", "int8"), ("openvino", "int8")]
