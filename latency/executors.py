@@ -269,15 +269,17 @@ def _quantize_ort(src: Path, out: Path, samples: list[list[np.ndarray]]) -> Path
 
 
 def _pre_process(quant_pre_process, src: Path, pre: Path) -> Path:
-    """ORT's pre-processing with symbolic shapes, else with ONNX's own (symbolic inference fails on some
-    dynamic-shape graphs, e.g. Y-only nets' colour conversion), else the export as it is."""
-    for skip_symbolic in (False, True):
-        try:
-            quant_pre_process(str(src), str(pre), skip_symbolic_shape=skip_symbolic)
-            return pre
-        except Exception:
-            continue
-    return src
+    """ORT's pre-processing with ONNX's own shape inference, else the export as it is.
+
+    Its symbolic shape inference is skipped: it fails on some dynamic-shape graphs (Y-only nets'
+    colour conversion) and then leaves a temp model in the working directory; the conv shapes the
+    quantizer needs are static anyway.
+    """
+    try:
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        return pre
+    except Exception:
+        return src
 
 
 def _quantize_nncf(src: Path, out: Path, samples: list[list[np.ndarray]]) -> Path:
