@@ -1,4 +1,4 @@
-"""Registered residual block types a supernet cell can choose from (WDSR-A, WDSR-B)."""
+"""Registered block types a supernet cell can choose from: WDSR-A, WDSR-B, plain (ABPN), dws (MobileNet)."""
 from __future__ import annotations
 
 from typing import Callable
@@ -29,29 +29,47 @@ def make_block(name: str, n_feats: int, **kwargs) -> nn.Module:
     return BLOCKS[name](n_feats, **kwargs)
 
 
-def wn_conv(cin: int, cout: int, k: int) -> nn.Conv2d:
-    """A weight-normalized conv with 'same' padding, as WDSR uses."""
-    return weight_norm(nn.Conv2d(cin, cout, k, padding=k // 2))
+def wn_conv(cin: int, cout: int, k: int, groups: int = 1) -> nn.Conv2d:
+    """A weight-normalized conv with 'same' padding, as WDSR uses (``groups == cin == cout``: depthwise)."""
+    return weight_norm(nn.Conv2d(cin, cout, k, padding=k // 2, groups=groups))
 
 
-class ResidualBlock(nn.Module):
-    """x + res_scale * body(x); ``body`` is an nn.Sequential of convs and ReLUs.
+def is_depthwise(conv: nn.Conv2d) -> bool:
+    """Whether each output channel of ``conv`` reads only its own input channel."""
+    return conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels
 
-    Every conv in ``body`` is a prunable layer; the last one's output channels are
-    tied to the trunk by the residual add.
+
+class Block(nn.Module):
+    """A cell's block: ``body`` (an nn.Sequential of convs and ReLUs), residual or not.
+
+    Every conv in ``body`` is a prunable layer.
     """
 
-    def __init__(self, body: nn.Sequential, res_scale: float):
+    residual = False
+
+    def __init__(self, body: nn.Sequential):
         super().__init__()
         self.body = body
-        self.res_scale = res_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x) * self.res_scale
+        return self.body(x)
 
     def convs(self) -> list[tuple[str, nn.Conv2d]]:
         """The block's prunable layers, in execution order, with names relative to the block."""
         return [(f"body.{i}", m) for i, m in enumerate(self.body) if isinstance(m, nn.Conv2d)]
+
+
+class ResidualBlock(Block):
+    """x + res_scale * body(x): the last conv's output channels are tied to the trunk by the add."""
+
+    residual = True
+
+    def __init__(self, body: nn.Sequential, res_scale: float):
+        super().__init__(body)
+        self.res_scale = res_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x) * self.res_scale
 
 
 @register_block("wdsr_a")
@@ -72,6 +90,26 @@ class WDSRB(ResidualBlock):
         wide, narrow = n_feats * expansion_b, max(1, int(n_feats * low_rank))
         super().__init__(nn.Sequential(wn_conv(n_feats, wide, 1), nn.ReLU(inplace=True),
                                        wn_conv(wide, narrow, 1), wn_conv(narrow, n_feats, 3)), res_scale)
+
+
+@register_block("plain")
+class Plain(Block):
+    """ABPN's cell: a 3x3 conv and ReLU, no residual add (filter pruning narrows the next cell's input)."""
+
+    def __init__(self, n_feats: int, **_):
+        super().__init__(nn.Sequential(wn_conv(n_feats, n_feats, 3), nn.ReLU(inplace=True)))
+
+
+@register_block("dws")
+class DWS(ResidualBlock):
+    """Depthwise-separable inverted residual (MobileNetV2 / Agora): 1x1 expand, ReLU, depthwise 3x3, ReLU,
+    1x1 project; the depthwise channels live or die with the expand's filters and the project's inputs."""
+
+    def __init__(self, n_feats: int, expansion_dws: int = 2, res_scale: float = 1.0, **_):
+        wide = n_feats * expansion_dws
+        super().__init__(nn.Sequential(wn_conv(n_feats, wide, 1), nn.ReLU(inplace=True),
+                                       wn_conv(wide, wide, 3, groups=wide), nn.ReLU(inplace=True),
+                                       wn_conv(wide, n_feats, 1)), res_scale)
 
 
 def fuse_weight_norm(module: nn.Module) -> nn.Module:

@@ -43,8 +43,13 @@ class ModelConfig:
     expansion_a: int = 4                  # WDSR-A wide-activation factor
     expansion_b: int = 6                  # WDSR-B wide-activation factor
     low_rank: float = 0.8                 # WDSR-B linear low-rank ratio
+    expansion_dws: int = 2                # dws (inverted residual) expansion of its depthwise channels
     res_scale: float = 1.0
-    skip: Literal["bicubic_conv", "anchor"] = "bicubic_conv"
+    skip: Literal["bicubic_conv", "conv", "anchor"] = "bicubic_conv"   # global skip: 5x5 conv started at
+                                          # bicubic, 3x3 conv started at nearest, or ABPN's anchor (no weights)
+    head_act: Literal["none", "relu"] = "none"   # relu after the head conv (ABPN)
+    tail: Literal["conv", "abpn"] = "conv"       # conv n -> 3s^2, or ABPN's conv n -> 3s^2, ReLU, conv 3s^2 -> 3s^2
+    clamp: bool = False                   # clip the output to [0, 1] (ABPN)
 
 
 @dataclass
@@ -273,9 +278,9 @@ def range_problems(cfg: Config) -> list[str]:
     if cfg.data.patch_size < 8:
         out.append(f"data.patch_size: {cfg.data.patch_size} is too small; use at least 8")
     _positive(out, cfg, "data.batch_size model.n_cells model.n_feats model.expansion_a model.expansion_b "
-                        "model.low_rank model.res_scale train.steps train.epoch_steps train.lr search.ensemble "
-                        "search.top_h search.pool_c search.init_candidates search.eval_lr zoo.steps zoo.lr "
-                        "zoo.epoch_steps pruning.eps latency.repeats latency.lr_height latency.lr_width")
+                        "model.expansion_dws model.low_rank model.res_scale train.steps train.epoch_steps train.lr "
+                        "search.ensemble search.top_h search.pool_c search.init_candidates search.eval_lr zoo.steps "
+                        "zoo.lr zoo.epoch_steps pruning.eps latency.repeats latency.lr_height latency.lr_width")
     _positive(out, cfg, "train.lr_min train.weight_decay train.threads train.val_paths latency.threads "
                         "latency.warmup latency.calib_samples pruning.reg_lambda pruning.reg_steps "
                         "pruning.finetune_steps search.iterations search.eval_steps search.eval_batch "
@@ -286,6 +291,11 @@ def range_problems(cfg: Config) -> list[str]:
         out.append(f"train.lr_min ({cfg.train.lr_min:g}) must not exceed train.lr ({cfg.train.lr:g})")
     if not cfg.model.blocks:
         out.append("model.blocks: list at least one block type (e.g. [wdsr_a, wdsr_b])")
+    from .blocks import BLOCKS   # here, not at the top: the blocks need torch, the schema does not
+    unknown = [b for b in cfg.model.blocks if b not in BLOCKS]
+    if unknown or len(set(cfg.model.blocks)) < len(cfg.model.blocks):
+        out.append(f"model.blocks: {cfg.model.blocks} must name distinct registered block types; "
+                   f"unknown: {unknown}; registered: {sorted(BLOCKS)}")
     probs = cfg.train.block_probs
     if probs and (len(probs) != len(cfg.model.blocks) or min(probs) < 0 or sum(probs) <= 0):
         out.append(f"train.block_probs: {probs} must hold one non-negative weight per entry of model.blocks "

@@ -7,9 +7,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .blocks import make_block, wn_conv
+from .blocks import is_depthwise, make_block, wn_conv
 from .config import ModelConfig
 from .imaging import imresize
+from .widths import CellSpec, Chain, ConvSpec
 
 Path = tuple[str, ...]
 
@@ -38,7 +39,7 @@ def bicubic_phase_kernels(scale: int, k: int = 5) -> torch.Tensor:
 def block_kwargs(cfg: ModelConfig) -> dict:
     """The block constructor arguments a model config fixes."""
     return dict(expansion_a=cfg.expansion_a, expansion_b=cfg.expansion_b, low_rank=cfg.low_rank,
-                res_scale=cfg.res_scale)
+                expansion_dws=cfg.expansion_dws, res_scale=cfg.res_scale)
 
 
 class BicubicSkip(nn.Module):
@@ -73,26 +74,70 @@ class AnchorSkip(nn.Module):
         return torch.repeat_interleave(x, self.reps, dim=1)
 
 
+class ConvSkip(nn.Module):
+    """Global skip: a 3x3 conv to 3*s^2 channels, initialised to the anchor (nearest upscaling, pre-shuffle)."""
+
+    def __init__(self, scale: int):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3 * scale * scale, 3, padding=1)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            for ch in range(3):
+                self.conv.weight[ch * scale * scale:(ch + 1) * scale * scale, ch, 1, 1] = 1.0
+            self.conv.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
 def make_skip(kind: str, scale: int) -> nn.Module:
     """The global skip module named by ModelConfig.skip."""
-    return BicubicSkip(scale) if kind == "bicubic_conv" else AnchorSkip(scale)
+    return {"bicubic_conv": BicubicSkip, "conv": ConvSkip, "anchor": AnchorSkip}[kind](scale)
+
+
+def make_head(cfg: ModelConfig) -> nn.Module:
+    """The head: a 3x3 conv from RGB to n_feats, with a ReLU after it when head_act is relu (ABPN)."""
+    conv = wn_conv(3, cfg.n_feats, 3)
+    return nn.Sequential(conv, nn.ReLU(inplace=True)) if cfg.head_act == "relu" else conv
+
+
+def make_tail(cfg: ModelConfig, scale: int) -> nn.Module:
+    """The tail to 3*s^2 channels: one 3x3 conv, or ABPN's conv + ReLU + conv."""
+    c = 3 * scale * scale
+    if cfg.tail == "abpn":
+        return nn.Sequential(wn_conv(cfg.n_feats, c, 3), nn.ReLU(inplace=True), wn_conv(c, c, 3))
+    return wn_conv(cfg.n_feats, c, 3)
+
+
+def convs_of(module: nn.Module, prefix: str) -> list[tuple[str, nn.Conv2d]]:
+    """The convs of a head or tail (a conv, or a Sequential of convs and activations) by module name."""
+    if isinstance(module, nn.Conv2d):
+        return [(prefix, module)]
+    return [(f"{prefix}.{i}", m) for i, m in enumerate(module) if isinstance(m, nn.Conv2d)]
+
+
+def conv_spec(name: str, conv: nn.Conv2d) -> ConvSpec:
+    """What the width rule needs of a conv."""
+    return ConvSpec(name, conv.in_channels, conv.out_channels, conv.kernel_size[0], is_depthwise(conv))
 
 
 class SRNet(nn.Module):
-    """A plain SR network: head conv, a stack of blocks, tail conv + skip, PixelShuffle.
+    """A plain SR network: head, a stack of blocks, tail + skip, PixelShuffle, optionally clamped to [0, 1].
 
     This is what one supernet path extracts to, what pruning rewrites and what export
     saves; it depends on nothing in this package at run time.
     """
 
-    def __init__(self, head: nn.Module, body: nn.Sequential, tail: nn.Module, skip: nn.Module, scale: int):
+    def __init__(self, head: nn.Module, body: nn.Sequential, tail: nn.Module, skip: nn.Module, scale: int,
+                 clamp: bool = False):
         super().__init__()
         self.head, self.body, self.tail, self.skip = head, body, tail, skip
         self.shuffle = nn.PixelShuffle(scale)
-        self.scale = scale
+        self.scale, self.clamp = scale, clamp
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.shuffle(self.tail(self.body(self.head(x))) + self.skip(x))
+        y = self.shuffle(self.tail(self.body(self.head(x))) + self.skip(x))
+        return y.clamp(0.0, 1.0) if self.clamp else y
 
     def prunable(self) -> list[tuple[str, nn.Conv2d]]:
         """The prunable layers (every conv inside the blocks), in execution order, by module name.
@@ -100,6 +145,12 @@ class SRNet(nn.Module):
         The names ('body.<cell>.body.<i>') are the keys of a pruning plan everywhere.
         """
         return [(f"body.{i}.{name}", conv) for i, blk in enumerate(self.body) for name, conv in blk.convs()]
+
+    def chain(self) -> Chain:
+        """Every conv of head, blocks and tail in execution order, with the edges residual adds tie."""
+        cells = [CellSpec(tuple(conv_spec(n, c) for n, c in blk.convs()), blk.residual) for blk in self.body]
+        return Chain.of([conv_spec(n, c) for n, c in convs_of(self.head, "head")], cells,
+                        [conv_spec(n, c) for n, c in convs_of(self.tail, "tail")])
 
 
 class SuperNet(nn.Module):
@@ -111,13 +162,14 @@ class SuperNet(nn.Module):
         self.block_names = list(cfg.blocks)
         n = cfg.n_feats
         kw = block_kwargs(cfg)
-        self.head = wn_conv(3, n, 3)
+        self.head = make_head(cfg)
         self.cells = nn.ModuleList(
             nn.ModuleDict({b: make_block(b, n, **kw) for b in self.block_names}) for _ in range(cfg.n_cells))
-        self.tail = wn_conv(n, 3 * scale * scale, 3)
-        with torch.no_grad():  # start every path at exactly the skip's output (bicubic)
-            self.tail.parametrizations.weight.original0.zero_()
-            self.tail.bias.zero_()
+        self.tail = make_tail(cfg, scale)
+        last = convs_of(self.tail, "tail")[-1][1]
+        with torch.no_grad():  # start every path at exactly the skip's output (bicubic, or the anchor)
+            last.parametrizations.weight.original0.zero_()
+            last.bias.zero_()
         self.skip = make_skip(cfg.skip, scale)
         self.shuffle = nn.PixelShuffle(scale)
 
@@ -139,7 +191,8 @@ class SuperNet(nn.Module):
         h = self.head(x)
         for cell, b in zip(self.cells, path):
             h = cell[b](h)
-        return self.shuffle(self.tail(h) + self.skip(x))
+        y = self.shuffle(self.tail(h) + self.skip(x))
+        return y.clamp(0.0, 1.0) if self.cfg.clamp else y
 
     def extract(self, path: Sequence[str]) -> SRNet:
         """A standalone SRNet of one path, with copies of the inherited weights.
@@ -186,8 +239,28 @@ def build_path_net(cfg: ModelConfig, scale: int, path: Sequence[str]) -> SRNet:
     """A freshly initialised SRNet of one path (layer shapes without a trained supernet)."""
     kw = block_kwargs(cfg)
     body = nn.Sequential(*(make_block(b, cfg.n_feats, **kw) for b in path))
-    return SRNet(wn_conv(3, cfg.n_feats, 3), body, wn_conv(cfg.n_feats, 3 * scale * scale, 3),
-                 make_skip(cfg.skip, scale), scale)
+    return SRNet(make_head(cfg), body, make_tail(cfg, scale), make_skip(cfg.skip, scale), scale, cfg.clamp)
+
+
+def cell_specs(cfg: ModelConfig) -> dict[str, CellSpec]:
+    """Each configured block type as the width rule sees it (walked from a real block)."""
+    kw = block_kwargs(cfg)
+    out = {}
+    for b in cfg.blocks:
+        blk = make_block(b, cfg.n_feats, **kw)
+        out[b] = CellSpec(tuple(conv_spec(n, c) for n, c in blk.convs()), blk.residual)
+    return out
+
+
+def path_chain(cfg: ModelConfig, scale: int, path: Sequence[str],
+               cells: dict[str, CellSpec] | None = None) -> Chain:
+    """The conv chain of one path without building it (``cells``: cell_specs(cfg), to reuse)."""
+    cells = cells if cells is not None else cell_specs(cfg)
+    c = 3 * scale * scale
+    head = [ConvSpec("head.0" if cfg.head_act == "relu" else "head", 3, cfg.n_feats, 3)]
+    tail = ([ConvSpec("tail.0", cfg.n_feats, c, 3), ConvSpec("tail.2", c, c, 3)] if cfg.tail == "abpn"
+            else [ConvSpec("tail", cfg.n_feats, c, 3)])
+    return Chain.of(head, [cells[b] for b in path], tail)
 
 
 def build_supernet(cfg: ModelConfig, scale: int) -> SuperNet:

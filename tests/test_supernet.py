@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -99,3 +101,89 @@ def test_random_path_respects_probs():
     rng = np.random.default_rng(0)
     paths = [net.random_path(rng, [1.0, 0.0]) for _ in range(5)]
     assert all(p == ("wdsr_a",) * 3 for p in paths)
+
+
+# ---- the fast cells (plain, dws) and ABPN's head / tail / anchor / clamp options ---------------------------
+FAST = ModelConfig(n_cells=3, blocks=["plain", "dws", "wdsr_b"], n_feats=8, expansion_b=2, head_act="relu",
+                   tail="abpn", skip="anchor", clamp=True)
+
+
+def test_abpn_is_a_member_of_the_space():
+    """ABPN's shipped weights load into the supernet path plain x4 (28 features, ABPN head / tail / anchor /
+    clamp) by key; the path computes exactly what the zoo's ABPN does."""
+    from experiments import zoo
+    ref = zoo.load("abpn", 2)
+    cfg = ModelConfig(n_cells=4, blocks=["plain", "dws", "wdsr_b"], n_feats=28, head_act="relu", tail="abpn",
+                      skip="anchor", clamp=True)
+    sn = SuperNet(cfg, 2)
+    net = fuse_weight_norm(sn.extract(("plain",) * 4)).eval()
+    convs = [m for m in ref.body if isinstance(m, torch.nn.Conv2d)]
+    names = [c.name for c in net.chain().convs]
+    assert names == ["head.0", "body.0.body.0", "body.1.body.0", "body.2.body.0", "body.3.body.0", "tail.0", "tail.2"]
+    state = {f"{n}.{p}": getattr(c, p).detach() for n, c in zip(names, convs) for p in ("weight", "bias")}
+    net.load_state_dict(state, strict=True)   # every key of the path is one of ABPN's, and the reverse
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 36, 44)
+    with torch.no_grad():
+        assert (net(x) - ref(x)).abs().max().item() <= 1e-5
+    from pruning import count_macs
+    assert count_macs(net, (36, 44)) == count_macs(ref.body, (36, 44))   # same work, conv for conv
+
+
+def test_new_blocks_are_registered_with_their_structure():
+    from supernet.blocks import make_block
+    plain, dws = make_block("plain", 8), make_block("dws", 8, expansion_dws=3)
+    assert not plain.residual and dws.residual
+    assert [(c.in_channels, c.out_channels, c.kernel_size[0], c.groups) for _, c in plain.convs()] == [(8, 8, 3, 1)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size[0], c.groups) for _, c in dws.convs()] == \
+        [(8, 24, 1, 1), (24, 24, 3, 24), (24, 8, 1, 1)]
+    x = torch.rand(1, 8, 10, 12)
+    with torch.no_grad():
+        assert plain(x).min() >= 0 and dws(x).shape == x.shape
+
+
+@pytest.mark.parametrize("skip", ["anchor", "conv"])
+def test_untrained_fast_supernet_is_nearest_upscaling(skip):
+    """With the ABPN tail (last conv zero) every path starts at its skip: the anchor, or the conv skip that
+    starts as the anchor (nearest upscaling), clamped to [0, 1]."""
+    torch.manual_seed(0)
+    net = SuperNet(dataclasses.replace(FAST, skip=skip), 2)
+    x = torch.rand(1, 3, 10, 12)
+    near = torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+    for path in [("plain", "dws", "wdsr_b"), ("plain",) * 3]:
+        with torch.no_grad():
+            assert torch.allclose(net(x, path), near, atol=1e-6)
+    with torch.no_grad():   # the clamp: an input outside [0, 1] comes out inside it
+        assert net(x * 3 - 1, ("dws",) * 3).min() >= 0 and net(x * 3 - 1, ("dws",) * 3).max() <= 1
+
+
+def test_extract_and_chain_of_the_fast_space():
+    """An extracted path matches the supernet, and its conv chain is the one the width rule reads off the config."""
+    from supernet.model import path_chain
+    torch.manual_seed(0)
+    sn = SuperNet(FAST, 2)
+    with torch.no_grad():
+        for p in sn.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    x = torch.rand(1, 3, 12, 10)
+    for path in [("plain", "dws", "wdsr_b"), ("dws", "plain", "plain"), ("wdsr_b", "plain", "dws")]:
+        net = sn.extract(path)
+        with torch.no_grad():
+            assert torch.allclose(net(x), sn(x, path), atol=1e-6)
+        assert net.chain() == path_chain(FAST, 2, path)
+    chain = path_chain(FAST, 2, ("plain", "wdsr_b", "plain"))
+    # head, plain, wdsr_b (3 convs), plain, tail (2 convs): the edges beside the residual block are tied, those
+    # between a plain cell and the head or tail, and inside blocks and the tail, are not
+    assert chain.tied == (False, True, False, False, True, False, False)
+
+
+def test_model_options_are_checked_at_load():
+    from supernet.config import ConfigError, config_from_dict
+    cfg = config_from_dict({"model": {"blocks": ["plain", "dws"], "head_act": "relu", "tail": "abpn",
+                                      "skip": "conv", "clamp": True, "expansion_dws": 3}})
+    assert (cfg.model.head_act, cfg.model.tail, cfg.model.skip, cfg.model.clamp) == ("relu", "abpn", "conv", True)
+    with pytest.raises(ConfigError) as e:
+        config_from_dict({"model": {"blocks": ["plain", "wdsr_c"], "tail": "deep", "expansion_dws": 0}})
+    msg = str(e.value)
+    assert "model.tail: 'deep' is not one of ['conv', 'abpn']" in msg and "model.expansion_dws: 0" in msg
+    assert "unknown: ['wdsr_c']" in msg and "'dws'" in msg
