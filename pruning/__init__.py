@@ -12,5 +12,5 @@ from .model_file import Executor, PrunedModel
 from .stage3 import Timer, prune_to_target, record
 
 __all__ = ["SCHEMES", "Scheme", "Masks", "Plan", "apply_plan", "compact", "pruned_path_net", "tied_layers",
-           "reweighted_prune", "masked_finetune", "export_model", "count_macs", "mac_latency_fn", "Executor", "PrunedModel", "Timer", "prune_to_target",
-           "record"]
+           "reweighted_prune", "masked_finetune", "export_model", "count_macs", "mac_latency_fn", "Executor",
+           "PrunedModel", "Timer", "prune_to_target", "record"]

@@ -6,79 +6,88 @@ import copy
 import torch
 from torch import nn
 
-from supernet.blocks import ResidualBlock, fuse_weight_norm
+from supernet.blocks import fuse_weight_norm
 from supernet.config import ModelConfig, PruningConfig
 from supernet.model import build_path_net
-from supernet.widths import padded
+from supernet.widths import Chain, padded
 
 from .executors import masked_conv
 from .masks import Masks, Plan, apply_plan
 
 
-def live_channels(convs: list[nn.Conv2d], wmask: list[torch.Tensor | None],
+def live_channels(chain: Chain, convs: list[nn.Conv2d], wmask: list[torch.Tensor | None],
                   multiple: int = 1) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Per conv, the output channels worth computing (the last conv keeps all) and which of them are padding.
+    """Per conv of the chain, the output channels worth computing and which of them are padding.
 
-    A channel between two convs is dead when the consumer's mask reads it in no row
+    A channel of an untied group is dead when the consumer's mask reads it in no row
     (tied filter pruning, or block pruning whose row-blocks all dropped that column), or
-    when the producer computes a constant zero for it (an all-zero row whose bias was
-    masked too, as untied filter pruning leaves). A dead channel is removed on both sides:
-    the producer no longer computes it and the consumer no longer reads it. More than
-    ``multiple`` live channels are padded with dead ones up to a multiple of it (exact:
-    a dead channel adds nothing), because conv kernels run fastest at such widths.
+    when the group computes a constant zero for it: the producer's row is all zero and its
+    bias masked (untied filter pruning), and each depthwise conv in the group passes that
+    zero on (or zeroes the channel itself) with no bias of its own. A dead channel is
+    removed from the whole group: the producer and the depthwise convs no longer compute
+    it, the consumer no longer reads it. More than ``multiple`` live channels are padded
+    with dead ones up to a multiple of it (exact: a dead channel adds nothing), because
+    conv kernels run fastest at such widths. Tied groups and the last conv keep all.
     """
-    live = []
-    for j, c in enumerate(convs[:-1]):
-        m, nxt = wmask[j], wmask[j + 1]
-        made = torch.ones(c.out_channels, dtype=torch.bool) if m is None else m.flatten(1).sum(1) > 0
-        if c.bias is not None:
-            made |= c.bias.detach() != 0
+    live = [(torch.arange(c.out_channels), torch.zeros(c.out_channels, dtype=torch.bool)) for c in convs]
+    for first, last, tied in chain.groups():
+        if tied:
+            continue
+        made = None
+        for j in range(first, last + 1):
+            c, m = convs[j], wmask[j]
+            rows = torch.ones(c.out_channels, dtype=torch.bool) if m is None else m.flatten(1).sum(1) > 0
+            made = rows if made is None else made & rows    # a depthwise conv: its own channel, or nothing
+            if c.bias is not None:
+                made = made | (c.bias.detach() != 0)
+        nxt = wmask[last + 1]
         read = torch.ones_like(made) if nxt is None else nxt.transpose(0, 1).flatten(1).sum(1) > 0
         keep = made & read
-        n = int(keep.sum())
+        n, full = int(keep.sum()), convs[first].out_channels
         computed = keep.clone()
-        computed[torch.nonzero(~keep).flatten()[:padded(n, c.out_channels, multiple) - n]] = True
+        computed[torch.nonzero(~keep).flatten()[:padded(n, full, multiple) - n]] = True
         idx = torch.nonzero(computed).flatten()
-        live.append((idx, ~keep[idx]))
-    n_last = convs[-1].out_channels
-    return live + [(torch.arange(n_last), torch.zeros(n_last, dtype=torch.bool))]
+        for j in range(first, last + 1):
+            live[j] = (idx, ~keep[idx])
+    return live
 
 
-def _compact_block(blk: ResidualBlock, prefix: str, masks: Masks) -> ResidualBlock:
-    """One residual block with dead channels removed; masked weights run as dense convs.
-
-    Zeros left inside a conv (unstructured, pattern, block) still run: on the CPUs measured
-    (experiments/bench_pruning.py) neither a sparse kernel nor a per-row-block gather +
-    grouped conv beat the dense conv over the live channels, so block pruning pays through
-    the channels it kills, which is what the latency model predicts.
-    """
-    mods = list(blk.body)
-    conv_pos = [i for i, m in enumerate(mods) if isinstance(m, nn.Conv2d)]
-    names = [f"{prefix}.body.{i}" for i in conv_pos]
-    convs = [mods[i] for i in conv_pos]
-    wmask = [masks.weight.get(n) for n in names]
-    live = live_channels(convs, wmask, masks.channel_multiple)
-    new = []
-    for j, (c, m) in enumerate(zip(convs, wmask)):
-        (rows, pad), cols = live[j], (live[j - 1][0] if j > 0 else torch.arange(c.in_channels))
-        w = c.weight.detach()[rows][:, cols]
-        b = c.bias.detach()[rows].clone() if c.bias is not None else None
-        if m is not None:
-            w = w * m[rows][:, cols]
-        w[pad] = 0   # padding channels compute plain zeros: no weights count
-        if b is not None:
-            b[pad] = 0
-        new.append(masked_conv(w, b, c.kernel_size[0]))
-    body = [new[conv_pos.index(i)] if i in conv_pos else copy.deepcopy(m) for i, m in enumerate(mods)]
-    return ResidualBlock(nn.Sequential(*body), blk.res_scale)
+def _set_module(net: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, leaf = name.rpartition(".")
+    setattr(net.get_submodule(parent) if parent else net, leaf, module)
 
 
 @torch.no_grad()
 def compact(net: nn.Module, masks: Masks) -> nn.Module:
-    """A copy of the masked ``net`` whose pruned work is removed; same outputs (max abs diff <= 1e-4)."""
+    """A copy of the masked ``net`` whose pruned work is removed; same outputs (max abs diff <= 1e-4).
+
+    Every conv of the chain (head and tail too, which neighbours may narrow) is rewritten
+    as a dense conv over its live channels. Zeros left inside a conv (unstructured,
+    pattern, block) still run: on the CPUs measured (experiments/bench_pruning.py) neither
+    a sparse kernel nor a per-row-block gather + grouped conv beat the dense conv over the
+    live channels, so block pruning pays through the channels it kills, which is what the
+    latency model predicts.
+    """
     out = copy.deepcopy(net).eval()
     masks.apply(out)
-    out.body = nn.Sequential(*(_compact_block(blk, f"body.{i}", masks) for i, blk in enumerate(out.body)))
+    chain = out.chain()
+    convs = [out.get_submodule(c.name) for c in chain.convs]
+    wmask = [masks.weight.get(c.name) for c in chain.convs]
+    live = live_channels(chain, convs, wmask, masks.channel_multiple)
+    for j, (spec, c, m) in enumerate(zip(chain.convs, convs, wmask)):
+        rows, pad = live[j]
+        # a depthwise conv reads its own channels (its rows); any other conv the live outputs of the one before
+        cols = torch.arange(c.weight.shape[1]) if spec.depthwise or j == 0 else live[j - 1][0]
+        w = c.weight.detach()[rows][:, cols]
+        if m is not None:
+            w = w * m[rows][:, cols]
+        b = c.bias.detach()[rows].clone() if c.bias is not None else None
+        w[pad] = 0   # padding channels compute plain zeros and are read by nothing: no weights count
+        if not spec.depthwise and j > 0:
+            w[:, live[j - 1][1]] = 0
+        if b is not None:
+            b[pad] = 0
+        _set_module(out, spec.name, masked_conv(w, b, c.kernel_size[0], groups=len(rows) if spec.depthwise else 1))
     return out.eval()
 
 

@@ -16,13 +16,11 @@ Plan = dict[str, tuple[str, float]]
 
 
 def tied_layers(net: nn.Module) -> set[str]:
-    """Prunable layers whose output channels feed a residual add (the last conv of each block)."""
-    out = set()
-    for i, blk in enumerate(net.body):
-        convs = blk.convs()
-        if convs:
-            out.add(f"body.{i}.{convs[-1][0]}")
-    return out
+    """Prunable layers whose output channels must all stay: they feed a residual add (the last conv of a
+    residual block, a plain cell before one) or the network's end."""
+    names = {n for n, _ in net.prunable()}
+    chain = net.chain()
+    return {c.name for c, tied in zip(chain.convs, chain.out_tied()) if tied and c.name in names}
 
 
 def check_plan(net: nn.Module, plan: Plan) -> None:
@@ -77,26 +75,35 @@ def make_masks(net: nn.Module, plan: Plan, cfg: PruningConfig) -> Masks:
         raise UserError("pruning.prune_tail is not supported yet: the tail conv feeding PixelShuffle stays "
                         "dense; set pruning.prune_tail: false")
     tied = tied_layers(net)
-    prev_layer = {}
-    for i, blk in enumerate(net.body):
-        names = [f"body.{i}.{n}" for n, _ in blk.convs()]
-        prev_layer.update(zip(names[1:], names[:-1]))
+    layers = dict(net.prunable())
+    chain = net.chain()
     masks = Masks(plan={k: (s, float(r)) for k, (s, r) in plan.items()}, channel_multiple=cfg.channel_multiple)
-    for name, conv in net.prunable():
-        scheme, rate = plan.get(name, ("none", 0.0))
-        if scheme == "none" or rate <= 0:
-            continue
-        sch = SCHEMES[scheme]
-        w = conv.weight.detach()
-        prev = prev_layer.get(name)
-        if prev in masks.weight and masks.plan[prev][0] == "filter":
-            # inputs the previous filter-pruned conv already removed score zero, so the kept weights
-            # are chosen among live channels (and two filter masks never leave the block empty)
-            alive = (masks.weight[prev].flatten(1).sum(1) > 0).to(w.dtype)
-            w = w * alive.view(1, -1, 1, 1)
-        wm = sch.mask(w, float(rate), cfg, tied_out=name in tied)
-        masks.weight[name] = wm
-        masks.bias[name] = sch.bias_mask(wm)
+    alive = None   # the input channels of the next conv that a filter mask before it removed (None: all live)
+    for j, spec in enumerate(chain.convs):
+        conv = layers.get(spec.name)
+        scheme, rate = plan.get(spec.name, ("none", 0.0))
+        pruned = conv is not None and scheme != "none" and rate > 0
+        made = None
+        if pruned or (conv is not None and spec.depthwise and alive is not None):
+            w = conv.weight.detach()
+            if alive is not None:
+                # inputs a filter-pruned conv before already removed score zero, so the kept weights are
+                # chosen among live channels (and two filter masks never leave a block empty)
+                w = w * (alive.view(-1, 1, 1, 1) if spec.depthwise else alive.view(1, -1, 1, 1))
+            if pruned:
+                wm = SCHEMES[scheme].mask(w, float(rate), cfg, tied_out=spec.name in tied)
+                bm = SCHEMES[scheme].bias_mask(wm)
+            else:
+                wm, bm = torch.ones_like(w), torch.ones(w.shape[0], dtype=w.dtype)
+            if spec.depthwise and alive is not None:
+                # a depthwise channel whose input is gone is gone too, bias and all: it lives or dies with
+                # its pointwise neighbours
+                wm, bm = wm * alive.view(-1, 1, 1, 1), bm * alive
+            masks.weight[spec.name], masks.bias[spec.name] = wm, bm
+            if spec.depthwise or (scheme == "filter" and spec.name not in tied):
+                made = ((wm.flatten(1).sum(1) > 0) | (bm > 0)).to(w.dtype)
+        untied_next = j < len(chain.tied) and not chain.tied[j]
+        alive = made if untied_next else None
     return masks
 
 

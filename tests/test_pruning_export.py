@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 from pruning import apply_plan, compact, export_model
@@ -98,3 +99,33 @@ def test_old_model_file_asks_for_a_redo(tmp_path, capsys):
     assert main(["export", "-c", str(cfg_path), "--model", str(old), "--out", str(tmp_path / "Y")]) == 2
     err = capsys.readouterr().err
     assert "older format" in err and "--redo" in err and "Traceback" not in err and "KeyError" not in err
+
+
+@pytest.mark.parametrize("block", ["plain", "dws"])
+def test_export_of_the_new_cells_carries_only_the_live_work(tmp_path, block):
+    """The exported ONNX of a pruned fast path (ABPN head / tail / anchor / clamp) matches the masked net and
+    holds fewer conv weights than the dense export: the pruned channels are gone from the file."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+    mc = load_config("experiments/configs/fast_x2.yaml", {"model": {"n_feats": 16}}).model
+    path = [block, "wdsr_b", block, block]
+
+    def conv_weights(onnx_path):
+        g = onnx.load(onnx_path).graph
+        inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+        return sum(inits[n.input[1]].size for n in g.node if n.op_type == "Conv" and n.input[1] in inits)
+
+    torch.manual_seed(0)
+    net = build_path_net(mc, 2, path).eval()
+    dense = export_model(compact(net, apply_plan(net, {}, PruningConfig())), tmp_path / "dense", lr_hw=(24, 32))
+    plan = {n: ("filter", 0.5) for n, _ in net.prunable()}
+    masks = apply_plan(net, plan, PruningConfig(channel_multiple=1))
+    small = compact(net, masks)
+    files = export_model(small, tmp_path / "small", lr_hw=(24, 32))
+    x = torch.rand(1, 3, 30, 22)
+    sess = ort.InferenceSession(files["onnx"], providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        ref = net(x).numpy()
+    assert np.abs(sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0] - ref).max() <= 1e-4
+    assert conv_weights(files["onnx"]) < 0.75 * conv_weights(dense["onnx"])

@@ -115,3 +115,24 @@ def test_progress_of_other_settings_is_refused(tmp_path):
     net, _, _, _ = _setup(4, 0)
     with pytest.raises(UserError, match="other settings.*schemes"):
         reweighted_prune(net, sampler, cfg, schemes="block", checkpoint=tmp_path / "p.pt", log=lambda s: None)
+
+
+def test_reweighted_prunes_a_fast_path_to_its_target():
+    """Stage 3 on plain and dws cells (a chain without residual ties, depthwise convs): the target is met,
+    and the compact model computes what the masked one does with less work."""
+    from pruning import compact, count_macs
+    mc = load_config("experiments/configs/fast_x2.yaml", {"model": {"n_feats": 8}}).model
+    torch.manual_seed(0)
+    path = ["plain", "dws", "plain", "plain"]
+    net = build_path_net(mc, 2, path)
+    sampler = PatchSampler(load_images("skimage", "train"), 2, 16, 4, True, 0, 0)
+    cfg = PruningConfig(reg_steps=4, finetune_steps=2, reg_lambda=1e-3, channel_multiple=1)
+    lat = _macs(net)
+    net, masks, plan = reweighted_prune(net, sampler, cfg, latency_fn=lat, target_ms=6.0, schemes="filter")
+    assert lat(plan) <= 6.0 and set(plan) == {n for n, _ in net.prunable()}
+    small = compact(net, masks)
+    x = torch.rand(1, 3, 12, 10)
+    with torch.no_grad():
+        assert (net(x) - small(x)).abs().max().item() <= 1e-4
+    dense = build_path_net(mc, 2, path)
+    assert count_macs(small, (12, 10)) < count_macs(dense, (12, 10))
