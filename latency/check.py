@@ -36,14 +36,14 @@ def random_candidate(rng: np.random.Generator, templates: dict, n_cells: int, sc
 
 def measure_candidates(cands: Sequence[tuple[tuple[str, ...], Plan]], candidate_fn: CandidateFn,
                        lr_hw: tuple[int, int], backend: str, threads: int, warmup: int = 1, repeats: int = 5,
-                       chunk: int = 5, progress: bool = True) -> list[dict]:
-    """End-to-end timings of whole candidates, interleaved a chunk at a time."""
+                       chunk: int = 5, progress: bool = True, precision: str = "fp32") -> list[dict]:
+    """End-to-end timings of whole candidates in one executor, interleaved a chunk at a time."""
     x = torch.rand(1, 3, *lr_hw)
     out: list[dict] = []
     bar = progress_bar(total=len(cands), desc="end-to-end", unit="net", disable=not progress)
     for start in range(0, len(cands), chunk):
         part = cands[start:start + chunk]
-        runners = [make_runner(candidate_fn(p, plan), [x], backend, threads) for p, plan in part]
+        runners = [make_runner(candidate_fn(p, plan), [x], backend, threads, precision) for p, plan in part]
         ts = time_interleaved(runners, warmup=warmup, repeats=repeats, threads=threads, seed=start)
         out.extend(t.as_dict() for t in ts)
         bar.update(len(part))
@@ -92,7 +92,7 @@ def scatter_plot(pred: Sequence[float], meas: Sequence[float], path: Path, title
 
 def run_check(model: LatencyModel, candidate_fn: CandidateFn, n_cells: int, schemes: Sequence[str],
               rates: Sequence[float], samples: int, backend: str, threads: int, out_dir: Path, seed: int = 0,
-              warmup: int = 1, repeats: int = 5, progress: bool = True) -> dict:
+              warmup: int = 1, repeats: int = 5, progress: bool = True, precision: str = "fp32") -> dict:
     """Predict and measure ``samples`` random candidates; write CSV + PNG into out_dir; return figures."""
     rng = np.random.default_rng(seed)
     templates = block_templates(model.cfg, model.scale)
@@ -100,7 +100,7 @@ def run_check(model: LatencyModel, candidate_fn: CandidateFn, n_cells: int, sche
     pred = [model.predict(p, plan) for p, plan in cands]
     raw = [model.raw(p, plan) for p, plan in cands]
     times = measure_candidates(cands, candidate_fn, (model.h, model.w), backend, threads, warmup, repeats,
-                               progress=progress)
+                               progress=progress, precision=precision)
     meas = [t["median_ms"] for t in times]
     res = accuracy(pred, meas)
     # the same measurements against the uncalibrated op sum: what the calibration is worth

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -12,7 +13,7 @@ from latency.importer import import_csv
 from latency.lut import LUTFingerprintWarning
 from supernet.config import config_of
 
-from .pipeline import candidate_builder
+from .pipeline import candidate_builder, resolve_executor
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,22 +50,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.set_defaults(func=_import)
 
 
-def _build(args) -> int:
+def _config(args):
+    """The config with --backend applied and an `auto` executor resolved (as `srnas run` does)."""
     cfg = config_of(args)
-    backend = args.backend or cfg.latency.backend
+    if args.backend:
+        cfg = dataclasses.replace(cfg, latency=dataclasses.replace(cfg.latency, backend=args.backend))
+    return resolve_executor(cfg)
+
+
+def _build(args) -> int:
+    cfg = _config(args)
+    backend = cfg.latency.backend
     lut = build_lut(cfg, backend=backend, out=args.out)
     n = cfg.latency.calib_samples if args.calib_samples is None else args.calib_samples
     if lut.calibration is None or args.recalibrate:
         calibrate_lut(lut, cfg, candidate_builder(cfg), n, backend)
-    print(f"LUT: {lut.path} ({len(lut)} rows, {backend}); calibration: {json.dumps(lut.calibration)}")
+    print(f"LUT: {lut.path} ({len(lut)} rows, {backend}/{cfg.latency.precision}); "
+          f"calibration: {json.dumps(lut.calibration)}")
     return 0
 
 
 def _check(args) -> int:
     from latency.check import run_check
     from latency.model import LatencyModel
-    cfg = config_of(args)
-    backend = args.backend or cfg.latency.backend
+    cfg = _config(args)
+    backend = cfg.latency.backend
     path = Path(args.lut) if args.lut else default_lut_path(cfg, backend)
     lat = cfg.latency
     with warnings.catch_warnings(record=True) as caught:
@@ -75,12 +85,13 @@ def _check(args) -> int:
     model = LatencyModel.for_config(lut, cfg, calibrate=not args.no_calibration)
     res = run_check(model, candidate_builder(cfg), cfg.model.n_cells, cfg.pruning.schemes, lat.rates,
                     args.samples, backend, lat.threads, path.parent, seed=args.seed, warmup=args.warmup,
-                    repeats=args.repeats, progress=not args.json)
+                    repeats=args.repeats, progress=not args.json, precision=lat.precision)
     res["calibration"] = lut.calibration if not args.no_calibration else None
     if args.json:
         print(json.dumps(res))
         return 0
-    print(f"latency check: {res['n']} random candidates, {backend}, {lat.lr_width}x{lat.lr_height}, LUT {path}")
+    print(f"latency check: {res['n']} random candidates, {backend}/{lat.precision}, {lat.lr_width}x{lat.lr_height}, "
+          f"LUT {path}")
     cal = lut.calibration if not args.no_calibration else None
     print(f"  {'':<16} {'model':>8} {'op sum':>8}   (model = op sum x {cal['scale'] if cal else 1.0:.3f})")
     unc = res["uncalibrated"]

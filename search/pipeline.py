@@ -46,6 +46,31 @@ def candidate_builder(cfg: Config):
     return lambda path, plan: pruning.pruned_path_net(cfg.model, cfg.data.scale, path, plan, cfg.pruning)
 
 
+def resolve_executor(cfg: Config, out_dir: Path | None = None) -> Config:
+    """The config with a concrete executor: an `auto` backend or precision is chosen by timing reference nets
+    on every executor available here (fastest geomean wins), once per run: the choice is saved in the run
+    directory, so a resumed run keeps it."""
+    from latency.executors import (auto_candidates, check_executor, choose_executor, executor_summary,
+                                   reference_nets)
+    lat = cfg.latency
+    if "auto" not in (lat.backend, lat.precision):
+        check_executor(lat.backend, lat.precision)
+        return cfg
+    path = cfg.run(out_dir).executor
+    if path.exists():
+        chosen = json.loads(path.read_text())
+        print(f"executor: {chosen['backend']}/{chosen['precision']} (chosen by auto earlier: {path})")
+    else:
+        backend, precision, table = choose_executor(reference_nets(cfg.model, cfg.data.scale), lr_hw(cfg),
+                                                    lat.threads, auto_candidates(lat.backend, lat.precision))
+        chosen = {"backend": backend, "precision": precision, "asked": [lat.backend, lat.precision],
+                  "summary": executor_summary(table), "table": table}
+        print(chosen["summary"])
+        atomic_write_json(chosen, path)
+    return dataclasses.replace(cfg, latency=dataclasses.replace(lat, backend=chosen["backend"],
+                                                                precision=chosen["precision"]))
+
+
 def lut_stage(cfg: Config, out_dir: Path, dist_info: DistInfo, build: bool = True):
     """Build (or resume / reuse) and calibrate the LUT on rank 0; a LatencyModel on every rank."""
     import latency
@@ -211,6 +236,7 @@ def report_stage(cfg: Config, out_dir: Path, found: SearchResult, final: Stage3R
 # ---- commands -----------------------------------------------------------------------------------
 def search_command(cfg: Config, out_dir: Path) -> SearchResult | None:
     """`srnas search`: the LUT must exist (no build); supernet weights must exist."""
+    cfg = resolve_executor(cfg, out_dir)
     preflight(cfg, out_dir)
     dist_info = init_distributed(cfg.search.threads or cfg.train.threads)
     wants = bool(cfg.latency.target)
@@ -244,6 +270,7 @@ class RunResult:
 def run_all(cfg: Config, out_dir: Path) -> RunResult | None:
     """`srnas run`: every stage in order, skipping finished ones."""
     t0 = time.time()
+    cfg = resolve_executor(cfg, out_dir)   # before anything is timed: every stage prices in this executor
     preflight(cfg, out_dir)
     dist_info = init_distributed(cfg.search.threads or cfg.train.threads)
     if dist_info.main:

@@ -122,7 +122,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _prune(args) -> int:
-    cfg = config_of(args)
+    from .pipeline import resolve_executor
+
+    cfg = resolve_executor(config_of(args))
     net, path, cfg = _load_net(cfg, args.model, args.path)
     s = cfg.data.scale
     pairs = make_pairs(load_images(cfg.data.val, "val", data_root=cfg.data.data_root), s)

@@ -37,6 +37,11 @@ class RunDir:
         return self.latency_dir / (f"lut-{backend}" + ("" if precision == "fp32" else f"-{precision}") + ".csv")
 
     @property
+    def executor(self) -> Path:
+        """Which executor `auto` chose here, with the timings that decided it."""
+        return self.latency_dir / "executor.json"
+
+    @property
     def target(self) -> Path:
         """How a relative target was resolved to ms."""
         return self.latency_dir / "target.json"
