@@ -9,11 +9,12 @@ from supernet.config import Config
 from supernet.progress import progress_bar
 from supernet.widths import WidthRule
 
-from .catalogue import OpKey, catalogue, op_module
+from .catalogue import OpKey, catalogue, op_inputs, op_module
 from .fingerprint import fingerprint, fingerprint_diff
 from .quiet import busy_message
 from .lut import LUT, FingerprintMismatch, Row
-from .timing import check_backend, make_runner, time_interleaved
+from .executors import check_executor
+from .timing import make_runner, time_interleaved
 
 
 def default_lut_path(cfg: Config, backend: str | None = None, out_dir: str | Path | None = None) -> Path:
@@ -41,7 +42,7 @@ def build_lut(cfg: Config, backend: str | None = None, out: str | Path | None = 
     Each op runs as compaction leaves it: plain convs at the widths of supernet.widths.
     """
     backend = backend or cfg.latency.backend
-    check_backend(backend)
+    check_executor(backend, cfg.latency.precision)
     lat = cfg.latency
     path = Path(out) if out else default_lut_path(cfg, backend)
     fp = executor_fingerprint(cfg, backend)
@@ -71,7 +72,7 @@ def build_lut(cfg: Config, backend: str | None = None, out: str | Path | None = 
         for key in part:
             module, shapes = op_module(key, cfg.model, scale)
             xs = [inputs.setdefault(s, torch.rand(s)) for s in shapes]
-            runners.append(make_runner(module, xs, backend, lat.threads))
+            runners.append(make_runner(module, xs, backend, lat.threads, lat.precision))
         if anchor_runner is None:
             anchor_runner = make_anchor_runner(cfg, backend)
         timings = time_interleaved(runners + [anchor_runner], warmup=lat.warmup, repeats=lat.repeats,
@@ -136,17 +137,12 @@ def make_anchor_runner(cfg: Config, backend: str):
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(n, n, 3, padding=1)
     return make_runner(conv, [torch.rand(1, n, cfg.latency.lr_height, cfg.latency.lr_width)], backend,
-                       cfg.latency.threads)
+                       cfg.latency.threads, cfg.latency.precision)
 
 
 def op_shapes(key: OpKey, cfg: Config) -> list[tuple[int, ...]]:
     """Input shapes of an op (to keep only the input tensors later chunks still need)."""
-    if key.op.startswith("skip_"):
-        return [(1, 3, key.h, key.w)]
-    if key.op.startswith("block_"):
-        return [(1, cfg.model.n_feats, key.h, key.w)]
-    n = 2 if key.op in ("add", "resadd") else 1
-    return [(1, key.cin, key.h, key.w)] * n
+    return op_inputs(key, cfg.model)
 
 
 def calibrate_lut(lut: LUT, cfg: Config, candidate_fn, samples: int, backend: str | None = None,
@@ -172,7 +168,8 @@ def calibrate_lut(lut: LUT, cfg: Config, candidate_fn, samples: int, backend: st
              for _ in range(samples)]
     raw = [model.raw(p, plan) for p, plan in cands]
     times = measure_candidates(cands, candidate_fn, (lat.lr_height, lat.lr_width), backend, lat.threads,
-                               warmup=1, repeats=max(3, lat.repeats // 2), progress=progress)
+                               warmup=1, repeats=max(3, lat.repeats // 2), progress=progress,
+                               precision=lat.precision)
     cal = fit_calibration(raw, [t["median_ms"] for t in times])
     lut.set_calibration(cal)
     return cal

@@ -1,9 +1,10 @@
 """The op catalogue: every op a candidate network can contain, read off real networks.
 
-A block type is walked once into a *template* (its convs, ReLUs and residual add in
-execution order); the LUT build measures each template op at every scheme/rate and at
-every channel width filter or block pruning can leave, and the latency model walks the
-same templates to add up a candidate. Both sides therefore agree on what an op is.
+A block type (and the head and tail) is walked once into a *template* (its convs,
+ReLUs and residual add in execution order); the LUT build measures each template op at
+every scheme/rate and at every channel width filter or block pruning can leave (the
+widths of supernet.widths), and the latency model walks the same templates to add up a
+candidate. Both sides therefore agree on what an op is.
 """
 from __future__ import annotations
 
@@ -14,20 +15,21 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from supernet.blocks import ResidualBlock, fuse_weight_norm
+from supernet.blocks import BLOCKS, Block, ResidualBlock, fuse_weight_norm, is_depthwise
 from supernet.config import ModelConfig
-from supernet.model import build_path_net, make_skip
-from supernet.widths import DENSE, WidthRule, normalise, zero_options
+from supernet.model import build_path_net, convs_of, make_skip
+from supernet.widths import DENSE, CellSpec, Chain, ConvSpec, WidthRule, normalise, zero_options
 
 
 @dataclass(frozen=True)
 class Step:
-    """One op of a block template: a conv (with its plan-local name), a ReLU or the residual add."""
+    """One op of a template: a conv (with its plan-local name), a ReLU or the residual add."""
     op: str            # "conv" | "relu" | "resadd"
     cin: int = 0
     cout: int = 0
     k: int = 0
-    name: str = ""     # for convs: name relative to the block, e.g. "body.0"
+    name: str = ""     # for convs: name relative to the block, e.g. "body.0" (head/tail: in the network)
+    depthwise: bool = False
 
 
 @dataclass(frozen=True)
@@ -43,31 +45,65 @@ class OpKey:
     rate: float = 0.0
 
 
+def walk(module: nn.Module, in_ch: int, names: Sequence[str] | None = None) -> list[Step]:
+    """The ops of a conv, or of a Sequential of convs and ReLUs, in order (``names``: one per conv)."""
+    mods = [module] if isinstance(module, nn.Conv2d) else list(module)
+    conv_names = iter(names if names is not None else [f"body.{i}" for i, m in enumerate(mods)
+                                                       if isinstance(m, nn.Conv2d)])
+    steps, ch = [], in_ch
+    for m in mods:
+        if isinstance(m, nn.Conv2d):
+            steps.append(Step("conv", m.in_channels, m.out_channels, m.kernel_size[0], next(conv_names),
+                              is_depthwise(m)))
+            ch = m.out_channels
+        elif isinstance(m, nn.ReLU):
+            steps.append(Step("relu", ch, ch))
+        else:
+            raise TypeError(f"the latency catalogue does not know op {type(m).__name__}")
+    return steps
+
+
 def block_templates(model_cfg: ModelConfig, scale: int) -> dict[str, list[Step]]:
     """Each configured block type walked into its op sequence (from a real built block)."""
     net = fuse_weight_norm(build_path_net(model_cfg, scale, tuple(model_cfg.blocks)))
     out: dict[str, list[Step]] = {}
     for name, blk in zip(model_cfg.blocks, net.body):
-        steps, ch = [], model_cfg.n_feats
-        for i, m in enumerate(blk.body):
-            if isinstance(m, nn.Conv2d):
-                steps.append(Step("conv", m.in_channels, m.out_channels, m.kernel_size[0], f"body.{i}"))
-                ch = m.out_channels
-            elif isinstance(m, nn.ReLU):
-                steps.append(Step("relu", ch, ch))
-            else:
-                raise TypeError(f"block {name}: the latency catalogue does not know op {type(m).__name__}")
-        steps.append(Step("resadd", model_cfg.n_feats, model_cfg.n_feats))
+        steps = walk(blk.body, model_cfg.n_feats, [n for n, _ in blk.convs()])
+        if blk.residual:
+            steps.append(Step("resadd", model_cfg.n_feats, model_cfg.n_feats))
         out[name] = steps
     return out
 
 
+def end_templates(model_cfg: ModelConfig, scale: int) -> tuple[list[Step], list[Step]]:
+    """The head's and the tail's op sequences (conv names as in the network, e.g. 'head', 'tail.2')."""
+    net = build_path_net(model_cfg, scale, ())
+    return (walk(net.head, 3, [n for n, _ in convs_of(net.head, "head")]),
+            walk(net.tail, model_cfg.n_feats, [n for n, _ in convs_of(net.tail, "tail")]))
+
+
+def specs(steps: Sequence[Step]) -> tuple[ConvSpec, ...]:
+    """The convs of a template as the width rule sees them."""
+    return tuple(ConvSpec(st.name, st.cin, st.cout, st.k, st.depthwise) for st in steps if st.op == "conv")
+
+
+def cell_spec(steps: Sequence[Step]) -> CellSpec:
+    """A block template as the width rule sees it."""
+    return CellSpec(specs(steps), any(st.op == "resadd" for st in steps))
+
+
+def conv_key(st: Step, cin: int, cout: int, h: int, w: int, scheme: str = "none", rate: float = 0.0) -> OpKey:
+    """The row of a conv step at a width (a depthwise conv has rows of its own, op 'dwconv')."""
+    return OpKey("dwconv" if st.depthwise else "conv", cin, cout, st.k, h, w, scheme, rate)
+
+
 def fixed_keys(model_cfg: ModelConfig, scale: int, h: int, w: int) -> list[OpKey]:
-    """The ops every candidate has: head, tail, global skip, global add, PixelShuffle."""
-    n, c_up = model_cfg.n_feats, 3 * scale * scale
-    return [OpKey("conv", 3, n, 3, h, w), OpKey("conv", n, c_up, 3, h, w),
-            OpKey(f"skip_{model_cfg.skip}", 3, c_up, 5 if model_cfg.skip == "bicubic_conv" else 0, h, w),
-            OpKey("add", c_up, c_up, 0, h, w), OpKey("shuffle", c_up, 3, scale, h, w)]
+    """The ops every candidate has at fixed widths: global skip, global add, PixelShuffle, clamp."""
+    c_up = 3 * scale * scale
+    k = {"bicubic_conv": 5, "conv": 3}.get(model_cfg.skip, 0)
+    keys = [OpKey(f"skip_{model_cfg.skip}", 3, c_up, k, h, w), OpKey("add", c_up, c_up, 0, h, w),
+            OpKey("shuffle", c_up, 3, scale, h, w)]
+    return keys + ([OpKey("clamp", 3, 3, scale, h, w)] if model_cfg.clamp else [])
 
 
 class ResAdd(nn.Module):
@@ -88,7 +124,15 @@ class Add(nn.Module):
         return x + y
 
 
-def conv_probe(cin: int, cout: int, k: int, scheme: str = "none", rate: float = 0.0, seed: int = 0) -> nn.Conv2d:
+class Clamp(nn.Module):
+    """The output clip to [0, 1] (model.clamp)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clamp(0.0, 1.0)
+
+
+def conv_probe(cin: int, cout: int, k: int, scheme: str = "none", rate: float = 0.0, seed: int = 0,
+               depthwise: bool = False) -> nn.Conv2d:
     """A conv as compaction runs one: plain, random weights; a zeros scheme leaves ``rate`` of them zero.
 
     Filter and block pruning run as a dense conv at the narrower widths they leave (their
@@ -96,71 +140,131 @@ def conv_probe(cin: int, cout: int, k: int, scheme: str = "none", rate: float = 
     where they fall does not change the time.
     """
     g = torch.Generator().manual_seed(seed)
-    conv = nn.Conv2d(cin, cout, k, padding=k // 2)
+    groups = cin if depthwise else 1
+    conv = nn.Conv2d(cin, cout, k, padding=k // 2, groups=groups)
     with torch.no_grad():
-        conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) / (cin * k * k) ** 0.5)
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) / (cin // groups * k * k) ** 0.5)
         conv.bias.copy_(torch.randn(cout, generator=g) * 0.01)
         if normalise(scheme, rate) != DENSE:
             conv.weight.mul_((torch.rand(conv.weight.shape, generator=g) >= rate).float())
     return conv.eval()
 
 
+def op_inputs(key: OpKey, model_cfg: ModelConfig) -> list[tuple[int, ...]]:
+    """The shapes of an op's inputs."""
+    hw = (key.h, key.w)
+    if key.op.startswith("skip_"):
+        return [(1, 3, *hw)]
+    if key.op == "clamp":
+        return [(1, 3, key.h * key.k, key.w * key.k)]
+    if key.op.startswith("block_"):   # a residual block reads the trunk, a plain one its key's input width
+        return [(1, model_cfg.n_feats if BLOCKS[key.op[len("block_"):]].residual else key.cin, *hw)]
+    return [(1, key.cin, *hw)] * (2 if key.op in ("add", "resadd") else 1)
+
+
 def op_module(key: OpKey, model_cfg: ModelConfig, scale: int) -> tuple[nn.Module, list[tuple[int, ...]]]:
     """The module that executes ``key`` and the shapes of its inputs."""
-    hw = (key.h, key.w)
-    if key.op == "conv":
-        return conv_probe(key.cin, key.cout, key.k, key.scheme, key.rate), [(1, key.cin, *hw)]
+    shapes = op_inputs(key, model_cfg)
+    if key.op in ("conv", "dwconv"):
+        return conv_probe(key.cin, key.cout, key.k, key.scheme, key.rate, depthwise=key.op == "dwconv"), shapes
     if key.op == "relu":
-        return nn.ReLU(inplace=True), [(1, key.cin, *hw)]
+        return nn.ReLU(inplace=True), shapes
     if key.op == "resadd":
-        return ResAdd(model_cfg.res_scale), [(1, key.cin, *hw)] * 2
+        return ResAdd(model_cfg.res_scale), shapes
     if key.op == "add":
-        return Add(), [(1, key.cin, *hw)] * 2
+        return Add(), shapes
     if key.op == "shuffle":
-        return nn.PixelShuffle(key.k), [(1, key.cin, *hw)]
+        return nn.PixelShuffle(key.k), shapes
+    if key.op == "clamp":
+        return Clamp(), shapes
     if key.op.startswith("skip_"):
-        return make_skip(key.op[len("skip_"):], scale), [(1, 3, *hw)]
+        return make_skip(key.op[len("skip_"):], scale), shapes
     if key.op.startswith("block_"):
-        block = block_at_widths(key.op[len("block_"):], (key.cin, key.cout), model_cfg, scale)
-        return block, [(1, model_cfg.n_feats, *hw)]
+        return block_at_widths(key.op[len("block_"):], (key.cin, key.cout), model_cfg, scale), shapes
     raise ValueError(f"no executor for op {key.op!r}")
 
 
-def block_at_widths(name: str, inner: Sequence[int], model_cfg: ModelConfig, scale: int) -> ResidualBlock:
-    """A block of type ``name`` whose convs run dense at the given inner widths, as compaction leaves it."""
+def row_widths(cell: CellSpec, widths: Sequence[tuple[int, int]]) -> list[int]:
+    """The widths a whole-block row is keyed by: a residual block's inner channel groups (a depthwise conv
+    keeps its group), a plain block's input and output."""
+    if not cell.residual:
+        return [widths[0][0], widths[-1][1]]
+    return [widths[first][1] for first, _, _ in Chain.block(cell.convs).groups()]
+
+
+def block_at_widths(name: str, key_widths: Sequence[int], model_cfg: ModelConfig, scale: int) -> Block:
+    """A block of type ``name`` whose convs run dense at the widths of its row, as compaction leaves it."""
     steps = block_templates(model_cfg, scale)[name]
-    convs = [st for st in steps if st.op == "conv"]
-    chans = [convs[0].cin, *list(inner)[:len(convs) - 1], convs[-1].cout]
+    cell = cell_spec(steps)
+    convs = cell.convs
+    if cell.residual:
+        groups = Chain.block(convs).groups()
+        inner = list(key_widths)[:len(groups)] if len(groups) > 1 else [key_widths[0]]
+        edge = [0] * (len(convs) - 1)
+        for (first, last, _), width in zip(groups, inner):
+            edge[first:last + 1] = [width] * (last - first + 1)
+        chans = [convs[0].cin, *edge, convs[-1].cout]
+    else:
+        chans = [key_widths[0], *[0] * (len(convs) - 1), key_widths[-1]]
     body: list[nn.Module] = []
     for st in steps:
         if st.op == "conv":
             j = sum(isinstance(m, nn.Conv2d) for m in body)
-            body.append(conv_probe(chans[j], chans[j + 1], st.k, seed=j))
+            cin = chans[j]
+            cout = cin if st.depthwise else chans[j + 1]
+            body.append(conv_probe(cin, cout, st.k, seed=j, depthwise=st.depthwise))
         elif st.op == "relu":
             body.append(nn.ReLU(inplace=True))
-    return ResidualBlock(nn.Sequential(*body), model_cfg.res_scale)
+    return ResidualBlock(nn.Sequential(*body), model_cfg.res_scale) if cell.residual else Block(nn.Sequential(*body))
 
 
-def block_keys(steps: list[Step], h: int, w: int, schemes: list[str], rates: list[float],
-               rule: WidthRule = WidthRule()) -> list[OpKey]:
-    """The LUT rows a block template needs, op by op.
+def width_sets(model_cfg: ModelConfig, scale: int, schemes: Sequence[str], rates: Sequence[float],
+               rule: WidthRule = WidthRule()) -> dict[str, list[tuple[set[int], set[int]]]]:
+    """Per template (each block type, 'head', 'tail'), per conv, every (input, output) width a grid plan
+    of filter / block pruning can leave it, in any path.
+
+    Residual blocks keep their input and output, so their own convs decide; a plain block
+    and the head and tail take any width an edge between cells can have (WidthRule.trunk).
+    """
+    templates = block_templates(model_cfg, scale)
+    head, tail = end_templates(model_cfg, scale)
+    cells = {name: cell_spec(steps) for name, steps in templates.items()}
+    trunk = rule.trunk(specs(head), cells.values(), specs(tail), schemes, rates)
+    out: dict[str, list[tuple[set[int], set[int]]]] = {}
+    for name, cell in cells.items():
+        if cell.residual:
+            out[name] = rule.sets(cell.convs, schemes, rates)
+        elif len(cell.convs) == 1:
+            out[name] = [(set(trunk), set(trunk))]
+        else:
+            raise ValueError(f"block {name}: a block without a residual add must have one conv to be priced")
+    for end, steps, free in (("head", head, -1), ("tail", tail, 0)):
+        convs = specs(steps)
+        out[end] = [({c.cin}, {c.cout}) for c in convs]
+        side = out[end][free]
+        out[end][free] = (side[0], trunk) if free == -1 else (trunk, side[1])
+    return out
+
+
+def block_keys(steps: list[Step], sets: list[tuple[set[int], set[int]]], h: int, w: int,
+               others: Sequence[tuple[str, float]] = ()) -> list[OpKey]:
+    """The LUT rows a template needs, op by op.
 
     `filter` and `block` run as dense convs over fewer channels: every width any grid
     plan leaves is measured dense, as the full grid of input x output widths per conv so
-    that off-grid rates interpolate bilinearly. The other schemes run dense-with-zeros
-    at their layer's full width (transferred to narrower widths as a ratio); ReLUs are
-    measured at each width.
+    that off-grid rates interpolate bilinearly (a depthwise conv: its one width). The
+    other schemes (``others``) run dense-with-zeros at their layer's full width
+    (transferred to narrower widths as a ratio); ReLUs are measured at each width.
     """
-    convs = [st for st in steps if st.op == "conv"]
-    sets = rule.sets(convs, schemes, rates)
-    others = zero_options(schemes, rates)
     keys: list[OpKey] = []
     j = -1
     for st in steps:
         if st.op == "conv":
             j += 1
-            keys += [OpKey("conv", a, b, st.k, h, w) for a in sorted(sets[j][0]) for b in sorted(sets[j][1])]
-            keys += [OpKey("conv", st.cin, st.cout, st.k, h, w, s, r) for s, r in others]
+            ins, outs = sorted(sets[j][0]), sorted(sets[j][1])
+            pairs = [(c, c) for c in outs] if st.depthwise else [(a, b) for a in ins for b in outs]
+            keys += [conv_key(st, a, b, h, w) for a, b in pairs]
+            keys += [conv_key(st, st.cin, st.cout, h, w, s, r) for s, r in others]
         elif st.op == "relu":
             keys += [OpKey("relu", c, c, 0, h, w) for c in sorted(sets[j][1] if j >= 0 else {st.cin})]
         else:
@@ -169,27 +273,31 @@ def block_keys(steps: list[Step], h: int, w: int, schemes: list[str], rates: lis
 
 
 def whole_block_key(name: str, inner: Sequence[int], h: int, w: int) -> OpKey:
-    """The row of a whole block by its inner widths (the channels between its convs).
+    """The row of a whole block by its key widths (row_widths: inner channel groups, or a plain block's
+    input and output).
 
-    cin / cout hold the first and last inner width. A block timed as one piece keeps
-    what a runtime fuses inside it (ONNX Runtime fuses conv + ReLU and keeps its blocked
-    layout from conv to conv), which op rows miss.
+    cin / cout hold the first and last of them. A block timed as one piece keeps what a
+    runtime fuses inside it (ONNX Runtime fuses conv + ReLU and keeps its blocked layout
+    from conv to conv), which op rows miss.
     """
     if not 1 <= len(inner) <= 2:
-        raise ValueError(f"block {name}: whole-block LUT rows need 2 or 3 convs, it has {len(inner) + 1}; "
+        raise ValueError(f"block {name}: whole-block LUT rows need at most 2 varying widths, it has {len(inner)}; "
                          f"use latency.granularity: op")
     return OpKey(f"block_{name}", inner[0], inner[-1], 0, h, w)
 
 
-def whole_block_keys(name: str, steps: list[Step], h: int, w: int, schemes: list[str], rates: list[float],
-                     rule: WidthRule = WidthRule()) -> list[OpKey]:
-    """One block type's whole-block rows: the full grid of its inner widths (bilinear off it).
+def whole_block_keys(name: str, steps: list[Step], sets: list[tuple[set[int], set[int]]], h: int,
+                     w: int) -> list[OpKey]:
+    """One block type's whole-block rows: the full grid of its key widths (bilinear off it).
 
     Unstructured and pattern zeros run dense, so only filter / block widths make rows.
     """
-    convs = [st for st in steps if st.op == "conv"]
-    inner = [sorted(outs) for _, outs in rule.sets(convs, schemes, rates)[:-1]]
-    return [whole_block_key(name, ws, h, w) for ws in itertools.product(*inner)]
+    cell = cell_spec(steps)
+    if cell.residual:
+        axes = [sorted(sets[first][1]) for first, _, _ in Chain.block(cell.convs).groups()]
+    else:
+        axes = [sorted(sets[0][0]), sorted(sets[-1][1])]
+    return [whole_block_key(name, ws, h, w) for ws in itertools.product(*axes)]
 
 
 def catalogue(model_cfg: ModelConfig, scale: int, lr_hw: tuple[int, int], schemes: list[str],
@@ -197,15 +305,20 @@ def catalogue(model_cfg: ModelConfig, scale: int, lr_hw: tuple[int, int], scheme
     """All distinct LUT keys the search space of ``model_cfg`` can need at ``lr_hw``.
 
     ``granularity`` "op" times every conv, ReLU and add of a block on its own; "block"
-    times each block type whole at every width pruning can leave it.
+    times each block type whole at every width pruning can leave it. The head and tail
+    are timed op by op at every width their neighbours can leave them.
     """
     h, w = lr_hw
-    keys = fixed_keys(model_cfg, scale, h, w)
+    sets = width_sets(model_cfg, scale, schemes, rates, rule)
+    head, tail = end_templates(model_cfg, scale)
+    keys = block_keys(head, sets["head"], h, w) + block_keys(tail, sets["tail"], h, w) \
+        + fixed_keys(model_cfg, scale, h, w)
+    others = zero_options(schemes, rates)
     for name, steps in block_templates(model_cfg, scale).items():
         if granularity == "block":
-            keys += whole_block_keys(name, steps, h, w, schemes, rates, rule)
+            keys += whole_block_keys(name, steps, sets[name], h, w)
         else:
-            keys += block_keys(steps, h, w, schemes, rates, rule)
+            keys += block_keys(steps, sets[name], h, w, others)
     seen, out = set(), []
     for k in keys:
         if k not in seen:

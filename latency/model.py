@@ -5,9 +5,10 @@ from typing import Mapping, Sequence
 
 from supernet.config import Config, ModelConfig
 from supernet.errors import UserError
-from supernet.widths import DENSE, WIDTH_SCHEMES, WidthRule, normalise
+from supernet.widths import DENSE, WIDTH_SCHEMES, Chain, WidthRule, normalise
 
-from .catalogue import OpKey, Step, block_templates, fixed_keys, whole_block_key
+from .catalogue import (OpKey, Step, block_templates, cell_spec, conv_key, end_templates, fixed_keys, row_widths,
+                        specs, whole_block_key)
 from .lut import LUT
 
 Plan = Mapping[str, tuple[str, float]]
@@ -24,6 +25,8 @@ class LatencyModel:
     measured a few whole networks end to end; it absorbs what the op sum misses (framework
     overhead between ops, cache effects) and is 1, 0 otherwise. A block type the LUT holds
     whole-block rows for (latency.granularity: block) is priced by those instead of its ops.
+    Widths come from supernet.widths over the candidate's whole conv chain, so a plain
+    block that narrows the trunk narrows its neighbours (and the head or tail) too.
     ``schemes`` are those the search may use (default: every one the LUT can price).
     """
 
@@ -32,10 +35,13 @@ class LatencyModel:
                  schemes: Sequence[str] | None = None):
         self.lut, self.cfg, self.scale, self.rule = lut, model_cfg, scale, rule
         self.schemes = sorted(set(schemes) if schemes is not None else
-                              {k.scheme for k in lut.rows if k.op == "conv"} | set(WIDTH_SCHEMES))
+                              {k.scheme for k in lut.rows if k.op in ("conv", "dwconv")} | set(WIDTH_SCHEMES))
         self.whole = {k.op[len("block_"):] for k in lut.rows if k.op.startswith("block_")}
         self.h, self.w = int(lr_hw[0]), int(lr_hw[1])
         self.templates = block_templates(model_cfg, scale)
+        self.cells = {name: cell_spec(steps) for name, steps in self.templates.items()}
+        self.head, self.tail = end_templates(model_cfg, scale)
+        self.head_convs, self.tail_convs = specs(self.head), specs(self.tail)
         cal = lut.calibration if calibrate else None
         self.cal_scale = float(cal["scale"]) if cal else 1.0
         self.cal_offset = float(cal["offset"]) if cal else 0.0
@@ -43,6 +49,8 @@ class LatencyModel:
         self.rates = sorted(float(r) for r in grid)
         self._fixed = sum(lut.ms(k) for k in fixed_keys(model_cfg, scale, self.h, self.w))
         self._cache: dict = {}
+        self._ends = self.ops_ms(self.head, [(c.cin, c.cout) for c in self.head_convs]) + \
+            self.ops_ms(self.tail, [(c.cin, c.cout) for c in self.tail_convs])   # at full width
 
     @classmethod
     def for_config(cls, lut: LUT, cfg: Config, calibrate: bool = True) -> "LatencyModel":
@@ -55,19 +63,24 @@ class LatencyModel:
     def raw(self, path: Sequence[str], plan: Plan | None = None) -> float:
         """Uncalibrated sum of the LUT rows of every op of the candidate (ms)."""
         plan = dict(plan or {})
-        known = set()
-        total = self._fixed
-        for i, block in enumerate(path):
+        for block in path:
             if block not in self.templates:
                 raise UserError(f"path {tuple(path)}: block {block!r} is not in model.blocks {self.cfg.blocks}")
-            layers = tuple(normalise(*plan.get(f"body.{i}.{st.name}", ("none", 0.0)))
-                           for st in self.templates[block] if st.op == "conv")
-            known.update(f"body.{i}.{st.name}" for st in self.templates[block] if st.op == "conv")
-            total += self.block_ms(block, layers)
-        unknown = sorted(set(plan) - known)
+        chain = Chain.of(self.head_convs, [self.cells[b] for b in path], self.tail_convs)
+        unknown = sorted(set(plan) - {c.name for c in chain.convs if c.name.startswith("body.")})
         if unknown:
             raise UserError(f"pruning plan names layer(s) {unknown} that path {tuple(path)} does not have; "
                             f"layer names come from SRNet.prunable()")
+        layers = [normalise(*plan.get(c.name, DENSE)) for c in chain.convs]
+        widths = self.rule.widths(chain, layers)
+        n_head = len(self.head_convs)
+        total = self._fixed + self.ops_ms(self.head, widths[:n_head]) + \
+            self.ops_ms(self.tail, widths[len(widths) - len(self.tail_convs):])
+        j = n_head
+        for block in path:
+            n = len(self.cells[block].convs)
+            total += self.cell_ms(block, tuple(layers[j:j + n]), tuple(widths[j:j + n]))
+            j += n
         return total
 
     def predict(self, path: Sequence[str], plan: Plan | None = None) -> float:
@@ -75,27 +88,34 @@ class LatencyModel:
         return self.cal_scale * self.raw(path, plan) + self.cal_offset
 
     def block_ms(self, block: str, layers: tuple[tuple[str, float], ...]) -> float:
-        """One block's latency with its convs pruned as ``layers`` (scheme, rate) in order."""
-        ck = (block, layers)
-        if ck in self._cache:
-            return self._cache[ck]
-        steps = self.templates[block]
-        convs = [st for st in steps if st.op == "conv"]
-        widths = self.rule.widths(convs, list(layers))
-        if block in self.whole:
-            self._cache[ck] = self.lut.ms(whole_block_key(block, [b for _, b in widths[:-1]], self.h, self.w))
-            return self._cache[ck]
+        """One block's latency with its convs pruned as ``layers`` (scheme, rate) in order, its input and
+        output at full width."""
+        return self.cell_ms(block, layers, tuple(self.rule.widths(self.cells[block].convs, list(layers))))
+
+    def cell_ms(self, block: str, layers: tuple[tuple[str, float], ...], widths: tuple[tuple[int, int], ...]) -> float:
+        """One block's latency with its convs pruned as ``layers`` and running at ``widths`` (input, output)."""
+        ck = (block, layers, widths)
+        if ck not in self._cache:
+            if block in self.whole:
+                key = whole_block_key(block, row_widths(self.cells[block], widths), self.h, self.w)
+                self._cache[ck] = self.lut.ms(key)
+            else:
+                self._cache[ck] = self.ops_ms(self.templates[block], widths, layers)
+        return self._cache[ck]
+
+    def ops_ms(self, steps: Sequence[Step], widths: Sequence[tuple[int, int]],
+               layers: Sequence[tuple[str, float]] | None = None) -> float:
+        """A template's ops summed at ``widths`` (per conv) under ``layers`` (default dense)."""
         total, j = 0.0, -1
         for st in steps:
             if st.op == "conv":
                 j += 1
-                total += self.conv_ms(st, widths[j], layers[j])
+                total += self.conv_ms(st, widths[j], layers[j] if layers is not None else DENSE)
             elif st.op == "relu":
-                c = widths[j][1] if j >= 0 else st.cin
-                total += self.elementwise_ms("relu", c)
+                total += self.channelwise_ms(OpKey("relu", *(2 * [widths[j][1] if j >= 0 else st.cin]), 0,
+                                                   self.h, self.w))
             else:
                 total += self.lut.ms(OpKey("resadd", st.cin, st.cout, 0, self.h, self.w))
-        self._cache[ck] = total
         return total
 
     def conv_ms(self, st: Step, width: tuple[int, int], layer: tuple[str, float]) -> float:
@@ -108,43 +128,55 @@ class LatencyModel:
         if scheme in WIDTH_SCHEMES:
             scheme, rate = DENSE
         cin, cout = width
-        exact = OpKey("conv", cin, cout, st.k, self.h, self.w, scheme, rate)
+        exact = conv_key(st, cin, cout, self.h, self.w, scheme, rate)
+        if st.depthwise and (scheme, rate) == DENSE:
+            return self.channelwise_ms(exact)
         if exact in self.lut or (scheme, rate) == DENSE or (cin, cout) == (st.cin, st.cout):
             return self.lut.ms(exact)
-        full = self.lut.ms(OpKey("conv", st.cin, st.cout, st.k, self.h, self.w, scheme, rate))
-        full_dense = self.lut.ms(OpKey("conv", st.cin, st.cout, st.k, self.h, self.w))
-        return self.lut.ms(OpKey("conv", cin, cout, st.k, self.h, self.w)) * full / full_dense
+        full = self.lut.ms(conv_key(st, st.cin, st.cout, self.h, self.w, scheme, rate))
+        full_dense = self.lut.ms(conv_key(st, st.cin, st.cout, self.h, self.w))
+        return self.conv_ms(st, width, DENSE) * full / full_dense
+
+    def channelwise_ms(self, key: OpKey) -> float:
+        """An op whose cost is linear in its channels (ReLU, depthwise conv): exact row, else the nearest
+        row of its kind scaled by the channels."""
+        if key in self.lut:
+            return self.lut.ms(key)
+        near = [k for k in self.lut.rows if (k.op, k.k, k.h, k.w, k.scheme, k.rate) ==
+                (key.op, key.k, key.h, key.w, key.scheme, key.rate) and k.cin == k.cout]
+        if not near:
+            return self.lut.ms(key)  # raises MissingRow naming it
+        k = min(near, key=lambda k: abs(k.cin - key.cin))
+        return self.lut.ms(k) * key.cin / k.cin
 
     def elementwise_ms(self, op: str, c: int) -> float:
         """An elementwise op over ``c`` channels: exact row, else the nearest row scaled by c."""
-        key = OpKey(op, c, c, 0, self.h, self.w)
-        if key in self.lut:
-            return self.lut.ms(key)
-        near = [k for k in self.lut.rows if k.op == op and (k.h, k.w) == (self.h, self.w)]
-        if not near:
-            return self.lut.ms(key)  # raises MissingRow naming it
-        k = min(near, key=lambda k: abs(k.cin - c))
-        return self.lut.ms(k) * c / k.cin
+        return self.channelwise_ms(OpKey(op, c, c, 0, self.h, self.w))
 
     # ---- targets -----------------------------------------------------------------------------
     def fastest_block_ms(self) -> float:
-        """The cheapest one block can be: best block type, every conv at its fastest scheme and rate."""
+        """The cheapest one block can be: best block type, every conv at its fastest scheme and rate (a
+        plain block between the narrowest trunk widths its neighbours can leave)."""
         best = float("inf")
-        for block, steps in self.templates.items():
-            n_conv = sum(st.op == "conv" for st in steps)
-            for s in self.schemes:
-                for r in self.rates:
-                    try:
-                        best = min(best, self.block_ms(block, (normalise(s, r),) * n_conv))
-                    except UserError:
-                        continue
+        narrowest = min(self.rule.trunk(self.head_convs, self.cells.values(), self.tail_convs, self.schemes,
+                                        self.rates))
+        for block, cell in self.cells.items():
+            n_conv = len(cell.convs)
+            tries = [(block, (normalise(s, r),) * n_conv, None) for s in self.schemes for r in self.rates]
+            if not cell.residual and n_conv == 1:
+                tries.append((block, (DENSE,), ((narrowest, narrowest),)))
+            for b, layers, widths in tries:
+                try:
+                    best = min(best, self.block_ms(b, layers) if widths is None else self.cell_ms(b, layers, widths))
+                except UserError:
+                    continue
         if best == float("inf"):
             raise UserError("the LUT holds no complete block; rebuild it with `srnas latency build`")
         return best
 
     def fastest_ms(self, n_cells: int) -> float:
-        """Predicted latency of the fastest candidate with ``n_cells`` cells."""
-        return self.cal_scale * (self._fixed + n_cells * self.fastest_block_ms()) + self.cal_offset
+        """Predicted latency of the fastest candidate with ``n_cells`` cells (head and tail at full width)."""
+        return self.cal_scale * (self._fixed + self._ends + n_cells * self.fastest_block_ms()) + self.cal_offset
 
     def max_cells(self, target_ms: float, limit: int = 1024) -> int:
         """The largest cell count N whose fastest candidate meets ``target_ms``."""

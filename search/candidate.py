@@ -10,23 +10,13 @@ from typing import Sequence
 import numpy as np
 import yaml
 
-from supernet.blocks import make_block
 from supernet.config import ModelConfig
 from supernet.errors import UserError
-from supernet.model import block_kwargs
-from supernet.widths import WIDTH_SCHEMES, WidthRule, kept, normalise
+from supernet.model import cell_specs, path_chain
+from supernet.widths import DENSE, WIDTH_SCHEMES, ConvSpec, WidthRule, kept, normalise
 
 Plan = dict[str, tuple[str, float]]
-
-
-@dataclass(frozen=True)
-class Slot:
-    """One prunable conv of a block type: its name inside the block and its shape."""
-
-    name: str        # e.g. 'body.0' (relative to the block)
-    cin: int
-    cout: int
-    k: int
+Slot = ConvSpec   # one prunable conv of a block type: its name inside the block ('body.0') and its shape
 
 
 @dataclass(frozen=True)
@@ -104,15 +94,14 @@ class Space:
         self.schemes = list(schemes) or ["none"]
         if "none" not in self.schemes:
             self.schemes = ["none"] + self.schemes
-        kw = block_kwargs(model_cfg)
-        self.slots: dict[str, list[Slot]] = {}
-        for b in self.blocks:
-            blk = make_block(b, model_cfg.n_feats, **kw)
-            self.slots[b] = [Slot(n, c.in_channels, c.out_channels, c.kernel_size[0]) for n, c in blk.convs()]
+        self.cells = cell_specs(model_cfg)
+        self.slots: dict[str, list[Slot]] = {b: list(self.cells[b].convs) for b in self.blocks}
 
     def allowed(self, slot: Slot) -> list[str]:
-        """Schemes that make sense for a layer: pattern pruning needs kernels larger than 1x1."""
-        return [s for s in self.schemes if not (s == "pattern" and slot.k < 3)]
+        """Schemes that make sense for a layer: pattern pruning needs kernels larger than 1x1, and block
+        pruning of a depthwise conv (one column per row) removes nothing."""
+        return [s for s in self.schemes
+                if not (s == "pattern" and slot.k < 3) and not (s == "block" and slot.depthwise)]
 
     def layer_names(self, path: Sequence[str]) -> list[str]:
         """Prunable layer names of a path, in execution order (SRNet.prunable() names)."""
@@ -196,26 +185,32 @@ class Space:
     def cost(self, cand: Candidate, lr_hw: tuple[int, int]) -> tuple[float, float]:
         """(MACs, params) of the pruned candidate's non-zero weights, counted from layer shapes and rates.
 
-        Channel widths follow supernet.widths.WidthRule (what pruning.compact leaves:
-        filter narrows, block kills the channels no row-block reads); inside a conv, block
-        keeps its columns per row-block and the other schemes keep (1 - rate) of the weights.
+        Channel widths follow supernet.widths.WidthRule over the whole conv chain (what
+        pruning.compact leaves: filter narrows, block kills the channels no row-block reads,
+        a plain cell narrows its neighbours and the head or tail); inside a conv, block and a
+        tied filter keep their columns (per row-block) and the other schemes keep (1 - rate)
+        of the weights.
         """
         h, w = lr_hw
-        n, s = self.model_cfg.n_feats, self.scale
-        dense = [(3, n, 3), (n, 3 * s * s, 3)]
-        if self.model_cfg.skip == "bicubic_conv":
-            dense.append((3, 3 * s * s, 5))
-        params = sum(ci * co * k * k + co for ci, co, k in dense)
-        macs = sum(ci * co * k * k for ci, co, k in dense) * h * w
+        c_up = 3 * self.scale * self.scale
+        k_skip = {"bicubic_conv": 5, "conv": 3}.get(self.model_cfg.skip, 0)
+        params = (3 * c_up * k_skip * k_skip + c_up) if k_skip else 0
+        macs = 3 * c_up * k_skip * k_skip * h * w
+        chain = path_chain(self.model_cfg, self.scale, cand.path, self.cells)
+        plan = cand.plan(self)
+        layers = [normalise(*plan.get(c.name, DENSE)) for c in chain.convs]
         rule = dataclasses.replace(self.rule, multiple=1)   # padding carries no weights
-        for b, sch in zip(cand.path, cand.schemes):
-            slots = self.slots[b]
-            layers = [normalise(scheme, cand.rate) for scheme in sch]
-            for sl, (ci, co), (scheme, rate) in zip(slots, rule.widths(slots, layers), layers):
-                frac = 1.0 - rate
-                if scheme in WIDTH_SCHEMES:
-                    frac = min(1.0, kept(sl.cin, rate) / ci) if scheme == "block" else 1.0
-                wts = ci * co * sl.k * sl.k * frac
-                params += wts + co
-                macs += wts * h * w
+        widths = rule.widths(chain, layers)
+        for c, (ci, co), (scheme, rate), tied in zip(chain.convs, widths, layers, chain.out_tied()):
+            # zeros are spent on the inputs a filter before already removed first (pruning.masks scores them
+            # zero), so a narrowed input keeps more of what is left
+            frac = min(1.0, (1.0 - rate) * (c.cout / co if c.depthwise else c.cin / ci))
+            if scheme in WIDTH_SCHEMES:
+                # the columns a row (block) or a tied filter keeps; where its input could not narrow (a tied
+                # edge) they stay inside the conv as zeros
+                reads = scheme == "block" or tied
+                frac = min(1.0, kept(c.cin, rate) / ci) if reads and not c.depthwise else 1.0
+            wts = co * (1 if c.depthwise else ci) * c.k * c.k * frac
+            params += wts + co
+            macs += wts * h * w
         return float(macs), float(params)

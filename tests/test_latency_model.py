@@ -4,6 +4,7 @@ from __future__ import annotations
 import itertools
 import json
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -17,7 +18,7 @@ from latency.model import InfeasibleTarget, LatencyModel
 from latency.timing import measure_module, time_interleaved
 from supernet.blocks import fuse_weight_norm
 from supernet.config import load_config
-from supernet.model import build_path_net
+from supernet.model import build_path_net, path_chain
 from supernet.widths import WidthRule, kept
 
 from conftest import tiny_config
@@ -191,25 +192,51 @@ def test_every_scheme_rate_combination_is_predictable(tmp_path):
             assert m.block_ms(block, tuple(layers)) > 0  # no MissingRow for any combination
 
 
-@pytest.mark.parametrize("block", ["wdsr_a", "wdsr_b"])
-def test_predicted_widths_match_the_compacted_network(block):
-    """What the latency model prices is what pruning.compact builds: exact for filter, near for block."""
+ALL_BLOCKS = ["wdsr_a", "wdsr_b", "plain", "dws"]
+
+
+def _widths_agree(cfg, path, layers_by_name, seed):
+    """Compact the path pruned by the plan; compare every conv's widths (head and tail too) with the rule's."""
     from pruning import pruned_path_net
-    cfg = load_config("experiments/configs/quick.yaml")
-    convs = [s for s in block_templates(cfg.model, cfg.data.scale)[block] if s.op == "conv"]
+    chain = path_chain(cfg.model, cfg.data.scale, path)
+    layers = [layers_by_name.get(c.name, ("none", 0.0)) for c in chain.convs]
+    plan = {n: lay for n, lay in layers_by_name.items() if lay[0] != "none"}
+    torch.manual_seed(seed)
+    net = pruned_path_net(cfg.model, cfg.data.scale, path, plan, cfg.pruning)
+    got = [(m.in_channels, m.out_channels) for m in (net.get_submodule(c.name) for c in chain.convs)]
+    want = WidthRule.of(cfg.pruning).widths(chain, layers)
+    if all(s != "block" for s, _ in layers):
+        assert got == want, (path, layers)
+    # block reads a random union, priced at its expected size; padding may round it one step apart
+    tol = lambda n: max(2, 0.2 * n, cfg.pruning.channel_multiple)  # noqa: E731
+    for (gi, go), (wi, wo) in zip(got, want):
+        assert abs(go - wo) <= tol(wo) and abs(gi - wi) <= tol(wi), (path, layers, got, want)
+
+
+@pytest.mark.parametrize("block", ALL_BLOCKS)
+def test_predicted_widths_match_the_compacted_network(block):
+    """What the latency model prices is what pruning.compact builds: exact for filter, near for block.
+
+    A plain block narrows the trunk, so it is judged as two in a row: head -> plain, plain -> plain and
+    plain -> tail edges all take part.
+    """
+    cfg = load_config("experiments/configs/quick.yaml", {"model": {"blocks": ALL_BLOCKS}})
+    path = (block, block) if block == "plain" else (block,)
+    names = [c.name for c in path_chain(cfg.model, cfg.data.scale, path).convs if c.name.startswith("body.")]
     options = [("none", 0.0)] + [(s, r) for s in ("filter", "block") for r in (0.25, 0.5, 0.75)]
-    for seed, layers in enumerate(itertools.product(options, repeat=len(convs))):
-        plan = {f"body.0.{st.name}": lay for st, lay in zip(convs, layers) if lay[0] != "none"}
-        torch.manual_seed(seed)
-        net = pruned_path_net(cfg.model, cfg.data.scale, (block,), plan, cfg.pruning)
-        got = [(c.in_channels, c.out_channels) for c in net.body[0].body if isinstance(c, nn.Conv2d)]
-        want = WidthRule.of(cfg.pruning).widths(convs, list(layers))
-        if all(s != "block" for s, _ in layers):
-            assert got == want, layers
-        # block reads a random union, priced at its expected size; padding may round it one step apart
-        tol = lambda n: max(2, 0.2 * n, cfg.pruning.channel_multiple)  # noqa: E731
-        for (gi, go), (wi, wo) in zip(got, want):
-            assert abs(go - wo) <= tol(wo) and abs(gi - wi) <= tol(wi), (layers, got, want)
+    for seed, layers in enumerate(itertools.product(options, repeat=len(names))):
+        _widths_agree(cfg, path, dict(zip(names, layers)), seed)
+
+
+def test_predicted_widths_match_in_mixed_paths():
+    """Plain cells next to residual ones (tied), to the head and tail (ABPN's), with every scheme."""
+    cfg = load_config("experiments/configs/fast_x2.yaml", {"model": {"blocks": ALL_BLOCKS, "n_cells": 4}})
+    rng = np.random.default_rng(0)
+    options = [("none", 0.0)] + [(s, r) for s in ("filter", "block", "unstructured") for r in (0.25, 0.5, 0.75)]
+    for seed in range(40):
+        path = tuple(ALL_BLOCKS[i] for i in rng.integers(len(ALL_BLOCKS), size=4))
+        names = [c.name for c in path_chain(cfg.model, cfg.data.scale, path).convs if c.name.startswith("body.")]
+        _widths_agree(cfg, path, {n: options[rng.integers(len(options))] for n in names}, seed)
 
 
 def test_whole_block_granularity_prices_blocks_by_their_own_rows(tmp_path):
@@ -231,3 +258,60 @@ def test_whole_block_granularity_prices_blocks_by_their_own_rows(tmp_path):
     # off the grid (a rate between grid rates): bilinear over the two inner widths
     assert m.predict(("wdsr_b", "wdsr_a"), {"body.0.body.2": ("filter", 0.4)}) > 0
     assert m.max_cells(m.fastest_ms(2) + 1e-6) == 2
+
+
+def _fast_cfg(tmp_path, **lat):
+    return load_config(tiny_config(
+        tmp_path, model={"blocks": ["plain", "dws", "wdsr_b"], "head_act": "relu", "tail": "abpn", "skip": "anchor",
+                         "clamp": True},
+        latency={"lr_height": HW[0], "lr_width": HW[1], "warmup": 0, "repeats": 2, "threads": 1, "calib_samples": 0,
+                 **lat}))
+
+
+def test_a_plain_path_is_priced_op_by_op_with_its_narrowed_neighbours(tmp_path):
+    """Filter pruning of the first of two plain cells narrows its output and the next cell's input; the head
+    (conv + ReLU), ABPN tail (conv + ReLU + conv), anchor, add, shuffle and clamp are priced too."""
+    cfg = _fast_cfg(tmp_path)
+    lut = LUT.create(tmp_path / "syn.csv", fingerprint("torch-cpu", 1))
+    rule = WidthRule.of(cfg.pruning)
+    for k in catalogue(cfg.model, cfg.data.scale, HW, cfg.pruning.schemes, cfg.latency.rates, rule):
+        lut.add(Row(k, synthetic_ms(k), 0.0, 1))
+    m = LatencyModel(lut, cfg.model, cfg.data.scale, HW, rule=rule)
+    n, c = cfg.model.n_feats, 3 * cfg.data.scale ** 2
+    conv = lambda a, b: synthetic_ms(OpKey("conv", a, b, 3, *HW))   # noqa: E731
+    relu = lambda a: synthetic_ms(OpKey("relu", a, a, 0, *HW))     # noqa: E731
+    s = cfg.data.scale
+    fixed = sum(synthetic_ms(k) for k in (OpKey("skip_anchor", 3, c, 0, *HW), OpKey("add", c, c, 0, *HW),
+                                          OpKey("shuffle", c, 3, s, *HW), OpKey("clamp", 3, 3, s, *HW)))
+    half = kept(n, 0.5)
+    want = conv(3, n) + relu(n) + conv(n, half) + relu(half) + conv(half, n) + relu(n) + conv(n, c) + relu(c) \
+        + conv(c, c) + fixed
+    assert m.predict(("plain", "plain"), {"body.0.body.0": ("filter", 0.5)}) == pytest.approx(want)
+
+
+@pytest.mark.parametrize("granularity", ["op", "block"])
+def test_the_fast_space_is_timed_and_priced_in_full(tmp_path, granularity):
+    """A built LUT of plain / dws / wdsr_b cells prices every path under every grid plan (no missing row), and
+    its whole-block probes are the blocks as compaction leaves them."""
+    from latency.catalogue import block_at_widths, row_widths
+    cfg = _fast_cfg(tmp_path, granularity=granularity)
+    lut = build_lut(cfg, out=tmp_path / "f.csv", progress=False)
+    ops = {k.op for k in lut.rows}
+    assert {"skip_anchor", "clamp", "relu"} <= ops
+    assert {"block_plain", "block_dws", "block_wdsr_b"} <= ops if granularity == "block" else "dwconv" in ops
+    m = LatencyModel.for_config(lut, cfg, calibrate=False)
+    grid = [(s, r) for s in cfg.pruning.schemes for r in cfg.latency.rates]
+    space = cfg.model.blocks
+    for path in itertools.product(space, repeat=cfg.model.n_cells):
+        chain = path_chain(cfg.model, cfg.data.scale, path)
+        names = [c.name for c in chain.convs if c.name.startswith("body.")]
+        for s, r in grid:
+            assert m.predict(path, {nm: (s, r) for nm in names}) > 0
+    rule = WidthRule.of(cfg.pruning)
+    for block in ("plain", "dws"):
+        cell = m.cells[block]
+        widths = [(3, 5)] if block == "plain" else rule.widths(cell.convs, [("filter", 0.5)] * 3)
+        blk = block_at_widths(block, row_widths(cell, widths), cfg.model, cfg.data.scale)
+        assert [(c.in_channels, c.out_channels) for c in blk.body if isinstance(c, nn.Conv2d)] == list(widths)
+        x = torch.rand(1, widths[0][0], *HW)
+        assert blk(x).shape == (1, widths[-1][1], *HW)

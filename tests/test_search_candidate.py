@@ -117,7 +117,7 @@ def test_impossible_target_fails_early_with_fastest_latency():
 
 @pytest.mark.parametrize("schemes", [("filter", "none", "filter"), ("none", "filter", "filter"),
                                      ("unstructured", "filter", "none"), ("block", "block", "block"),
-                                     ("filter", "block", "unstructured")])
+                                     ("filter", "block", "unstructured"), ("filter", "unstructured", "none")])
 @pytest.mark.parametrize("rate", [0.5, 0.75])
 def test_cost_counts_the_macs_of_the_compacted_network(schemes, rate):
     """Space.cost (cheap, per candidate) agrees with counting the non-zero weights of the real pruned net."""
@@ -152,3 +152,54 @@ def test_search_ends_short_when_the_space_runs_out(tmp_path):
     assert len(out["guided"].rows) == 2 and len(out["random"].rows) == 2   # the whole space: wdsr_a, wdsr_b
     assert float(out["guided"].best()["psnr"]) == 31.0
     assert any("no new candidates" in s for s in logs)
+
+
+def test_fast_space_encodes_one_hot_blocks_and_per_block_scheme_slots():
+    """plain, dws, wdsr_b cells: one-hot block per cell, a scheme slot per layer of every block type;
+    a depthwise conv never takes block pruning (one column per row: it would remove nothing)."""
+    mc = ModelConfig(n_cells=3, blocks=["plain", "dws", "wdsr_b"], n_feats=8, expansion_b=2, head_act="relu",
+                     tail="abpn", skip="anchor", clamp=True)
+    sp = Space(mc, SCHEMES, 2)
+    assert [len(sp.slots[b]) for b in sp.blocks] == [1, 3, 3]
+    assert sp.dim == 3 * (3 + 7 * len(SCHEMES))
+    dw = sp.slots["dws"][1]
+    assert dw.depthwise and "block" not in sp.allowed(dw) and "filter" in sp.allowed(dw)
+    rng = np.random.default_rng(5)
+    for _ in range(30):
+        c = sp.random(rng)
+        assert sp.encode(c).sum() == 3 + sum(len(s) for s in c.schemes)
+        sp.check(sp.mutate(c, rng))
+
+
+@pytest.mark.parametrize("path", [("plain", "plain", "plain", "plain"), ("dws", "plain", "wdsr_b", "plain"),
+                                  ("plain", "dws", "dws", "plain")])
+@pytest.mark.parametrize("scheme", ["filter", "unstructured", "block", "mixed"])
+def test_cost_of_the_fast_space_counts_the_compacted_network(path, scheme):
+    """Space.cost follows the chain: a filtered plain cell narrows its neighbours, the ABPN head and tail
+    included; a depthwise conv costs its channels x k^2."""
+    import torch
+    from pruning import count_macs, pruned_path_net
+    from supernet.config import load_config
+    from supernet.widths import WidthRule
+    cfg = load_config("experiments/configs/fast_x2.yaml")
+    sp = Space(cfg.model, SCHEMES, 2, WidthRule.of(cfg.pruning))
+    mix = ["filter", "unstructured", "filter", "none", "block"]
+    k = 0
+    schemes = []
+    for b in path:
+        cell = []
+        for sl in sp.slots[b]:
+            s = mix[k % len(mix)] if scheme == "mixed" else scheme
+            cell.append(s if s in sp.allowed(sl) else "none")
+            k += 1
+        schemes.append(tuple(cell))
+    cand = Candidate(path, tuple(schemes), 0.5)
+
+    def real(c):
+        torch.manual_seed(0)
+        return count_macs(pruned_path_net(cfg.model, 2, c.path, c.plan(sp), cfg.pruning), (16, 16))
+    macs, _ = sp.cost(cand, (16, 16))
+    dense, _ = sp.cost(cand.with_rate(0.0), (16, 16))
+    assert dense == pytest.approx(real(cand.with_rate(0.0)))
+    tol = 0.06 if scheme in ("block", "mixed") else 1e-6   # block: the union of row-blocks' columns is random
+    assert macs == pytest.approx(real(cand), rel=tol) and macs < dense
