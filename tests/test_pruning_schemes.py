@@ -55,7 +55,8 @@ def test_kept_channels():
     assert kept_out_channels(32, "filter", 0.5, tied_out=True) == 32 and kept_in_channels(16, "filter", 0.5) == 16
     # the filter mask keeps exactly that many filters (or input channels)
     w = torch.randn(32, 16, 3, 3)
-    assert int((SCHEMES["filter"].mask(w, 0.5, CFG).flatten(1).sum(1) > 0).sum()) == kept_out_channels(32, "filter", 0.5)
+    filters = SCHEMES["filter"].mask(w, 0.5, CFG)
+    assert int((filters.flatten(1).sum(1) > 0).sum()) == kept_out_channels(32, "filter", 0.5)
     tied = SCHEMES["filter"].mask(w, 0.5, CFG, tied_out=True)
     assert int((tied.transpose(0, 1).flatten(1).sum(1) > 0).sum()) == kept_in_channels(16, "filter", 0.5, tied_out=True)
 
