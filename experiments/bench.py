@@ -23,7 +23,7 @@ from tqdm import tqdm  # noqa: E402
 from latency.executors import (check_backend, check_executor, file_infer, is_quantized, make_infer,  # noqa: E402
                                quantize_onnx)
 from supernet import checkpoint  # noqa: E402
-from supernet.data import EMBEDDED, load_images, make_pairs  # noqa: E402
+from supernet.data import EMBEDDED, load_images, lr_crops, make_pairs  # noqa: E402
 from supernet.errors import UserError  # noqa: E402
 from supernet.evaluate import evaluate  # noqa: E402
 
@@ -158,16 +158,7 @@ def abpn_float_from_qat(scale: int, weights_dir: str | Path | None = None) -> nn
 
 def calibration_inputs(scale: int, n: int = 8, size: int = 96) -> list[list[torch.Tensor]]:
     """Real LR crops for INT8 calibration, from the embedded training images (never the benchmark sets)."""
-    crops = []
-    for p in make_pairs(load_images(EMBEDDED, "train"), scale):
-        lr = torch.from_numpy(p.lr).permute(2, 0, 1).float().div(255.0).unsqueeze(0)
-        h, w = lr.shape[-2:]
-        if min(h, w) >= size:
-            top, left = (h - size) // 2, (w - size) // 2
-            crops.append([lr[..., top:top + size, left:left + size].contiguous()])
-        if len(crops) == n:
-            break
-    return crops
+    return [[c] for c in lr_crops(load_images(EMBEDDED, "train"), scale, n, size)]
 
 
 def deploy(m: LoadedModel, backend: str, precision: str | None, scale: int, threads: int, lr_hw: tuple[int, int],

@@ -19,11 +19,11 @@ from pruning.reweighted import LatencyFn
 from supernet import checkpoint
 from supernet.blocks import fuse_weight_norm
 from supernet.config import Config, ModelConfig, build_section, config_of
-from supernet.data import load_images, make_pairs
+from supernet.data import load_images, lr_crops, make_pairs
 from supernet.errors import UserError
 from supernet.evaluate import evaluate, evaluate_bicubic
 from supernet.model import parse_path
-from supernet.train import load_supernet
+from supernet.train import load_supernet, load_train_images
 
 from .candidate import Candidate
 from .results import Stage3Result
@@ -65,7 +65,10 @@ def stage3(cfg: Config, out_dir: Path, winner: Candidate, lat_model) -> Stage3Re
         winner.scheme_map(make_space(cfg)), sdir, timer_for(cfg), latency_fn, target, candidate=winner.to_dict())
     compact = pm.compact()
     files = pruning.export_model(compact, run.export_dir, lr_hw=tuple(pm.lr_hw), channels_last=pm.layout == "nhwc")
-    quality = benchmark_quality(compact, cfg)
+    infer, deployed = deployed_infer(compact, cfg, run)
+    if deployed is not None:
+        files = {**(files or {}), "deploy": deployed}
+    quality = benchmark_quality(infer, cfg)
     first = next(iter(quality))
     q = quality[first]
     res = Stage3Result(
@@ -77,6 +80,24 @@ def stage3(cfg: Config, out_dir: Path, winner: Candidate, lat_model) -> Stage3Re
         files={"model": str(sdir / "pruned.pt"), **{k: str(v) for k, v in (files or {}).items()}})
     res.save(run.final)
     return res
+
+
+def deployed_infer(compact: nn.Module, cfg: Config, run) -> tuple:
+    """The winner as the config's executor runs it (a function of the LR input) and the file it runs, if any.
+
+    Quality is that of what the user deploys: an ONNX Runtime / OpenVINO executor scores the exported
+    file (for INT8, the quantized one, calibrated on crops of the training images), not the torch model.
+    """
+    from latency.executors import make_infer, torch_infer
+
+    lat = cfg.latency
+    if lat.backend.startswith("torch"):
+        return torch_infer(compact, lat.backend, lat.precision), None
+    calib = [[c] for c in lr_crops(load_train_images(cfg), cfg.data.scale)] if lat.precision == "int8" else None
+    work = run.export_dir / "deploy"
+    infer = make_infer(compact, [torch.rand(1, 3, 64, 64)], lat.backend, lat.threads, lat.precision, calib,
+                       dynamic=True, workdir=work)
+    return infer, work / ("model_int8.onnx" if lat.precision == "int8" else "model.onnx")
 
 
 def benchmark_quality(model, cfg: Config) -> dict[str, dict]:

@@ -84,6 +84,20 @@ def load_images(source: str, split: str = "train", min_side: int = 1, data_root:
     return load_folder(resolve_dataset(source, data_root), min_side=min_side)
 
 
+def lr_crops(images: list[HRImage], scale: int, n: int = 8, size: int = 96) -> list[torch.Tensor]:
+    """Up to ``n`` centre crops (1x3xSxS in [0, 1]) of the images' bicubic LR: real inputs for INT8 calibration."""
+    crops = []
+    for p in make_pairs(images, scale):
+        h, w = p.lr.shape[:2]
+        if min(h, w) >= size:
+            top, left = (h - size) // 2, (w - size) // 2
+            crop = np.ascontiguousarray(p.lr[top:top + size, left:left + size])
+            crops.append(torch.from_numpy(crop).permute(2, 0, 1).float().div(255.0).unsqueeze(0))
+        if len(crops) == n:
+            break
+    return crops
+
+
 @dataclass
 class Pair:
     """A validation pair: LR input and modcropped HR, uint8."""

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import pytest
+
 from search.pipeline import resolve_executor
 from supernet.config import load_config
 
@@ -28,3 +31,27 @@ def test_auto_is_chosen_once_and_kept(tmp_path, capsys):
 def test_fixed_executor_is_checked_not_timed(tmp_path):
     cfg = load_config(tiny_config(tmp_path, latency={"backend": "onnxruntime", "precision": "int8"}))
     assert resolve_executor(cfg) is cfg and not cfg.run().executor.exists()
+
+
+@pytest.mark.slow
+def test_int8_run_deploys_and_scores_the_quantized_file(tmp_path):
+    """`srnas run` for ONNX Runtime INT8: stage 3 writes the QDQ file that executor runs and scores that file."""
+    import onnxruntime as ort
+    from latency.executors import is_quantized
+    from search.cli import main
+
+    cfg = tiny_config(tmp_path, data={"benchmarks": ["skimage"]},
+                      latency={"backend": "onnxruntime", "precision": "int8", "lr_height": 12, "lr_width": 16,
+                               "rates": [0.0, 0.5], "warmup": 0, "repeats": 2, "calib_samples": 1, "threads": 1,
+                               "target": "1.2x", "soft_target": True},
+                      pruning={"schemes": ["none", "filter"], "reg_steps": 2, "finetune_steps": 2},
+                      search={"iterations": 1, "init_candidates": 2, "top_h": 1, "pool_c": 2, "pick_b": 1,
+                              "ensemble": 2, "eval_steps": 1, "eval_batch": 2, "val_crop": 32, "ablation": False})
+    assert main(["run", "-c", str(cfg)]) == 0
+    final = json.loads((tmp_path / "runs/tiny/stage3/final.json").read_text())
+    deployed = final["files"]["deploy"]
+    assert final["precision"] == "int8" and deployed.endswith("model_int8.onnx") and is_quantized(deployed)
+    sess = ort.InferenceSession(deployed, providers=["CPUExecutionProvider"])
+    out = sess.run(None, {sess.get_inputs()[0].name: np.random.rand(1, 3, 20, 24).astype(np.float32)})[0]
+    assert out.shape == (1, 3, 40, 48)
+    assert final["psnr"] > final["bicubic_psnr"] - 1.0     # the quantized winner is scored, and is no wreck
