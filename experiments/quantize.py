@@ -73,7 +73,7 @@ def load_abpn_int8(scale: int, weights: str | Path | None = None, weights_dir: s
 
 def train_abpn_int8(cfg: Config, out_dir: Path | None = None, resume: bool = False, redo: bool = False,
                     fp32_weights: str | Path | None = None, sampler: PatchSampler | None = None) -> Path:
-    """QAT fine-tune of the trained FP32 ABPN for ``cfg.zoo.qat_steps``; returns <run>/zoo/abpn_int8_x<s>.pt."""
+    """QAT fine-tune of the trained FP32 ABPN for ``cfg.train.qat_steps``; returns <run>/zoo/abpn_int8_x<s>.pt."""
     init_distributed(cfg.train.threads)
     d = cfg.data
     zoo_dir = cfg.run(out_dir).zoo_dir
@@ -89,9 +89,9 @@ def train_abpn_int8(cfg: Config, out_dir: Path | None = None, resume: bool = Fal
         sampler = PatchSampler(load_train_images(cfg), d.scale, d.patch_size, d.batch_size, d.augment,
                                cfg.train.seed, 0)
     pairs = make_pairs(load_images(d.val, "val", data_root=d.data_root), d.scale)
-    z = cfg.zoo
+    t = cfg.train
     # a short, low-lr fine-tune: QAT only has to adapt the trained weights to the int8 grid
-    recipe = Recipe(z.qat_steps, z.qat_steps, z.lr * 0.1, z.lr_min * 0.1, cfg.train.weight_decay)
+    recipe = Recipe(t.qat_steps, t.qat_steps, t.lr * 0.1, t.lr_min * 0.1, t.weight_decay)
 
     def validate(m: nn.Module) -> list[dict]:
         return [{"name": "abpn_int8", **evaluate(convert_int8(m), pairs, d.scale, ssim=False)}]

@@ -1,7 +1,7 @@
 """One YAML file per run, loaded into typed dataclasses and validated at load.
 
 Every package reads its own section (``data``, ``model``, ``train``, ``latency``,
-``pruning``, ``search``, ``zoo``); the sections live here, in the package every other
+``pruning``, ``search``; the baseline zoo trains with ``train``); the sections live here, in the package every other
 one may import, so a single load checks the whole file. Unknown keys and wrong types
 raise :class:`ConfigError` naming the dotted key path.
 """
@@ -64,6 +64,7 @@ class TrainConfig:
     block_probs: list[float] = field(default_factory=list)  # per-block sampling weights; empty = uniform
     val_paths: int = 4                    # fixed paths validated every epoch
     threads: int = 0                      # torch threads per process; 0 = torch default
+    qat_steps: int = 300                  # quantization-aware fine-tune steps (the zoo's INT8 ABPN)
 
 
 @dataclass
@@ -154,15 +155,6 @@ class SearchConfig:
 
 
 @dataclass
-class ZooConfig:
-    steps: int = 2000
-    lr: float = 1e-3
-    lr_min: float = 1e-5
-    epoch_steps: int = 200
-    qat_steps: int = 300
-
-
-@dataclass
 class Config:
     name: str = "quick"
     run_dir: str = "runs"                 # outputs go to <run_dir>/<name>/
@@ -172,7 +164,6 @@ class Config:
     latency: LatencyConfig = field(default_factory=LatencyConfig)
     pruning: PruningConfig = field(default_factory=PruningConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
-    zoo: ZooConfig = field(default_factory=ZooConfig)
 
     @property
     def out_dir(self) -> Path:
@@ -227,7 +218,9 @@ def _check(tp: Any, value: Any, where: str) -> Any:
 # keys that moved: the old name gets an error that says where it went
 RENAMED = {"latency.target_ms": "latency.target (e.g. target: 50ms)",
            "search.target_rel": "latency.target (e.g. target: 0.85x)",
-           "latency.strict": "latency.allow_foreign_lut (a LUT of another device is now refused unless allowed)"}
+           "latency.strict": "latency.allow_foreign_lut (a LUT of another device is now refused unless allowed)",
+           "zoo": "the train section (the zoo trains with the one recipe of train: steps, epoch_steps, lr, lr_min, "
+                  "qat_steps)"}
 
 
 def _build(cls: type, data: dict, prefix: str = "", problems: list[str] | None = None) -> Any:
@@ -279,13 +272,13 @@ def range_problems(cfg: Config) -> list[str]:
         out.append(f"data.patch_size: {cfg.data.patch_size} is too small; use at least 8")
     _positive(out, cfg, "data.batch_size model.n_cells model.n_feats model.expansion_a model.expansion_b "
                         "model.expansion_dws model.low_rank model.res_scale train.steps train.epoch_steps train.lr "
-                        "search.ensemble search.top_h search.pool_c search.init_candidates search.eval_lr zoo.steps "
-                        "zoo.lr zoo.epoch_steps pruning.eps latency.repeats latency.lr_height latency.lr_width")
+                        "search.ensemble search.top_h search.pool_c search.init_candidates search.eval_lr "
+                        "pruning.eps latency.repeats latency.lr_height latency.lr_width")
     _positive(out, cfg, "train.lr_min train.weight_decay train.threads train.val_paths latency.threads "
                         "latency.warmup latency.calib_samples pruning.reg_lambda pruning.reg_steps "
                         "pruning.finetune_steps search.iterations search.eval_steps search.eval_batch "
                         "search.val_crop search.max_macs search.max_params search.threads search.ucb_beta "
-                        "zoo.lr_min zoo.qat_steps", 0.0, strict=False)
+                        "train.qat_steps", 0.0, strict=False)
     _positive(out, cfg, "pruning.channel_multiple", 1, strict=False)
     if 0 < cfg.train.lr < cfg.train.lr_min:
         out.append(f"train.lr_min ({cfg.train.lr_min:g}) must not exceed train.lr ({cfg.train.lr:g})")

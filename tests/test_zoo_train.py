@@ -18,8 +18,7 @@ def tiny_cfg(tmp_path, steps=4):
     return config_from_dict({
         "name": "t", "run_dir": str(tmp_path),
         "data": {"train": ["skimage"], "val": "skimage", "patch_size": 12, "batch_size": 2},
-        "train": {"threads": 1},
-        "zoo": {"steps": steps, "epoch_steps": 2, "lr": 1e-3, "lr_min": 1e-5, "qat_steps": 2}})
+        "train": {"threads": 1, "steps": steps, "epoch_steps": 2, "lr": 1e-3, "lr_min": 1e-5, "qat_steps": 2}})
 
 
 def test_train_writes_loadable_weights_and_log(tmp_path):

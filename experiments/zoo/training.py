@@ -31,9 +31,9 @@ class YSampler:
 
 
 def zoo_recipe(cfg: Config) -> Recipe:
-    """The one recipe every zoo model trains with."""
-    z = cfg.zoo
-    return Recipe(z.steps, z.epoch_steps, z.lr, z.lr_min, cfg.train.weight_decay)
+    """The one recipe every zoo model trains with: the config's train section, as the supernet's."""
+    t = cfg.train
+    return Recipe(t.steps, t.epoch_steps, t.lr, t.lr_min, t.weight_decay)
 
 
 def train_zoo_model(cfg: Config, name: str, out_dir: Path | None = None, resume: bool = False,
