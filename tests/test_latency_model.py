@@ -161,13 +161,11 @@ def test_accuracy_figures():
 
 
 def test_onnxruntime_backend_times_an_op():
-    pytest.importorskip("onnxruntime")
     r = measure_module(nn.Conv2d(4, 8, 3, padding=1), (8, 8), backend="onnxruntime", threads=1, warmup=1, repeats=3)
     assert r["median_ms"] > 0
 
 
 def test_cli_build_and_check(tmp_path, capsys):
-    pytest.importorskip("pruning")
     from search.cli import main
     cfg_path = tiny_config(tmp_path, latency={"lr_height": HW[0], "lr_width": HW[1], "warmup": 0, "repeats": 2,
                                               "threads": 1, "calib_samples": 2})
