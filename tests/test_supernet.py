@@ -45,11 +45,17 @@ def test_extract_matches_supernet_and_is_independent():
     assert torch.allclose(net(x, path), before)
 
 
-def test_fusing_an_extract_leaves_the_supernet_intact():
-    sn = SuperNet(CFG, 2)
+def perturbed(cfg) -> SuperNet:
+    """A supernet whose weights are moved off their initialisation (zeroed tails make every path equal)."""
+    sn = SuperNet(cfg, 2)
     with torch.no_grad():
         for p in sn.parameters():
             p.add_(torch.randn_like(p) * 0.05)
+    return sn
+
+
+def test_fusing_an_extract_leaves_the_supernet_intact():
+    sn = perturbed(CFG)
     x = torch.rand(1, 3, 10, 10)
     for path in [("wdsr_a", "wdsr_b", "wdsr_a"), ("wdsr_a", "wdsr_b", "wdsr_a"), ("wdsr_b", "wdsr_a", "wdsr_b")]:
         net = fuse_weight_norm(sn.extract(path))  # fusing a copy must not touch the supernet
@@ -161,10 +167,7 @@ def test_extract_and_chain_of_the_fast_space():
     """An extracted path matches the supernet, and its conv chain is the one the width rule reads off the config."""
     from supernet.model import path_chain
     torch.manual_seed(0)
-    sn = SuperNet(FAST, 2)
-    with torch.no_grad():
-        for p in sn.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
+    sn = perturbed(FAST)
     x = torch.rand(1, 3, 12, 10)
     for path in [("plain", "dws", "wdsr_b"), ("dws", "plain", "plain"), ("wdsr_b", "plain", "dws")]:
         net = sn.extract(path)
