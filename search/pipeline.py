@@ -1,7 +1,7 @@
 """`srnas search` and `srnas run`: supernet -> LUT -> search -> stage 3 -> export -> report, skipping finished stages.
 
-This module is composition: it wires the latency model and the pruning functions into
-the search (which receives them as callables) and into stage 3.
+This module is composition: it resolves the executor, hands the latency model to the search's
+constraints and to stage 3, and writes the report.
 """
 from __future__ import annotations
 
