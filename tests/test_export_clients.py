@@ -1,10 +1,11 @@
-"""Exported files work in real clients: TorchScript, ONNX Runtime and OpenCV dnn, in a process without srnas.
+"""Exported files work in real clients: TorchScript, ONNX Runtime, OpenVINO and OpenCV dnn, without srnas.
 
 Small models are exported with the project's own ``pruning.export_model`` (a pruned + compacted
 path net, the same net exported channels_last, and the shipped ESPCN and ABPN of the zoo); a fresh
 interpreter that never imports srnas (asserted on ``sys.modules``: the package is installed in
 editable mode, so it would be importable) loads every file with ``torch.jit.load``,
-``onnxruntime.InferenceSession`` and ``cv2.dnn.readNetFromONNX`` and runs them on the same random
+``onnxruntime.InferenceSession``, ``openvino.Core().compile_model`` (f32) and ``cv2.dnn.readNetFromONNX``
+and runs them on the same random
 input, at another size than the one traced (H/W are dynamic). Outputs must match the PyTorch
 model's within 1e-4.
 
@@ -43,8 +44,9 @@ def assert_clean(when):
     assert not leaked, f"srnas modules imported {{when}}: {{leaked}}"
 
 assert_clean("at start-up")
-import numpy as np, torch, onnxruntime as ort, cv2
-assert_clean("by torch / onnxruntime / cv2")
+import numpy as np, torch, onnxruntime as ort, cv2, openvino as ov
+assert_clean("by torch / onnxruntime / cv2 / openvino")
+core = ov.Core()
 torch.set_num_threads(1)
 cv2.setNumThreads(1)
 work, names = sys.argv[1], sys.argv[2:]
@@ -66,6 +68,12 @@ for name in names:
     except Exception as e:
         errors[f"{{name}}/onnxruntime"] = repr(e)
     try:
+        compiled = core.compile_model(onnx_path, "CPU", {{"INFERENCE_PRECISION_HINT": "f32",
+                                                           "INFERENCE_NUM_THREADS": 1}})
+        outs[f"{{name}}/openvino"] = np.array(compiled.create_infer_request().infer([x])[0])
+    except Exception as e:
+        errors[f"{{name}}/openvino"] = repr(e)
+    try:
         net = cv2.dnn.readNetFromONNX(onnx_path)      # the default importer of this OpenCV
         net.setInput(x)
         outs[f"{{name}}/opencv"] = np.array(net.forward())
@@ -73,7 +81,7 @@ for name in names:
         errors[f"{{name}}/opencv"] = repr(e)
 assert_clean("after loading and running every file")
 np.savez(f"{{work}}/out.npz", **{{k.replace("/", "__"): v for k, v in outs.items()}})
-json.dump({{"errors": errors, "opencv": cv2.__version__, "onnxruntime": ort.__version__,
+json.dump({{"errors": errors, "opencv": cv2.__version__, "onnxruntime": ort.__version__, "openvino": ov.__version__,
            "torch": torch.__version__}}, open(f"{{work}}/errors.json", "w"))
 """.format(srnas=SRNAS)
 
@@ -137,12 +145,12 @@ def test_exported_files_match_in_clean_process_clients(exported):
     diffs = {}
     for name, ref in refs.items():
         assert ref.shape == (1, 3, 2 * RUN_HW[0], 2 * RUN_HW[1])
-        for client in ("torchscript", "onnxruntime", "opencv"):
+        for client in ("torchscript", "onnxruntime", "openvino", "opencv"):
             out = outs[f"{name}__{client}"]
             assert out.shape == ref.shape, (name, client, out.shape)
             diffs[f"{name}/{client}"] = float(np.abs(out - ref).max())
     print(f"max |client - torch| (OpenCV {info['opencv']}, onnxruntime {info['onnxruntime']}, "
-          f"torch {info['torch']}):", json.dumps(diffs, indent=1))
+          f"openvino {info['openvino']}, torch {info['torch']}):", json.dumps(diffs, indent=1))
     assert all(d <= TOL for d in diffs.values()), diffs
 
 
