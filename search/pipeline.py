@@ -238,7 +238,7 @@ def search_command(cfg: Config, out_dir: Path) -> SearchResult | None:
     """`srnas search`: the LUT must exist (no build); supernet weights must exist."""
     cfg = resolve_executor(cfg, out_dir)
     preflight(cfg, out_dir)
-    dist_info = init_distributed(cfg.search.threads or cfg.train.threads)
+    dist_info = init_distributed(cfg.search.threads)
     wants = bool(cfg.latency.target)
     lat_model = lut_stage(cfg, out_dir, dist_info, build=False) if wants else None
     cfg = resolve_target(cfg, lat_model)
@@ -272,12 +272,13 @@ def run_all(cfg: Config, out_dir: Path) -> RunResult | None:
     t0 = time.time()
     cfg = resolve_executor(cfg, out_dir)   # before anything is timed: every stage prices in this executor
     preflight(cfg, out_dir)
-    dist_info = init_distributed(cfg.search.threads or cfg.train.threads)
+    dist_info = init_distributed(cfg.train.threads)
     if dist_info.main:
         out_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, cfg.run(out_dir).config)
     times = {}
     train_supernet(cfg, out_dir, resume=True)
+    dist_info = init_distributed(cfg.search.threads)   # each stage runs with its own threads setting
     times["supernet"] = time.time() - t0
     wants = bool(cfg.latency.target)
     lat_model = lut_stage(cfg, out_dir, dist_info) if wants else None

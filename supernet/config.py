@@ -63,7 +63,7 @@ class TrainConfig:
     sampling: Literal["uniform"] = "uniform"
     block_probs: list[float] = field(default_factory=list)  # per-block sampling weights; empty = uniform
     val_paths: int = 4                    # fixed paths validated every epoch
-    threads: int = 0                      # torch threads per process; 0 = torch default
+    threads: int = 0                      # torch threads of supernet / zoo training; 0 = the process default
     qat_steps: int = 300                  # quantization-aware fine-tune steps (the zoo's INT8 ABPN)
 
 
@@ -71,7 +71,7 @@ class TrainConfig:
 class LatencyConfig:
     backend: Literal["torch-cpu", "torch-cpu-cl", "onnxruntime", "openvino", "torch-cuda", "auto"] = "torch-cpu"
     precision: Literal["fp32", "bf16", "int8", "auto"] = "fp32"   # what the executor computes in
-    threads: int = 0                      # 0 = all cores of this machine
+    threads: int = 0                      # threads of every timing (LUT, check, stage 3, bench); 0 = all cores
     lr_height: int = 360                  # input (LR) size the target refers to
     lr_width: int = 640
     target: str = ""                      # latency budget: "50ms" (absolute) or "0.85x" (x the fastest dense
@@ -151,7 +151,7 @@ class SearchConfig:
     val_crop: int = 0                     # HR centre crop of validation images during the search; 0 = whole
     measure_latency: bool = False         # also time every evaluated candidate (slow; LUT is used to search)
     ablation: bool = True                 # also run random search with the same number of evaluations
-    threads: int = 0                      # torch threads per process; 0 = torch default
+    threads: int = 0                      # torch threads of candidate fine-tunes and stage 3; 0 = the process default
 
 
 @dataclass

@@ -22,8 +22,13 @@ class DistInfo:
         return self.rank == 0
 
 
+# the process's own thread count, which a stage's threads: 0 means (a stage before it may have set another)
+PROCESS_THREADS = torch.get_num_threads()
+
+
 def init_distributed(threads: int = 0) -> DistInfo:
-    """Join the torchrun process group if launched by torchrun (gloo on CPU, NCCL on GPUs)."""
+    """Join the torchrun process group if launched by torchrun (gloo on CPU, NCCL on GPUs); set this stage's
+    torch threads: ``threads``, or with 0 the process default (shared out among ranks on one host)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
@@ -41,6 +46,8 @@ def init_distributed(threads: int = 0) -> DistInfo:
     elif local_world > 1:
         # ranks on one host share its cores; oversubscription makes all of them slow
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
+    else:
+        torch.set_num_threads(PROCESS_THREADS)
     return DistInfo(rank, world, local, device)
 
 
