@@ -1,6 +1,7 @@
 """`srnas bench`: PSNR/SSIM (Y) per dataset, latency at a fixed input, params and MACs; CSV, markdown, plot."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -18,7 +19,6 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
 from latency.executors import (check_backend, check_executor, file_infer, is_quantized, make_infer,  # noqa: E402
                                quantize_onnx)
@@ -26,6 +26,7 @@ from supernet import checkpoint  # noqa: E402
 from supernet.data import EMBEDDED, load_images, lr_crops, make_pairs  # noqa: E402
 from supernet.errors import UserError  # noqa: E402
 from supernet.evaluate import evaluate  # noqa: E402
+from supernet.progress import progress_bar  # noqa: E402
 
 from . import zoo  # noqa: E402
 from .macs import count_macs, count_params  # noqa: E402
@@ -35,9 +36,34 @@ from .upscale import tiled_upscale  # noqa: E402
 
 DEFAULT_MODELS = ["bicubic", "fsrcnn", "espcn", "esr_max", "esr_tm", "esr_tr", "esr_cnn", "abpn", "abpn_int8",
                   "wdsr_b"]
-COLUMNS = ["model", "dataset", "scale", "psnr", "ssim", "latency_ms", "params", "macs", "y_only", "backend",
-           "precision", "config"]
 FILE_BACKENDS = ("onnxruntime", "openvino")
+
+
+@dataclass
+class BenchRow:
+    """One model on one dataset: quality (Y), latency in its executor, size; a row of bench.csv."""
+    model: str
+    dataset: str
+    scale: int
+    psnr: float
+    ssim: float
+    latency_ms: float
+    params: float
+    macs: float
+    y_only: str
+    backend: str
+    precision: str
+    config: str
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "BenchRow":
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
+
+
+COLUMNS = [f.name for f in dataclasses.fields(BenchRow)]
 
 
 def _size_counts(m: LoadedModel, lr_hw: tuple[int, int]) -> tuple[float, float]:
@@ -98,7 +124,7 @@ def run_bench(specs: list[str], datasets: list[str], scale: int, out_dir: str | 
         quality: dict[tuple[str, str], dict] = {}
         for ds in datasets:
             pairs = make_pairs(load_images(ds, "val", data_root=data_root), scale)
-            for d in tqdm(deployed, desc=f"evaluate {Path(ds).name}", dynamic_ncols=True):
+            for d in progress_bar(deployed, desc=f"evaluate {Path(ds).name}"):
                 quality[(d.model.name, ds)] = evaluate(d.run, pairs, scale, ssim=True)
         lat = measure_latency({d.model.name: d.timed for d in deployed}, lr_hw, repeats=repeats, threads=threads)
     rows = []
@@ -107,11 +133,11 @@ def run_bench(specs: list[str], datasets: list[str], scale: int, out_dir: str | 
         params, macs = _size_counts(m, lr_hw)
         for ds in datasets:
             q = quality[(m.name, ds)]
-            rows.append({"model": m.name, "dataset": Path(ds).name, "scale": scale, "psnr": round(q["psnr"], 3),
-                         "ssim": round(q["ssim"], 4), "latency_ms": round(lat[m.name], 2), "params": params,
-                         "macs": macs, "y_only": "" if m.y_only is None else ("yes" if m.y_only else "no"),
-                         "backend": d.backend, "precision": d.precision, "config": m.config})
-    df = pd.DataFrame(rows, columns=COLUMNS)
+            rows.append(BenchRow(m.name, Path(ds).name, scale, round(q["psnr"], 3), round(q["ssim"], 4),
+                                 round(lat[m.name], 2), params, macs,
+                                 "" if m.y_only is None else ("yes" if m.y_only else "no"), d.backend, d.precision,
+                                 m.config))
+    df = pd.DataFrame([r.to_json() for r in rows], columns=COLUMNS)
     df.to_csv(out_dir / "bench.csv", index=False)
     (out_dir / "bench.md").write_text(markdown_table(df, lr_hw))
     plot_pareto(df, out_dir / "bench.png", lr_hw)
