@@ -19,6 +19,7 @@ def progress_bar(iterable=None, **kwargs) -> tqdm:
     """A tqdm bar; when stderr is not a terminal it updates at most every FILE_INTERVAL_S seconds."""
     if sys.stderr.isatty():
         return tqdm(iterable, **{"dynamic_ncols": True, **kwargs})
-    kwargs.update(mininterval=max(kwargs.get("mininterval", 0.0), FILE_INTERVAL_S), dynamic_ncols=False,
-                  ncols=kwargs.get("ncols", 100))
+    # maxinterval too: tqdm's monitor thread otherwise forces a redraw of a slow bar every 10 s
+    kwargs.update(mininterval=max(kwargs.get("mininterval", 0.0), FILE_INTERVAL_S), maxinterval=FILE_INTERVAL_S,
+                  dynamic_ncols=False, ncols=kwargs.get("ncols", 100))
     return _FileBar(iterable, **kwargs)
