@@ -18,7 +18,7 @@ from .pipeline import candidate_builder, resolve_executor
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `latency` command group."""
-    p = sub.add_parser("latency", help="per-device latency lookup table: build, check accuracy, import")
+    p = sub.add_parser("latency", help="per-device latency lookup table: build, check accuracy, import, probes")
     g = p.add_subparsers(dest="action", required=True)
     b = g.add_parser("build", help="measure every op of the search space into a LUT (resumable)")
     b.add_argument("-c", "--config", required=True)
@@ -48,6 +48,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         if f != "backend":
             i.add_argument(f"--{f.replace('_', '-')}", dest=f"fp_{f}", help=f"fingerprint field {f} of that device")
     i.set_defaults(func=_import)
+    pr = g.add_parser("probes", help="write every LUT row as a model file + run_probes.py, to time on another device")
+    pr.add_argument("-c", "--config", required=True)
+    pr.add_argument("--out", required=True, help="folder for the probe kit (copy it to the device)")
+    pr.add_argument("--backend", choices=BACKENDS, help="runtime on the device: onnxruntime or openvino "
+                                                         "(default: latency.backend)")
+    pr.set_defaults(func=_probes)
 
 
 def _config(args):
@@ -107,5 +113,26 @@ def _import(args) -> int:
     cfg = config_of(args)
     fields = {f: getattr(args, f"fp_{f}") for f in FIELDS if f != "backend" and getattr(args, f"fp_{f}")}
     lut = import_csv(Path(args.csv), args.out, cfg, backend=args.backend, fields=fields)
+    if lut.calibration is None:   # a probe kit's CSV carries whole networks' times instead of a fitted calibration
+        from latency.probes import kit_calibration
+        cal = kit_calibration(lut, cfg, args.csv)
+        if cal is not None:
+            lut.set_calibration(cal)
+            print(f"calibration from the CSV's {cal['n']} whole networks: scale {cal['scale']:.3f}")
     print(f"imported {len(lut)} rows into {lut.path}; fingerprint: {json.dumps(lut.fingerprint)}")
+    return 0
+
+
+def _probes(args) -> int:
+    from latency.probes import RUNNER_NAME, check_probe_executor, write_probes
+    # as _config, but no `auto` resolution and no check of this machine's runtimes: the kit runs elsewhere
+    cfg = config_of(args)
+    if args.backend:
+        cfg = dataclasses.replace(cfg, latency=dataclasses.replace(cfg.latency, backend=args.backend))
+    check_probe_executor(cfg.latency.backend, cfg.latency.precision)
+    manifest = write_probes(cfg, args.out, candidate_builder(cfg))
+    n = len(json.loads(manifest.read_text())["probes"])
+    print(f"probe kit: {manifest.parent} ({n} probes, {cfg.latency.backend}/{cfg.latency.precision}). Copy it to the "
+          f"device, run `python {RUNNER_NAME} --threads N --out lut.csv` there (needs numpy and "
+          f"{cfg.latency.backend}), then `srnas latency import -c {args.config} lut.csv`")
     return 0
