@@ -1,6 +1,8 @@
-"""Resolve a model spec (zoo name, 'abpn_int8', or an exported .ts / .onnx file) to something runnable."""
+"""Resolve a model spec (zoo name, 'abpn_int8', an exported .ts / .onnx file, or a pruned-model .pt) to
+something runnable."""
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -71,13 +73,36 @@ def load_torchscript(path: Path) -> LoadedModel:
     return LoadedModel(name, run, scale, module=module, precision="torchscript", info={"path": str(path)})
 
 
+def is_torchscript(path: Path) -> bool:
+    """Whether a .pt file is a TorchScript archive (rather than a torch.save'd dict, e.g. a pruned model)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith("/constants.pkl") for n in z.namelist())
+    except zipfile.BadZipFile:
+        return False
+
+
+def load_pruned(path: Path) -> LoadedModel:
+    """A pruned-model file (stage 3 of `srnas run`, `srnas prune`): its compact network, as it was measured."""
+    from pruning.model_file import PrunedModel
+
+    pm = PrunedModel.load(path)
+    module = pm.compact().eval()
+    name = path.stem if path.stem != "pruned" else f"{path.parent.name}/{path.name}"
+    return LoadedModel(name, _torch_runner(module), pm.scale, module, False, "fp32",
+                       f"{'-'.join(pm.path)}, measured {pm.backend}/{pm.precision}", info={"path": str(path)})
+
+
 def load_model(spec: str, scale: int = 2, weights_dir: str | Path | None = None, threads: int = 0) -> LoadedModel:
-    """A zoo name ('fsrcnn', 'abpn_int8', ...) or a .ts/.pt TorchScript or .onnx file."""
+    """A zoo name ('fsrcnn', 'abpn_int8', ...), a .ts TorchScript or .onnx file, or a .pt (TorchScript or pruned)."""
     p = Path(spec)
     if p.suffix in (".ts", ".onnx") or (p.suffix == ".pt" and p.is_file()):
         if not p.is_file():
             raise UserError(f"model file {p} does not exist")
-        m = load_onnx(p, threads) if p.suffix == ".onnx" else load_torchscript(p)
+        if p.suffix == ".onnx":
+            m = load_onnx(p, threads)
+        else:
+            m = load_torchscript(p) if p.suffix == ".ts" or is_torchscript(p) else load_pruned(p)
         if m.scale != scale:
             raise UserError(f"{p} upscales x{m.scale}, but --scale is {scale}; pass --scale {m.scale}")
         return m

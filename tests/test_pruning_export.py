@@ -129,3 +129,23 @@ def test_export_of_the_new_cells_carries_only_the_live_work(tmp_path, block):
         ref = net(x).numpy()
     assert np.abs(sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0] - ref).max() <= 1e-4
     assert conv_weights(files["onnx"]) < 0.75 * conv_weights(dense["onnx"])
+
+
+def test_bench_and_upscale_take_the_model_file_and_its_exports(tmp_path, capsys):
+    """The pruned.pt itself, and what `srnas export` wrote from it, run in `srnas bench` and `srnas upscale`."""
+    import imageio.v3 as iio
+    from search.cli import main
+
+    cfg_path, model, _ = _stage3_model(tmp_path)
+    out = tmp_path / "X"
+    assert main(["export", "-c", str(cfg_path), "--model", str(model), "--out", str(out)]) == 0
+    specs = [str(model), str(out / "model.ts"), str(out / "model.onnx")]
+    assert main(["bench", "--models", ",".join(specs), "--datasets", "skimage", "--lr-size", "12x16",
+                 "--repeats", "1", "--threads", "1", "--out", str(tmp_path / "b")]) == 0
+    csv = (tmp_path / "b" / "bench.csv").read_text()
+    psnrs = {float(line.split(",")[3]) for line in csv.splitlines()[1:]}
+    assert len(csv.splitlines()) == 4 and max(psnrs) - min(psnrs) < 0.01   # three forms of one network
+    iio.imwrite(tmp_path / "img.png", (np.random.default_rng(0).random((10, 12, 3)) * 255).astype(np.uint8))
+    for spec in specs[:2]:
+        assert main(["upscale", spec, str(tmp_path / "img.png"), "--out", str(tmp_path / "u")]) == 0
+        assert iio.imread(tmp_path / "u" / "img.png").shape == (20, 24, 3)
