@@ -30,6 +30,7 @@ from .evaluator import Evaluator, center_crop_pairs
 from .history import History, atomic_write_json
 from .loop import kendall_tau_heldout, run_search, fit_predictor
 from .results import SearchResult, Stage3Result
+from .sizing import resolve_size
 from .stage3 import stage3
 
 
@@ -61,14 +62,24 @@ def resolve_executor(cfg: Config, out_dir: Path | None = None) -> Config:
         chosen = json.loads(path.read_text())
         print(f"executor: {chosen['backend']}/{chosen['precision']} (chosen by auto earlier: {path})")
     else:
-        backend, precision, table = choose_executor(reference_nets(cfg.model, cfg.data.scale), lr_hw(cfg),
-                                                    lat.threads, auto_candidates(lat.backend, lat.precision))
+        nets = reference_nets(reference_model(cfg), cfg.data.scale)
+        backend, precision, table = choose_executor(nets, lr_hw(cfg), lat.threads,
+                                                    auto_candidates(lat.backend, lat.precision))
         chosen = {"backend": backend, "precision": precision, "asked": [lat.backend, lat.precision],
                   "summary": executor_summary(table), "table": table}
         print(chosen["summary"])
         atomic_write_json(chosen, path)
     return dataclasses.replace(cfg, latency=dataclasses.replace(lat, backend=chosen["backend"],
                                                                 precision=chosen["precision"]))
+
+
+def reference_model(cfg: Config):
+    """The model section with concrete sizes (a list or auto still to be settled: 4 cells, a middle width)."""
+    from supernet.config import AUTO_FEATS, size_choices
+    m = cfg.model
+    feats = size_choices(m.n_feats, AUTO_FEATS)
+    return dataclasses.replace(m, n_cells=m.n_cells if isinstance(m.n_cells, int) else 4,
+                               n_feats=feats[len(feats) // 2])
 
 
 def lut_stage(cfg: Config, out_dir: Path, dist_info: DistInfo, build: bool = True):
@@ -239,6 +250,7 @@ def search_command(cfg: Config, out_dir: Path) -> SearchResult | None:
     cfg = resolve_executor(cfg, out_dir)
     preflight(cfg, out_dir)
     dist_info = init_distributed(cfg.search.threads)
+    cfg = resolve_size(cfg, out_dir, dist_info.main)
     wants = bool(cfg.latency.target)
     lat_model = lut_stage(cfg, out_dir, dist_info, build=False) if wants else None
     cfg = resolve_target(cfg, lat_model)
@@ -273,6 +285,7 @@ def run_all(cfg: Config, out_dir: Path) -> RunResult | None:
     cfg = resolve_executor(cfg, out_dir)   # before anything is timed: every stage prices in this executor
     preflight(cfg, out_dir)
     dist_info = init_distributed(cfg.train.threads)
+    cfg = resolve_size(cfg, out_dir, dist_info.main)    # the paper's N (and width) from the LUT, before training
     if dist_info.main:
         out_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, cfg.run(out_dir).config)

@@ -37,9 +37,11 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    n_cells: int = 4
+    # cells N and feature width: a number, a list to choose from, or auto; a list or auto is settled by
+    # `srnas run` from the LUT before the supernet trains: the largest size whose paths can meet the target
+    n_cells: int | list[int] | Literal["auto"] = 4
     blocks: list[str] = field(default_factory=lambda: ["wdsr_a", "wdsr_b"])
-    n_feats: int = 32
+    n_feats: int | list[int] | Literal["auto"] = 32
     expansion_a: int = 4                  # WDSR-A wide-activation factor
     expansion_b: int = 6                  # WDSR-B wide-activation factor
     low_rank: float = 0.8                 # WDSR-B linear low-rank ratio
@@ -263,6 +265,29 @@ def _positive(problems: list[str], cfg: Config, keys: str, minimum: float = 0.0,
             problems.append(f"{key}: {v!r} must be {need}")
 
 
+AUTO_CELLS = list(range(1, 17))            # what n_cells: auto chooses among
+AUTO_FEATS = [16, 24, 28, 32, 48, 64]      # what n_feats: auto chooses among
+
+
+def size_choices(value: int | list[int] | str, auto: list[int]) -> list[int]:
+    """The sizes a model.n_cells / n_feats value allows, ascending."""
+    return sorted(set(auto if value == "auto" else value if isinstance(value, list) else [value]))
+
+
+def size_problems(cfg: Config) -> list[str]:
+    """n_cells / n_feats: positive numbers; a list or auto needs an absolute target to size against."""
+    out = []
+    for key, auto in (("n_cells", AUTO_CELLS), ("n_feats", AUTO_FEATS)):
+        value = getattr(cfg.model, key)
+        choices = size_choices(value, auto)
+        if not choices or min(choices) < 1:
+            out.append(f"model.{key}: {value!r} must be a positive number, a list of them, or auto")
+        elif not isinstance(value, int) and cfg.latency.target_ms <= 0:
+            out.append(f"model.{key}: {value!r} is chosen from the LUT against the latency target, so it needs an "
+                       f"absolute latency.target (e.g. 50ms), not {cfg.latency.target or 'none'}")
+    return out
+
+
 def range_problems(cfg: Config) -> list[str]:
     """Cross-field and range checks that types alone cannot express, one line per problem."""
     out: list[str] = []
@@ -270,7 +295,8 @@ def range_problems(cfg: Config) -> list[str]:
         out.append(f"data.scale: {cfg.data.scale} is not supported; use 2, 3 or 4")
     if cfg.data.patch_size < 8:
         out.append(f"data.patch_size: {cfg.data.patch_size} is too small; use at least 8")
-    _positive(out, cfg, "data.batch_size model.n_cells model.n_feats model.expansion_a model.expansion_b "
+    out += size_problems(cfg)
+    _positive(out, cfg, "data.batch_size model.expansion_a model.expansion_b "
                         "model.expansion_dws model.low_rank model.res_scale train.steps train.epoch_steps train.lr "
                         "search.ensemble search.top_h search.pool_c search.init_candidates search.eval_lr "
                         "pruning.eps latency.repeats latency.lr_height latency.lr_width")

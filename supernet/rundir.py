@@ -42,6 +42,11 @@ class RunDir:
         return self.latency_dir / "executor.json"
 
     @property
+    def size(self) -> Path:
+        """Which cell count and width a list / auto in the model section settled on, and why."""
+        return self.latency_dir / "size.json"
+
+    @property
     def target(self) -> Path:
         """How a relative target was resolved to ms."""
         return self.latency_dir / "target.json"

@@ -157,6 +157,9 @@ def train_supernet(cfg: Config, out_dir: Path | None = None, resume: bool = Fals
     """Stage 0: single-path sampling training of the supernet; returns the weights file."""
     dist_info = init_distributed(cfg.train.threads)
     torch.manual_seed(cfg.train.seed)
+    if not (isinstance(cfg.model.n_cells, int) and isinstance(cfg.model.n_feats, int)):
+        raise UserError(f"model.n_cells {cfg.model.n_cells!r} / n_feats {cfg.model.n_feats!r} are settled from the LUT "
+                        f"by `srnas run`, which trains the supernet at the size it chose; run that, or give numbers")
     run = cfg.run(out_dir)
     stage_dir, final = run.supernet_dir, run.supernet
     if stage_done("supernet", stage_dir, final, redo, dist_info.main):
