@@ -178,6 +178,20 @@ class Config:
         return RunDir(Path(out) if out else self.out_dir)
 
 
+def describe(tp: Any) -> str:
+    """A config type in words, for error messages: 'an integer, a list of integers, or one of ['auto']'."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        parts = [describe(a) for a in typing.get_args(tp)]
+        return ", ".join(parts[:-1]) + f", or {parts[-1]}" if len(parts) > 1 else parts[0]
+    if origin is Literal:
+        return f"one of {list(typing.get_args(tp))}"
+    if origin is list:
+        inner = describe(typing.get_args(tp)[0])
+        return f"a list of {inner.split(' ', 1)[1]}s" if inner.startswith(("a ", "an ")) else f"a list of {inner}"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
+
+
 def _check(tp: Any, value: Any, where: str) -> Any:
     """Return ``value`` converted to type ``tp`` or raise ConfigError naming ``where``."""
     origin = typing.get_origin(tp)
@@ -196,7 +210,7 @@ def _check(tp: Any, value: Any, where: str) -> Any:
                 return _check(arg, value, where)
             except ConfigError:
                 pass
-        raise ConfigError(f"{where}: {value!r} does not match {tp}")
+        raise ConfigError(f"{where}: {value!r} is not {describe(tp)}")
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list, got {type(value).__name__} ({value!r})")

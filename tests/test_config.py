@@ -66,7 +66,7 @@ def test_set_overrides_are_validated_like_the_file(tmp_path):
     p.write_text("name: a\nlatency: {target: 0.9x}\n")
     cfg = load_config(p, ["latency.target=50ms", "name=q50", "data.benchmarks=[skimage]", "model.n_cells=2"])
     assert (cfg.name, cfg.latency.target_ms, cfg.data.benchmarks, cfg.model.n_cells) == ("q50", 50.0, ["skimage"], 2)
-    with pytest.raises(ConfigError, match="model.n_cells: expected an integer"):
+    with pytest.raises(ConfigError, match=r"model.n_cells: 'two' is not an integer, a list of integers, or one "):
         load_config(p, ["model.n_cells=two"])
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         load_config(p, ["latency.target"])
