@@ -1,9 +1,10 @@
 """The pruned-model file (``pruned.pt``) that stage 3 and `srnas prune` write and `srnas export` reads.
 
 One format for both writers: the file alone rebuilds the network (model config, path, scale,
-state, masks) and says what it is (plan, pruning config, candidate) and how fast it ran on
-which executor (backend, precision, input layout, LR size, threads). Saved as a plain dict
-with a format tag, so a later srnas can tell an old file from a damaged one.
+state, masks) and says what it is (plan, pruning config, candidate, whether its weights were
+adapted to an INT8 grid by quantization-aware training) and how fast it ran on which executor
+(backend, precision, input layout, LR size, threads). Saved as a plain dict with a format tag,
+so a later srnas can tell an old file from a damaged one.
 """
 from __future__ import annotations
 
@@ -57,11 +58,21 @@ class PrunedModel:
     predicted_ms: float | None = None     # the latency estimate (LUT) of the plan, when one was used
     target_ms: float = 0.0
     candidate: dict | None = None         # the search candidate it was pruned from, if any
+    # quantization-aware fine-tune steps the weights had after pruning (0: float-trained only); > 0: the
+    # state holds float weights adapted to the INT8 grid ``qat_grid`` (pruning.quant.GRIDS), which the
+    # executor's INT8 route then quantizes. A file without these keys (older srnas) is float-trained.
+    qat_steps: int = 0
+    qat_grid: str | None = None
 
     @property
     def executor(self) -> Executor:
         """The executor it was measured with."""
         return Executor(self.backend, self.precision, self.layout, tuple(self.lr_hw), self.threads)
+
+    @property
+    def qat_adapted(self) -> bool:
+        """Whether the weights were fine-tuned through fake quantization (for an INT8 executor)."""
+        return self.qat_steps > 0
 
     def net(self) -> nn.Module:
         """The masked path network (weight norm fused), in eval mode."""

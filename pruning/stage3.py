@@ -1,5 +1,6 @@
 """Stage 3 as one function for `srnas run` and `srnas prune --reweighted`: reweighted regularization,
-collapsed rates, the latency target, masked fine-tune (all resumable), then the measured model file.
+collapsed rates, the latency target, masked fine-tune, for an INT8 executor quantization-aware
+fine-tune (all resumable), then the measured model file.
 
 Latency comes in as functions (an estimate of a plan, a timer of a module on the configured
 executor), so this module needs only pruning and supernet; the CLI modules wire latency in.
@@ -22,7 +23,11 @@ from supernet.train import load_train_images
 from .compaction import compact
 from .masks import Masks, Plan, apply_plan
 from .model_file import Executor, PrunedModel
+from .quant import qat_finetune
 from .reweighted import LatencyFn, reweighted_prune
+
+LR = 5e-4             # Adam lr of stage 3's regularization and masked fine-tune
+QAT_LR_SCALE = 0.1    # QAT runs at a tenth of it, as the zoo's ABPN-INT8 does: it only adapts trained weights
 
 
 class Timer:
@@ -35,10 +40,16 @@ class Timer:
         return self.run(module, repeats)
 
 
-def stage3_sampler(cfg: Config) -> PatchSampler:
-    """Training batches of stage 3 (seeded apart from the search's fine-tunes)."""
+def stage3_sampler(cfg: Config, stream: int = 1) -> PatchSampler:
+    """Training batches of stage 3, seeded apart from the search's fine-tunes (stream 1: pruning, 2: QAT)."""
     d = cfg.data
-    return PatchSampler(load_train_images(cfg), d.scale, d.patch_size, d.batch_size, d.augment, cfg.search.seed + 1, 0)
+    return PatchSampler(load_train_images(cfg), d.scale, d.patch_size, d.batch_size, d.augment,
+                        cfg.search.seed + stream, 0)
+
+
+def qat_steps_for(cfg: Config) -> int:
+    """Quantization-aware fine-tune steps stage 3 gives its model: train.qat_steps for an INT8 executor, else 0."""
+    return cfg.train.qat_steps if cfg.latency.precision == "int8" else 0
 
 
 def plan_timer(net: nn.Module, cfg: Config, timer: Timer) -> LatencyFn:
@@ -50,7 +61,8 @@ def plan_timer(net: nn.Module, cfg: Config, timer: Timer) -> LatencyFn:
 
 
 def record(cfg: Config, net: nn.Module, path: Sequence[str], masks: Masks, plan: Plan, timer: Timer,
-           predicted_ms: float | None = None, target_ms: float = 0.0, candidate: dict | None = None) -> PrunedModel:
+           predicted_ms: float | None = None, target_ms: float = 0.0, candidate: dict | None = None,
+           qat_steps: int = 0, qat_grid: str | None = None) -> PrunedModel:
     """The pruned-model record of a masked net, its compact form measured on the timer's executor."""
     t = timer(compact(net, masks), max(cfg.latency.repeats, 10))
     ex = timer.executor
@@ -59,42 +71,78 @@ def record(cfg: Config, net: nn.Module, path: Sequence[str], masks: Masks, plan:
                        pruning_cfg=asdict(cfg.pruning), backend=ex.backend, precision=ex.precision,
                        layout=ex.layout, lr_hw=tuple(ex.lr_hw), threads=ex.threads, measured_ms=t["median_ms"],
                        measured_iqr_ms=t.get("iqr_ms"), predicted_ms=predicted_ms, target_ms=target_ms,
-                       candidate=candidate)
+                       candidate=candidate, qat_steps=qat_steps, qat_grid=qat_grid if qat_steps else None)
 
 
 def prune_to_target(cfg: Config, make_net: Callable[[], nn.Module], path: Sequence[str],
                     schemes: dict[str, str] | str, out_dir: Path, timer: Timer,
                     latency_fn: LatencyFn | None = None, target_ms: float = 0.0, candidate: dict | None = None,
-                    redo: bool = False, log: Callable[[str], None] = print) -> PrunedModel:
+                    redo: bool = False, qat_grid: str = "qdq", log: Callable[[str], None] = print) -> PrunedModel:
     """Stage 3 of a path: reweighted pruning under ``target_ms`` and fine-tune, into ``out_dir/pruned.pt``.
 
-    Resumable: progress goes to ``out_dir/checkpoint.pt`` as it is made, and a restarted run
-    continues from it. An existing ``pruned.pt`` is returned as it is (``redo`` prunes again).
+    For an INT8 executor the pruned net then gets ``train.qat_steps`` of quantization-aware
+    fine-tune onto ``qat_grid`` (that of the executor's INT8 file; masks kept, the skip float), and
+    the file holds those weights and says so. Resumable: progress goes to ``out_dir/checkpoint.pt``
+    (pruning) and ``out_dir/qat.pt`` (QAT) as it is made, and a restarted run continues from them.
+    An existing ``pruned.pt`` with the QAT steps asked for is returned as it is (``redo`` prunes
+    again); one written float-trained (fp32 executor, older srnas) is QAT fine-tuned from its weights.
     ``make_net`` gives the dense path network (called only when there is pruning to do);
     plans are measured with ``timer`` when ``latency_fn`` estimates them against a target.
     """
-    final, progress = out_dir / "pruned.pt", out_dir / "checkpoint.pt"
+    final, progress, qat_progress = out_dir / "pruned.pt", out_dir / "checkpoint.pt", out_dir / "qat.pt"
+    qat_steps = qat_steps_for(cfg)
     if redo:
-        for f in (final, progress):
+        for f in (final, progress, qat_progress):
             f.unlink(missing_ok=True)
-    if final.exists():
-        done = PrunedModel.load(final)
-        if candidate is not None and done.candidate != candidate:
-            raise UserError(f"{final} was pruned from candidate {done.candidate}, not {candidate}: "
-                            f"remove {out_dir} (or pass --redo) to run stage 3 on the new one")
-        log(f"stage 3: {final} exists; skipping the pruning fine-tune")
+    done = _finished(final, candidate, qat_steps, out_dir, log)
+    if done is not None and done.qat_steps == qat_steps:
         return done
-    out_dir.mkdir(parents=True, exist_ok=True)
-    net = make_net()
+    if done is not None:   # pruned and fine-tuned, not yet QAT-adapted: only QAT is left to do
+        net, masks, plan, predicted = done.net(), done.masks, done.plan, done.predicted_ms
+    else:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        net, masks, plan = _prune(cfg, make_net(), schemes, timer, latency_fn, target_ms, progress, log)
+        predicted = latency_fn(plan) if latency_fn is not None else None
+    if qat_steps > 0:
+        t0 = time.time()
+        net = qat_finetune(net, stage3_sampler(cfg, stream=2), qat_steps, QAT_LR_SCALE * LR, masks,
+                           checkpoint=qat_progress, grid=qat_grid, log=log)
+        log(f"stage 3: quantization-aware fine-tune ({qat_steps} steps, {qat_grid} grid) took {time.time() - t0:.0f} s")
+    done = record(cfg, net, path, masks, plan, timer, predicted, target_ms, candidate, qat_steps, qat_grid)
+    done.save(final)
+    for f in (progress, qat_progress):   # the model file now holds everything the progress files did
+        f.unlink(missing_ok=True)
+    return done
+
+
+def _finished(final: Path, candidate: dict | None, qat_steps: int, out_dir: Path,
+              log: Callable[[str], None]) -> PrunedModel | None:
+    """The pruned.pt of this candidate, when there is one; UserError when it cannot serve this run."""
+    if not final.exists():
+        return None
+    done = PrunedModel.load(final)
+    if candidate is not None and done.candidate != candidate:
+        raise UserError(f"{final} was pruned from candidate {done.candidate}, not {candidate}: "
+                        f"remove {out_dir} (or pass --redo) to run stage 3 on the new one")
+    if done.qat_steps == qat_steps:
+        log(f"stage 3: {final} exists; skipping the pruning fine-tune")
+    elif done.qat_steps:   # weights adapted by another QAT run cannot be un-adapted or topped up exactly
+        raise UserError(f"{final} holds weights after {done.qat_steps} quantization-aware steps, but this run asks "
+                        f"for {qat_steps} (train.qat_steps, for an INT8 executor only): remove {out_dir} (or pass "
+                        f"--redo) to run stage 3 again")
+    else:
+        log(f"stage 3: {final} is pruned and fine-tuned; adding the quantization-aware fine-tune")
+    return done
+
+
+def _prune(cfg: Config, net: nn.Module, schemes: dict[str, str] | str, timer: Timer, latency_fn: LatencyFn | None,
+           target_ms: float, progress: Path, log: Callable[[str], None]) -> tuple[nn.Module, Masks, Plan]:
+    """Reweighted pruning of ``net`` (to the target when one is estimated) and masked fine-tune, resumable."""
     use_target = latency_fn is not None and target_ms > 0
     t0 = time.time()
     net, masks, plan = reweighted_prune(
         net, stage3_sampler(cfg), cfg.pruning, latency_fn=latency_fn if use_target else None, target_ms=target_ms,
-        schemes=schemes, grid=cfg.latency.rates, measure_fn=plan_timer(net, cfg, timer) if use_target else None,
+        schemes=schemes, grid=cfg.latency.rates, lr=LR, measure_fn=plan_timer(net, cfg, timer) if use_target else None,
         checkpoint=progress, log=log)
     log(f"stage 3: reweighted pruning + fine-tune took {time.time() - t0:.0f} s; plan {plan}")
-    done = record(cfg, net, path, masks, plan, timer, latency_fn(plan) if latency_fn is not None else None,
-                  target_ms, candidate)
-    done.save(final)
-    progress.unlink(missing_ok=True)   # the model file now holds everything the progress file did
-    return done
+    return net, masks, plan

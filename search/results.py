@@ -49,6 +49,7 @@ class Stage3Result:
     candidate: dict
     plan: dict[str, list]
     files: dict[str, str]
+    qat_steps: int = 0                    # quantization-aware fine-tune steps of the winner (INT8 executors)
     ratio_to_target: float | None = field(init=False)
     meets_target: bool | None = field(init=False)
 
@@ -67,10 +68,12 @@ class Stage3Result:
     def from_json(cls, data: dict) -> "Stage3Result":
         """Read back what to_json wrote (derived fields are recomputed)."""
         names = {f.name for f in dataclasses.fields(cls) if f.init}
-        missing = names - set(data)
+        defaults = {f.name for f in dataclasses.fields(cls)
+                    if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+        missing = names - set(data) - defaults   # a field added later with a default reads older files
         if missing:
             raise KeyError(f"final.json lacks {sorted(missing)}")
-        return cls(**{k: data[k] for k in names})
+        return cls(**{k: data[k] for k in names if k in data})
 
     def save(self, path: Path) -> None:
         atomic_write_json(self.to_json(), path)

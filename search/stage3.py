@@ -2,6 +2,8 @@
 latency wired in here: LUT estimates, and timing on the configured executor (latency.backend, threads).
 
 `stage3` (for `srnas run`) then exports, scores every benchmark of the config and writes final.json.
+For an INT8 executor, pruning's stage 3 ends with a quantization-aware fine-tune onto the grid of
+the executor's INT8 file (`qat_grid`), and the file quantized and scored here holds those weights.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from torch import nn
 
 import pruning
 from pruning.reweighted import LatencyFn
+from pruning.stage3 import qat_steps_for
 from supernet import checkpoint
 from supernet.blocks import fuse_weight_norm
 from supernet.config import Config, ModelConfig, build_section, config_of
@@ -43,6 +46,14 @@ def timer_for(cfg: Config) -> pruning.Timer:
                                                                     lat.warmup, repeats, **extra))
 
 
+def qat_grid() -> str:
+    """The int8 grid QAT trains for: that of the QDQ file the INT8 executors run (pruning.quant.GRIDS)."""
+    from latency.executors import _cpu_has_vnni
+
+    # quantize_onnx keeps weights to 7 bits where the CPU has no VNNI (u8 x s8 products saturate there)
+    return "qdq" if _cpu_has_vnni() else "qdq7"
+
+
 # ---- stage 3 of `srnas run` ------------------------------------------------------------------------
 def stage3(cfg: Config, out_dir: Path, winner: Candidate, lat_model) -> Stage3Result:
     """Reweighted dynamic regularization of the winner under the target, fine-tune, compact, export, measure.
@@ -54,7 +65,7 @@ def stage3(cfg: Config, out_dir: Path, winner: Candidate, lat_model) -> Stage3Re
 
     run = cfg.run(out_dir)
     sdir = run.stage3_dir
-    done = _finished(run.final, winner)
+    done = _finished(run.final, winner, qat_steps_for(cfg))
     if done is not None:
         print(f"stage 3: {run.final} exists; skipping pruning and export")
         return done
@@ -62,7 +73,8 @@ def stage3(cfg: Config, out_dir: Path, winner: Candidate, lat_model) -> Stage3Re
     latency_fn = (lambda plan: lat_model.predict(winner.path, plan)) if lat_model is not None else None
     pm = pruning.prune_to_target(
         cfg, lambda: load_supernet(run.supernet).extract(winner.path), winner.path,
-        winner.scheme_map(make_space(cfg)), sdir, timer_for(cfg), latency_fn, target, candidate=winner.to_dict())
+        winner.scheme_map(make_space(cfg)), sdir, timer_for(cfg), latency_fn, target, candidate=winner.to_dict(),
+        qat_grid=qat_grid())
     compact = pm.compact()
     files = pruning.export_model(compact, run.export_dir, lr_hw=tuple(pm.lr_hw), channels_last=pm.layout == "nhwc")
     infer, deployed = deployed_infer(compact, cfg, run)
@@ -77,7 +89,7 @@ def stage3(cfg: Config, out_dir: Path, winner: Candidate, lat_model) -> Stage3Re
         measured_iqr_ms=pm.measured_iqr_ms, lut_ms=pm.predicted_ms if pm.predicted_ms is not None else float("nan"),
         target_ms=target, backend=pm.backend, precision=pm.precision, layout=pm.layout, lr_hw=list(pm.lr_hw),
         threads=pm.threads, candidate=winner.to_dict(), plan={k: list(v) for k, v in pm.plan.items()},
-        files={"model": str(sdir / "pruned.pt"), **{k: str(v) for k, v in (files or {}).items()}})
+        qat_steps=pm.qat_steps, files={"model": str(sdir / "pruned.pt"), **{k: str(v) for k, v in (files or {}).items()}})
     res.save(run.final)
     return res
 
@@ -111,8 +123,8 @@ def benchmark_quality(model, cfg: Config) -> dict[str, dict]:
     return out
 
 
-def _finished(path: Path, winner: Candidate) -> Stage3Result | None:
-    """final.json of this winner when it and every file it names exist; None when the stage is to be (re)done."""
+def _finished(path: Path, winner: Candidate, qat_steps: int) -> Stage3Result | None:
+    """final.json of this winner, with the QAT steps asked for, when it and every file it names exist; else None."""
     if not path.exists():
         return None
     try:
@@ -120,6 +132,8 @@ def _finished(path: Path, winner: Candidate) -> Stage3Result | None:
     except (KeyError, ValueError):   # written by an older version: do the stage again
         return None
     if final.candidate != winner.to_dict() or not all(Path(f).exists() for f in final.files.values()):
+        return None
+    if final.qat_steps != qat_steps:   # e.g. scored before QAT was asked for: stage 3 adds it and scores again
         return None
     return final
 
@@ -160,7 +174,7 @@ def _prune(args) -> int:
         target = _target(cfg, args.target_ms, lat_model)
         latency_fn = _latency_fn(cfg, net, path, lat_model, timer, args.config) if target > 0 else None
         pm = pruning.prune_to_target(cfg, lambda: net, path, args.scheme, out, timer, latency_fn, target,
-                                     redo=args.redo)
+                                     redo=args.redo, qat_grid=qat_grid())
     else:
         plan = {n: (args.scheme, args.rate) for n, _ in net.prunable()}
         pm = pruning.record(cfg, net, path, pruning.apply_plan(net, plan, cfg.pruning), plan, timer)
@@ -169,7 +183,7 @@ def _prune(args) -> int:
         after = psnr(pm.net())
     ex = pm.executor
     report = {"path": list(path), "plan": {k: list(v) for k, v in pm.plan.items()}, "psnr_before": before,
-              "psnr_after": after, "measured_ms": pm.measured_ms, "target_ms": target or None,
+              "psnr_after": after, "qat_steps": pm.qat_steps, "measured_ms": pm.measured_ms, "target_ms": target or None,
               "backend": ex.backend, "precision": ex.precision, "layout": ex.layout, "lr_hw": list(ex.lr_hw),
               "threads": ex.threads}
     (out / "prune.json").write_text(json.dumps(report, indent=1))

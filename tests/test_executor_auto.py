@@ -34,13 +34,15 @@ def test_fixed_executor_is_checked_not_timed(tmp_path):
 
 
 @pytest.mark.slow
-def test_int8_run_deploys_and_scores_the_quantized_file(tmp_path):
-    """`srnas run` for ONNX Runtime INT8: stage 3 writes the QDQ file that executor runs and scores that file."""
+def test_int8_run_deploys_and_scores_the_quantized_file(tmp_path, capsys):
+    """`srnas run` for ONNX Runtime INT8: stage 3 QAT fine-tunes the winner, writes the QDQ file that executor
+    runs and scores that file."""
     import onnxruntime as ort
     from latency.executors import is_quantized
+    from pruning import PrunedModel
     from search.cli import main
 
-    cfg = tiny_config(tmp_path, data={"benchmarks": ["skimage"]},
+    cfg = tiny_config(tmp_path, data={"benchmarks": ["skimage"]}, train={"qat_steps": 3},
                       latency={"backend": "onnxruntime", "precision": "int8", "lr_height": 12, "lr_width": 16,
                                "rates": [0.0, 0.5], "warmup": 0, "repeats": 2, "calib_samples": 1, "threads": 1,
                                "target": "1.2x", "soft_target": True},
@@ -51,7 +53,12 @@ def test_int8_run_deploys_and_scores_the_quantized_file(tmp_path):
     final = json.loads((tmp_path / "runs/tiny/stage3/final.json").read_text())
     deployed = final["files"]["deploy"]
     assert final["precision"] == "int8" and deployed.endswith("model_int8.onnx") and is_quantized(deployed)
+    assert final["qat_steps"] == 3 and PrunedModel.load(final["files"]["model"]).qat_adapted
     sess = ort.InferenceSession(deployed, providers=["CPUExecutionProvider"])
     out = sess.run(None, {sess.get_inputs()[0].name: np.random.rand(1, 3, 20, 24).astype(np.float32)})[0]
     assert out.shape == (1, 3, 40, 48)
     assert final["psnr"] > final["bicubic_psnr"] - 1.0     # the quantized winner is scored, and is no wreck
+    capsys.readouterr()
+    assert main(["run", "-c", str(cfg)]) == 0            # run again: the finished stage 3 (QAT included) is kept
+    assert "stage3/final.json exists; skipping" in capsys.readouterr().out
+    assert json.loads((tmp_path / "runs/tiny/stage3/final.json").read_text()) == final
