@@ -4,6 +4,8 @@ The conv stack (``ABPN.body``, all the MACs) runs in int8 (x86/fbgemm kernels); 
 anchor add, PixelShuffle and clip stay float, around one dequantize. The QAT weights
 are saved as the prepared model's state dict (weights + fake-quant scales), so loading
 rebuilds the same graph and converts it; export is TorchScript of the converted model.
+Fake quantization is pruning.quant's, the one QAT of srnas (stage 3 of INT8 winners uses it
+too), on torch's own x86 grid, which the shipped state and the conversion to int8 kernels need.
 """
 from __future__ import annotations
 
@@ -12,9 +14,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.ao.quantization import get_default_qat_qconfig_mapping
-from torch.ao.quantization.quantize_fx import convert_fx, prepare_qat_fx
 
+from pruning import quant
 from supernet import checkpoint
 from supernet.config import Config
 from supernet.data import PatchSampler, load_images, make_pairs
@@ -26,28 +27,24 @@ from supernet.train import Recipe, load_train_images, stage_done, train_loop
 from . import zoo
 from .zoo.abpn import ABPN
 
-BACKEND = "x86"
-
-
-def _engine() -> None:
-    """Select the int8 kernel backend this CPU build supports."""
-    engines = torch.backends.quantized.supported_engines
-    torch.backends.quantized.engine = BACKEND if BACKEND in engines else ("fbgemm" if "fbgemm" in engines
-                                                                         else engines[-1])
+GRID = "x86"   # torch.ao's x86 defaults: what torch's int8 kernels run, and what the shipped state holds
 
 
 def prepare_qat(model: ABPN) -> ABPN:
-    """Insert fake quantization (and fuse conv+ReLU) into ``model.body``, in place; returns the model."""
-    _engine()
+    """Insert fake quantization (and fuse conv+ReLU) into ``model.body``, in place; returns the model.
+
+    Only the body is traced: the anchor, its add, PixelShuffle and clip are outside it and stay float.
+    """
     model.train()
-    model.body = prepare_qat_fx(model.body, get_default_qat_qconfig_mapping(BACKEND),
-                                example_inputs=(torch.rand(1, 3, 16, 16),))
+    model.body = quant.prepare_qat(model.body, GRID, keep_float=())
     return model
 
 
 def convert_int8(qat_model: ABPN) -> ABPN:
     """An int8 copy of a QAT-prepared ABPN (body converted to quantized kernels), in eval mode."""
-    _engine()
+    from torch.ao.quantization.quantize_fx import convert_fx
+
+    quant.select_engine()
     m = copy.deepcopy(qat_model).eval()
     m.body = convert_fx(m.body)
     return m
