@@ -89,7 +89,8 @@ def stage3(cfg: Config, out_dir: Path, winner: Candidate, lat_model) -> Stage3Re
         measured_iqr_ms=pm.measured_iqr_ms, lut_ms=pm.predicted_ms if pm.predicted_ms is not None else float("nan"),
         target_ms=target, backend=pm.backend, precision=pm.precision, layout=pm.layout, lr_hw=list(pm.lr_hw),
         threads=pm.threads, candidate=winner.to_dict(), plan={k: list(v) for k, v in pm.plan.items()},
-        qat_steps=pm.qat_steps, files={"model": str(sdir / "pruned.pt"), **{k: str(v) for k, v in (files or {}).items()}})
+        qat_steps=pm.qat_steps,
+        files={"model": str(sdir / "pruned.pt"), **{k: str(v) for k, v in (files or {}).items()}})
     res.save(run.final)
     return res
 
@@ -183,9 +184,9 @@ def _prune(args) -> int:
         after = psnr(pm.net())
     ex = pm.executor
     report = {"path": list(path), "plan": {k: list(v) for k, v in pm.plan.items()}, "psnr_before": before,
-              "psnr_after": after, "qat_steps": pm.qat_steps, "measured_ms": pm.measured_ms, "target_ms": target or None,
-              "backend": ex.backend, "precision": ex.precision, "layout": ex.layout, "lr_hw": list(ex.lr_hw),
-              "threads": ex.threads}
+              "psnr_after": after, "qat_steps": pm.qat_steps, "measured_ms": pm.measured_ms,
+              "target_ms": target or None, "backend": ex.backend, "precision": ex.precision, "layout": ex.layout,
+              "lr_hw": list(ex.lr_hw), "threads": ex.threads}
     (out / "prune.json").write_text(json.dumps(report, indent=1))
     for k, (sch, r) in pm.plan.items():
         print(f"{k:<18} {sch:<13} {r:.2f}")

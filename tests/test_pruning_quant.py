@@ -190,7 +190,7 @@ def test_stage3_of_an_int8_executor_ends_with_qat_and_says_so(tmp_path):
 
 
 def test_a_float_trained_pruned_model_gets_only_the_qat_it_lacks(tmp_path):
-    """A pruned.pt written without QAT (fp32, or an older srnas) is QAT fine-tuned from its weights, not pruned again."""
+    """A pruned.pt written without QAT (fp32, an older srnas) is QAT fine-tuned from its weights, not pruned again."""
     logs: list[str] = []
     plain = _stage3(_stage3_cfg(tmp_path, "fp32"), logs)
     logs.clear()
