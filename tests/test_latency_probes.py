@@ -101,8 +101,9 @@ def test_round_trip_prices_what_the_build_prices(tmp_path):
     assert 0.33 < float(np.median(ratios)) < 3.0, ratios
 
 
-def test_int8_kit_holds_quantized_probes_and_imports_as_int8(tmp_path):
-    cfg_file = _config(tmp_path, precision="int8", granularity="block", schemes=("none",))
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_int8_kit_holds_quantized_probes_and_imports_as_int8(tmp_path, backend):
+    cfg_file = _config(tmp_path, backend=backend, precision="int8", granularity="block", schemes=("none",))
     kit = tmp_path / "kit"
     assert main(["latency", "probes", "-c", str(cfg_file), "--out", str(kit)]) == 0
     manifest = json.loads((kit / "manifest.json").read_text())
@@ -118,7 +119,7 @@ def test_int8_kit_holds_quantized_probes_and_imports_as_int8(tmp_path):
     imported = tmp_path / "imported.csv"
     assert main(["latency", "import", "-c", str(cfg_file), str(device / "lut.csv"), "--out", str(imported)]) == 0
     lut = LUT.load(imported, allow_foreign=True)
-    assert lut.fingerprint["precision"] == "int8" and len(lut) == len(manifest["probes"])
+    assert (lut.backend, lut.fingerprint["precision"]) == (backend, "int8") and len(lut) == len(manifest["probes"])
 
 
 def test_torch_and_auto_executors_are_refused(tmp_path, capsys):
