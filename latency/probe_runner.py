@@ -121,10 +121,13 @@ def other_cores_busy(window_s: float = 1.0) -> float | None:
         t = os.times()
         return round((t.user + t.system) * os.sysconf("SC_CLK_TCK"))
 
-    a, own_a = jiffies(), own()
+    a = jiffies()
+    if a is None:   # no /proc/stat (Windows, macOS, Android apps): cannot tell
+        return None
+    own_a = own()
     time.sleep(window_s)
     b, own_b = jiffies(), own()
-    if a is None or b is None or b[1] == a[1]:
+    if b is None or b[1] == a[1]:
         return None
     return max(0.0, ((b[0] - a[0]) - (own_b - own_a)) / (b[1] - a[1]) * (os.cpu_count() or 1))
 
