@@ -46,13 +46,12 @@ def build_lut(cfg: Config, backend: str | None = None, out: str | Path | None = 
     lat = cfg.latency
     path = Path(out) if out else default_lut_path(cfg, backend)
     fp = executor_fingerprint(cfg, backend)
-    if path.exists():
-        lut = LUT.load(path, expected=fp, allow_foreign=True)
-        if fingerprint_diff(lut.fingerprint, fp):
-            raise FingerprintMismatch(f"{path} holds measurements of another device/runtime; a build only "
-                                      f"resumes its own LUT: remove the file or pass --out elsewhere")
+    if path.exists():   # another device's LUT is refused here unless latency.allow_foreign_lut
+        lut = LUT.load(path, expected=fp, allow_foreign=lat.allow_foreign_lut)
     else:
         lut = LUT.create(path, fp)
+    if fingerprint_diff(lut.fingerprint, fp):   # imported from the device: used as it is, never measured into
+        return _complete_foreign(lut, cfg)
     _warn_if_busy("before the build")
     schemes = schemes if schemes is not None else list(cfg.pruning.schemes)
     scale = cfg.data.scale
@@ -101,6 +100,20 @@ def build_lut(cfg: Config, backend: str | None = None, out: str | Path | None = 
 
 
 DRIFT_WARN = 1.5
+
+
+def _complete_foreign(lut: LUT, cfg: Config) -> LUT:
+    """An imported LUT of another device, if it holds every row this config needs; else what to measure there."""
+    lat = cfg.latency
+    keys = catalogue(cfg.model, cfg.data.scale, (lat.lr_height, lat.lr_width), list(cfg.pruning.schemes),
+                     lat.rates, WidthRule.of(cfg.pruning), lat.granularity)
+    missing = [k for k in keys if k not in lut]
+    if missing:
+        raise FingerprintMismatch(
+            f"{lut.path} was measured on {lut.fingerprint.get('cpu_model')} and lacks {len(missing)} row(s) this "
+            f"config needs (first: {missing[0]}); it cannot be completed here: write the probes for this config "
+            f"(`srnas latency probes -c CONFIG --out DIR`), time them on that device and import the CSV again")
+    return lut
 DRIFT_RESUME = 1.3   # a resumed build whose anchor moved more than this against the file's earlier rounds
 
 

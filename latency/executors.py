@@ -15,7 +15,6 @@ import contextlib
 import io
 import logging
 import math
-import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -143,7 +142,12 @@ def _as_arrays(sample: Sequence[torch.Tensor | np.ndarray] | torch.Tensor | np.n
             for t in sample]
 
 
-def _cpu_has_vnni() -> bool:
+def int8_weight_bits() -> int:
+    """Bits of the weights in the INT8 files made here: 7 without VNNI (u8 x s8 products saturate there)."""
+    return 8 if cpu_has_vnni() else 7
+
+
+def cpu_has_vnni() -> bool:
     """Whether the CPU has VNNI (u8 x s8 dot products without the 16-bit saturation of plain AVX2)."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
@@ -261,7 +265,7 @@ def _quantize_ort(src: Path, out: Path, samples: list[list[np.ndarray]]) -> Path
         # QLinearConv takes per-channel scales at no cost. Without VNNI, u8 x s8 products can saturate:
         # reduce_range keeps weights to 7 bits there, as ONNX Runtime's docs advise.
         quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        reduce_range=not _cpu_has_vnni(), activation_type=QuantType.QUInt8,
+                        reduce_range=int8_weight_bits() == 7, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, nodes_to_exclude=skip)
     if pre != src:
         pre.unlink(missing_ok=True)

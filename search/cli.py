@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         mod.register(sub)
-    for cmd in sub.choices.values():  # every command that reads a config takes overrides of it
+    for cmd in _commands(sub):  # every command that reads a config takes overrides of it
         if any(a.dest == "config" for a in cmd._actions):
             cmd.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                              help="override a config value, validated like the file: --set latency.target=50ms "
@@ -33,6 +33,15 @@ def build_parser() -> argparse.ArgumentParser:
                              const="latency.allow_foreign_lut=true",
                              help="use a LUT of another device or executor (warns) instead of refusing it")
     return parser
+
+
+def _commands(sub: argparse._SubParsersAction):
+    """Every command parser, nested groups included (`srnas latency build` as well as `srnas run`)."""
+    for cmd in sub.choices.values():
+        yield cmd
+        for action in cmd._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                yield from _commands(action)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,10 +48,9 @@ def timer_for(cfg: Config) -> pruning.Timer:
 
 def qat_grid() -> str:
     """The int8 grid QAT trains for: that of the QDQ file the INT8 executors run (pruning.quant.GRIDS)."""
-    from latency.executors import _cpu_has_vnni
+    from latency.executors import int8_weight_bits
 
-    # quantize_onnx keeps weights to 7 bits where the CPU has no VNNI (u8 x s8 products saturate there)
-    return "qdq" if _cpu_has_vnni() else "qdq7"
+    return "qdq" if int8_weight_bits() == 8 else "qdq7"
 
 
 # ---- stage 3 of `srnas run` ------------------------------------------------------------------------

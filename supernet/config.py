@@ -12,11 +12,14 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, Union
 
 import yaml
 
 from .errors import UserError
+
+if TYPE_CHECKING:
+    from .rundir import RunDir
 
 
 class ConfigError(UserError, ValueError):

@@ -39,3 +39,14 @@ def test_train_then_eval_table(tmp_path):
     assert [row["model"] for row in rows][:2] == ["bicubic", "wdsr_a-wdsr_b"]
     assert len(rows) == 4 and all(0 < row["ssim"] <= 1 for row in rows)
     assert len({row["model"] for row in rows}) == 4  # sampled paths are distinct
+
+
+def test_every_command_with_a_config_takes_set_and_allow_foreign_lut():
+    from search.cli import _commands, build_parser
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    with_config = [c for c in _commands(sub) if any(a.dest == "config" for a in c._actions)]
+    names = {c.prog.split(" ", 1)[1] for c in with_config}
+    assert {"run", "latency build", "latency check", "latency import", "prune", "bench"} <= names
+    for c in with_config:
+        flags = {o for a in c._actions for o in a.option_strings}
+        assert {"--set", "--allow-foreign-lut"} <= flags, c.prog

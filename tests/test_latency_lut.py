@@ -157,3 +157,25 @@ def test_a_lut_with_the_old_cout_kept_column_resumes(tmp_path):
     assert again.ms(OpKey("conv", 8, 16, 3, 4, 4)) == pytest.approx(10.0)
     assert again.ms(OpKey("conv", 8, 32, 3, 4, 4)) == pytest.approx(20.0) and again.rows[OpKey(
         "conv", 8, 32, 3, 4, 4)].n == 5
+
+
+def test_build_uses_an_imported_lut_as_it_is_when_allowed(tmp_path):
+    """A complete LUT of another device (imported) is used unchanged by a build, never measured into; an
+    incomplete one says what to measure on that device; without allow_foreign_lut it is refused."""
+    import dataclasses
+    from latency.build import build_lut
+    cfg = load_config(tiny_config(tmp_path, latency={"lr_height": 8, "lr_width": 8, "warmup": 0, "repeats": 1,
+                                                     "threads": 1, "calib_samples": 0},
+                                  pruning={"schemes": ["none"]}))
+    path = build_lut(cfg, progress=False).path
+    text = path.read_text().replace(f'"cpu_model": "{fingerprint()["cpu_model"]}"', '"cpu_model": "Phone SoC"', 1)
+    path.write_text(text)
+    with pytest.raises(FingerprintMismatch, match="--allow-foreign-lut"):
+        build_lut(cfg, progress=False)
+    allowed = dataclasses.replace(cfg, latency=dataclasses.replace(cfg.latency, allow_foreign_lut=True))
+    with pytest.warns(LUTFingerprintWarning):
+        lut = build_lut(allowed, progress=False)
+    assert lut.fingerprint["cpu_model"] == "Phone SoC" and path.read_text() == text   # nothing measured into it
+    wider = dataclasses.replace(allowed, pruning=dataclasses.replace(cfg.pruning, schemes=["none", "filter"]))
+    with pytest.warns(LUTFingerprintWarning), pytest.raises(FingerprintMismatch, match="Phone SoC and lacks .* row.*srnas latency probes"):
+        build_lut(wider, progress=False)
