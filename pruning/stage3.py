@@ -31,10 +31,14 @@ QAT_LR_SCALE = 0.1    # QAT runs at a tenth of it, as the zoo's ABPN-INT8 does: 
 
 
 class Timer:
-    """Times a module on one executor: ``timer(module, repeats)`` -> dict(median_ms, iqr_ms, ...)."""
+    """Times a module on one executor: ``timer(module, repeats)`` -> dict(median_ms, iqr_ms, ...).
 
-    def __init__(self, executor: Executor, run: Callable[[nn.Module, int], dict]):
-        self.executor, self.run = executor, run
+    ``checks_plans``: whether its measurements may correct the rates chosen by the latency estimate (not
+    when the estimate describes another device, as an imported LUT does).
+    """
+
+    def __init__(self, executor: Executor, run: Callable[[nn.Module, int], dict], checks_plans: bool = True):
+        self.executor, self.run, self.checks_plans = executor, run, checks_plans
 
     def __call__(self, module: nn.Module, repeats: int) -> dict:
         return self.run(module, repeats)
@@ -139,10 +143,11 @@ def _prune(cfg: Config, net: nn.Module, schemes: dict[str, str] | str, timer: Ti
            target_ms: float, progress: Path, log: Callable[[str], None]) -> tuple[nn.Module, Masks, Plan]:
     """Reweighted pruning of ``net`` (to the target when one is estimated) and masked fine-tune, resumable."""
     use_target = latency_fn is not None and target_ms > 0
+    measure = plan_timer(net, cfg, timer) if use_target and timer.checks_plans else None
     t0 = time.time()
     net, masks, plan = reweighted_prune(
         net, stage3_sampler(cfg), cfg.pruning, latency_fn=latency_fn if use_target else None, target_ms=target_ms,
-        schemes=schemes, grid=cfg.latency.rates, lr=LR, measure_fn=plan_timer(net, cfg, timer) if use_target else None,
+        schemes=schemes, grid=cfg.latency.rates, lr=LR, measure_fn=measure,
         checkpoint=progress, log=log)
     log(f"stage 3: reweighted pruning + fine-tune took {time.time() - t0:.0f} s; plan {plan}")
     return net, masks, plan

@@ -322,7 +322,8 @@ def latency_warnings(final: Stage3Result) -> list[str]:
     out = []
     fix = ("refit the LUT on a quiet machine: `srnas latency build -c CONFIG --recalibrate` (or delete the LUT "
            "file and build it again)")
-    ratio = final.measured_ms / final.lut_ms if final.lut_ms > 0 else None   # NaN (no LUT) compares False
+    # NaN (no LUT) compares False; a foreign LUT prices another device, so this machine's ms is no check of it
+    ratio = final.measured_ms / final.lut_ms if final.lut_ms > 0 and final.judged_by == "measured" else None
     if ratio is not None and not 0.8 <= ratio <= 1.25:
         out.append(f"the winner measured {final.measured_ms:.2f} ms where the LUT predicted {final.lut_ms:.2f} ms "
                    f"({ratio:.2f} x, outside [0.8, 1.25]): the LUT does not describe this machine as it runs now "

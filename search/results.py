@@ -50,15 +50,16 @@ class Stage3Result:
     plan: dict[str, list]
     files: dict[str, str]
     qat_steps: int = 0                    # quantization-aware fine-tune steps of the winner (INT8 executors)
+    judged_by: str = "measured"           # "lut": the LUT is another device's, so this machine's ms cannot judge
     ratio_to_target: float | None = field(init=False)
     meets_target: bool | None = field(init=False)
 
     BOUND = 1.05     # measured may exceed the target by this factor and still meet it (timing noise)
 
     def __post_init__(self):
-        t = self.target_ms
-        self.ratio_to_target = self.measured_ms / t if t > 0 else None
-        self.meets_target = self.measured_ms <= self.BOUND * t if t > 0 else None
+        t, ms = self.target_ms, (self.lut_ms if self.judged_by == "lut" else self.measured_ms)
+        self.ratio_to_target = ms / t if t > 0 else None
+        self.meets_target = ms <= self.BOUND * t if t > 0 else None
 
     def to_json(self) -> dict:
         """Plain dict as written to final.json (derived fields included for readers)."""

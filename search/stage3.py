@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 import pruning
+from latency import executor_fingerprint, fingerprint_diff
 from pruning.reweighted import LatencyFn
 from pruning.stage3 import qat_steps_for
 from supernet import checkpoint
@@ -32,8 +33,9 @@ from .candidate import Candidate
 from .results import Stage3Result
 
 
-def timer_for(cfg: Config) -> pruning.Timer:
-    """Timing on the config's executor (latency.backend, precision, threads, LR size): every stage-3 measurement."""
+def timer_for(cfg: Config, foreign: bool = False) -> pruning.Timer:
+    """Timing on the config's executor (latency.backend, precision, threads, LR size): every stage-3 measurement;
+    ``foreign``: the LUT describes another device, so timings here do not correct its rates."""
     from latency.fingerprint import layout_of
     from latency.timing import measure_module
 
@@ -43,7 +45,8 @@ def timer_for(cfg: Config) -> pruning.Timer:
     # fp32 is measure_module's default: only another precision is passed on
     extra = {} if lat.precision == "fp32" else {"precision": lat.precision}
     return pruning.Timer(ex, lambda module, repeats: measure_module(module, hw, lat.backend, lat.threads,
-                                                                    lat.warmup, repeats, **extra))
+                                                                    lat.warmup, repeats, **extra),
+                         checks_plans=not foreign)
 
 
 def qat_grid() -> str:
@@ -70,10 +73,11 @@ def stage3(cfg: Config, out_dir: Path, winner: Candidate, lat_model) -> Stage3Re
         return done
     target = cfg.latency.target_ms
     latency_fn = (lambda plan: lat_model.predict(winner.path, plan)) if lat_model is not None else None
+    foreign = lat_model is not None and bool(fingerprint_diff(lat_model.lut.fingerprint, executor_fingerprint(cfg)))
     pm = pruning.prune_to_target(
         cfg, lambda: load_supernet(run.supernet).extract(winner.path), winner.path,
-        winner.scheme_map(make_space(cfg)), sdir, timer_for(cfg), latency_fn, target, candidate=winner.to_dict(),
-        qat_grid=qat_grid())
+        winner.scheme_map(make_space(cfg)), sdir, timer_for(cfg, foreign), latency_fn, target,
+        candidate=winner.to_dict(), qat_grid=qat_grid())
     compact = pm.compact()
     files = pruning.export_model(compact, run.export_dir, lr_hw=tuple(pm.lr_hw), channels_last=pm.layout == "nhwc")
     infer, deployed = deployed_infer(compact, cfg, run)
@@ -88,7 +92,7 @@ def stage3(cfg: Config, out_dir: Path, winner: Candidate, lat_model) -> Stage3Re
         measured_iqr_ms=pm.measured_iqr_ms, lut_ms=pm.predicted_ms if pm.predicted_ms is not None else float("nan"),
         target_ms=target, backend=pm.backend, precision=pm.precision, layout=pm.layout, lr_hw=list(pm.lr_hw),
         threads=pm.threads, candidate=winner.to_dict(), plan={k: list(v) for k, v in pm.plan.items()},
-        qat_steps=pm.qat_steps,
+        qat_steps=pm.qat_steps, judged_by="lut" if foreign else "measured",
         files={"model": str(sdir / "pruned.pt"), **{k: str(v) for k, v in (files or {}).items()}})
     res.save(run.final)
     return res

@@ -44,3 +44,10 @@ def test_missed_target_exit_code(tmp_path, monkeypatch, capsys, soft, code):
     assert main(["run", "-c", str(cfg)]) == code
     assert seen["soft"] is soft
     assert ("misses its latency target" in capsys.readouterr().err) is (not soft)
+
+
+def test_a_foreign_lut_judges_the_target_by_the_lut():
+    """With an imported LUT the measured ms is this machine's, not the device's: the LUT's figure decides."""
+    foreign = dataclasses.replace(FINAL, judged_by="lut", lut_ms=2.9)
+    assert foreign.meets_target is True and foreign.ratio_to_target == pytest.approx(2.9 / 3.0)
+    assert latency_warnings(foreign) == []
