@@ -16,10 +16,10 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from supernet.blocks import fuse_weight_norm
 from supernet.config import PruningConfig
+from supernet.progress import progress_bar
 from supernet.errors import UserError
 
 from .masks import Masks, Plan, apply_plan, tied_layers
@@ -51,8 +51,8 @@ def masked_finetune(net: nn.Module, sampler, steps: int, lr: float, masks: Masks
              if lr_floor is not None else None)
     start = resume.restore(net, opt, sched, steps) if resume is not None else 0
     net.train()
-    for step in tqdm(range(start, steps), desc=desc, initial=start, total=steps, dynamic_ncols=True,
-                     disable=not progress):
+    for step in progress_bar(range(start, steps), desc=desc, initial=start, total=steps,
+                             disable=not progress):
         lr_b, hr_b = (t.to(device) for t in sampler.sample(step))
         loss = F.l1_loss(net(lr_b), hr_b)
         if penalty is not None:

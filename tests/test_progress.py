@@ -23,3 +23,12 @@ def test_bar_into_a_file_stays_small(tmp_path):
     text = log.read_text()
     assert "3000/3000" in text                   # the final state is written
     assert len(text) < 1000, len(text)           # tqdm's default would redraw ~every 0.1 s
+
+
+def test_every_bar_goes_through_progress_bar():
+    """tqdm is used in one place only, so no stage writes redraws into a log file."""
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    users = [str(f.relative_to(root)) for pkg in ("supernet", "latency", "pruning", "search", "experiments")
+             for f in (root / pkg).rglob("*.py") if "tqdm" in f.read_text()]
+    assert users == ["supernet/progress.py"]
