@@ -3,6 +3,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT, tiny_config
 
 
@@ -29,6 +31,7 @@ def test_eval_without_weights_says_what_to_run(tmp_path):
     assert r.returncode == 2 and "supernet train" in r.stderr
 
 
+@pytest.mark.slow
 def test_train_then_eval_table(tmp_path):
     cfg = tiny_config(tmp_path)
     assert _run("supernet", "train", "-c", str(cfg)).returncode == 0

@@ -3,11 +3,13 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 from conftest import ROOT, tiny_config
 from supernet.train import load_supernet
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes(tmp_path):
     cfg = tiny_config(tmp_path, train={"steps": 30, "epoch_steps": 15, "threads": 1})
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",

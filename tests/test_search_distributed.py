@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 from conftest import ROOT, tiny_config
 from search.cli import main
@@ -11,6 +12,7 @@ SEARCH = {"iterations": 1, "init_candidates": 4, "top_h": 2, "pool_c": 6, "pick_
           "eval_steps": 2, "eval_batch": 2, "val_crop": 32, "ablation": False}
 
 
+@pytest.mark.slow
 def test_torchrun_search_matches_one_process(tmp_path):
     cfg = tiny_config(tmp_path, search=SEARCH, train={"steps": 4, "epoch_steps": 4, "threads": 1})
     assert main(["supernet", "train", "-c", str(cfg)]) == 0

@@ -2,6 +2,8 @@
 and the impossible-target message through the CLI."""
 from __future__ import annotations
 
+import pytest
+
 import json
 
 import pandas as pd
@@ -19,6 +21,7 @@ TINY = dict(
 )
 
 
+@pytest.mark.slow
 def test_run_end_to_end_and_skip_finished(tmp_path, capsys):
     cfg = tiny_config(tmp_path, **{**TINY, "latency": {**TINY["latency"], "target": "1000ms"}})
     assert main(["run", "-c", str(cfg)]) == 0

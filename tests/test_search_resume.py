@@ -1,6 +1,8 @@
 """A search killed with SIGKILL mid-way resumes without losing or repeating an evaluation."""
 from __future__ import annotations
 
+import pytest
+
 import os
 import signal
 import subprocess
@@ -71,6 +73,7 @@ def check(hist: pd.DataFrame) -> None:
     assert picked["pred_mean"].notna().all() and picked["acq"].notna().all()
 
 
+@pytest.mark.slow
 def test_kill_and_resume_loses_and_repeats_nothing(tmp_path):
     ref = tmp_path / "ref" / "search"
     ref.mkdir(parents=True)

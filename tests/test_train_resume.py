@@ -19,6 +19,7 @@ def _srnas(*args):
     return [sys.executable, "-m", "search.cli", *args]
 
 
+@pytest.mark.slow
 def test_kill_and_resume(tmp_path):
     cfg_path = tiny_config(tmp_path, train={"steps": 400, "epoch_steps": 40, "threads": 1})
     stage = tmp_path / "runs" / "tiny" / "supernet"

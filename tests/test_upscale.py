@@ -2,6 +2,8 @@
 bad inputs (unreadable frames, alpha, 16 bits, grey, a bad --out) handled."""
 from __future__ import annotations
 
+import pytest
+
 import errno
 import os
 import tempfile
@@ -55,6 +57,7 @@ def test_fixed_size_model_is_fed_exact_tiles():
     assert (out[inner] - full[inner]).abs().max() < 1e-4
 
 
+@pytest.mark.slow
 def test_cli_upscale_1080p_tiled_equals_untiled(tmp_path, capsys):
     model = export_torchscript(zoo.build("abpn", 2).eval(), tmp_path / "abpn.ts")
     frames = tmp_path / "frames"
