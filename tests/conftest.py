@@ -36,3 +36,20 @@ def tiny_config(tmp_path: Path, **sections) -> Path:
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+class Killed(Exception):
+    """Stands in for SIGKILL: raised from inside a training step."""
+
+
+class DiesAt:
+    """A sampler that raises Killed on its ``n``-th batch (counted over every phase), like a kill mid-step."""
+
+    def __init__(self, sampler, n: int):
+        self.sampler, self.n, self.calls = sampler, n, 0
+
+    def sample(self, step: int):
+        self.calls += 1
+        if self.calls == self.n:
+            raise Killed
+        return self.sampler.sample(step)

@@ -16,6 +16,8 @@ from supernet.data import PatchSampler, load_images, lr_crops
 from supernet.errors import UserError
 from supernet.model import build_path_net
 
+from conftest import DiesAt, Killed
+
 torch.set_num_threads(1)
 PATH = ["wdsr_b", "wdsr_a"]
 MODEL = {"n_cells": 2, "n_feats": 8, "expansion_a": 2, "expansion_b": 2}   # bicubic skip (the default)
@@ -111,29 +113,12 @@ def test_the_int8_file_of_qat_weights_is_closer_to_the_float_net_than_ptq(tmp_pa
     assert qat_err < 0.8 * ptq_err, (qat_err, ptq_err)
 
 
-class _Killed(Exception):
-    """Stands in for SIGKILL: raised from inside a training step."""
-
-
-class _DiesAt:
-    """A sampler that raises on its ``n``-th batch, like a kill mid-step."""
-
-    def __init__(self, sampler, n: int):
-        self.sampler, self.n, self.calls = sampler, n, 0
-
-    def sample(self, step: int):
-        self.calls += 1
-        if self.calls == self.n:
-            raise _Killed
-        return self.sampler.sample(step)
-
-
 def test_interrupted_and_resumed_qat_equals_uninterrupted(tmp_path):
     net, masks = _masked()
     ref = qat_finetune(copy.deepcopy(net), _sampler(), 7, 1e-3, masks, progress=False)
     ckpt, logs = tmp_path / "qat.pt", []
-    with pytest.raises(_Killed):          # killed in step 6 (saved after 2 and 4)
-        qat_finetune(copy.deepcopy(net), _DiesAt(_sampler(), 6), 7, 1e-3, masks, checkpoint=ckpt, save_every=2,
+    with pytest.raises(Killed):          # killed in step 6 (saved after 2 and 4)
+        qat_finetune(copy.deepcopy(net), DiesAt(_sampler(), 6), 7, 1e-3, masks, checkpoint=ckpt, save_every=2,
                      log=logs.append, progress=False)
     got = qat_finetune(copy.deepcopy(net), _sampler(), 7, 1e-3, masks, checkpoint=ckpt, save_every=2,
                        log=logs.append, progress=False)
@@ -209,9 +194,9 @@ def test_stage3_killed_in_qat_resumes_there(tmp_path, monkeypatch):
     ref = _stage3(cfg, [], qat_grid="qdq")
     real = stage3.stage3_sampler
     monkeypatch.setattr(stage3, "stage3_sampler",
-                        lambda c, stream=1: _DiesAt(real(c, stream), 5) if stream == 2 else real(c, stream))
+                        lambda c, stream=1: DiesAt(real(c, stream), 5) if stream == 2 else real(c, stream))
     cfg = _stage3_cfg(tmp_path / "run", "int8", qat_steps=6)
-    with pytest.raises(_Killed):      # in QAT step 5 (saved after the 1st..4th: save_every of 6 steps is 1)
+    with pytest.raises(Killed):      # in QAT step 5 (saved after the 1st..4th: save_every of 6 steps is 1)
         _stage3(cfg, [], qat_grid="qdq")
     sdir = cfg.out_dir / "stage3"
     assert (sdir / "checkpoint.pt").exists() and (sdir / "qat.pt").exists() and not (sdir / "pruned.pt").exists()

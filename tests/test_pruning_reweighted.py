@@ -8,6 +8,8 @@ from supernet.data import PatchSampler, load_images
 from supernet.errors import UserError
 from supernet.model import build_path_net
 
+from conftest import DiesAt, Killed
+
 torch.set_num_threads(1)
 MC = load_config("experiments/configs/quick.yaml").model
 
@@ -66,23 +68,6 @@ def test_meet_target_crosses_plateaus():
     assert lat(got) <= 5.0 and sum(r > 0 for _, r in got.values()) == 2
 
 
-class _Killed(Exception):
-    """Stands in for SIGKILL: raised from inside a training step."""
-
-
-class _DiesAt:
-    """A sampler that raises on its ``n``-th batch (counted over both phases), like a kill mid-step."""
-
-    def __init__(self, sampler, n: int):
-        self.sampler, self.n, self.calls = sampler, n, 0
-
-    def sample(self, step: int):
-        self.calls += 1
-        if self.calls == self.n:
-            raise _Killed
-        return self.sampler.sample(step)
-
-
 def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
     """Killed once in regularization and once in fine-tune, the resumed run ends with the same weights."""
     net, sampler, cfg, lat = _setup(10, 8)
@@ -92,8 +77,8 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
     # (4 regularization batches + 6 fine-tune ones; saved after 0 and 4)
     for dies_at in (8, 4 + 6):
         net, _, _, _ = _setup(10, 8)
-        with pytest.raises(_Killed):
-            reweighted_prune(net, _DiesAt(sampler, dies_at), cfg, latency_fn=lat, target_ms=5.0, schemes="filter",
+        with pytest.raises(Killed):
+            reweighted_prune(net, DiesAt(sampler, dies_at), cfg, latency_fn=lat, target_ms=5.0, schemes="filter",
                              checkpoint=ckpt, save_every=3 if dies_at == 8 else 4, log=logs.append)
     net, _, _, _ = _setup(10, 8)
     net, masks, plan = reweighted_prune(net, sampler, cfg, latency_fn=lat, target_ms=5.0, schemes="filter",
@@ -109,8 +94,8 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
 
 def test_progress_of_other_settings_is_refused(tmp_path):
     net, sampler, cfg, lat = _setup(4, 0)
-    with pytest.raises(_Killed):
-        reweighted_prune(net, _DiesAt(sampler, 4), cfg, schemes="filter", checkpoint=tmp_path / "p.pt",
+    with pytest.raises(Killed):
+        reweighted_prune(net, DiesAt(sampler, 4), cfg, schemes="filter", checkpoint=tmp_path / "p.pt",
                          save_every=1, log=lambda s: None)
     net, _, _, _ = _setup(4, 0)
     with pytest.raises(UserError, match="other settings.*schemes"):
