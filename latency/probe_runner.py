@@ -45,6 +45,8 @@ class ProbeError(Exception):
 
 
 # ---- the device -----------------------------------------------------------------------------------------
+# (repeats latency/fingerprint.py on purpose: this file runs on the device without srnas; the round-trip
+# test checks that both name this machine alike)
 
 def cpu_model() -> str:
     """The CPU model name from /proc/cpuinfo (platform.processor() elsewhere), as srnas names it."""
