@@ -42,10 +42,8 @@ def timer_for(cfg: Config, foreign: bool = False) -> pruning.Timer:
     lat = cfg.latency
     hw = (lat.lr_height, lat.lr_width)
     ex = pruning.Executor(lat.backend, lat.precision, layout_of(lat.backend), hw, lat.threads)
-    # fp32 is measure_module's default: only another precision is passed on
-    extra = {} if lat.precision == "fp32" else {"precision": lat.precision}
     return pruning.Timer(ex, lambda module, repeats: measure_module(module, hw, lat.backend, lat.threads,
-                                                                    lat.warmup, repeats, **extra),
+                                                                    lat.warmup, repeats, precision=lat.precision),
                          checks_plans=not foreign)
 
 
