@@ -57,6 +57,6 @@ def test_bench_cli_prints_table_and_json(tmp_path, capsys):
 
 
 def test_bench_missing_weights_is_user_error(tmp_path, capsys):
-    rc = main(["bench", "--models", "wdsr_a", "--datasets", "Set5", "--out", str(tmp_path),
+    rc = main(["bench", "--models", "wdsr_a", "--datasets", "skimage", "--out", str(tmp_path),
                "--weights-dir", str(tmp_path)])
     assert rc == 2 and "srnas zoo train wdsr_a" in capsys.readouterr().err
