@@ -174,14 +174,13 @@ def search_stage(cfg: Config, out_dir: Path, dist_info: DistInfo, lat_model=None
 
 
 def _measure_fn(cfg: Config):
-    """(masked net, masks) -> measured ms of its compact form in the config's executor."""
+    """(masked net, masks) -> measured ms of its compact form in the config's executor (stage 3's timer)."""
     import pruning
-    from latency.timing import measure_module
 
-    def measure(net, masks):
-        return measure_module(pruning.compact(net, masks), lr_hw(cfg), cfg.latency.backend, cfg.latency.threads,
-                              cfg.latency.warmup, cfg.latency.repeats)["median_ms"]
-    return measure
+    from .stage3 import timer_for
+
+    timer = timer_for(cfg)
+    return lambda net, masks: timer(pruning.compact(net, masks), cfg.latency.repeats)["median_ms"]
 
 
 class _MeasuringEvaluator:
