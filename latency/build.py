@@ -9,12 +9,12 @@ from supernet.config import Config
 from supernet.progress import progress_bar
 from supernet.widths import WidthRule
 
-from .catalogue import OpKey, catalogue, op_inputs, op_module
+from .catalogue import OpKey, catalogue, chain_probe, op_inputs, op_module
 from .fingerprint import fingerprint, fingerprint_diff
 from .quiet import busy_message
 from .lut import LUT, FingerprintMismatch, Row
 from .executors import check_executor
-from .timing import make_runner, time_interleaved
+from .timing import make_runner, time_steady
 
 
 def default_lut_path(cfg: Config, backend: str | None = None, out_dir: str | Path | None = None) -> Path:
@@ -67,15 +67,23 @@ def build_lut(cfg: Config, backend: str | None = None, out: str | Path | None = 
     earlier = sorted(r.anchor_ms for r in lut.rows.values() if r.anchor_ms >= 1.0)  # a resumed build's rounds
     for start in range(0, len(todo), chunk):
         part = todo[start:start + chunk]
-        runners = []
+        runners, chain_runners, chains = [], [], []
         for key in part:
             module, shapes = op_module(key, cfg.model, scale)
             xs = [inputs.setdefault(s, torch.rand(s)) for s in shapes]
             runners.append(make_runner(module, xs, backend, lat.threads, lat.precision))
+            chain = None   # a whole block's row is its share of a chain's time (catalogue.chain_probe)
+            if key.op.startswith("block_"):
+                module, extra = chain_probe(key, cfg.model, scale)
+                chain = (len(part) + len(chain_runners), extra)
+                chain_runners.append(make_runner(module, xs, backend, lat.threads, lat.precision))
+            chains.append(chain)
+        runners += chain_runners
         if anchor_runner is None:
             anchor_runner = make_anchor_runner(cfg, backend)
-        timings = time_interleaved(runners + [anchor_runner], warmup=lat.warmup, repeats=lat.repeats,
-                                   threads=lat.threads, seed=start)
+        reference = min([t.anchor_ms for t in lut.rows.values() if t.anchor_ms > 0], default=None)
+        timings = time_steady(runners, anchor_runner, reference, warmup=lat.warmup, repeats=lat.repeats,
+                              threads=lat.threads, seed=start)
         # every chunk also times the anchor op: its spread across chunks shows load drift (see load_drift)
         if earlier and start == 0 and not 1 / DRIFT_RESUME <= timings[-1].median_ms / earlier[len(earlier) // 2] \
                 <= DRIFT_RESUME:
@@ -83,8 +91,14 @@ def build_lut(cfg: Config, backend: str | None = None, out: str | Path | None = 
                           f"{earlier[len(earlier) // 2]:.2f} ms when the rows already in {path} were measured: the "
                           f"machine's speed or load changed, so old and new rows disagree; remove {path} and build "
                           f"again on a quiet machine", BusyMachineWarning, stacklevel=2)
-        for key, t in zip(part, timings):
-            lut.add(Row(key, t.median_ms, t.iqr_ms, t.n, timings[-1].median_ms))
+        anchor_ms = timings[-1].median_ms
+        for key, t, chain in zip(part, timings, chains):
+            if chain is None:
+                lut.add(Row(key, t.median_ms, t.iqr_ms, t.n, anchor_ms))
+            else:
+                long, extra = timings[chain[0]], chain[1]
+                ms = max((long.median_ms - t.median_ms) / extra, MIN_ROW_MS)
+                lut.add(Row(key, ms, (long.iqr_ms ** 2 + t.iqr_ms ** 2) ** 0.5 / extra, min(t.n, long.n), anchor_ms))
         bar.update(len(part))
         inputs = {s: x for s, x in inputs.items() if any(s in op_shapes(k, cfg) for k in todo[start + chunk:])}
     bar.close()
@@ -100,6 +114,7 @@ def build_lut(cfg: Config, backend: str | None = None, out: str | Path | None = 
 
 
 DRIFT_WARN = 1.5
+MIN_ROW_MS = 1e-3   # a chain row at or under timer noise still costs something
 
 
 def _complete_foreign(lut: LUT, cfg: Config) -> LUT:
@@ -181,8 +196,7 @@ def calibrate_lut(lut: LUT, cfg: Config, candidate_fn, samples: int, backend: st
              for _ in range(samples)]
     raw = [model.raw(p, plan) for p, plan in cands]
     times = measure_candidates(cands, candidate_fn, (lat.lr_height, lat.lr_width), backend, lat.threads,
-                               warmup=1, repeats=max(3, lat.repeats // 2), progress=progress,
-                               precision=lat.precision)
+                               warmup=1, repeats=lat.repeats, progress=progress, precision=lat.precision)
     cal = fit_calibration(raw, [t["median_ms"] for t in times])
     lut.set_calibration(cal)
     return cal

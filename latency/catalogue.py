@@ -184,6 +184,26 @@ def op_module(key: OpKey, model_cfg: ModelConfig, scale: int) -> tuple[nn.Module
     raise ValueError(f"no executor for op {key.op!r}")
 
 
+CHAIN = 5  # blocks in a chain probe: a block row is the chain's extra time over one block, per block
+
+
+def chain_probe(key: OpKey, model_cfg: ModelConfig, scale: int) -> tuple[nn.Module, int]:
+    """A whole-block row's chain probe: ``CHAIN`` blocks of ``key`` in a row, and how many it adds over one.
+
+    A block timed alone pays its runtime's fixed costs at both ends (an INT8 file quantizes
+    its float input and dequantizes its output, a blocked layout is entered and left),
+    which inside a network it shares with its neighbours. The chain minus the single block
+    is what the block adds in a network. A block whose input and output widths differ
+    alternates with its mirror (output back to input width), whose cost it shares equally:
+    the same MACs, read and written the other way round.
+    """
+    a, b = key.cin, key.cout
+    mirror = OpKey(key.op, b, a, key.k, key.h, key.w, key.scheme, key.rate)
+    plain = not BLOCKS[key.op[len("block_"):]].residual
+    blocks = [op_module(mirror if plain and i % 2 else key, model_cfg, scale)[0] for i in range(CHAIN)]
+    return nn.Sequential(*blocks).eval(), CHAIN - 1
+
+
 def row_widths(cell: CellSpec, widths: Sequence[tuple[int, int]]) -> list[int]:
     """The widths a whole-block row is keyed by: a residual block's inner channel groups (a depthwise conv
     keeps its group), a plain block's input and output."""

@@ -14,7 +14,7 @@ from supernet.progress import progress_bar
 
 from .catalogue import block_templates
 from .model import LatencyModel, Plan
-from .timing import make_runner, time_interleaved
+from .timing import make_runner, time_steady
 
 CandidateFn = Callable[[Sequence[str], Plan], nn.Module]
 
@@ -37,24 +37,42 @@ def random_candidate(rng: np.random.Generator, templates: dict, n_cells: int, sc
 def measure_candidates(cands: Sequence[tuple[tuple[str, ...], Plan]], candidate_fn: CandidateFn,
                        lr_hw: tuple[int, int], backend: str, threads: int, warmup: int = 1, repeats: int = 5,
                        chunk: int = 5, progress: bool = True, precision: str = "fp32") -> list[dict]:
-    """End-to-end timings of whole candidates in one executor, interleaved a chunk at a time."""
+    """End-to-end timings of whole candidates in one executor, interleaved a chunk at a time.
+
+    The first candidate is also timed in every chunk as a sentinel: a chunk in which it runs
+    slower than its best so far, another load on the machine, is timed again (timing.time_steady).
+    """
     x = torch.rand(1, 3, *lr_hw)
     out: list[dict] = []
     bar = progress_bar(total=len(cands), desc="end-to-end", unit="net", disable=not progress)
+    sentinel, best = None, None
     for start in range(0, len(cands), chunk):
         part = cands[start:start + chunk]
         runners = [make_runner(candidate_fn(p, plan), [x], backend, threads, precision) for p, plan in part]
-        ts = time_interleaved(runners, warmup=warmup, repeats=repeats, threads=threads, seed=start)
-        out.extend(t.as_dict() for t in ts)
+        sentinel = sentinel or runners[0]
+        ts = time_steady(runners, sentinel, best, warmup=warmup, repeats=repeats, threads=threads, seed=start)
+        best = min(best or ts[-1].median_ms, ts[-1].median_ms)
+        out.extend(t.as_dict() for t in ts[:-1])
         bar.update(len(part))
     bar.close()
     return out
 
 
 def fit_calibration(raw: Sequence[float], measured: Sequence[float]) -> dict:
-    """Proportional calibration: the median ratio measured / op sum (robust to a noisy sample)."""
-    ratios = np.asarray(measured, dtype=float) / np.asarray(raw, dtype=float)
-    return {"scale": float(np.median(ratios)), "offset": 0.0, "n": int(len(ratios)),
+    """End-to-end calibration of the op sum, robust to a noisy sample: a proportional scale (the median
+    ratio measured / op sum) or an offset (the median difference), whichever fits the sample better.
+
+    Op rows timed alone each pay their runtime's fixed costs, so the op sum overshoots in
+    proportion to the op count; whole-block rows are chain shares that already exclude them, and
+    what the network's ends add is one constant.
+    """
+    r, m = np.asarray(raw, dtype=float), np.asarray(measured, dtype=float)
+    ratios = m / r
+    fits = {"scale": (float(np.median(ratios)), 0.0), "offset": (1.0, float(np.median(m - r)))}
+    err = {form: float(np.median(np.abs(s * r + o - m) / m)) for form, (s, o) in fits.items()}
+    form = min(err, key=err.get)
+    scale, offset = fits[form]
+    return {"scale": scale, "offset": offset, "form": form, "n": int(len(r)), "median_error": err[form],
             "ratio_iqr": float(np.subtract(*np.percentile(ratios, [75, 25])))}
 
 

@@ -99,7 +99,8 @@ def _check(args) -> int:
     print(f"latency check: {res['n']} random candidates, {backend}/{lat.precision}, {lat.lr_width}x{lat.lr_height}, "
           f"LUT {path}")
     cal = lut.calibration if not args.no_calibration else None
-    print(f"  {'':<16} {'model':>8} {'op sum':>8}   (model = op sum x {cal['scale'] if cal else 1.0:.3f})")
+    print(f"  {'':<16} {'model':>8} {'op sum':>8}   (model = op sum x {cal['scale'] if cal else 1.0:.3f} "
+          f"{cal['offset'] if cal else 0.0:+.2f} ms)")
     unc = res["uncalibrated"]
     for k, label, fmt in [("within_5", "within +-5 %", ".2f"), ("within_10", "within +-10 %", ".2f"),
                           ("within_15", "within +-15 %", ".2f"), ("mape", "MAPE (%)", ".2f"),

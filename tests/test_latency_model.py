@@ -119,11 +119,11 @@ def test_load_drift_during_a_build_is_flagged(tmp_path, monkeypatch):
     cfg = _cfg(tmp_path)
     chunks = {"n": 0}
 
-    def fake(runners, **kw):  # every op costs 1 ms, but chunks after the first run under x2 load
+    def fake(runners, anchor, reference, **kw):  # every op costs 1 ms, but chunks after the first run under x2 load
         chunks["n"] += 1
         level = 1.0 if chunks["n"] == 1 else 2.0
-        return [Timing(level, 0.1 * level, 3, [level] * 3) for _ in runners]
-    monkeypatch.setattr(build, "time_interleaved", fake)
+        return [Timing(level, 0.1 * level, 3, [level] * 3) for _ in [*runners, anchor]]
+    monkeypatch.setattr(build, "time_steady", fake)
     with pytest.warns(UserWarning, match="2.00x slower.*quiet machine"):
         lut = build_lut(cfg, out=tmp_path / "a.csv", chunk=3, progress=False)
     assert chunks["n"] > 2 and build.load_drift(lut) == pytest.approx(2.0)

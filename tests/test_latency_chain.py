@@ -1,0 +1,93 @@
+"""Whole-block rows as chain shares, the calibration form, and re-timing chunks a load slowed down."""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+import torch
+
+from latency.catalogue import CHAIN, OpKey, catalogue, chain_probe, op_module
+from latency.check import fit_calibration
+from latency.timing import STEADY_TOL, time_steady
+from supernet.config import load_config
+from supernet.widths import WidthRule
+
+from conftest import tiny_config
+
+
+def _block_cfg(tmp_path, blocks):
+    cfg = load_config(tiny_config(tmp_path), check_data=False)
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, blocks=blocks, n_feats=8),
+                               latency=dataclasses.replace(cfg.latency, granularity="block"))
+
+
+@pytest.mark.parametrize("blocks", [["wdsr_b"], ["plain"], ["dws"]])
+def test_chain_probe_runs_every_block_at_its_row_widths(tmp_path, blocks):
+    cfg = _block_cfg(tmp_path, blocks)
+    keys = [k for k in catalogue(cfg.model, 2, (6, 6), list(cfg.pruning.schemes), cfg.latency.rates,
+                                 WidthRule.of(cfg.pruning), "block") if k.op.startswith("block_")]
+    assert keys
+    for key in keys:
+        single, shapes = op_module(key, cfg.model, 2)
+        chain, extra = chain_probe(key, cfg.model, 2)
+        assert extra == CHAIN - 1 and len(chain) == CHAIN
+        x = torch.rand(shapes[0])
+        y1, yc = single(x), chain(x)
+        # the chain ends where one block does: the row's output width (a plain block alternates with its mirror)
+        assert y1.shape == yc.shape if CHAIN % 2 else True
+        convs = [m for m in chain.modules() if isinstance(m, torch.nn.Conv2d)]
+        assert len(convs) == CHAIN * sum(isinstance(m, torch.nn.Conv2d) for m in single.modules())
+
+
+def test_plain_chain_alternates_with_its_mirror(tmp_path):
+    cfg = _block_cfg(tmp_path, ["plain"])
+    key = OpKey("block_plain", 8, 4, 0, 6, 6)
+    chain, _ = chain_probe(key, cfg.model, 2)
+    firsts = [next(m for m in b.modules() if isinstance(m, torch.nn.Conv2d)) for b in chain]
+    assert [(c.in_channels, c.out_channels) for c in firsts[:3]] == [(8, 4), (4, 8), (8, 4)]
+    assert chain(torch.rand(1, 8, 6, 6)).shape[1] == 4
+
+
+def test_calibration_picks_the_form_the_data_has():
+    raw = [10.0, 20.0, 30.0, 40.0, 50.0, 60.0]
+    offset = fit_calibration(raw, [r - 7.0 for r in raw])
+    assert offset["form"] == "offset" and offset["offset"] == pytest.approx(-7.0) and offset["scale"] == 1.0
+    scale = fit_calibration(raw, [r * 0.4 for r in raw])
+    assert scale["form"] == "scale" and scale["scale"] == pytest.approx(0.4) and scale["offset"] == 0.0
+
+
+def _sleeper(ms_list):
+    calls = iter(ms_list)
+
+    def run():
+        time.sleep(next(calls, ms_list[-1]) / 1e3)
+    return run
+
+
+def test_a_chunk_whose_anchor_ran_slow_is_timed_again():
+    # first attempt (3 turns of 2 calls): the anchor takes 30 ms (a load), then 10 ms (quiet again)
+    slow_then_quiet = [30.0] * 6 + [10.0] * 20
+    ts = time_steady([_sleeper([5.0])], _sleeper(slow_then_quiet), reference_ms=10.0, warmup=0, repeats=3,
+                     extra_rounds=0)
+    assert ts[-1].median_ms < 10.0 * (1 + STEADY_TOL) + 3.0   # the quiet attempt was kept
+    assert ts[0].n == 3
+    # no reference (a build's first chunk): one attempt, whatever the anchor did
+    once = time_steady([_sleeper([5.0])], _sleeper([30.0] * 10), reference_ms=None, warmup=0, repeats=3,
+                       extra_rounds=0)
+    assert once[-1].median_ms > 25.0
+
+
+def test_the_harness_times_the_second_call_of_a_turn():
+    # a runtime that pays 20 ms whenever it takes over from another op, 2 ms on a repeat call
+    last = {"op": None}
+
+    def op(name):
+        def run():
+            time.sleep((0.002 if last["op"] == name else 0.020))
+            last["op"] = name
+        return run
+
+    from latency.timing import time_interleaved
+    ts = time_interleaved([op("a"), op("b")], warmup=0, repeats=3, extra_rounds=0)
+    assert all(t.median_ms < 10.0 for t in ts)
