@@ -12,8 +12,11 @@ then copy lut.csv back and run `srnas latency import -c CONFIG lut.csv`.
 Timing follows `srnas latency build` (latency/build.py, latency/timing.py): probes are timed a chunk
 at a time together with an anchor op; within a chunk every probe runs ``warmup`` untimed rounds, then
 ``repeats`` timed rounds in a fresh random order each round, so load from other processes hits all of
-them alike; probes whose inter-quartile range exceeds 15 % of the median get extra rounds. A row is the
-median, its spread the IQR. An interrupted run resumes: rows already in --out are kept.
+them alike (each turn runs a probe twice and times the second call: the first pays the switch from
+the probe before); probes whose inter-quartile range exceeds 15 % of the median get extra rounds. A row
+is the median, its spread the IQR; a whole block's row is its share of a chain of such blocks (the
+chain's time minus one block's, per added block). An interrupted run resumes: rows already in --out
+are kept.
 """
 from __future__ import annotations
 
@@ -203,7 +206,8 @@ def summary(samples: list[float]) -> tuple[float, float, int]:
 
 
 def timed(run) -> float:
-    """One call of ``run`` in ms."""
+    """The second of two calls of ``run`` in ms (the first pays the switch from the op before)."""
+    run()
     t0 = time.perf_counter()
     run()
     return (time.perf_counter() - t0) * 1e3
@@ -262,11 +266,26 @@ def start_csv(out: Path, fp: dict) -> None:
         csv.writer(f).writerow(COLUMNS)
 
 
+def chain_rows(probes: list[dict], timings: list) -> list[tuple[float, float, int]]:
+    """Each probe's row from the chunk's timings (probes first, then one per chain, in order): a probe
+    with a chain gets the chain's extra time per added block (as latency/build.py)."""
+    rows, j = [], len(probes)
+    for p, (med, iqr, n) in zip(probes, timings):
+        if p.get("chain"):
+            c_med, c_iqr, c_n = timings[j]
+            extra = p["chain"]["extra"]
+            rows.append((max((c_med - med) / extra, 1e-3), (c_iqr ** 2 + iqr ** 2) ** 0.5 / extra, min(n, c_n)))
+            j += 1
+        else:
+            rows.append((med, iqr, n))
+    return rows
+
+
 def append_rows(out: Path, fp: dict, probes: list[dict], timings: list, anchor_ms: float) -> None:
     """Append one chunk's rows (written as each chunk finishes, so a killed run keeps them)."""
     with open(out, "a", newline="") as f:
         w = csv.writer(f)
-        for p, (med, iqr, n) in zip(probes, timings):
+        for p, (med, iqr, n) in zip(probes, chain_rows(probes, timings)):
             w.writerow([device_id(fp), fp["backend"]] + [p["key"][k] for k in KEY_FIELDS]
                        + [f"{med:.5f}", f"{iqr:.5f}", n, f"{anchor_ms:.5f}"])
 
@@ -333,13 +352,15 @@ def run_kit(kit: Path, out: Path, threads: int, warmup: int, repeats: int, chunk
     for start in range(0, len(todo), chunk):
         part = todo[start:start + chunk]
         cache: dict = {}
-        runners = [make_runner(kit / p["file"], probe_inputs(p["shapes"], cache, rng), backend, precision, threads)
-                   for p in part]
+        files = [p["file"] for p in part] + [p["chain"]["file"] for p in part if p.get("chain")]
+        shapes = [p["shapes"] for p in part] + [p["shapes"] for p in part if p.get("chain")]
+        runners = [make_runner(kit / f, probe_inputs(sh, cache, rng), backend, precision, threads)
+                   for f, sh in zip(files, shapes)]
         # every chunk also times the anchor op: its spread across chunks shows load drift
         timings = time_interleaved(runners + [anchor_run], warmup, repeats, seed=start)
         anchors.append(timings[-1][0])
         append_rows(out, fp, part, timings[:-1], timings[-1][0])
-        log(f"  [{min(start + chunk, len(todo))}/{len(todo)}] {part[-1]['file']}: {timings[-2][0]:.2f} ms")
+        log(f"  [{min(start + chunk, len(todo))}/{len(todo)}] {part[-1]['file']}")
     time_whole_nets(kit, out, manifest.get("calibration") or {}, backend, precision, threads, log)
     judged = [a for a in anchors if a >= 1.0]   # sub-millisecond anchors are timer noise: not judged
     if judged and max(judged) / min(judged) > DRIFT_WARN:

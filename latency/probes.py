@@ -22,7 +22,7 @@ from supernet.progress import progress_bar
 from supernet.widths import WidthRule
 
 from .build import anchor_key
-from .catalogue import OpKey, block_templates, catalogue, op_module
+from .catalogue import OpKey, block_templates, catalogue, chain_probe, op_module
 from .check import fit_calibration, random_candidate
 from .executors import SUPPORTED, export_onnx, quantize_onnx, random_calibration
 from .fingerprint import layout_of
@@ -177,7 +177,13 @@ def write_probes(cfg: Config, out_dir: str | Path, candidate_fn: CandidateFn | N
     for i, key in enumerate(keys):
         module, shapes = op_module(key, cfg.model, cfg.data.scale)
         path = write_probe(module, shapes, out / probe_name(i, key), backend, precision)
-        probes.append({"file": path.name, "key": key_fields(key), "shapes": [list(s) for s in shapes]})
+        probe = {"file": path.name, "key": key_fields(key), "shapes": [list(s) for s in shapes]}
+        if key.op.startswith("block_"):   # its row is a chain share, as the build measures it
+            chain, extra = chain_probe(key, cfg.model, cfg.data.scale)
+            c_path = write_probe(chain, shapes, out / probe_name(i, key).replace(".onnx", "_chain.onnx"), backend,
+                                 precision)
+            probe["chain"] = {"file": c_path.name, "extra": extra}
+        probes.append(probe)
         bar.update(1)
     anchor = anchor_key(cfg)
     a_shape = (1, anchor.cin, anchor.h, anchor.w)

@@ -110,6 +110,9 @@ def test_int8_kit_holds_quantized_probes_and_imports_as_int8(tmp_path, backend):
     assert manifest["precision"] == "int8"
     weighted = [p for p in manifest["probes"] if p["key"]["op"].startswith(("conv", "block"))]
     assert weighted and all(is_quantized(kit / p["file"]) for p in weighted)
+    blocks = [p for p in manifest["probes"] if p["key"]["op"].startswith("block_")]
+    # a block's row is its share of a chain, timed as the build times it
+    assert blocks and all(p["chain"]["extra"] >= 1 and is_quantized(kit / p["chain"]["file"]) for p in blocks)
     assert not list(kit.glob("*-fp32.onnx")) and not list(kit.glob("*_pre.onnx"))
     device = tmp_path / "device"
     device.mkdir()
