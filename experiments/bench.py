@@ -54,13 +54,14 @@ class BenchRow:
     backend: str
     precision: str
     config: str
+    steps: int = 0          # optimizer steps its weights saw (0: none, or not recorded)
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_json(cls, data: dict) -> "BenchRow":
-        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
 
 
 COLUMNS = [f.name for f in dataclasses.fields(BenchRow)]
@@ -136,7 +137,7 @@ def run_bench(specs: list[str], datasets: list[str], scale: int, out_dir: str | 
             rows.append(BenchRow(m.name, Path(ds).name, scale, round(q["psnr"], 3), round(q["ssim"], 4),
                                  round(lat[m.name], 2), params, macs,
                                  "" if m.y_only is None else ("yes" if m.y_only else "no"), d.backend, d.precision,
-                                 m.config))
+                                 m.config, int(m.info.get("steps", 0))))
     df = pd.DataFrame([r.to_json() for r in rows], columns=COLUMNS)
     df.to_csv(out_dir / "bench.csv", index=False)
     (out_dir / "bench.md").write_text(markdown_table(df, lr_hw))
@@ -196,7 +197,9 @@ def deploy(m: LoadedModel, backend: str, precision: str | None, scale: int, thre
     prec = "fp32" if m.name == "bicubic" else (precision or own)
     path = Path(m.info.get("path", ""))
     example = [torch.rand(1, 3, *lr_hw)]
-    if path.suffix in (".onnx", ".ts", ".pt"):
+    # a pruned-model file (torch module, not TorchScript) deploys from its compact network, as the zoo does
+    if path.suffix in (".onnx", ".ts", ".pt") and not (m.module is not None and path.suffix == ".pt"
+                                                      and not isinstance(m.module, torch.jit.ScriptModule)):
         return _deploy_file(m, path, backend, prec, own, scale, threads, lr_hw, workdir)
     if m.name == "abpn_int8" and backend == "torch-cpu" and prec == "int8":  # its torch.ao INT8 form, as today
         run = _tiled(m.run, scale, None)
@@ -262,12 +265,13 @@ def _fmt_count(v: float, unit: float, digits: int) -> str:
 def markdown_table(df: pd.DataFrame, lr_hw: tuple[int, int]) -> str:
     """One row per model: Y-only, backend, precision, params, MACs, latency, PSNR/SSIM per dataset."""
     datasets = list(dict.fromkeys(df["dataset"]))
-    head = (["model", "Y-only", "backend", "precision", "params (K)", f"GMACs @{lr_hw[1]}x{lr_hw[0]}",
+    head = (["model", "Y-only", "backend", "precision", "train steps", "params (K)", f"GMACs @{lr_hw[1]}x{lr_hw[0]}",
              f"latency ms @{lr_hw[1]}x{lr_hw[0]}"] + [f"{d} PSNR/SSIM" for d in datasets])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, g in df.groupby("model", sort=False):
         r = g.iloc[0]
-        cells = [name, r["y_only"] or "?", r["backend"], r["precision"], _fmt_count(r["params"], 1e3, 1),
+        steps = int(r["steps"]) if "steps" in r and r["steps"] == r["steps"] else 0
+        cells = [name, r["y_only"] or "?", r["backend"], r["precision"], steps or "-", _fmt_count(r["params"], 1e3, 1),
                  _fmt_count(r["macs"], 1e9, 2), f"{r['latency_ms']:.1f}"]
         by_ds = {row["dataset"]: row for _, row in g.iterrows()}
         cells += [f"{by_ds[d]['psnr']:.2f} / {by_ds[d]['ssim']:.4f}" if d in by_ds else "-" for d in datasets]
@@ -315,6 +319,6 @@ def summary_json(df: pd.DataFrame) -> str:
     """The final machine-readable line: per model, PSNR per dataset and latency."""
     out: dict = {}
     for _, r in df.iterrows():
-        d = out.setdefault(r["model"], {"latency_ms": r["latency_ms"]})
+        d = out.setdefault(r["model"], {"latency_ms": r["latency_ms"], "steps": int(r.get("steps", 0) or 0)})
         d[f"psnr_{r['dataset']}"] = r["psnr"]
     return json.dumps(out)

@@ -125,6 +125,7 @@ def _zoo_export(args) -> int:
 
 
 def _bench(args) -> int:
+    from . import zoo
     from .bench import DEFAULT_MODELS, run_bench, summary_json
 
     from supernet.data import EMBEDDED, default_benchmarks, resolve_dataset
@@ -153,7 +154,8 @@ def _bench(args) -> int:
         except ValueError:
             raise UserError(f"--lr-size {args.lr_size!r}: write HxW, e.g. 360x640") from None
         lr_hw = (h, w)
-    models = [m.strip() for m in args.models.split(",") if m.strip()] or DEFAULT_MODELS
+    models = [m.strip() for m in args.models.split(",") if m.strip()] or DEFAULT_MODELS + [
+        n for n in zoo.SEARCHED if zoo.weights_path(n, scale, args.weights_dir).is_file()]
     if args.precision and not args.backend:
         raise UserError("--precision needs --backend (the runtime that runs that precision)")
     df = run_bench(models, datasets, scale, args.out, data_root, lr_hw, threads, args.weights_dir, args.repeats,

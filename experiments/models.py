@@ -89,8 +89,10 @@ def load_pruned(path: Path) -> LoadedModel:
     pm = PrunedModel.load(path)
     module = pm.compact().eval()
     name = path.stem if path.stem != "pruned" else f"{path.parent.name}/{path.name}"
-    return LoadedModel(name, _torch_runner(module), pm.scale, module, False, "fp32",
-                       f"{'-'.join(pm.path)}, measured {pm.backend}/{pm.precision}", info={"path": str(path)})
+    # its own precision is the one it was searched and fine-tuned for (an INT8 executor: QAT weights)
+    return LoadedModel(name, _torch_runner(module), pm.scale, module, False, pm.precision,
+                       f"{'-'.join(pm.path)}, searched {pm.backend}/{pm.precision}",
+                       info={"path": str(path), "steps": pm.train_steps})
 
 
 def load_model(spec: str, scale: int = 2, weights_dir: str | Path | None = None, threads: int = 0) -> LoadedModel:
@@ -106,13 +108,23 @@ def load_model(spec: str, scale: int = 2, weights_dir: str | Path | None = None,
         if m.scale != scale:
             raise UserError(f"{p} upscales x{m.scale}, but --scale is {scale}; pass --scale {m.scale}")
         return m
+    if spec in zoo.SEARCHED:
+        path = zoo.weights_path(spec, scale, weights_dir)
+        if not path.is_file():
+            raise UserError(f"no {spec} x{scale} at {path}: `python experiments/ship_winners.py` searches and "
+                            f"writes it (experiments/weights/README.md)")
+        m = load_pruned(path)
+        m.name, m.config = spec, f"{zoo.SEARCHED[spec]}: {m.config}"
+        return m
     if spec == "abpn_int8":
         from .quantize import load_abpn_int8
         module = load_abpn_int8(scale, weights_dir=weights_dir)
-        return LoadedModel(spec, _torch_runner(module), scale, module, False, "int8", "28ch 7 convs, QAT")
+        return LoadedModel(spec, _torch_runner(module), scale, module, False, "int8", "28ch 7 convs, QAT",
+                           info={"steps": zoo.trained_steps(spec, scale, weights_dir=weights_dir)})
     if spec not in zoo.ZOO and not p.suffix:
         raise UserError(f"unknown model {spec!r}: use a zoo name ({', '.join(zoo.names() + ['abpn_int8'])}) "
                         "or a .ts / .onnx file")
     e = zoo.entry(spec)
     module = zoo.load(spec, scale, weights_dir=weights_dir)
-    return LoadedModel(spec, _torch_runner(module), scale, module, e.y_only, "fp32", e.config)
+    return LoadedModel(spec, _torch_runner(module), scale, module, e.y_only, "fp32", e.config,
+                       info={"steps": zoo.trained_steps(spec, scale, weights_dir=weights_dir)})

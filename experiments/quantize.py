@@ -95,7 +95,8 @@ def train_abpn_int8(cfg: Config, out_dir: Path | None = None, resume: bool = Fal
 
     train_loop(model, _Offset(sampler), recipe, stage_dir, lambda m, x, step: m(x), validate,
                init_distributed(cfg.train.threads), resume, desc="zoo abpn_int8 (QAT)")
-    checkpoint.atomic_save({"name": "abpn_int8", "scale": d.scale, "state": model.state_dict()}, final)
+    steps = zoo.trained_steps("abpn", d.scale, weights=fp32_weights) + t.qat_steps
+    checkpoint.atomic_save({"name": "abpn_int8", "scale": d.scale, "state": model.state_dict(), "steps": steps}, final)
     return final
 
 

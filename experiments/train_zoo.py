@@ -1,14 +1,18 @@
-"""Produce the shipped zoo weights: train every trainable zoo model with the shared recipe.
+"""Produce the shipped zoo weights: train every trainable zoo model at the searched winner's step budget.
 
-    .venv/bin/python experiments/train_zoo.py [-c experiments/configs/zoo.yaml] [--models a,b] [--resume]
+    .venv/bin/python experiments/train_zoo.py [-c experiments/configs/cpu_x2.yaml] [--models a,b] [--resume]
+                                              [--set train.threads=1]
 
-Runs `srnas zoo train` for each model into <run>/zoo/, then copies the fp16 state
-dicts into experiments/weights/ (what `bench` and `upscale` load by default), and
-trains the INT8 (QAT) ABPN when ABPN is among the models.
+One training budget (issue 12): each model trains on the config's data for as many steps as
+a winner of `srnas run -c CONFIG` sees in all (supernet + pruning regularization + fine-tune,
+pruning.stage3.winner_steps), with the config's train recipe, into <run>/zoo/; the INT8
+(QAT) ABPN then gets train.qat_steps more, as an INT8 winner does. The fp16 state dicts are
+copied into experiments/weights/ (what `bench` and `upscale` load by default).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import sys
 from pathlib import Path
@@ -18,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from experiments import zoo  # noqa: E402
 from experiments.zoo.training import train_zoo_model  # noqa: E402
+from pruning.stage3 import winner_steps  # noqa: E402
 from supernet.config import load_config  # noqa: E402
 from supernet.data import PatchSampler  # noqa: E402
 from supernet.train import load_train_images  # noqa: E402
@@ -26,12 +31,17 @@ from supernet.train import load_train_images  # noqa: E402
 def main(argv: list[str] | None = None) -> int:
     """Train the listed models and copy their weights into experiments/weights/."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("-c", "--config", default=str(ROOT / "experiments/configs/zoo.yaml"))
+    p.add_argument("-c", "--config", default=str(ROOT / "experiments/configs/cpu_x2.yaml"))
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     p.add_argument("--models", default=",".join(n for n in zoo.names() if zoo.entry(n).trainable))
     p.add_argument("--resume", action="store_true")
     p.add_argument("--no-copy", action="store_true", help="leave experiments/weights/ alone")
     args = p.parse_args(argv)
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, args.set)
+    float_steps = winner_steps(dataclasses.replace(cfg, latency=dataclasses.replace(cfg.latency, precision="fp32")))
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=float_steps))
+    print(f"zoo budget: {float_steps} steps per model (+{cfg.train.qat_steps} QAT for abpn_int8), as a winner of "
+          f"{args.config} sees")
     d = cfg.data
     sampler = PatchSampler(load_train_images(cfg), d.scale, d.patch_size, d.batch_size, d.augment, cfg.train.seed)
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:

@@ -63,6 +63,7 @@ class PrunedModel:
     # executor's INT8 route then quantizes. A file without these keys (older srnas) is float-trained.
     qat_steps: int = 0
     qat_grid: str | None = None
+    train_steps: int = 0                  # every optimizer step its weights saw (supernet, pruning, QAT); 0: unknown
 
     @property
     def executor(self) -> Executor:

@@ -56,6 +56,12 @@ def qat_steps_for(cfg: Config) -> int:
     return cfg.train.qat_steps if cfg.latency.precision == "int8" else 0
 
 
+def winner_steps(cfg: Config) -> int:
+    """Optimizer steps a stage-3 model's weights see in all: the supernet's, regularization, fine-tune and
+    QAT (the budget a fair baseline trains at)."""
+    return cfg.train.steps + cfg.pruning.reg_steps + cfg.pruning.finetune_steps + qat_steps_for(cfg)
+
+
 def plan_timer(net: nn.Module, cfg: Config, timer: Timer) -> LatencyFn:
     """Measured latency of a plan: the net masked by it (on a copy) and compacted, as it would be exported."""
     def measure(plan: Plan) -> float:
@@ -75,7 +81,8 @@ def record(cfg: Config, net: nn.Module, path: Sequence[str], masks: Masks, plan:
                        pruning_cfg=asdict(cfg.pruning), backend=ex.backend, precision=ex.precision,
                        layout=ex.layout, lr_hw=tuple(ex.lr_hw), threads=ex.threads, measured_ms=t["median_ms"],
                        measured_iqr_ms=t.get("iqr_ms"), predicted_ms=predicted_ms, target_ms=target_ms,
-                       candidate=candidate, qat_steps=qat_steps, qat_grid=qat_grid if qat_steps else None)
+                       candidate=candidate, qat_steps=qat_steps, qat_grid=qat_grid if qat_steps else None,
+                       train_steps=winner_steps(cfg))
 
 
 def prune_to_target(cfg: Config, make_net: Callable[[], nn.Module], path: Sequence[str],

@@ -8,6 +8,7 @@ import torch
 
 from pruning import apply_plan, compact, export_model
 from supernet.config import PruningConfig, load_config
+from supernet.errors import UserError
 from supernet.model import build_path_net
 
 torch.set_num_threads(1)
@@ -149,3 +150,21 @@ def test_bench_and_upscale_take_the_model_file_and_its_exports(tmp_path, capsys)
     for spec in specs[:2]:
         assert main(["upscale", spec, str(tmp_path / "img.png"), "--out", str(tmp_path / "u")]) == 0
         assert iio.imread(tmp_path / "u" / "img.png").shape == (20, 24, 3)
+
+
+def test_searched_zoo_models_load_from_their_pruned_file_with_precision_and_steps(tmp_path):
+    """srnas_abpn / srnas_50ms are stage-3 files in the weights folder: their own precision, their steps."""
+    import dataclasses
+    from experiments import zoo
+    from experiments.models import load_model
+    from pruning.stage3 import winner_steps
+
+    with pytest.raises(UserError, match="ship_winners.py"):
+        load_model("srnas_abpn", 2, weights_dir=tmp_path)
+    cfg_path, model, pm = _stage3_model(tmp_path)
+    assert pm.train_steps == winner_steps(load_config(cfg_path)) > 0
+    dataclasses.replace(pm, precision="int8").save(tmp_path / "srnas_abpn_x2.pt")
+    m = load_model("srnas_abpn", 2, weights_dir=tmp_path)
+    assert (m.name, m.precision, m.info["steps"]) == ("srnas_abpn", "int8", pm.train_steps)
+    assert m.run(torch.rand(1, 3, 8, 8)).shape == (1, 3, 16, 16)
+    assert load_model("espcn", 2).info["steps"] == zoo.trained_steps("espcn", 2)

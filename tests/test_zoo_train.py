@@ -53,6 +53,28 @@ def test_qat_int8_abpn_close_to_fp32(tmp_path):
         diff = (int8(x) - fp32(x)).abs().mean().item()
     assert diff < 0.05
     assert any("quantized" in type(mod).__module__ for mod in int8.body.modules())
+    # each file says how many optimizer steps its weights saw: the INT8 one adds its QAT
+    assert zoo.trained_steps("abpn", 2, weights=fp32_path) == 4
+    assert zoo.trained_steps("abpn_int8", 2, weights=int8_path) == 4 + 2
+    assert zoo.trained_steps("bicubic", 2) == 0
+
+
+def test_zoo_budget_is_the_searched_winners(tmp_path, monkeypatch):
+    """train_zoo.py trains every model for the steps a winner of its config sees (supernet + stage 3)."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "experiments"))
+    import train_zoo
+    seen = {}
+    monkeypatch.setattr(train_zoo, "train_zoo_model", lambda cfg, name, **kw: seen.setdefault(name, cfg.train.steps)
+                        and tmp_path / "x.pt")
+    monkeypatch.setattr(train_zoo, "PatchSampler", lambda *a, **k: None)
+    monkeypatch.setattr(train_zoo, "load_train_images", lambda cfg: [])
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"run_dir: {tmp_path}\ndata: {{train: [skimage]}}\ntrain: {{steps: 100, qat_steps: 7}}\n"
+                   f"latency: {{precision: int8}}\npruning: {{reg_steps: 10, finetune_steps: 20}}\n")
+    assert train_zoo.main(["-c", str(cfg), "--models", "espcn", "--no-copy"]) == 0
+    assert seen == {"espcn": 130}   # float models: the winner's steps before its QAT
 
 
 def test_cli_zoo_train_unknown_model_is_user_error(tmp_path, capsys):

@@ -50,6 +50,14 @@ ZOO: dict[str, ZooEntry] = {
 }
 
 
+# winners of `srnas run -c experiments/configs/cpu_x2.yaml`, written by experiments/ship_winners.py as pruned-model
+# files (weights_path): name -> the target they were searched for
+SEARCHED: dict[str, str] = {
+    "srnas_abpn": "cpu_x2 at ABPN-INT8's latency",
+    "srnas_50ms": "cpu_x2 at 50 ms",
+}
+
+
 def names() -> list[str]:
     """Registered model names, in table order."""
     return list(ZOO)
@@ -83,6 +91,17 @@ def export_state(model: nn.Module) -> dict:
     return {k: v.half() if v.is_floating_point() else v for k, v in fused.state_dict().items()}
 
 
+def trained_steps(name: str, scale: int, weights: str | Path | None = None,
+                  weights_dir: str | Path | None = None) -> int:
+    """Optimizer steps the weights of ``name`` saw (0: untrained, or a file from before steps were saved)."""
+    if name != "abpn_int8" and not entry(name).trainable:
+        return 0
+    path = Path(weights) if weights else weights_path(name, scale, weights_dir)
+    if not path.exists():
+        return 0
+    return int(torch.load(path, map_location="cpu", weights_only=True).get("steps", 0))
+
+
 def load(name: str, scale: int, weights: str | Path | None = None, weights_dir: str | Path | None = None) -> nn.Module:
     """A zoo model with trained weights, in eval mode; bicubic needs none."""
     e = entry(name)
@@ -100,5 +119,5 @@ def load(name: str, scale: int, weights: str | Path | None = None, weights_dir: 
     return model.eval()
 
 
-__all__ = ["ZOO", "ZooEntry", "YOnly", "rgb_to_y", "names", "entry", "build", "load", "trainable_core",
-           "weights_path", "export_state", "WEIGHTS_DIR"]
+__all__ = ["ZOO", "SEARCHED", "ZooEntry", "YOnly", "rgb_to_y", "names", "entry", "build", "load", "trainable_core",
+           "weights_path", "export_state", "trained_steps", "WEIGHTS_DIR"]

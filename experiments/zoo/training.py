@@ -69,5 +69,6 @@ def train_zoo_model(cfg: Config, name: str, out_dir: Path | None = None, resume:
     train_loop(core, train_sampler, zoo_recipe(cfg), stage_dir, forward, validate, dist_info, resume,
                desc=f"zoo {name}")
     model.eval()
-    checkpoint.atomic_save({"name": name, "scale": d.scale, "state": export_state(model)}, final)
+    checkpoint.atomic_save({"name": name, "scale": d.scale, "state": export_state(model), "steps": cfg.train.steps},
+                           final)
     return final
