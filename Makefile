@@ -16,8 +16,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+RUN    ?= runs/$(basename $(notdir $(CONFIG)))
+
 demo: $(STAMP)
 	$(VENV)/bin/srnas run -c $(CONFIG)
+	# the winner against the zoo, in the executor the run chose, appended to its report.md
+	$(VENV)/bin/srnas bench --run $(RUN)
 
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=15

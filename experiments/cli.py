@@ -43,11 +43,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     b = sub.add_parser("bench", help="PSNR/SSIM, latency, params, MACs of zoo and exported models; table + plot")
     b.add_argument("-c", "--config", help="take datasets, scale, data root and latency size from this config")
+    b.add_argument("--run", help="a `srnas run` folder: its winner against the zoo in the run's executor, on its "
+                                 "benchmarks, appended to its report.md (default --out: RUN/bench)")
     b.add_argument("--models", default="", help="comma-separated zoo names and/or .ts/.onnx files "
                                                 "(default: the zoo's must-show list)")
     b.add_argument("--datasets", default="", help="comma-separated names or folders (default Set5,Set14,B100)")
     b.add_argument("--scale", type=int, default=None)
-    b.add_argument("--out", required=True, help="output folder for bench.csv, bench.md, bench.png")
+    b.add_argument("--out", help="output folder for bench.csv, bench.md, bench.png (required without --run)")
     b.add_argument("--data-root", default=None, help="where dataset names resolve (default $SRNAS_DATA, "
                                                      "else ../shared/data/benchmarks)")
     b.add_argument("--weights-dir", default=None, help="folder of <name>_x<scale>.pt (default: shipped weights)")
@@ -132,6 +134,11 @@ def _bench(args) -> int:
     from supernet.imaging import list_images
 
     datasets, scale, data_root, lr_hw, threads = None, 2, None, (360, 640), 0
+    winner = None
+    if args.run:
+        winner = _run_winner(args)
+    if not args.out:
+        raise UserError("--out is required (or --run, which writes into RUN/bench)")
     if args.config:
         from supernet.config import config_of
         cfg = config_of(args)
@@ -156,14 +163,46 @@ def _bench(args) -> int:
         lr_hw = (h, w)
     models = [m.strip() for m in args.models.split(",") if m.strip()] or DEFAULT_MODELS + [
         n for n in zoo.SEARCHED if zoo.weights_path(n, scale, args.weights_dir).is_file()]
+    models = ([winner] if winner else []) + models
     if args.precision and not args.backend:
         raise UserError("--precision needs --backend (the runtime that runs that precision)")
     df = run_bench(models, datasets, scale, args.out, data_root, lr_hw, threads, args.weights_dir, args.repeats,
                    args.backend, args.precision)
     print((Path(args.out) / "bench.md").read_text())
     print(f"wrote {args.out}/bench.csv, bench.md, bench.png")
+    if args.run:
+        _append_to_report(Path(args.run), Path(args.out), args.backend)
     print(summary_json(df))
     return 0
+
+
+def _run_winner(args) -> str:
+    """Point ``args`` at a finished run: its saved config and executor, its winner's file; returns that file."""
+    import json
+    run = Path(args.run)
+    final = run / "stage3" / "final.json"
+    if not final.is_file():
+        raise UserError(f"{run} holds no finished run ({final} is missing): run `srnas run -c CONFIG` to the end "
+                        f"first")
+    info = json.loads(final.read_text())
+    args.config = args.config or str(run / "config.yaml")
+    args.out = args.out or str(run / "bench")
+    if args.backend is None and info["backend"] in BACKENDS:
+        args.backend = info["backend"]   # each model then in its own precision; the winner in the run's
+    return info["files"]["model"]
+
+
+def _append_to_report(run: Path, out: Path, backend: str | None) -> None:
+    """Add (or replace) the zoo comparison section of the run's report.md."""
+    report = run / "report.md"
+    head = "## Against the zoo"
+    text = report.read_text() if report.is_file() else ""
+    text = text.split(f"\n{head}")[0].rstrip() + "\n"
+    rel = Path("bench") / "bench.png" if out == run / "bench" else out / "bench.png"
+    text += (f"\n{head} ({backend or 'torch'}, each model in its own precision; one `srnas bench` run)\n\n"
+             f"{(out / 'bench.md').read_text()}\n![PSNR vs latency]({rel})\n")
+    report.write_text(text)
+    print(f"appended the zoo comparison to {report}")
 
 
 def _upscale(args) -> int:

@@ -46,6 +46,15 @@ def test_demo_config_runs_with_only_the_clone(tmp_path):
     assert (run / "report.md").is_file() and (run / "export" / "model.onnx").is_file()
     saved = (run / "config.yaml").read_text()
     assert "target: 1.2x" not in saved and "ms" in saved.split("target:")[1].splitlines()[0]
+    # make demo's second step: the winner against the zoo, in the run's executor, into its report
+    p = subprocess.run([sys.executable, "-m", "search.cli", "bench", "--run", str(run), "--models", "bicubic,espcn",
+                        "--lr-size", "12x16", "--repeats", "1", "--threads", "1"], cwd=run.parent.parent,
+                       capture_output=True, text=True, timeout=600,
+                       env={k: v for k, v in os.environ.items() if k != "SRNAS_DATA"})
+    assert p.returncode == 0, p.stderr[-3000:]
+    report = (run / "report.md").read_text()
+    assert "## Against the zoo (torch-cpu" in report and "| espcn |" in report and "stage3/pruned.pt" in report
+    assert (run / "bench" / "bench.png").is_file()
 
 
 @pytest.mark.slow
