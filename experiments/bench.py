@@ -69,7 +69,7 @@ COLUMNS = [f.name for f in dataclasses.fields(BenchRow)]
 
 def _size_counts(m: LoadedModel, lr_hw: tuple[int, int]) -> tuple[float, float]:
     """(params, MACs at lr_hw) of a loaded model; NaN where they cannot be counted (exported files)."""
-    if m.precision == "int8":  # same architecture as the FP32 ABPN; quantized modules hide their weights
+    if m.name == "abpn_int8":  # the FP32 ABPN's architecture; its quantized modules hide their weights
         ref = zoo.build("abpn", m.scale)
         return count_params(ref), count_macs(ref, lr_hw)
     if m.module is not None and not isinstance(m.module, torch.jit.ScriptModule):

@@ -166,5 +166,8 @@ def test_searched_zoo_models_load_from_their_pruned_file_with_precision_and_step
     dataclasses.replace(pm, precision="int8").save(tmp_path / "srnas_abpn_x2.pt")
     m = load_model("srnas_abpn", 2, weights_dir=tmp_path)
     assert (m.name, m.precision, m.info["steps"]) == ("srnas_abpn", "int8", pm.train_steps)
+    from experiments.bench import _size_counts
+    from experiments.macs import count_params
+    assert _size_counts(m, (8, 8))[0] == count_params(m.module)   # its own size, not ABPN-INT8's
     assert m.run(torch.rand(1, 3, 8, 8)).shape == (1, 3, 16, 16)
     assert load_model("espcn", 2).info["steps"] == zoo.trained_steps("espcn", 2)
