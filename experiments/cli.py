@@ -161,8 +161,7 @@ def _bench(args) -> int:
         except ValueError:
             raise UserError(f"--lr-size {args.lr_size!r}: write HxW, e.g. 360x640") from None
         lr_hw = (h, w)
-    models = [m.strip() for m in args.models.split(",") if m.strip()] or DEFAULT_MODELS + [
-        n for n in zoo.SEARCHED if zoo.weights_path(n, scale, args.weights_dir).is_file()]
+    models = [m.strip() for m in args.models.split(",") if m.strip()] or DEFAULT_MODELS + _searched(args, scale)
     models = ([winner] if winner else []) + models
     if args.precision and not args.backend:
         raise UserError("--precision needs --backend (the runtime that runs that precision)")
@@ -174,6 +173,28 @@ def _bench(args) -> int:
         _append_to_report(Path(args.run), Path(args.out), args.backend)
     print(summary_json(df))
     return 0
+
+
+def _searched(args, scale: int) -> list[str]:
+    """The shipped searched models the default list takes: those whose precision this bench's runtime runs."""
+    from latency.executors import check_executor
+    from pruning.model_file import PrunedModel
+
+    from . import zoo
+    out = []
+    for name in zoo.SEARCHED:
+        path = zoo.weights_path(name, scale, args.weights_dir)
+        if not path.is_file():
+            continue
+        precision = args.precision or PrunedModel.load(path).precision
+        try:
+            check_executor(args.backend or "torch-cpu", precision)
+        except UserError:
+            print(f"{name}: left out, it runs in {precision} and {args.backend or 'torch-cpu'} does not "
+                  f"(bench it with --backend onnxruntime or openvino)")
+            continue
+        out.append(name)
+    return out
 
 
 def _run_winner(args) -> str:

@@ -171,3 +171,10 @@ def test_searched_zoo_models_load_from_their_pruned_file_with_precision_and_step
     assert _size_counts(m, (8, 8))[0] == count_params(m.module)   # its own size, not ABPN-INT8's
     assert m.run(torch.rand(1, 3, 8, 8)).shape == (1, 3, 16, 16)
     assert load_model("espcn", 2).info["steps"] == zoo.trained_steps("espcn", 2)
+    # bench's default list takes it only where the runtime runs its precision
+    import argparse
+    from experiments.cli import _searched
+    args = argparse.Namespace(weights_dir=str(tmp_path), precision=None, backend=None)
+    assert _searched(args, 2) == []
+    args.backend = "onnxruntime"
+    assert _searched(args, 2) == ["srnas_abpn"]
