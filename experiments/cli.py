@@ -127,16 +127,13 @@ def _zoo_export(args) -> int:
 
 
 def _bench(args) -> int:
-    from . import zoo
     from .bench import DEFAULT_MODELS, run_bench, summary_json
 
     from supernet.data import EMBEDDED, default_benchmarks, resolve_dataset
     from supernet.imaging import list_images
 
     datasets, scale, data_root, lr_hw, threads = None, 2, None, (360, 640), 0
-    winner = None
-    if args.run:
-        winner = _run_winner(args)
+    winner = _run_winner(args) if args.run else None
     if not args.out:
         raise UserError("--out is required (or --run, which writes into RUN/bench)")
     if args.config:

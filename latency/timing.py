@@ -64,6 +64,7 @@ def time_interleaved(runners: Sequence[Runner], warmup: int = 2, repeats: int = 
         for _ in range(max(0, warmup)):
             for r in runners:
                 r()
+
         def turn(i: int) -> None:
             runners[i]()   # the switch from the op before is paid here, untimed
             t0 = time.perf_counter()
