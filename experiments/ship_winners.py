@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from experiments import zoo  # noqa: E402
+from search.pipeline import resolve_executor  # noqa: E402
 from supernet.config import load_config  # noqa: E402
 
 
@@ -57,10 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", choices=sorted(zoo.SEARCHED), help="ship just this one")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     p.add_argument("--no-copy", action="store_true", help="leave experiments/weights/ alone")
+    p.add_argument("--weights-dir", default=None, help="copy the winners here (default: experiments/weights/)")
     args = p.parse_args(argv)
     cfg = load_config(args.config, args.set)
-    from search.pipeline import resolve_executor
-
     first = cfg.run().root.parent / f"{cfg.name}_abpn"
     runs = {"srnas_abpn": first, "srnas_50ms": first.parent / f"{cfg.name}_50ms"}
     ex = resolve_executor(dataclasses.replace(cfg, name=first.name), None)
@@ -83,16 +83,16 @@ def main(argv: list[str] | None = None) -> int:
                     (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
         rc = srnas_run(args.config, args.set + [f"name={run.name}", f"latency.target={target}",
                                                   f"latency.backend={backend}", f"latency.precision={precision}"])
-        final = json.loads((run / "stage3" / "final.json").read_text()) if (run / "stage3" / "final.json").exists() \
-            else None
-        if final is None:
+        final_json = run / "stage3" / "final.json"
+        if not final_json.exists():
             print(f"{name}: the run stopped (exit {rc}) before stage 3 finished; nothing shipped", file=sys.stderr)
             status = rc or 1
             continue
         status = status or rc
+        final = json.loads(final_json.read_text())
         pruned = Path(final["files"]["model"])
         if not args.no_copy:
-            dst = zoo.weights_path(name, cfg.data.scale)
+            dst = zoo.weights_path(name, cfg.data.scale, args.weights_dir)
             shutil.copy2(pruned, dst)
             print(f"{name}: {pruned} -> {dst} (target {target}, measured {final.get('measured_ms')} ms)")
     return status

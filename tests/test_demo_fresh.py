@@ -65,3 +65,19 @@ def test_fast_config_runs_with_only_the_clone(tmp_path):
     assert all(f"block_{b}" in lut for b in ("plain", "dws", "wdsr_b")) and "clamp" in lut
     final = json.loads((run / "stage3" / "final.json").read_text())
     assert final["psnr"] > 20 and (run / "export" / "model.onnx").is_file()
+
+
+@pytest.mark.slow
+def test_ship_winners_searches_both_targets_and_ships_them(tmp_path):
+    """experiments/ship_winners.py on fast_x2 (shrunk): srnas_abpn at abpn_int8's time, srnas_50ms reusing its
+    supernet and LUT; both land in the weights folder and load by name."""
+    sets = [a for s in SHRINK + [f"run_dir={tmp_path / 'runs'}", "pruning.schemes=[none,filter]"]
+            for a in ("--set", s)]
+    p = subprocess.run([sys.executable, str(ROOT / "experiments/ship_winners.py"), "-c",
+                        str(ROOT / "experiments/configs/fast_x2.yaml"), "--weights-dir", str(tmp_path), *sets],
+                       capture_output=True, text=True, timeout=900)
+    assert "srnas_abpn's target" in p.stdout, p.stdout[-2000:] + p.stderr[-2000:]
+    assert "supernet.pt exists; skipping" in p.stdout + p.stderr   # the 50 ms run reused the first's supernet
+    from experiments.models import load_model
+    for name in ("srnas_abpn", "srnas_50ms"):
+        assert load_model(name, 2, weights_dir=tmp_path).info["steps"] > 0
