@@ -35,6 +35,24 @@ def load_lut(cfg: Config, path: str | Path | None = None, backend: str | None = 
                     allow_foreign=cfg.latency.allow_foreign_lut)
 
 
+def is_foreign(lut: LUT, cfg: Config, backend: str | None = None) -> bool:
+    """Whether ``lut`` was measured on another device or executor than this machine runs the config's on."""
+    return bool(fingerprint_diff(lut.fingerprint, executor_fingerprint(cfg, backend)))
+
+
+def lut_keys(cfg: Config, schemes: list[str] | None = None, anchor: bool = True) -> list[OpKey]:
+    """Every row the config's search space needs (``schemes``: pruning.schemes), the anchor op first: the
+    rows a build measures, in its order."""
+    lat = cfg.latency
+    keys = catalogue(cfg.model, cfg.data.scale, (lat.lr_height, lat.lr_width),
+                     list(cfg.pruning.schemes) if schemes is None else schemes, lat.rates,
+                     WidthRule.of(cfg.pruning), lat.granularity)
+    if not anchor:
+        return keys
+    first = anchor_key(cfg)
+    return [first] + [k for k in keys if k != first]
+
+
 def build_lut(cfg: Config, backend: str | None = None, out: str | Path | None = None, chunk: int = 8,
               schemes: list[str] | None = None, progress: bool = True) -> LUT:
     """Measure every op of the config's search space into a LUT file (resumes an existing one).
@@ -50,15 +68,11 @@ def build_lut(cfg: Config, backend: str | None = None, out: str | Path | None = 
         lut = LUT.load(path, expected=fp, allow_foreign=lat.allow_foreign_lut)
     else:
         lut = LUT.create(path, fp)
-    if fingerprint_diff(lut.fingerprint, fp):   # imported from the device: used as it is, never measured into
+    if is_foreign(lut, cfg, backend):   # imported from the device: used as it is, never measured into
         return _complete_foreign(lut, cfg)
     _warn_if_busy("before the build")
-    schemes = schemes if schemes is not None else list(cfg.pruning.schemes)
     scale = cfg.data.scale
-    keys = catalogue(cfg.model, scale, (lat.lr_height, lat.lr_width), schemes, lat.rates,
-                     WidthRule.of(cfg.pruning), lat.granularity)
-    anchor = anchor_key(cfg)
-    keys = [anchor] + [k for k in keys if k != anchor]
+    keys = lut_keys(cfg, schemes)
     todo = [k for k in keys if k not in lut]
     bar = progress_bar(total=len(keys), initial=len(keys) - len(todo), desc=f"LUT {backend}", unit="op",
                        disable=not progress)
@@ -107,29 +121,28 @@ def build_lut(cfg: Config, backend: str | None = None, out: str | Path | None = 
     lut = LUT.load(path, expected=fp)
     drift = load_drift(lut)
     if drift > DRIFT_WARN:  # (sub-millisecond anchors, tiny test inputs, are timer noise: not judged)
-        warnings.warn(f"the anchor op ({anchor.cin}->{anchor.cout} 3x3 conv) ran {drift:.2f}x slower in the "
+        n = cfg.model.n_feats
+        warnings.warn(f"the anchor op ({n}->{n} 3x3 conv) ran {drift:.2f}x slower in the "
                       f"slowest build round than in the fastest: the machine's load changed during the build, "
                       f"so rows from different rounds disagree; rebuild {path} on a quiet machine", stacklevel=2)
     return lut
 
 
 DRIFT_WARN = 1.5
+DRIFT_RESUME = 1.3   # a resumed build whose anchor moved more than this against the file's earlier rounds
 MIN_ROW_MS = 1e-3   # a chain row at or under timer noise still costs something
+CALIB_SEED = 12345  # calibration's candidates, drawn apart from those `latency check` draws (seed 0)
 
 
 def _complete_foreign(lut: LUT, cfg: Config) -> LUT:
     """An imported LUT of another device, if it holds every row this config needs; else what to measure there."""
-    lat = cfg.latency
-    keys = catalogue(cfg.model, cfg.data.scale, (lat.lr_height, lat.lr_width), list(cfg.pruning.schemes),
-                     lat.rates, WidthRule.of(cfg.pruning), lat.granularity)
-    missing = [k for k in keys if k not in lut]
+    missing = [k for k in lut_keys(cfg, anchor=False) if k not in lut]
     if missing:
         raise FingerprintMismatch(
             f"{lut.path} was measured on {lut.fingerprint.get('cpu_model')} and lacks {len(missing)} row(s) this "
             f"config needs (first: {missing[0]}); it cannot be completed here: write the probes for this config "
             f"(`srnas latency probes -c CONFIG --out DIR`), time them on that device and import the CSV again")
     return lut
-DRIFT_RESUME = 1.3   # a resumed build whose anchor moved more than this against the file's earlier rounds
 
 
 class BusyMachineWarning(UserWarning):
@@ -159,13 +172,18 @@ def anchor_key(cfg: Config) -> OpKey:
     return OpKey("conv", n, n, 3, cfg.latency.lr_height, cfg.latency.lr_width)
 
 
-def make_anchor_runner(cfg: Config, backend: str):
-    """A runner of the anchor op (fixed seed, its own input)."""
+def anchor_module(cfg: Config) -> torch.nn.Module:
+    """The anchor op (anchor_key): an n_feats -> n_feats 3x3 conv, fixed seed."""
     n = cfg.model.n_feats
     torch.manual_seed(0)
-    conv = torch.nn.Conv2d(n, n, 3, padding=1)
-    return make_runner(conv, [torch.rand(1, n, cfg.latency.lr_height, cfg.latency.lr_width)], backend,
-                       cfg.latency.threads, cfg.latency.precision)
+    return torch.nn.Conv2d(n, n, 3, padding=1).eval()
+
+
+def make_anchor_runner(cfg: Config, backend: str):
+    """A runner of the anchor op (its own input)."""
+    n = cfg.model.n_feats
+    return make_runner(anchor_module(cfg), [torch.rand(1, n, cfg.latency.lr_height, cfg.latency.lr_width)],
+                       backend, cfg.latency.threads, cfg.latency.precision)
 
 
 def op_shapes(key: OpKey, cfg: Config) -> list[tuple[int, ...]]:
@@ -173,16 +191,24 @@ def op_shapes(key: OpKey, cfg: Config) -> list[tuple[int, ...]]:
     return op_inputs(key, cfg.model)
 
 
-def calibrate_lut(lut: LUT, cfg: Config, candidate_fn, samples: int, backend: str | None = None,
-                  seed: int = 12345, progress: bool = True) -> dict | None:
-    """Time ``samples`` random whole candidates and store measured/op-sum as the LUT's calibration.
-
-    Uses its own seed so the candidates differ from those `latency check` draws (seed 0).
-    """
-    from .check import fit_calibration, measure_candidates, random_candidate
+def calibration_candidates(cfg: Config, samples: int | None = None, seed: int = CALIB_SEED) -> list:
+    """The random (path, plan) candidates calibration times (latency.calib_samples of them by default)."""
+    from .check import random_candidate
     from .catalogue import block_templates
-    from .model import LatencyModel
     import numpy as np
+
+    rng = np.random.default_rng(seed)
+    templates = block_templates(cfg.model, cfg.data.scale)
+    n = cfg.latency.calib_samples if samples is None else samples
+    return [random_candidate(rng, templates, cfg.model.n_cells, cfg.pruning.schemes, cfg.latency.rates)
+            for _ in range(n)]
+
+
+def calibrate_lut(lut: LUT, cfg: Config, candidate_fn, samples: int, backend: str | None = None,
+                  seed: int = CALIB_SEED, progress: bool = True) -> dict | None:
+    """Time ``samples`` random whole candidates and store the fitted end-to-end calibration in the LUT."""
+    from .check import fit_calibration, measure_candidates
+    from .model import LatencyModel
 
     if samples <= 0:
         lut.set_calibration(None)
@@ -190,10 +216,7 @@ def calibrate_lut(lut: LUT, cfg: Config, candidate_fn, samples: int, backend: st
     backend = backend or lut.backend
     lat = cfg.latency
     model = LatencyModel.for_config(lut, cfg, calibrate=False)
-    rng = np.random.default_rng(seed)
-    templates = block_templates(cfg.model, cfg.data.scale)
-    cands = [random_candidate(rng, templates, cfg.model.n_cells, cfg.pruning.schemes, lat.rates)
-             for _ in range(samples)]
+    cands = calibration_candidates(cfg, samples, seed)
     raw = [model.raw(p, plan) for p, plan in cands]
     times = measure_candidates(cands, candidate_fn, (lat.lr_height, lat.lr_width), backend, lat.threads,
                                warmup=1, repeats=lat.repeats, progress=progress, precision=lat.precision)

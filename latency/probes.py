@@ -12,18 +12,16 @@ import shutil
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
 from supernet.config import Config
 from supernet.errors import UserError
 from supernet.progress import progress_bar
-from supernet.widths import WidthRule
 
-from .build import anchor_key
-from .catalogue import OpKey, block_templates, catalogue, chain_probe, op_module
-from .check import fit_calibration, random_candidate
+from .build import anchor_key, anchor_module, calibration_candidates, lut_keys
+from .catalogue import OpKey, chain_probe, op_module
+from .check import fit_calibration
 from .executors import SUPPORTED, export_onnx, quantize_onnx, random_calibration
 from .fingerprint import layout_of
 from .lut import LUT
@@ -35,7 +33,6 @@ RUNNER_NAME = "run_probes.py"
 FILE_BACKENDS = ("onnxruntime", "openvino")
 CHUNK = 8          # probes timed together, as build_lut's default chunk
 NET_CHUNK = 5      # whole networks timed together, as measure_candidates
-CALIB_SEED = 12345  # calibrate_lut's seed: the kit times the candidates a build here would calibrate on
 CandidateFn = Callable[[Sequence[str], Plan], nn.Module]
 
 
@@ -57,26 +54,10 @@ def check_probe_executor(backend: str, precision: str) -> None:
         raise UserError(f"backend {backend} does not run {precision}; it runs {', '.join(SUPPORTED[backend])}")
 
 
-def probe_keys(cfg: Config) -> list[OpKey]:
-    """The rows `srnas latency build` would time for ``cfg``, the anchor op first (as build_lut orders them)."""
-    lat = cfg.latency
-    keys = catalogue(cfg.model, cfg.data.scale, (lat.lr_height, lat.lr_width), list(cfg.pruning.schemes),
-                     lat.rates, WidthRule.of(cfg.pruning), lat.granularity)
-    anchor = anchor_key(cfg)
-    return [anchor] + [k for k in keys if k != anchor]
-
-
 def probe_name(i: int, key: OpKey) -> str:
     """A file name that says which row a probe is (the manifest holds the exact key)."""
     rate = f"-{key.scheme}{key.rate:g}" if key.scheme != "none" else ""
     return f"{i:04d}-{key.op}-{key.cin}x{key.cout}-k{key.k}-{key.h}x{key.w}{rate}.onnx"
-
-
-def anchor_module(cfg: Config) -> nn.Module:
-    """The anchor op as build.make_anchor_runner makes it: an n_feats -> n_feats 3x3 conv, fixed seed."""
-    n = cfg.model.n_feats
-    torch.manual_seed(0)
-    return torch.nn.Conv2d(n, n, 3, padding=1).eval()
 
 
 def write_probe(module: nn.Module, shapes: Sequence[tuple[int, ...]], path: Path, backend: str,
@@ -104,7 +85,8 @@ def prepare_dir(out: Path) -> None:
     old = out / MANIFEST
     if old.is_file():
         manifest = json.loads(old.read_text())
-        listed = manifest.get("probes", []) + [manifest.get("anchor") or {}] + \
+        probes = manifest.get("probes", [])
+        listed = probes + [p["chain"] for p in probes if p.get("chain")] + [manifest.get("anchor") or {}] + \
             (manifest.get("calibration") or {}).get("nets", [])
         for entry in listed:
             if entry.get("file"):
@@ -120,14 +102,6 @@ def key_fields(key: OpKey) -> dict:
             "scheme": key.scheme, "rate": float(key.rate)}
 
 
-def calibration_candidates(cfg: Config) -> list[tuple[tuple[str, ...], Plan]]:
-    """The latency.calib_samples random candidates calibrate_lut times (same seed, same draws)."""
-    rng = np.random.default_rng(CALIB_SEED)
-    templates = block_templates(cfg.model, cfg.data.scale)
-    return [random_candidate(rng, templates, cfg.model.n_cells, cfg.pruning.schemes, cfg.latency.rates)
-            for _ in range(cfg.latency.calib_samples)]
-
-
 def write_whole_nets(cfg: Config, out: Path, candidate_fn: CandidateFn, progress: bool = True) -> dict:
     """The calibration candidates as whole-network files, and how the runner times them (as calibrate_lut)."""
     lat = cfg.latency
@@ -141,7 +115,7 @@ def write_whole_nets(cfg: Config, out: Path, candidate_fn: CandidateFn, progress
                      "shapes": [list(shape)]})
         bar.update(1)
     bar.close()
-    return {"nets": nets, "warmup": 1, "repeats": max(3, lat.repeats // 2), "chunk": NET_CHUNK}
+    return {"nets": nets, "warmup": 1, "repeats": lat.repeats, "chunk": NET_CHUNK}
 
 
 def kit_calibration(lut: LUT, cfg: Config, src: str | Path) -> dict | None:
@@ -171,7 +145,7 @@ def write_probes(cfg: Config, out_dir: str | Path, candidate_fn: CandidateFn | N
     check_probe_executor(backend, precision)
     out = Path(out_dir)
     prepare_dir(out)
-    keys = probe_keys(cfg)
+    keys = lut_keys(cfg)
     probes = []
     bar = progress_bar(total=len(keys) + 1, desc=f"probes {backend}/{precision}", unit="op", disable=not progress)
     for i, key in enumerate(keys):

@@ -90,8 +90,8 @@ def lut_stage(cfg: Config, out_dir: Path, dist_info: DistInfo, build: bool = Tru
     if dist_info.main and build:
         t0 = time.time()
         lut = latency.build_lut(cfg, out=path)
-        foreign = latency.fingerprint_diff(lut.fingerprint, latency.executor_fingerprint(cfg))
-        if lut.calibration is None and cfg.latency.calib_samples > 0 and not foreign:  # timings here fit no other device
+        # timings here fit no other device
+        if lut.calibration is None and cfg.latency.calib_samples > 0 and not latency.is_foreign(lut, cfg):
             latency.calibrate_lut(lut, cfg, candidate_builder(cfg), cfg.latency.calib_samples)
         print(f"lut: {path} ready, {len(lut)} rows, calibration {lut.calibration} ({time.time() - t0:.0f} s)")
     barrier()

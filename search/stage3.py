@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 import pruning
-from latency import executor_fingerprint, fingerprint_diff
+from latency import is_foreign
 from pruning.reweighted import LatencyFn
 from pruning.stage3 import qat_steps_for
 from supernet import checkpoint
@@ -71,7 +71,7 @@ def stage3(cfg: Config, out_dir: Path, winner: Candidate, lat_model) -> Stage3Re
         return done
     target = cfg.latency.target_ms
     latency_fn = (lambda plan: lat_model.predict(winner.path, plan)) if lat_model is not None else None
-    foreign = lat_model is not None and bool(fingerprint_diff(lat_model.lut.fingerprint, executor_fingerprint(cfg)))
+    foreign = lat_model is not None and is_foreign(lat_model.lut, cfg)
     pm = pruning.prune_to_target(
         cfg, lambda: load_supernet(run.supernet).extract(winner.path), winner.path,
         winner.scheme_map(make_space(cfg)), sdir, timer_for(cfg, foreign), latency_fn, target,

@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from latency.build import build_lut, executor_fingerprint
+from latency.build import build_lut, executor_fingerprint, lut_keys
 from latency.catalogue import block_templates, catalogue
 from latency.check import random_candidate
 from latency.executors import is_quantized
 from latency.fingerprint import fingerprint_diff
 from latency.lut import LUT
 from latency.model import LatencyModel
-from latency.probes import probe_keys, write_probes
+from latency.probes import write_probes
 from search.cli import main
 from supernet.config import load_config
 from supernet.errors import UserError
@@ -67,7 +67,7 @@ def test_round_trip_prices_what_the_build_prices(tmp_path):
     lat = cfg.latency
     keys = catalogue(cfg.model, cfg.data.scale, (lat.lr_height, lat.lr_width), list(cfg.pruning.schemes), lat.rates,
                      WidthRule.of(cfg.pruning), lat.granularity)
-    assert len(manifest["probes"]) == len(probe_keys(cfg)) and set(keys) <= set(probe_keys(cfg))
+    assert len(manifest["probes"]) == len(lut_keys(cfg)) and set(keys) <= set(lut_keys(cfg))
     assert all((kit / p["file"]).is_file() for p in manifest["probes"] + [manifest["anchor"]])
 
     device = tmp_path / "device"
@@ -144,3 +144,18 @@ def test_a_folder_of_other_files_is_not_overwritten(tmp_path, capsys):
     (out / "holiday.jpg").write_bytes(b"x")
     assert main(["latency", "probes", "-c", str(cfg_file), "--out", str(out)]) == 2
     assert "not empty" in capsys.readouterr().err and (out / "holiday.jpg").exists()
+
+
+def test_a_new_kit_in_an_old_kits_folder_leaves_none_of_its_files(tmp_path):
+    """Rewriting a kit removes every file the old manifest lists, the chain probes of block rows too."""
+    cfg_file = _config(tmp_path, backend="onnxruntime", precision="fp32", granularity="block", schemes=("none",))
+    kit = tmp_path / "kit"
+    write_probes(load_config(cfg_file), kit, progress=False)
+    stale = kit / "0000-stale_chain.onnx"
+    manifest = json.loads((kit / "manifest.json").read_text())
+    block = next(p for p in manifest["probes"] if p.get("chain"))
+    (kit / block["chain"]["file"]).rename(stale)
+    block["chain"]["file"] = stale.name
+    (kit / "manifest.json").write_text(json.dumps(manifest))
+    write_probes(load_config(cfg_file), kit, progress=False)
+    assert not stale.exists()
