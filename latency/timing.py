@@ -22,6 +22,7 @@ from torch import nn
 
 from .executors import Runner, check_backend, check_executor, make_runner  # noqa: F401 (kept importable here)
 from .fingerprint import resolve_threads
+from .heap import keep_heap
 
 
 @contextlib.contextmanager
@@ -58,6 +59,7 @@ def time_interleaved(runners: Sequence[Runner], warmup: int = 2, repeats: int = 
                      noisy: float = 0.15, extra_rounds: int | None = None, seed: int = 0,
                      on_round: Callable[[], None] | None = None) -> list[Timing]:
     """Time every runner in interleaved rounds; re-measure those whose IQR/median > ``noisy``."""
+    keep_heap()   # torch timings must not depend on how much this process allocated before (heap.py)
     rng = np.random.default_rng(seed)
     samples: list[list[float]] = [[] for _ in runners]
     with torch_threads(resolve_threads(threads)):

@@ -161,7 +161,7 @@ def plan_for_target(net: nn.Module, schemes: dict[str, str], cfg: PruningConfig,
 
 def reweighted_prune(net: nn.Module, sampler, cfg: PruningConfig, latency_fn: LatencyFn | None = None,
                      target_ms: float = 0.0, schemes: dict[str, str] | str = "filter",
-                     grid: Sequence[float] = (0.0, 0.25, 0.5, 0.75), lr: float = 5e-4,
+                     grid: Sequence[float] = (0.0, 0.25, 0.5, 0.75),
                      reweight_every: int = 10, collapse: float = 0.1,
                      measure_fn: LatencyFn | None = None, checkpoint: str | Path | None = None,
                      save_every: int | None = None,
@@ -195,14 +195,14 @@ def reweighted_prune(net: nn.Module, sampler, cfg: PruningConfig, latency_fn: La
             total = total + (alphas[n] * norms).sum()
         return cfg.reg_lambda * total
 
-    settings = {"schemes": dict(sorted(schemes.items())), "pruning": asdict(cfg), "lr": lr, "grid": list(grid),
+    settings = {"schemes": dict(sorted(schemes.items())), "pruning": asdict(cfg), "grid": list(grid),
                 "reweight_every": reweight_every, "collapse": collapse, "target_ms": float(target_ms)}
     prog = Progress(checkpoint, settings, save_every, log=log) if checkpoint is not None else None
     saved = prog.load() if prog is not None else None
     if saved is None or saved["phase"] == REGULARIZATION:
         alphas.update(saved["alphas"] if saved is not None else {})
         reg = prog.phase(REGULARIZATION, saved, lambda: {"alphas": alphas}) if prog is not None else None
-        masked_finetune(net, sampler, cfg.reg_steps, lr, penalty=penalty, desc="reweighted reg", resume=reg)
+        masked_finetune(net, sampler, cfg.reg_steps, cfg.lr, penalty=penalty, desc="reweighted reg", resume=reg)
         plan = plan_for_target(net, schemes, cfg, grid, collapse, latency_fn, target_ms, measure_fn)
         masks = apply_plan(net, plan, cfg)
         if prog is not None:   # the plan may have cost measurements: keep it before fine-tuning
@@ -213,5 +213,5 @@ def reweighted_prune(net: nn.Module, sampler, cfg: PruningConfig, latency_fn: La
         net.load_state_dict(saved["net"])
         log(f"stage 3: plan from {checkpoint}: {plan}")
     ft = prog.phase(FINETUNE, saved, lambda: {"plan": plan, "masks": masks}) if prog is not None else None
-    masked_finetune(net, sampler, cfg.finetune_steps, lr, masks, desc="masked finetune", resume=ft)
+    masked_finetune(net, sampler, cfg.finetune_steps, cfg.lr, masks, desc="masked finetune", resume=ft)
     return net, masks, plan

@@ -26,7 +26,6 @@ from .model_file import Executor, PrunedModel
 from .quant import qat_finetune
 from .reweighted import LatencyFn, reweighted_prune
 
-LR = 5e-4             # Adam lr of stage 3's regularization and masked fine-tune
 QAT_LR_SCALE = 0.1    # QAT runs at a tenth of it, as the zoo's ABPN-INT8 does: it only adapts trained weights
 
 
@@ -116,7 +115,7 @@ def prune_to_target(cfg: Config, make_net: Callable[[], nn.Module], path: Sequen
         predicted = latency_fn(plan) if latency_fn is not None else None
     if qat_steps > 0:
         t0 = time.time()
-        net = qat_finetune(net, stage3_sampler(cfg, stream=2), qat_steps, QAT_LR_SCALE * LR, masks,
+        net = qat_finetune(net, stage3_sampler(cfg, stream=2), qat_steps, QAT_LR_SCALE * cfg.pruning.lr, masks,
                            checkpoint=qat_progress, grid=qat_grid, log=log)
         log(f"stage 3: quantization-aware fine-tune ({qat_steps} steps, {qat_grid} grid) took {time.time() - t0:.0f} s")
     done = record(cfg, net, path, masks, plan, timer, predicted, target_ms, candidate, qat_steps, qat_grid)
@@ -154,7 +153,7 @@ def _prune(cfg: Config, net: nn.Module, schemes: dict[str, str] | str, timer: Ti
     t0 = time.time()
     net, masks, plan = reweighted_prune(
         net, stage3_sampler(cfg), cfg.pruning, latency_fn=latency_fn if use_target else None, target_ms=target_ms,
-        schemes=schemes, grid=cfg.latency.rates, lr=LR, measure_fn=measure,
+        schemes=schemes, grid=cfg.latency.rates, measure_fn=measure,
         checkpoint=progress, log=log)
     log(f"stage 3: reweighted pruning + fine-tune took {time.time() - t0:.0f} s; plan {plan}")
     return net, masks, plan

@@ -134,6 +134,8 @@ class PruningConfig:
     reg_lambda: float = 1e-4
     reg_steps: int = 300
     finetune_steps: int = 300
+    lr: float = 5e-4                      # Adam lr of stage 3 (regularization, then fine-tune on a cosine to 1 %);
+                                          # a winner fine-tuned for most of the budget does better at train.lr
     eps: float = 1e-3
 
 
@@ -316,7 +318,7 @@ def range_problems(cfg: Config) -> list[str]:
     _positive(out, cfg, "data.batch_size model.expansion_a model.expansion_b "
                         "model.expansion_dws model.low_rank model.res_scale train.steps train.epoch_steps train.lr "
                         "search.ensemble search.top_h search.pool_c search.init_candidates search.eval_lr "
-                        "pruning.eps latency.repeats latency.lr_height latency.lr_width")
+                        "pruning.eps pruning.lr latency.repeats latency.lr_height latency.lr_width")
     _positive(out, cfg, "train.lr_min train.weight_decay train.threads train.val_paths latency.threads "
                         "latency.warmup latency.calib_samples pruning.reg_lambda pruning.reg_steps "
                         "pruning.finetune_steps search.iterations search.eval_steps search.eval_batch "

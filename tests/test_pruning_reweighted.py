@@ -121,3 +121,15 @@ def test_reweighted_prunes_a_fast_path_to_its_target():
         assert (net(x) - small(x)).abs().max().item() <= 1e-4
     dense = build_path_net(mc, 2, path)
     assert count_macs(small, (12, 10)) < count_macs(dense, (12, 10))
+
+
+def test_lr_comes_from_the_pruning_config(monkeypatch):
+    import pruning.reweighted as rw
+    seen = []
+    real = rw.masked_finetune
+    monkeypatch.setattr(rw, "masked_finetune",
+                        lambda net, s, steps, lr, *a, **k: seen.append(lr) or real(net, s, steps, lr, *a, **k))
+    net, sampler, cfg, _ = _setup(2, 2)
+    cfg.lr = 3e-3
+    rw.reweighted_prune(net, sampler, cfg, schemes="filter", log=lambda s: None)
+    assert seen == [3e-3, 3e-3]    # regularization and fine-tune
