@@ -36,26 +36,35 @@ def random_candidate(rng: np.random.Generator, templates: dict, n_cells: int, sc
 
 def measure_candidates(cands: Sequence[tuple[tuple[str, ...], Plan]], candidate_fn: CandidateFn,
                        lr_hw: tuple[int, int], backend: str, threads: int, warmup: int = 1, repeats: int = 5,
-                       chunk: int = 5, progress: bool = True, precision: str = "fp32") -> list[dict]:
+                       chunk: int = 5, progress: bool = True, precision: str = "fp32", passes: int = 2) -> list[dict]:
     """End-to-end timings of whole candidates in one executor, interleaved a chunk at a time.
 
     The first candidate is also timed in every chunk as a sentinel: a chunk in which it runs
     slower than its best so far, another load on the machine, is timed again (timing.time_steady).
+    Each of ``passes`` groups the candidates into other chunks, and a candidate keeps its fastest
+    pass: load only ever slows a chunk down, and on a shared VM it comes in runs of seconds that
+    the sentinel does not always see (one pass: 85 % of 100 OpenVINO INT8 candidates within +-10 %
+    of the LUT, the misses in runs of consecutive chunks that matched when timed again).
     """
     x = torch.rand(1, 3, *lr_hw)
-    out: list[dict] = []
-    bar = progress_bar(total=len(cands), desc="end-to-end", unit="net", disable=not progress)
+    best_of: list[dict | None] = [None] * len(cands)
+    bar = progress_bar(total=len(cands) * passes, desc="end-to-end", unit="net", disable=not progress)
     sentinel, best = None, None
-    for start in range(0, len(cands), chunk):
-        part = cands[start:start + chunk]
-        runners = [make_runner(candidate_fn(p, plan), [x], backend, threads, precision) for p, plan in part]
-        sentinel = sentinel or runners[0]
-        ts = time_steady(runners, sentinel, best, warmup=warmup, repeats=repeats, threads=threads, seed=start)
-        best = min(best or ts[-1].median_ms, ts[-1].median_ms)
-        out.extend(t.as_dict() for t in ts[:-1])
-        bar.update(len(part))
+    for p in range(passes):
+        order = np.arange(len(cands)) if p == 0 else np.random.default_rng(p).permutation(len(cands))
+        for start in range(0, len(cands), chunk):
+            part = [int(i) for i in order[start:start + chunk]]
+            runners = [make_runner(candidate_fn(*cands[i]), [x], backend, threads, precision) for i in part]
+            sentinel = sentinel or runners[0]
+            ts = time_steady(runners, sentinel, best, warmup=warmup, repeats=repeats, threads=threads,
+                             seed=start + 1009 * p)
+            best = min(best or ts[-1].median_ms, ts[-1].median_ms)
+            for i, t in zip(part, ts[:-1]):
+                if best_of[i] is None or t.median_ms < best_of[i]["median_ms"]:
+                    best_of[i] = t.as_dict()
+            bar.update(len(part))
     bar.close()
-    return out
+    return best_of
 
 
 def fit_calibration(raw: Sequence[float], measured: Sequence[float]) -> dict:
