@@ -190,3 +190,18 @@ def test_model_options_are_checked_at_load():
     msg = str(e.value)
     assert "model.tail: 'deep' is not one of ['conv', 'abpn']" in msg and "model.expansion_dws: 0" in msg
     assert "unknown: ['wdsr_c']" in msg and "'dws'" in msg
+
+
+def test_supernet_training_keeps_the_skip_and_trains_the_paths(tmp_path):
+    """A learnable skip would take the linear residual and leave the zero-started tail (and every path) at zero."""
+    from supernet.config import load_config
+    from supernet.model import build_supernet
+    from supernet.train import load_supernet, train_supernet
+
+    from conftest import tiny_config
+    cfg = load_config(tiny_config(tmp_path), check_data=False)
+    start = build_supernet(cfg.model, cfg.data.scale).skip.state_dict()
+    net = load_supernet(train_supernet(cfg, tmp_path / "run"))
+    assert all(torch.equal(v, net.skip.state_dict()[k]) for k, v in start.items())
+    tail = [m for m in net.tail.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    assert float(tail.weight.abs().sum()) > 0          # the tail left zero: paths contribute
