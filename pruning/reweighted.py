@@ -96,12 +96,7 @@ def rate_stepper(net: nn.Module, cfg: PruningConfig, grid: Sequence[float],
     to a multiple, one layer's step can leave every width as it was while the next one pays.
     """
     grid = sorted(grid)
-    tied = tied_layers(net)
-    layers = dict(net.prunable())
-
-    def lost(name: str, scheme: str, rate: float) -> float:
-        w = layers[name].weight.detach()
-        return float((w * (1 - SCHEMES[scheme].mask(w, rate, cfg, name in tied))).pow(2).sum())
+    lost = _norm_lost(net, cfg)
 
     def step(plan: Plan, cur: float) -> tuple[Plan, float] | None:
         best = None
@@ -111,12 +106,53 @@ def rate_stepper(net: nn.Module, cfg: PruningConfig, grid: Sequence[float],
                 continue
             trial = {**plan, name: (s, higher[0])}
             ms = latency_fn(trial)
-            cost = lost(name, s, higher[0]) - (lost(name, s, r) if r > 0 else 0.0) + 1e-12
+            cost = lost(name, s, higher[0]) - lost(name, s, r) + 1e-12
             if best is None or (cur - ms) / cost > best[0]:
                 best = ((cur - ms) / cost, trial, ms)
         return None if best is None else (best[1], best[2])
 
     return step
+
+
+def _norm_lost(net: nn.Module, cfg: PruningConfig) -> Callable[[str, str, float], float]:
+    """``lost(layer, scheme, rate)``: the squared weight norm that pruning the layer at ``rate`` removes."""
+    tied, layers = tied_layers(net), dict(net.prunable())
+
+    def lost(name: str, scheme: str, rate: float) -> float:
+        if rate <= 0:
+            return 0.0
+        w = layers[name].weight.detach()
+        return float((w * (1 - SCHEMES[scheme].mask(w, rate, cfg, name in tied))).pow(2).sum())
+    return lost
+
+
+def relax_to_target(net: nn.Module, plan: Plan, cfg: PruningConfig, grid: Sequence[float], latency_fn: LatencyFn,
+                    target_ms: float) -> Plan:
+    """Lower per-layer rates, most weight norm restored per ms added first, while latency_fn(plan) <= target_ms.
+
+    The regularization ranks the groups; the target says how many must go. Groups it collapsed
+    beyond that only cost quality: a WDSR-B / dws winner whose dense form met its target came out
+    of 300 regularization steps at rate 0.75 in 12 of 15 layers, 0.8x the target and 0.8 dB worse.
+    """
+    grid = sorted(grid)
+    lost = _norm_lost(net, cfg)
+    plan, cur = dict(plan), latency_fn(plan)
+    while True:
+        best = None
+        for name, (s, r) in plan.items():
+            lower = [g for g in grid if g < r - 1e-9]
+            if not lower:
+                continue
+            trial = {**plan, name: (s, lower[-1])}
+            ms = latency_fn(trial)
+            if ms > target_ms:
+                continue
+            score = (lost(name, s, r) - lost(name, s, lower[-1])) / max(ms - cur, 1e-6)
+            if best is None or score > best[0]:
+                best = (score, trial, ms)
+        if best is None:
+            return plan
+        _, plan, cur = best
 
 
 def meet_target(net: nn.Module, plan: Plan, cfg: PruningConfig, grid: Sequence[float], latency_fn: LatencyFn,
@@ -137,12 +173,13 @@ def meet_target(net: nn.Module, plan: Plan, cfg: PruningConfig, grid: Sequence[f
 def plan_for_target(net: nn.Module, schemes: dict[str, str], cfg: PruningConfig, grid: Sequence[float],
                     collapse: float, latency_fn: LatencyFn | None, target_ms: float,
                     measure_fn: LatencyFn | None) -> Plan:
-    """Rates from the collapsed groups, raised until the estimate (and, when given, the device) meets the target."""
+    """Rates from the collapsed groups, raised until the estimate meets the target or lowered while it still does,
+    then raised again while the device (when given) runs the plan over it."""
     plan = collapsed_rates(net, schemes, cfg, grid, collapse)
     if latency_fn is None or target_ms <= 0:
         return plan
     goal = target_ms
-    plan = meet_target(net, plan, cfg, grid, latency_fn, goal)
+    plan = relax_to_target(net, meet_target(net, plan, cfg, grid, latency_fn, goal), cfg, grid, latency_fn, goal)
     for _ in range(3 if measure_fn is not None else 0):
         got = measure_fn(plan)
         if got <= 1.05 * target_ms:

@@ -133,3 +133,22 @@ def test_lr_comes_from_the_pruning_config(monkeypatch):
     cfg.lr = 3e-3
     rw.reweighted_prune(net, sampler, cfg, schemes="filter", log=lambda s: None)
     assert seen == [3e-3, 3e-3]    # regularization and fine-tune
+
+
+def test_rates_are_lowered_while_the_target_still_holds():
+    """Regularization may collapse more groups than the target needs: the plan keeps only what it must."""
+    from pruning.reweighted import plan_for_target, relax_to_target
+
+    net, _, cfg, lat = _setup(0, 0)
+    top = {n: ("filter", 0.75) for n, _ in net.prunable()}
+    assert relax_to_target(net, top, cfg, [0.0, 0.25, 0.5, 0.75], lat, 100.0) == {n: ("filter", 0.0) for n in top}
+    relaxed = relax_to_target(net, top, cfg, [0.0, 0.25, 0.5, 0.75], lat, 6.0)
+    assert lat(relaxed) <= 6.0 and lat(relaxed) > lat(top)
+    # no single step lower fits: every remaining one would cross 6 ms
+    assert all(lat({**relaxed, n: (s, r - 0.25)}) > 6.0 for n, (s, r) in relaxed.items() if r > 0)
+    # through plan_for_target: collapsed groups no longer set rates the target does not need
+    with torch.no_grad():
+        for _, conv in net.prunable():
+            conv.weight[: conv.weight.shape[0] * 3 // 4] = 0.0        # 75 % of every layer's filters collapsed
+    plan = plan_for_target(net, {n: "filter" for n in top}, cfg, [0.0, 0.25, 0.5, 0.75], 0.1, lat, 8.0, None)
+    assert lat(plan) <= 8.0 and any(r < 0.75 for _, r in plan.values())
