@@ -62,7 +62,8 @@ class Constraints:
         """The candidate at the smallest grid rate that meets every budget, with its measures; None if none."""
         prunes = any(s != "none" for c in cand.schemes for s in c)
         for r in (self.rates if prunes else [0.0]):
-            c = cand.with_rate(r)
+            # at rate 0 the schemes prune nothing: one key for the dense path, so it is evaluated once
+            c = cand.with_rate(r) if r > 0 else Candidate(cand.path, tuple(("none",) * len(s) for s in cand.schemes))
             m = self.measures(c)
             if self.ok(m):
                 return c, m

@@ -31,9 +31,9 @@ def random_valid(space: Space, cons: Constraints, n: int, rng: np.random.Generat
         if c.key() in seen:
             continue
         got = cons.assign(c)
-        if got is None:
+        if got is None or got[0].key() in seen:   # invalid, or the dense path of one already seen
             continue
-        seen.add(c.key())
+        seen.update((c.key(), got[0].key()))
         out.append(Proposal(*got))
     if n and not out:
         raise UserError(f"no random candidate met the constraints in {max_tries} tries (latency target "
@@ -57,10 +57,12 @@ def evolve(space: Space, cons: Constraints, parents: list[Candidate], c: int, rn
         child = space.mutate(parents[int(rng.integers(len(parents)))], rng)
         if child.key() in seen:
             continue
-        seen.add(child.key())  # invalid children are not retried either
         got = cons.assign(child)
-        if got is not None:
-            pool.append(Proposal(*got))
+        seen.add(child.key())  # invalid children are not retried either
+        if got is None or (got[0].key() != child.key() and got[0].key() in seen):
+            continue           # ... nor one that prunes nothing at its rate: its dense path was seen
+        seen.add(got[0].key())
+        pool.append(Proposal(*got))
     if len(pool) < c:
         pool += random_valid(space, cons, c - len(pool), rng, seen, max_tries) if not pool else \
             _try_random(space, cons, c - len(pool), rng, seen)

@@ -103,6 +103,21 @@ def test_generators_give_valid_unseen_candidates():
     assert all(p.measures["lat_pred_ms"] <= 6.0 for p in pool)
 
 
+def test_a_candidate_that_prunes_nothing_is_its_dense_path():
+    """Schemes at rate 0 change nothing: such candidates share one key and are proposed once."""
+    sp = space()
+    cons = Constraints(sp, [0.0, 0.25, 0.5, 0.75], fake_latency, target_ms=100.0)   # every dense path fits
+    got, _ = cons.assign(Candidate(("wdsr_b",) * 3, (("filter", "none", "pattern"),) * 3))
+    assert got.rate == 0.0 and got.schemes == (("none",) * 3,) * 3
+    rng = np.random.default_rng(0)
+    seen: set[str] = set()
+    init = random_valid(sp, cons, 8, rng, seen)          # 2 blocks x 3 cells: 8 dense paths in all
+    assert sorted(p.cand.key() for p in init) == sorted({p.cand.key() for p in init}) and len(init) == 8
+    assert all(s == "none" for p in init for c in p.cand.schemes for s in c)
+    with pytest.raises(UserError, match="no random candidate"):     # nothing new is left (the search ends short)
+        evolve(sp, cons, [p.cand for p in init], 4, rng, seen, max_tries=200)
+
+
 def test_impossible_target_fails_early_with_fastest_latency():
     sp = space()
     cons = Constraints(sp, [0.0, 0.5], fake_latency, target_ms=2.0)
