@@ -28,6 +28,7 @@ from experiments import zoo  # noqa: E402
 from search.pipeline import resolve_executor  # noqa: E402
 from supernet.config import load_config  # noqa: E402
 
+TARGET_PASSES = 3   # abpn_int8 ran 27.2-31.1 ms in single timings minutes apart on the quiet 2-core EPYC
 
 
 def abpn_int8_ms(cfg, backend: str, precision: str) -> float:
@@ -41,7 +42,9 @@ def abpn_int8_ms(cfg, backend: str, precision: str) -> float:
     with tempfile.TemporaryDirectory() as work:
         d = deploy(load_model("abpn_int8", cfg.data.scale), backend, precision, cfg.data.scale, lat.threads, hw,
                    Path(work))
-        return measure_latency({"abpn_int8": d.timed}, hw, repeats=max(lat.repeats, 10), threads=lat.threads)["abpn_int8"]
+        # the fastest of a few timings: load only slows a run down, and the target should not carry it
+        return min(measure_latency({"abpn_int8": d.timed}, hw, repeats=max(lat.repeats, 10), threads=lat.threads)
+                   ["abpn_int8"] for _ in range(TARGET_PASSES))
 
 
 def srnas_run(config: str, sets: list[str]) -> int:
