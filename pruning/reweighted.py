@@ -239,7 +239,10 @@ def reweighted_prune(net: nn.Module, sampler, cfg: PruningConfig, latency_fn: La
     if saved is None or saved["phase"] == REGULARIZATION:
         alphas.update(saved["alphas"] if saved is not None else {})
         reg = prog.phase(REGULARIZATION, saved, lambda: {"alphas": alphas}) if prog is not None else None
-        masked_finetune(net, sampler, cfg.reg_steps, cfg.lr, penalty=penalty, desc="reweighted reg", resume=reg)
+        # a network the estimate already puts within the target has nothing to give up: its steps only train
+        dense_fits = latency_fn is not None and target_ms > 0 and latency_fn({}) <= target_ms
+        masked_finetune(net, sampler, cfg.reg_steps, cfg.lr, penalty=None if dense_fits else penalty,
+                        desc="reweighted reg", resume=reg)
         plan = plan_for_target(net, schemes, cfg, grid, collapse, latency_fn, target_ms, measure_fn)
         masks = apply_plan(net, plan, cfg)
         if prog is not None:   # the plan may have cost measurements: keep it before fine-tuning

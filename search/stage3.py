@@ -33,6 +33,9 @@ from .candidate import Candidate
 from .results import Stage3Result
 
 
+STAGE3_PASSES = 3   # stage 3 keeps the fastest of 3 timings of a plan or the final model (timing.measure_module)
+
+
 def timer_for(cfg: Config, foreign: bool = False) -> pruning.Timer:
     """Timing on the config's executor (latency.backend, precision, threads, LR size): every stage-3 measurement;
     ``foreign``: the LUT describes another device, so timings here do not correct its rates."""
@@ -42,8 +45,9 @@ def timer_for(cfg: Config, foreign: bool = False) -> pruning.Timer:
     lat = cfg.latency
     hw = (lat.lr_height, lat.lr_width)
     ex = pruning.Executor(lat.backend, lat.precision, layout_of(lat.backend), hw, lat.threads)
-    return pruning.Timer(ex, lambda module, repeats: measure_module(module, hw, lat.backend, lat.threads,
-                                                                    lat.warmup, repeats, precision=lat.precision),
+    return pruning.Timer(ex, lambda module, repeats: measure_module(module, hw, lat.backend, lat.threads, lat.warmup,
+                                                                    repeats, precision=lat.precision,
+                                                                    passes=STAGE3_PASSES),
                          checks_plans=not foreign)
 
 
@@ -55,11 +59,12 @@ def qat_grid() -> str:
 
 
 # ---- stage 3 of `srnas run` ------------------------------------------------------------------------
-def stage3(cfg: Config, out_dir: Path, winner: Candidate, lat_model) -> Stage3Result:
+def stage3(cfg: Config, out_dir: Path, winner: Candidate, lat_model, supernet: Path | None = None) -> Stage3Result:
     """Reweighted dynamic regularization of the winner under the target, fine-tune, compact, export, measure.
 
     Resumable at every point: pruning continues from its checkpoint, a finished pruned.pt is
     exported again if final.json is missing, and a complete final.json ends the stage.
+    ``supernet``: the weights to start from (default: the run's own; a front's targets share one).
     """
     from .pipeline import make_space
 
@@ -72,10 +77,15 @@ def stage3(cfg: Config, out_dir: Path, winner: Candidate, lat_model) -> Stage3Re
     target = cfg.latency.target_ms
     latency_fn = (lambda plan: lat_model.predict(winner.path, plan)) if lat_model is not None else None
     foreign = lat_model is not None and is_foreign(lat_model.lut, cfg)
+    space = make_space(cfg)
+    schemes = winner.scheme_map(space)
+    if all(s == "none" for s in schemes.values()):
+        # a winner that met the target dense carries no schemes: should the device disagree, stage 3 prunes
+        # with the space's fastest scheme per layer (only as far as the measurement asks: relax_to_target)
+        schemes = space.fastest_schemes(winner.path)
     pm = pruning.prune_to_target(
-        cfg, lambda: load_supernet(run.supernet).extract(winner.path), winner.path,
-        winner.scheme_map(make_space(cfg)), sdir, timer_for(cfg, foreign), latency_fn, target,
-        candidate=winner.to_dict(), qat_grid=qat_grid())
+        cfg, lambda: load_supernet(supernet or run.supernet).extract(winner.path), winner.path, schemes, sdir,
+        timer_for(cfg, foreign), latency_fn, target, candidate=winner.to_dict(), qat_grid=qat_grid())
     compact = pm.compact()
     files = pruning.export_model(compact, run.export_dir, lr_hw=tuple(pm.lr_hw), channels_last=pm.layout == "nhwc")
     infer, deployed = deployed_infer(compact, cfg, run)

@@ -114,3 +114,19 @@ def test_each_candidate_keeps_its_fastest_pass(monkeypatch):
     assert one[2]["median_ms"] > 9.0 and one[3]["median_ms"] > 10.0     # one pass keeps the slowed figures
     assert two[2]["median_ms"] < 8.0 and two[3]["median_ms"] < 9.0      # the second pass's are kept
     assert all(abs(t["median_ms"] - (4.0 + i)) < 2.5 for i, t in enumerate(two))
+
+
+def test_measure_module_keeps_the_fastest_pass(monkeypatch):
+    import latency.timing as timing
+    calls = {"n": 0}
+
+    def runner():   # a load during the first 6 calls (one pass of 3 rounds x 2 calls)
+        calls["n"] += 1
+        time.sleep(0.020 if calls["n"] <= 6 else 0.004)
+
+    monkeypatch.setattr(timing, "make_runner", lambda *a, **k: runner)
+    net = torch.nn.Conv2d(3, 3, 1)
+    one = timing.measure_module(net, (8, 8), warmup=0, repeats=3)
+    calls["n"] = 0
+    two = timing.measure_module(net, (8, 8), warmup=0, repeats=3, passes=2)
+    assert one["median_ms"] > 15.0 and two["median_ms"] < 10.0

@@ -152,3 +152,17 @@ def test_rates_are_lowered_while_the_target_still_holds():
             conv.weight[: conv.weight.shape[0] * 3 // 4] = 0.0        # 75 % of every layer's filters collapsed
     plan = plan_for_target(net, {n: "filter" for n in top}, cfg, [0.0, 0.25, 0.5, 0.75], 0.1, lat, 8.0, None)
     assert lat(plan) <= 8.0 and any(r < 0.75 for _, r in plan.values())
+
+
+def test_no_regularization_when_the_dense_network_meets_the_target(monkeypatch):
+    import pruning.reweighted as rw
+    penalties = []
+    real = rw.masked_finetune
+    monkeypatch.setattr(rw, "masked_finetune", lambda *a, penalty=None, **k: penalties.append(penalty) or
+                        real(*a, penalty=penalty, **k))
+    for target in (100.0, 5.0):            # the dense network takes 10 ms by the stand-in
+        net, sampler, cfg, lat = _setup(2, 2)
+        _, _, plan = rw.reweighted_prune(net, sampler, cfg, latency_fn=lat, target_ms=target, schemes="filter",
+                                         log=lambda s: None)
+    assert penalties[0] is None and penalties[2] is not None     # [reg, fine-tune] per target
+    assert lat(plan) <= 5.0
