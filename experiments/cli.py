@@ -133,7 +133,7 @@ def _bench(args) -> int:
     from supernet.imaging import list_images
 
     datasets, scale, data_root, lr_hw, threads = None, 2, None, (360, 640), 0
-    winner = _run_winner(args) if args.run else None
+    winners = _run_winners(args) if args.run else []
     if not args.out:
         raise UserError("--out is required (or --run, which writes into RUN/bench)")
     if args.config:
@@ -159,7 +159,7 @@ def _bench(args) -> int:
             raise UserError(f"--lr-size {args.lr_size!r}: write HxW, e.g. 360x640") from None
         lr_hw = (h, w)
     models = [m.strip() for m in args.models.split(",") if m.strip()] or DEFAULT_MODELS + _searched(args, scale)
-    models = ([winner] if winner else []) + models
+    models = winners + models
     if args.precision and not args.backend:
         raise UserError("--precision needs --backend (the runtime that runs that precision)")
     df = run_bench(models, datasets, scale, args.out, data_root, lr_hw, threads, args.weights_dir, args.repeats,
@@ -194,25 +194,30 @@ def _searched(args, scale: int) -> list[str]:
     return out
 
 
-def _run_winner(args) -> str:
-    """Point ``args`` at a finished run: its saved config and executor, its winner's file; returns that file."""
+def _run_winners(args) -> list[str]:
+    """Point ``args`` at a finished run: its saved config and executor; returns its winner's file (a front run,
+    latency.targets: each target's, tightest first)."""
     import json
     run = Path(args.run)
-    final = run / "stage3" / "final.json"
-    if not final.is_file():
-        raise UserError(f"{run} holds no finished run ({final} is missing): run `srnas run -c CONFIG` to the end "
-                        f"first")
-    info = json.loads(final.read_text())
+    finals = [run / "stage3" / "final.json"]
+    if not finals[0].is_file():
+        finals = list((run / "targets").glob("*/stage3/final.json"))
+    if not finals:
+        raise UserError(f"{run} holds no finished run ({run / 'stage3' / 'final.json'} is missing, and no front "
+                        f"targets/*/stage3/final.json): run `srnas run -c CONFIG` to the end first")
+    infos = sorted((json.loads(f.read_text()) for f in finals), key=lambda i: i["target_ms"])
     args.config = args.config or str(run / "config.yaml")
     args.out = args.out or str(run / "bench")
-    if args.backend is None and info["backend"] in BACKENDS:
-        args.backend = info["backend"]   # each model then in its own precision; the winner in the run's
-    return info["files"]["model"]
+    if args.backend is None and infos[0]["backend"] in BACKENDS:
+        args.backend = infos[0]["backend"]   # each model then in its own precision; the winners in the run's
+    return [i["files"]["model"] for i in infos]
 
 
 def _append_to_report(run: Path, out: Path, backend: str | None) -> None:
     """Add (or replace) the zoo comparison section of the run's report.md."""
     report = run / "report.md"
+    if not report.is_file() and (run / "front.md").is_file():   # a front run (latency.targets)
+        report = run / "front.md"
     head = "## Against the zoo"
     text = report.read_text() if report.is_file() else ""
     text = text.split(f"\n{head}")[0].rstrip() + "\n"

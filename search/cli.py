@@ -8,8 +8,8 @@ import sys
 from supernet.errors import UserError
 
 # Each module exposes register(subparsers); the order is the order of --help.
-COMMAND_MODULES = ["supernet.cli", "search.latency_commands", "search.commands", "search.stage3", "pruning.cli",
-                   "experiments.cli"]
+COMMAND_MODULES = ["supernet.cli", "search.latency_commands", "search.commands", "search.ablate", "search.stage3",
+                   "pruning.cli", "experiments.cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:

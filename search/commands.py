@@ -34,9 +34,17 @@ def _search(args) -> int:
 
 
 def _run(args) -> int:
+    from .front import run_front
     from .pipeline import run_all
 
     cfg = config_of(args)
+    if cfg.latency.targets:
+        front = run_front(cfg, _out(args, cfg))
+        if front.missed and not cfg.latency.soft_target:
+            print(f"srnas run: the exported models of targets {front.missed} ms miss them by measurement (report "
+                  f"written); exit 3", file=sys.stderr)
+            return 3
+        return 0
     result = run_all(cfg, _out(args, cfg))
     if result is not None and result.final.meets_target is False and not cfg.latency.soft_target:
         print("srnas run: the exported winner misses its latency target by measurement (report written); "

@@ -122,7 +122,7 @@ class SearchLoop:
 
     def _record(self, it: int, pick: dict, res: dict) -> None:
         cand = Candidate.from_json(pick["candidate"])
-        row = {"search": self.mode, "iteration": it, "order": len(self.history.rows), "key": cand.key(),
+        row = {"search": self.mode, "iteration": it, "order": len(self.history.rows), "key": pick["key"],
                "candidate": pick["candidate"], "encoding": "".join(str(int(v)) for v in self.space.encode(cand)),
                "rate": cand.rate, "lat_meas_ms": float("nan"), "time": round(time.time(), 3),
                **{k: pick.get(k) for k in ("pred_mean", "pred_std", "acq", "lat_pred_ms", "macs", "params")}, **res}

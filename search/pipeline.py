@@ -110,16 +110,21 @@ def resolve_target(cfg: Config, lat_model, out_dir: Path | None = None) -> Confi
     rel = cfg.latency.target_rel
     if rel <= 0 or lat_model is None:
         return cfg
-    space = make_space(cfg)
-    dense = min(lat_model.predict(p, {}) for p in itertools.product(space.blocks, repeat=space.n_cells)) \
-        if len(space.blocks) ** space.n_cells <= 256 else min(lat_model.predict((b,) * space.n_cells, {})
-                                                             for b in space.blocks)
+    dense = fastest_dense_ms(cfg, lat_model)
     target = rel * dense
     print(f"latency target: {rel:g} x {dense:.2f} ms (fastest dense path, LUT) = {target:.2f} ms")
     if out_dir is not None:
         atomic_write_json({"target_ms": target, "fastest_dense_ms": dense, "target_rel": rel},
                           cfg.run(out_dir).target)
     return dataclasses.replace(cfg, latency=dataclasses.replace(cfg.latency, target=f"{target:.3f}ms"))
+
+
+def fastest_dense_ms(cfg: Config, lat_model) -> float:
+    """The LUT latency of the fastest unpruned path: what a relative target (0.85x) multiplies."""
+    space = make_space(cfg)
+    if len(space.blocks) ** space.n_cells <= 256:
+        return min(lat_model.predict(p, {}) for p in itertools.product(space.blocks, repeat=space.n_cells))
+    return min(lat_model.predict((b,) * space.n_cells, {}) for b in space.blocks)
 
 
 def make_constraints(cfg: Config, space: Space, lat_model) -> Constraints:
@@ -151,13 +156,7 @@ def search_stage(cfg: Config, out_dir: Path, dist_info: DistInfo, lat_model=None
     cons = make_constraints(cfg, space, lat_model)
     if cfg.latency.target_ms > 0 and lat_model is None:
         raise UserError("latency.target is set but no LUT was given: build one with `srnas latency build`")
-    supernet = load_supernet(weights).to(dist_info.device)
-    pairs = center_crop_pairs(make_pairs(load_images(cfg.data.val, "val", data_root=cfg.data.data_root),
-                                         cfg.data.scale), cfg.search.val_crop, cfg.data.scale)
-    evaluator = Evaluator(supernet, space, cfg, train_sampler(cfg, cfg.search.seed, cfg.search.eval_batch), pairs,
-                          dist_info.device)
-    if cfg.search.measure_latency:
-        evaluator = _MeasuringEvaluator(evaluator, _measure_fn(cfg))
+    evaluator = make_evaluator(cfg, space, weights, dist_info)
     sdir = run.search_dir
     hist = run_search(space, cons, evaluator, cfg.search, sdir, dist_info, ablation=cfg.search.ablation)
     if not dist_info.main:
@@ -171,6 +170,17 @@ def search_stage(cfg: Config, out_dir: Path, dist_info: DistInfo, lat_model=None
     ablation = ablation_summary(space, cfg, guided, hist.get("random"))
     atomic_write_json(ablation, sdir / "ablation.json")
     return SearchResult(winner, best, ablation, guided, hist.get("random"))
+
+
+def make_evaluator(cfg: Config, space: Space, weights: Path, dist_info: DistInfo):
+    """Candidate -> {"psnr"} (+ measured ms with search.measure_latency): a short fine-tune from the supernet's
+    weights, scored on the held-out images."""
+    supernet = load_supernet(weights).to(dist_info.device)
+    pairs = center_crop_pairs(make_pairs(load_images(cfg.data.val, "val", data_root=cfg.data.data_root),
+                                         cfg.data.scale), cfg.search.val_crop, cfg.data.scale)
+    evaluator = Evaluator(supernet, space, cfg, train_sampler(cfg, cfg.search.seed, cfg.search.eval_batch), pairs,
+                          dist_info.device)
+    return _MeasuringEvaluator(evaluator, _measure_fn(cfg)) if cfg.search.measure_latency else evaluator
 
 
 def _measure_fn(cfg: Config):
@@ -247,6 +257,8 @@ def report_stage(cfg: Config, out_dir: Path, found: SearchResult, final: Stage3R
 # ---- commands -----------------------------------------------------------------------------------
 def search_command(cfg: Config, out_dir: Path) -> SearchResult | None:
     """`srnas search`: the LUT must exist (no build); supernet weights must exist."""
+    if cfg.latency.targets:
+        raise UserError("latency.targets (a front) is searched by `srnas run`, which runs stage 3 for each target")
     cfg = resolve_executor(cfg, out_dir)
     preflight(cfg, out_dir)
     dist_info = init_distributed(cfg.search.threads)
@@ -265,7 +277,7 @@ def preflight(cfg: Config, out_dir: Path) -> None:
     import latency
 
     path = latency.default_lut_path(cfg, out_dir=out_dir)
-    if cfg.latency.target and path.exists():
+    if (cfg.latency.target or cfg.latency.targets) and path.exists():
         latency.load_lut(cfg, path)
 
 

@@ -81,6 +81,8 @@ class LatencyConfig:
     lr_width: int = 640
     target: str = ""                      # latency budget: "50ms" (absolute) or "0.85x" (x the fastest dense
                                           # path by the LUT); "" = none. A run saves the resolved ms.
+    targets: list[str] = field(default_factory=list)   # a Pareto front instead: [25ms, 50ms, 0.9x] (each like
+                                          # target) from one supernet, LUT and search, stage 3 + export per target
     soft_target: bool = False             # true: a winner that misses the target by measurement only warns
     warmup: int = 1                       # untimed rounds (a round runs each op of a chunk once)
     repeats: int = 5                      # timed rounds; noisy ops get up to repeats // 2 + 1 more
@@ -341,10 +343,17 @@ def range_problems(cfg: Config) -> list[str]:
     rates = cfg.latency.rates
     if not rates or any(not 0 <= r < 1 for r in rates) or 0.0 not in rates:
         out.append(f"latency.rates: {rates} must include 0 and hold rates in [0, 1), e.g. [0, 0.25, 0.5, 0.75]")
-    try:
-        parse_target(cfg.latency.target)
-    except ConfigError as e:
-        out.append(str(e))
+    if any(not str(t).strip() for t in cfg.latency.targets):
+        out.append(f"latency.targets: {cfg.latency.targets} holds an empty entry; write each like 50ms or 0.9x")
+    for t in [cfg.latency.target, *cfg.latency.targets]:
+        try:
+            parse_target(t)
+        except ConfigError as e:
+            out.append(str(e))
+    if cfg.latency.target and cfg.latency.targets:
+        out.append(f"latency.target ({cfg.latency.target}) and latency.targets ({cfg.latency.targets}) are both set: "
+                   f"give one target, or the list of a front (on the command line `--set latency.target=` clears a "
+                   f"config's target)")
     s = cfg.search
     if not 0 < s.pick_b <= s.pool_c:
         out.append(f"search.pick_b ({s.pick_b}) must be in 1..search.pool_c ({s.pool_c})")
