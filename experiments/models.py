@@ -43,6 +43,15 @@ def _infer_scale(run: Callable, hw: tuple[int, int]) -> int:
     return int(round(y.shape[-1] / hw[1]))
 
 
+def file_label(path: Path) -> str:
+    """A model file's name in tables: its stem, or for the names a run writes (export/model.onnx,
+    stage3/pruned.pt) the path from the run folder on, so the targets of a front stay apart."""
+    if path.stem not in ("model", "model_int8", "pruned"):
+        return path.stem
+    return "/".join(path.parts[-3:]) if path.parent.name in ("stage3", "export", "deploy") else \
+        f"{path.parent.name}/{path.name}"
+
+
 def load_onnx(path: Path, threads: int = 0) -> LoadedModel:
     """An ONNX file run by onnxruntime (CPU)."""
     import onnxruntime as ort
@@ -60,7 +69,7 @@ def load_onnx(path: Path, threads: int = 0) -> LoadedModel:
         return torch.from_numpy(out)
 
     scale = _infer_scale(run, fixed or (32, 32))
-    return LoadedModel(path.stem if path.stem != "model" else f"{path.parent.name}/{path.name}", run, scale,
+    return LoadedModel(file_label(path), run, scale,
                        precision="onnx", fixed_hw=fixed, info={"path": str(path)})
 
 
@@ -69,7 +78,7 @@ def load_torchscript(path: Path) -> LoadedModel:
     module = torch.jit.load(str(path), map_location="cpu").eval()
     run = _torch_runner(module)
     scale = _infer_scale(run, (32, 32))
-    name = path.stem if path.stem != "model" else f"{path.parent.name}/{path.name}"
+    name = file_label(path)
     return LoadedModel(name, run, scale, module=module, precision="torchscript", info={"path": str(path)})
 
 
@@ -88,7 +97,7 @@ def load_pruned(path: Path) -> LoadedModel:
 
     pm = PrunedModel.load(path)
     module = pm.compact().eval()
-    name = path.stem if path.stem != "pruned" else f"{path.parent.name}/{path.name}"
+    name = file_label(path)
     # its own precision is the one it was searched and fine-tuned for (an INT8 executor: QAT weights)
     return LoadedModel(name, _torch_runner(module), pm.scale, module, False, pm.precision,
                        f"{'-'.join(pm.path)}, searched {pm.backend}/{pm.precision}",

@@ -87,5 +87,6 @@ def test_front_run_end_to_end(tmp_path, capsys):
     assert main(["bench", "--run", str(run), "--datasets", "skimage", "--lr-size", "12x16", "--repeats", "2",
                  "--models", "bicubic"]) == 0
     bench = pd.read_csv(run / "bench" / "bench.csv")
-    assert len(bench) == 4 and "Against the zoo" in (run / "front.md").read_text()
+    assert len(bench) == 4 and bench["model"].nunique() == 4 and "Against the zoo" in (run / "front.md").read_text()
+    assert bench["model"].str.contains("ms/stage3/pruned.pt").sum() == 3
     assert np.isfinite(bench["latency_ms"]).all() and (bench["latency_ms"] > 0).all()
