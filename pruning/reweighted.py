@@ -240,7 +240,8 @@ def reweighted_prune(net: nn.Module, sampler, cfg: PruningConfig, latency_fn: La
         alphas.update(saved["alphas"] if saved is not None else {})
         reg = prog.phase(REGULARIZATION, saved, lambda: {"alphas": alphas}) if prog is not None else None
         # a network the estimate already puts within the target has nothing to give up: its steps only train
-        dense_fits = latency_fn is not None and target_ms > 0 and latency_fn({}) <= target_ms
+        dense = {n: (schemes[n], 0.0) for n, _ in layers}
+        dense_fits = latency_fn is not None and target_ms > 0 and latency_fn(dense) <= target_ms
         masked_finetune(net, sampler, cfg.reg_steps, cfg.lr, penalty=None if dense_fits else penalty,
                         desc="reweighted reg", resume=reg)
         plan = plan_for_target(net, schemes, cfg, grid, collapse, latency_fn, target_ms, measure_fn)

@@ -4,8 +4,10 @@ import sys
 
 import pandas as pd
 import pytest
+import torch
 
 from conftest import ROOT, tiny_config
+from supernet.model import build_supernet
 from supernet.train import load_supernet
 
 
@@ -20,6 +22,10 @@ def test_torchrun_two_processes(tmp_path):
     net = load_supernet(stage / "supernet.pt")
     log = pd.read_csv(stage / "train_log.csv")
     assert sorted(set(log["step"])) == [15, 30]  # rank 0 alone writes the log
-    first, last = log[log.step == 15], log[log.step == 30]
-    assert last["loss"].mean() < first["loss"].mean()  # it learned
+    assert log["loss"].notna().all() and (log["loss"] < 0.2).all()
     assert all(p.isfinite().all() for p in net.parameters())
+    torch.manual_seed(0)    # the config's train.seed: the supernet as it started
+    start = build_supernet(net.cfg, net.scale).state_dict()
+    moved = [k for k, v in net.state_dict().items() if not torch.equal(v, start[k])]
+    assert any(k.startswith("cells.") for k in moved) and any(k.startswith("tail") for k in moved)  # it trained
+    assert not any(k.startswith("skip") for k in moved)      # ... around the fixed skip

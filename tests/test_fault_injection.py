@@ -34,6 +34,7 @@ def _config(tmp_path: Path) -> Path:
     """The tiny run of test_search_pipeline, with each stage long enough to be killed inside."""
     return tiny_config(
         tmp_path, data=TINY["data"],
+        model={"n_cells": 3},    # 8 dense paths: enough distinct candidates for GUIDED evaluations
         train={"steps": 120, "epoch_steps": 40},
         latency={**TINY["latency"], "target": "1000ms", "rates": [0.0, 0.25, 0.5, 0.75]},
         pruning={**TINY["pruning"], "reg_steps": REG_STEPS, "finetune_steps": FT_STEPS},

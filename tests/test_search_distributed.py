@@ -14,7 +14,8 @@ SEARCH = {"iterations": 1, "init_candidates": 4, "top_h": 2, "pool_c": 6, "pick_
 
 @pytest.mark.slow
 def test_torchrun_search_matches_one_process(tmp_path):
-    cfg = tiny_config(tmp_path, search=SEARCH, train={"steps": 4, "epoch_steps": 4, "threads": 1})
+    # no budget: every candidate is its dense path, and 3 cells hold 8 of them (4 + 2 are searched)
+    cfg = tiny_config(tmp_path, search=SEARCH, model={"n_cells": 3}, train={"steps": 4, "epoch_steps": 4, "threads": 1})
     assert main(["supernet", "train", "-c", str(cfg)]) == 0
     run = tmp_path / "runs" / "tiny"
     assert main(["search", "-c", str(cfg), "--out", str(run)]) == 0
