@@ -100,18 +100,22 @@ def rate_stepper(net: nn.Module, cfg: PruningConfig, grid: Sequence[float],
 
     def step(plan: Plan, cur: float) -> tuple[Plan, float] | None:
         best = None
-        for name, (s, r) in plan.items():
-            higher = [g for g in grid if g > r + 1e-9]
-            if not higher:
-                continue
-            trial = {**plan, name: (s, higher[0])}
+        for name, s, r, new, trial in _grid_steps(plan, grid, up=True):
             ms = latency_fn(trial)
-            cost = lost(name, s, higher[0]) - lost(name, s, r) + 1e-12
+            cost = lost(name, s, new) - lost(name, s, r) + 1e-12
             if best is None or (cur - ms) / cost > best[0]:
                 best = ((cur - ms) / cost, trial, ms)
         return None if best is None else (best[1], best[2])
 
     return step
+
+
+def _grid_steps(plan: Plan, grid: Sequence[float], up: bool):
+    """Every plan one layer one grid rate away (higher or lower): (layer, scheme, rate, new rate, plan)."""
+    for name, (s, r) in plan.items():
+        nxt = [g for g in grid if g > r + 1e-9] if up else [g for g in grid if g < r - 1e-9][::-1]
+        if nxt:
+            yield name, s, r, nxt[0], {**plan, name: (s, nxt[0])}
 
 
 def _norm_lost(net: nn.Module, cfg: PruningConfig) -> Callable[[str, str, float], float]:
@@ -132,22 +136,18 @@ def relax_to_target(net: nn.Module, plan: Plan, cfg: PruningConfig, grid: Sequen
 
     The regularization ranks the groups; the target says how many must go. Groups it collapsed
     beyond that only cost quality: a WDSR-B / dws winner whose dense form met its target came out
-    of 300 regularization steps at rate 0.75 in 12 of 15 layers, 0.8x the target and 0.8 dB worse.
+    of 300 regularization steps at rate 0.75 in 12 of 15 layers, 0.8x the target and 0.4 dB worse on Set5.
     """
     grid = sorted(grid)
     lost = _norm_lost(net, cfg)
     plan, cur = dict(plan), latency_fn(plan)
     while True:
         best = None
-        for name, (s, r) in plan.items():
-            lower = [g for g in grid if g < r - 1e-9]
-            if not lower:
-                continue
-            trial = {**plan, name: (s, lower[-1])}
+        for name, s, r, new, trial in _grid_steps(plan, grid, up=False):
             ms = latency_fn(trial)
             if ms > target_ms:
                 continue
-            score = (lost(name, s, r) - lost(name, s, lower[-1])) / max(ms - cur, 1e-6)
+            score = (lost(name, s, r) - lost(name, s, new)) / max(ms - cur, 1e-6)
             if best is None or score > best[0]:
                 best = (score, trial, ms)
         if best is None:

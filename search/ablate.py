@@ -97,26 +97,15 @@ def write_ablation(summary: dict, out_dir: Path) -> Path:
 
 def ablate_command(cfg: Config, out_dir: Path, seeds: int) -> dict:
     """The run's supernet and LUT (made when missing), then guided vs random for each seed, into <run>/ablate/."""
-    from supernet.distributed import init_distributed
     from supernet.errors import UserError
-    from supernet.train import train_supernet
 
-    from .pipeline import (lut_stage, make_constraints, make_evaluator, make_space, preflight, resolve_executor,
-                           resolve_target)
-    from .sizing import resolve_size
+    from .pipeline import lut_stage, make_constraints, make_evaluator, make_space, one_process_supernet, resolve_target
 
     if seeds < 1:
         raise UserError(f"--seeds {seeds}: give at least 1 (3 or more to tell an effect from noise)")
     if cfg.latency.targets:
         raise UserError("srnas ablate searches one target: set latency.target, not latency.targets")
-    cfg = resolve_executor(cfg, out_dir)
-    preflight(cfg, out_dir)
-    dist_info = init_distributed(cfg.train.threads)
-    if dist_info.world > 1:
-        raise UserError("srnas ablate runs in one process: start it without torchrun")
-    cfg = resolve_size(cfg, out_dir)
-    train_supernet(cfg, out_dir, resume=True)
-    dist_info = init_distributed(cfg.search.threads)
+    cfg, dist_info = one_process_supernet(cfg, out_dir, "srnas ablate")
     lat_model = lut_stage(cfg, out_dir, dist_info) if cfg.latency.target else None
     cfg = resolve_target(cfg, lat_model)
     run = cfg.run(out_dir)

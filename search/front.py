@@ -19,17 +19,15 @@ from pathlib import Path
 import numpy as np
 
 from supernet.config import Config, parse_target, save_config
-from supernet.distributed import DistInfo, init_distributed
 from supernet.errors import UserError
 from supernet.rundir import RunDir
-from supernet.train import train_supernet
 
 from .candidate import Candidate, Space, save_candidate
 from .constraints import Constraints
 from .generator import Proposal, evolve, random_valid
 from .history import History, atomic_write_json
-from .loop import SearchLoop, _iter_rng
-from .predictor import MLPEnsemble, acquisition, select_top
+from .loop import SearchLoop, _iter_rng, fit_predictor
+from .predictor import acquisition, select_top
 from .results import Stage3Result
 
 
@@ -37,11 +35,9 @@ def resolve_targets(cfg: Config, lat_model) -> list[float]:
     """latency.targets in ms, ascending and distinct: a relative one (0.9x) times the fastest dense path (LUT)."""
     from .pipeline import fastest_dense_ms
 
-    out = []
-    for text in cfg.latency.targets:
-        value, unit = parse_target(text)
-        out.append(round(value * (fastest_dense_ms(cfg, lat_model) if unit == "x" else 1.0), 3))
-    return sorted(set(out))
+    parsed = [parse_target(text) for text in cfg.latency.targets]
+    dense = fastest_dense_ms(cfg, lat_model) if any(unit == "x" for _, unit in parsed) else 1.0
+    return sorted({round(value * (dense if unit == "x" else 1.0), 3) for value, unit in parsed})
 
 
 def target_config(cfg: Config, ms: float) -> Config:
@@ -111,9 +107,7 @@ class FrontLoop(SearchLoop):
                     props.append((ti, p))
         if it == 0 or not props:
             return [self._front_pick(ti, p) for ti, p in props]
-        X_rows = np.stack([rated(self.space, Candidate.from_json(r["candidate"])) for r in rows])
-        model = MLPEnsemble(X_rows.shape[1], cfg.ensemble, seed=cfg.seed * 100 + it).fit(
-            X_rows, np.asarray([float(r["psnr"]) for r in rows]))
+        model = fit_predictor(self.space, rows, cfg, cfg.seed * 100 + it, lambda c: rated(self.space, c))
         self.pred_dir.mkdir(parents=True, exist_ok=True)
         model.save(self.pred_dir / f"iter_{it:03d}.pt")
         X = np.stack([rated(self.space, p.cand) for _, p in props])
@@ -152,19 +146,13 @@ class FrontResult:
 
 def run_front(cfg: Config, out_dir: Path) -> FrontResult:
     """`srnas run` with latency.targets: supernet -> LUT -> one search for all targets -> stage 3 + export each."""
-    from .pipeline import lut_stage, make_constraints, make_evaluator, make_space, preflight, resolve_executor
+    from .pipeline import lut_stage, make_constraints, make_evaluator, make_space, one_process_supernet
     from .stage3 import stage3
 
     t0 = time.time()
-    cfg = resolve_executor(cfg, out_dir)
-    preflight(cfg, out_dir)
-    if init_distributed(cfg.train.threads).world > 1:
-        raise UserError("a front search (latency.targets) runs in one process: start it without torchrun")
+    cfg, dist_info = one_process_supernet(cfg, out_dir, "a front search (latency.targets)")
     run = cfg.run(out_dir)
-    run.root.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run.config)
-    train_supernet(cfg, out_dir, resume=True)
-    dist_info: DistInfo = init_distributed(cfg.search.threads)
+    save_config(cfg, run.config)   # what `srnas bench --run` reads, whether or not the supernet was trained now
     lat_model = lut_stage(cfg, out_dir, dist_info)
     targets = resolve_targets(cfg, lat_model)
     atomic_write_json({"targets_ms": targets, "asked": list(cfg.latency.targets)}, run.target)

@@ -36,11 +36,13 @@ def _iter_rng(seed: int, mode: str, it: int) -> np.random.Generator:
     return np.random.default_rng([seed, MODES[mode], it])
 
 
-def fit_predictor(space: Space, rows: list[dict], cfg: SearchConfig, seed: int) -> MLPEnsemble:
-    """An ensemble fit on every evaluated row (encoding -> PSNR)."""
-    X = np.stack([space.encode(Candidate.from_json(r["candidate"])) for r in rows])
+def fit_predictor(space: Space, rows: list[dict], cfg: SearchConfig, seed: int,
+                  features: Callable[[Candidate], np.ndarray] | None = None) -> MLPEnsemble:
+    """An ensemble fit on every evaluated row (``features``, default the encoding -> PSNR)."""
+    features = features or space.encode
+    X = np.stack([features(Candidate.from_json(r["candidate"])) for r in rows])
     y = np.asarray([float(r["psnr"]) for r in rows])
-    return MLPEnsemble(space.dim, cfg.ensemble, seed=seed).fit(X, y)
+    return MLPEnsemble(X.shape[1], cfg.ensemble, seed=seed).fit(X, y)
 
 
 class SearchLoop:

@@ -281,6 +281,18 @@ def preflight(cfg: Config, out_dir: Path) -> None:
         latency.load_lut(cfg, path)
 
 
+def one_process_supernet(cfg: Config, out_dir: Path, command: str) -> tuple[Config, DistInfo]:
+    """The executor, size and trained supernet (made when missing) of a command that runs in one process on
+    a run's supernet (`srnas run` with latency.targets, `srnas ablate`); its search threads."""
+    cfg = resolve_executor(cfg, out_dir)
+    preflight(cfg, out_dir)
+    if init_distributed(cfg.train.threads).world > 1:
+        raise UserError(f"{command} runs in one process: start it without torchrun")
+    cfg = resolve_size(cfg, out_dir)
+    train_supernet(cfg, out_dir, resume=True)
+    return cfg, init_distributed(cfg.search.threads)
+
+
 @dataclass
 class RunResult:
     """What `srnas run` produced."""
