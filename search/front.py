@@ -50,12 +50,6 @@ def target_dir(out_dir: Path, ms: float) -> Path:
     return Path(out_dir) / "targets" / f"{ms:g}ms"
 
 
-def rated(space: Space, cand: Candidate) -> np.ndarray:
-    """The predictor's features in a front: the encoding and the pruning rate (one architecture may be
-    evaluated at the rate of each target it serves, and the rate changes its PSNR)."""
-    return np.append(space.encode(cand), np.float32(cand.rate))
-
-
 def best_under(rows: list[dict], target_ms: float) -> dict | None:
     """The highest-PSNR row whose LUT latency meets ``target_ms``."""
     ok = [r for r in rows if float(r["lat_pred_ms"]) <= target_ms]
@@ -107,10 +101,10 @@ class FrontLoop(SearchLoop):
                     props.append((ti, p))
         if it == 0 or not props:
             return [self._front_pick(ti, p) for ti, p in props]
-        model = fit_predictor(self.space, rows, cfg, cfg.seed * 100 + it, lambda c: rated(self.space, c))
+        model = fit_predictor(self.space, rows, cfg, cfg.seed * 100 + it)
         self.pred_dir.mkdir(parents=True, exist_ok=True)
         model.save(self.pred_dir / f"iter_{it:03d}.pt")
-        X = np.stack([rated(self.space, p.cand) for _, p in props])
+        X = np.stack([self.space.features(p.cand) for _, p in props])
         mu, sd = model.predict(X)
         gain = np.full(len(props), -np.inf)
         floor = min(float(r["psnr"]) for r in rows)

@@ -36,11 +36,9 @@ def _iter_rng(seed: int, mode: str, it: int) -> np.random.Generator:
     return np.random.default_rng([seed, MODES[mode], it])
 
 
-def fit_predictor(space: Space, rows: list[dict], cfg: SearchConfig, seed: int,
-                  features: Callable[[Candidate], np.ndarray] | None = None) -> MLPEnsemble:
-    """An ensemble fit on every evaluated row (``features``, default the encoding -> PSNR)."""
-    features = features or space.encode
-    X = np.stack([features(Candidate.from_json(r["candidate"])) for r in rows])
+def fit_predictor(space: Space, rows: list[dict], cfg: SearchConfig, seed: int) -> MLPEnsemble:
+    """An ensemble fit on every evaluated row (Space.features -> PSNR)."""
+    X = np.stack([space.features(Candidate.from_json(r["candidate"])) for r in rows])
     y = np.asarray([float(r["psnr"]) for r in rows])
     return MLPEnsemble(X.shape[1], cfg.ensemble, seed=seed).fit(X, y)
 
@@ -91,7 +89,7 @@ class SearchLoop:
         model = fit_predictor(self.space, rows, self.cfg, seed=self.cfg.seed * 100 + it)
         self.pred_dir.mkdir(parents=True, exist_ok=True)
         model.save(self.pred_dir / f"iter_{it:03d}.pt")
-        X = np.stack([self.space.encode(p.cand) for p in pool])
+        X = np.stack([self.space.features(p.cand) for p in pool])
         mu, sd = model.predict(X)
         best_f = max(float(r["psnr"]) for r in rows)
         acq = acquisition(model, X, self.cfg.acquisition, best_f, self.cfg.ucb_beta, seed=self.cfg.seed * 100 + it)
@@ -173,16 +171,23 @@ def run_search(space: Space, cons: Constraints, evaluate_fn: EvaluateFn, cfg: Se
     return out
 
 
+def heldout_predictions(space: Space, train_rows: list[dict], test_rows: list[dict],
+                        cfg: SearchConfig) -> tuple[np.ndarray, np.ndarray] | None:
+    """(predicted, true) PSNR of the test rows the predictor fit on ``train_rows`` never saw; None if none."""
+    train_keys = {r["key"] for r in train_rows}
+    test = [r for r in test_rows if r["key"] not in train_keys]
+    if not test or len(train_rows) < 2:
+        return None
+    model = fit_predictor(space, train_rows, cfg, seed=cfg.seed + 7)
+    mu, _ = model.predict(np.stack([space.features(Candidate.from_json(r["candidate"])) for r in test]))
+    return mu, np.asarray([float(r["psnr"]) for r in test])
+
+
 def kendall_tau_heldout(space: Space, train_rows: list[dict], test_rows: list[dict], cfg: SearchConfig) -> float:
     """Kendall tau between predicted and true PSNR on rows the predictor never saw."""
     from scipy.stats import kendalltau
 
-    train_keys = {r["key"] for r in train_rows}
-    test = [r for r in test_rows if r["key"] not in train_keys]
-    if len(test) < 3 or len(train_rows) < 2:
+    held = heldout_predictions(space, train_rows, test_rows, cfg)
+    if held is None or len(held[1]) < 3:
         return float("nan")
-    model = fit_predictor(space, train_rows, cfg, seed=cfg.seed + 7)
-    X = np.stack([space.encode(Candidate.from_json(r["candidate"])) for r in test])
-    mu, _ = model.predict(X)
-    return float(kendalltau(mu, [float(r["psnr"]) for r in test]).statistic)
-
+    return float(kendalltau(*held).statistic)

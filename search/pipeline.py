@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from supernet.config import Config, save_config
@@ -28,7 +27,7 @@ from .candidate import Candidate, Space, save_candidate
 from .constraints import Constraints
 from .evaluator import Evaluator, center_crop_pairs
 from .history import History, atomic_write_json
-from .loop import kendall_tau_heldout, run_search, fit_predictor
+from .loop import heldout_predictions, kendall_tau_heldout, run_search
 from .results import SearchResult, Stage3Result
 from .sizing import resolve_size
 from .stage3 import stage3
@@ -225,13 +224,7 @@ def report_stage(cfg: Config, out_dir: Path, found: SearchResult, final: Stage3R
 
     space = make_space(cfg)
     guided, random, row, winner = found.guided, found.random, found.row, found.winner
-    heldout = None
-    if random is not None and random.rows:
-        held = [r for r in random.rows if r["key"] not in guided.keys]
-        if held:
-            m = fit_predictor(space, guided.rows, cfg.search, seed=cfg.search.seed + 7)
-            X = np.stack([space.encode(Candidate.from_json(r["candidate"])) for r in held])
-            heldout = (m.predict(X)[0], np.asarray([float(r["psnr"]) for r in held]))
+    heldout = heldout_predictions(space, guided.rows, random.rows, cfg.search) if random is not None else None
     summary = {"name": cfg.name, "target_ms": cfg.latency.target_ms,
                "winner": {"candidate": winner.key(), "rate": winner.rate, "val PSNR (search, dB)": f"{found.val_psnr:.3f}",
                           "LUT latency (ms)": f"{found.lut_ms:.2f}",

@@ -218,3 +218,31 @@ def test_cost_of_the_fast_space_counts_the_compacted_network(path, scheme):
     assert dense == pytest.approx(real(cand.with_rate(0.0)))
     tol = 0.06 if scheme in ("block", "mixed") else 1e-6   # block: the union of row-blocks' columns is random
     assert macs == pytest.approx(real(cand), rel=tol) and macs < dense
+
+
+def test_features_are_costs_that_rank_unseen_placements():
+    """The predictor's input: block shares, pruned-layer shares, rate and relative kept costs; a PSNR that
+    follows the kept MACs is ranked on candidates never seen (the one-hot encoding cannot generalise that)."""
+    from scipy.stats import kendalltau
+
+    from search.predictor import MLPEnsemble
+
+    sp = space()
+    rng = np.random.default_rng(0)
+    dense = Candidate(("wdsr_a",) * 3, (("none", "none"),) * 3)
+    f = sp.features(dense)
+    assert f.shape == (len(sp.blocks) + len(sp.schemes) + 3,) and f[0] == 1.0
+    assert np.all(f[len(sp.blocks):-3] == 0.0) and f[-3] == 0.0   # nothing pruned at rate 0
+    pruned = Candidate(("wdsr_a",) * 3, (("filter", "filter"),) * 3, 0.5)
+    g = sp.features(pruned)
+    assert g[len(sp.blocks) + sp.schemes.index("filter")] == 0.5 and g[-2] < f[-2] and g[-1] < f[-1]
+    assert all(0.0 <= v <= 1.0 for c in [dense, pruned] for v in sp.features(c))
+
+    cands = [sp.random(rng).with_rate(float(rng.choice([0.0, 0.25, 0.5, 0.75]))) for _ in range(60)]
+    y = np.asarray([30.0 + 2.0 * sp.cost(c, (1, 1))[0] / sp._dense_ref[0] for c in cands])
+    taus = {}
+    for name, feats in (("features", sp.features), ("encode", lambda c: np.append(sp.encode(c), c.rate))):
+        X = np.stack([feats(c) for c in cands])
+        m = MLPEnsemble(X.shape[1], members=3, hidden=32, seed=0).fit(X[:30], y[:30])
+        taus[name] = kendalltau(m.predict(X[30:])[0], y[30:]).statistic
+    assert taus["features"] > 0.8 and taus["features"] > taus["encode"], taus
