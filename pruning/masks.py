@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from supernet.blocks import fuse_weight_norm
+from supernet.rep import fold_branches
 from supernet.config import PruningConfig
 from supernet.errors import UserError
 
@@ -108,8 +109,12 @@ def make_masks(net: nn.Module, plan: Plan, cfg: PruningConfig) -> Masks:
 
 
 def apply_plan(net: nn.Module, plan: Plan, cfg: PruningConfig) -> Masks:
-    """Fuse weight norm, compute magnitude masks for ``plan`` and zero the pruned weights in place."""
+    """Fuse weight norm, compute magnitude masks for ``plan`` and zero the pruned weights in place; a masked
+    conv's training-time branches are folded first (masks hold plain weights), an unmasked one keeps them."""
     fuse_weight_norm(net)
     masks = make_masks(net, plan, cfg)
+    layers = dict(net.prunable())
+    for name in masks.weight:
+        fold_branches(layers[name])
     masks.apply(net)
     return masks

@@ -8,6 +8,7 @@ so a later srnas can tell an old file from a damaged one.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -77,7 +78,8 @@ class PrunedModel:
 
     def net(self) -> nn.Module:
         """The masked path network (weight norm fused), in eval mode."""
-        mcfg = build_section(ModelConfig, self.model_cfg)
+        # the state holds plain convs: training-time branches were folded before it was saved
+        mcfg = dataclasses.replace(build_section(ModelConfig, self.model_cfg), rep="none")
         net = fuse_weight_norm(build_path_net(mcfg, self.scale, self.path))
         net.load_state_dict(self.state)
         self.masks.apply(net)

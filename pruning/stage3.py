@@ -18,6 +18,7 @@ from torch import nn
 from supernet.config import Config
 from supernet.data import PatchSampler
 from supernet.errors import UserError
+from supernet.rep import fold_branches
 from supernet.train import load_train_images
 
 from .compaction import compact
@@ -73,6 +74,7 @@ def record(cfg: Config, net: nn.Module, path: Sequence[str], masks: Masks, plan:
            predicted_ms: float | None = None, target_ms: float = 0.0, candidate: dict | None = None,
            qat_steps: int = 0, qat_grid: str | None = None) -> PrunedModel:
     """The pruned-model record of a masked net, its compact form measured on the timer's executor."""
+    fold_branches(net)   # the file holds the plain convs that run
     t = timer(compact(net, masks), max(cfg.latency.repeats, 10))
     ex = timer.executor
     return PrunedModel(model_cfg=asdict(cfg.model), path=list(path), scale=cfg.data.scale,
@@ -115,6 +117,7 @@ def prune_to_target(cfg: Config, make_net: Callable[[], nn.Module], path: Sequen
         predicted = latency_fn(plan) if latency_fn is not None else None
     if qat_steps > 0:
         t0 = time.time()
+        fold_branches(net)   # QAT trains the conv the INT8 file runs
         net = qat_finetune(net, stage3_sampler(cfg, stream=2), qat_steps, QAT_LR_SCALE * cfg.pruning.lr, masks,
                            checkpoint=qat_progress, grid=qat_grid, log=log)
         log(f"stage 3: quantization-aware fine-tune ({qat_steps} steps, {qat_grid} grid) took {time.time() - t0:.0f} s")

@@ -55,6 +55,8 @@ class ModelConfig:
     head_act: Literal["none", "relu"] = "none"   # relu after the head conv (ABPN)
     tail: Literal["conv", "abpn"] = "conv"       # conv n -> 3s^2, or ABPN's conv n -> 3s^2, ReLU, conv 3s^2 -> 3s^2
     clamp: bool = False                   # clip the output to [0, 1] (ABPN)
+    rep: Literal["none", "ecb"] = "none"  # training-time branches of the plain cells' 3x3 conv (ECBSR's 1x1-3x3,
+                                          # Sobel, Laplacian, identity), folded into the conv before QAT and export
 
 
 @dataclass

@@ -39,7 +39,7 @@ def bicubic_phase_kernels(scale: int, k: int = 5) -> torch.Tensor:
 def block_kwargs(cfg: ModelConfig) -> dict:
     """The block constructor arguments a model config fixes."""
     return dict(expansion_a=cfg.expansion_a, expansion_b=cfg.expansion_b, low_rank=cfg.low_rank,
-                expansion_dws=cfg.expansion_dws, res_scale=cfg.res_scale)
+                expansion_dws=cfg.expansion_dws, res_scale=cfg.res_scale, rep=cfg.rep)
 
 
 class BicubicSkip(nn.Module):
