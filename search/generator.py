@@ -24,6 +24,7 @@ def random_valid(space: Space, cons: Constraints, n: int, rng: np.random.Generat
     """Up to ``n`` random, valid candidates whose keys are not in ``seen`` (``seen`` is updated)."""
     out: list[Proposal] = []
     max_tries = max_tries or 200 * max(n, 1)
+    invalid = 0
     for _ in range(max_tries):
         if len(out) >= n:
             break
@@ -31,10 +32,15 @@ def random_valid(space: Space, cons: Constraints, n: int, rng: np.random.Generat
         if c.key() in seen:
             continue
         got = cons.assign(c)
+        invalid += got is None
         if got is None or got[0].key() in seen:   # invalid, or the dense path of one already seen
             continue
         seen.update((c.key(), got[0].key()))
         out.append(Proposal(*got))
+    if n and not out and not invalid:
+        raise UserError(f"every candidate drawn in {max_tries} tries was evaluated already (or prunes nothing "
+                        f"and is a dense path evaluated already): the space holds no unseen network under "
+                        f"these budgets")
     if n and not out:
         raise UserError(f"no random candidate met the constraints in {max_tries} tries (latency target "
                         f"{cons.target_ms} ms, max_macs {cons.max_macs:g}, max_params {cons.max_params:g}); "

@@ -114,8 +114,13 @@ def test_a_candidate_that_prunes_nothing_is_its_dense_path():
     init = random_valid(sp, cons, 8, rng, seen)          # 2 blocks x 3 cells: 8 dense paths in all
     assert sorted(p.cand.key() for p in init) == sorted({p.cand.key() for p in init}) and len(init) == 8
     assert all(s == "none" for p in init for c in p.cand.schemes for s in c)
-    with pytest.raises(UserError, match="no random candidate"):     # nothing new is left (the search ends short)
+    # nothing new is left (the search ends short), and the message says so rather than blaming the budgets
+    with pytest.raises(UserError, match="no unseen network") as e:
         evolve(sp, cons, [p.cand for p in init], 4, rng, seen, max_tries=200)
+    assert "relax" not in str(e.value)
+    tight = Constraints(sp, [0.0], fake_latency, target_ms=1.0)                 # nothing fits at all
+    with pytest.raises(UserError, match="no random candidate met the constraints.*relax"):
+        random_valid(sp, tight, 2, rng, set())
 
 
 def test_impossible_target_fails_early_with_fastest_latency():
