@@ -9,7 +9,7 @@ from supernet.config import Config
 from supernet.progress import progress_bar
 from supernet.widths import WidthRule
 
-from .catalogue import OpKey, catalogue, chain_probe, op_inputs, op_module
+from .catalogue import OpKey, catalogue, chain_probe, chained, op_inputs, op_module
 from .fingerprint import fingerprint, fingerprint_diff
 from .quiet import busy_message
 from .lut import LUT, FingerprintMismatch, Row
@@ -86,8 +86,8 @@ def build_lut(cfg: Config, backend: str | None = None, out: str | Path | None = 
             module, shapes = op_module(key, cfg.model, scale)
             xs = [inputs.setdefault(s, torch.rand(s)) for s in shapes]
             runners.append(make_runner(module, xs, backend, lat.threads, lat.precision))
-            chain = None   # a whole block's row is its share of a chain's time (catalogue.chain_probe)
-            if key.op.startswith("block_"):
+            chain = None   # a chained row is its share of a chain's time (catalogue.chain_probe)
+            if chained(key, lat.granularity):
                 module, extra = chain_probe(key, cfg.model, scale)
                 chain = (len(part) + len(chain_runners), extra)
                 chain_runners.append(make_runner(module, xs, backend, lat.threads, lat.precision))

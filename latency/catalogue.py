@@ -187,20 +187,32 @@ def op_module(key: OpKey, model_cfg: ModelConfig, scale: int) -> tuple[nn.Module
 CHAIN = 5  # blocks in a chain probe: a block row is the chain's extra time over one block, per block
 
 
+def chained(key: OpKey, granularity: str) -> bool:
+    """Whether ``key``'s row is its share of a chain probe (``chain_probe``): every whole block, and in a
+    block-granularity LUT the convs of the head and tail too.
+
+    Timed alone, an INT8 conv's row pays quantizing its input and dequantizing its output, which the
+    network pays once: on the 2-core EPYC in OpenVINO INT8 the 3 -> 16 head row took 8.7 ms alone and
+    3 -> 4 took 2.2 ms, so a pruning that narrowed the head looked 6.5 ms faster; measured, such
+    candidates ran 1.5-1.8x slower than that LUT said (all 19 of 100 misses of the check).
+    """
+    return key.op.startswith("block_") or (granularity == "block" and key.op == "conv")
+
+
 def chain_probe(key: OpKey, model_cfg: ModelConfig, scale: int) -> tuple[nn.Module, int]:
-    """A whole-block row's chain probe: ``CHAIN`` blocks of ``key`` in a row, and how many it adds over one.
+    """A chained row's probe (whole block, or conv): ``CHAIN`` of ``key`` in a row, and how many it adds over one.
 
     A block timed alone pays its runtime's fixed costs at both ends (an INT8 file quantizes
     its float input and dequantizes its output, a blocked layout is entered and left),
     which inside a network it shares with its neighbours. The chain minus the single block
-    is what the block adds in a network. A block whose input and output widths differ
+    is what the block adds in a network. A block (or conv) whose input and output widths differ
     alternates with its mirror (output back to input width), whose cost it shares equally:
     the same MACs, read and written the other way round.
     """
     a, b = key.cin, key.cout
     mirror = OpKey(key.op, b, a, key.k, key.h, key.w, key.scheme, key.rate)
-    plain = not BLOCKS[key.op[len("block_"):]].residual
-    blocks = [op_module(mirror if plain and i % 2 else key, model_cfg, scale)[0] for i in range(CHAIN)]
+    alternate = key.op == "conv" or not BLOCKS[key.op[len("block_"):]].residual
+    blocks = [op_module(mirror if alternate and i % 2 else key, model_cfg, scale)[0] for i in range(CHAIN)]
     return nn.Sequential(*blocks).eval(), CHAIN - 1
 
 

@@ -7,7 +7,7 @@ import time
 import pytest
 import torch
 
-from latency.catalogue import CHAIN, OpKey, catalogue, chain_probe, op_module
+from latency.catalogue import CHAIN, OpKey, catalogue, chain_probe, chained, op_module
 from latency.check import fit_calibration
 from latency.timing import STEADY_TOL, time_steady
 from supernet.config import load_config
@@ -38,6 +38,22 @@ def test_chain_probe_runs_every_block_at_its_row_widths(tmp_path, blocks):
         assert y1.shape == yc.shape if CHAIN % 2 else True
         convs = [m for m in chain.modules() if isinstance(m, torch.nn.Conv2d)]
         assert len(convs) == CHAIN * sum(isinstance(m, torch.nn.Conv2d) for m in single.modules())
+
+
+def test_head_and_tail_rows_of_a_block_lut_are_chain_shares(tmp_path):
+    """In a block-granularity LUT every conv row (the head's and tail's) is timed in a chain with its mirror,
+    as the network runs it between neighbours; an op-granularity LUT times its convs alone."""
+    cfg = _block_cfg(tmp_path, ["plain"])
+    keys = catalogue(cfg.model, 2, (6, 6), list(cfg.pruning.schemes), cfg.latency.rates, WidthRule.of(cfg.pruning),
+                     "block")
+    convs = [k for k in keys if k.op == "conv"]
+    assert {k.cin for k in convs} >= {3} and {k.cout for k in convs} >= {12}   # the head (3 -> n), the tail (n -> 12)
+    assert all(chained(k, "block") and not chained(k, "op") for k in convs)
+    assert not any(chained(k, "block") for k in keys if k.op not in ("conv",) and not k.op.startswith("block_"))
+    head = next(k for k in convs if k.cin == 3)
+    chain, extra = chain_probe(head, cfg.model, 2)
+    assert extra == CHAIN - 1 and [(c.in_channels, c.out_channels) for c in chain][:2] == [(3, head.cout), (head.cout, 3)]
+    assert chain(torch.rand(1, 3, 6, 6)).shape == (1, head.cout, 6, 6)
 
 
 def test_plain_chain_alternates_with_its_mirror(tmp_path):
