@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 from supernet.blocks import fuse_weight_norm
-from supernet.rep import fold_branches
 from supernet.config import PruningConfig
 from supernet.errors import UserError
+from supernet.rep import fold_branches
 
 from .schemes import SCHEMES, check_rate
 

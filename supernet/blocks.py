@@ -106,7 +106,7 @@ class Plain(Block):
     With ``rep`` (model.rep) the conv trains with ECBSR's branches instead of weight norm: +0.12 / +0.11 /
     +0.07 dB (skimage / Set14 / B100) for WDSR-B, plain, WDSR-B, plain trained alone for 3000 steps, +0.15 /
     +0.13 / +0.10 for plain x4. On WDSR-B's 12 -> 16 3x3 conv (no identity branch) they broke training
-    (-1.2 dB on B100), so only this square conv takes them.
+    (-1.0 dB on B100), so only this square conv takes them.
     """
 
     def __init__(self, n_feats: int, rep: str = "none", **_):
