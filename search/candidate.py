@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,6 +192,13 @@ class Space:
             if others:
                 schemes[i][j] = others[int(rng.integers(len(others)))]
         return Candidate(tuple(path), tuple(tuple(s) for s in schemes))
+
+    def bounding_paths(self) -> list[tuple[str, ...]]:
+        """The paths to price when looking for the fastest: all of them up to 256, else the homogeneous ones
+        (too many to enumerate: they bound the cheapest block choice)."""
+        if len(self.blocks) ** self.n_cells <= 256:
+            return list(itertools.product(self.blocks, repeat=self.n_cells))
+        return [(b,) * self.n_cells for b in self.blocks]
 
     def fastest_schemes(self, path: Sequence[str]) -> dict[str, str]:
         """A scheme map that prunes every layer (unstructured first: it applies everywhere)."""

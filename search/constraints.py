@@ -1,7 +1,6 @@
 """Validity of candidates: latency target by the LUT, optional MAC and parameter budgets, rate choice."""
 from __future__ import annotations
 
-import itertools
 import warnings
 from typing import Callable, Sequence
 
@@ -72,13 +71,9 @@ class Constraints:
     def fastest(self) -> tuple[float, Candidate]:
         """The lowest LUT latency any candidate can reach: highest rate, every layer pruned, fastest blocks."""
         sp = self.space
-        if len(sp.blocks) ** sp.n_cells <= 256:
-            paths = list(itertools.product(sp.blocks, repeat=sp.n_cells))
-        else:  # too many to enumerate: homogeneous paths bound the cheapest block choice
-            paths = [tuple([b] * sp.n_cells) for b in sp.blocks]
         best = (float("inf"), None)
         top = max(self.rates)
-        for path in paths:
+        for path in sp.bounding_paths():
             for scheme in sp.schemes:  # "none" too: pruned executors are not always faster than dense
                 schemes = tuple(tuple(scheme if scheme in sp.allowed(sl) else sp.fastest_schemes(path)[f"body.{i}.{sl.name}"]
                                       for sl in sp.slots[b]) for i, b in enumerate(path))

@@ -6,7 +6,6 @@ constraints and to stage 3, and writes the report.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import sys
 import time
@@ -120,10 +119,7 @@ def resolve_target(cfg: Config, lat_model, out_dir: Path | None = None) -> Confi
 
 def fastest_dense_ms(cfg: Config, lat_model) -> float:
     """The LUT latency of the fastest unpruned path: what a relative target (0.85x) multiplies."""
-    space = make_space(cfg)
-    if len(space.blocks) ** space.n_cells <= 256:
-        return min(lat_model.predict(p, {}) for p in itertools.product(space.blocks, repeat=space.n_cells))
-    return min(lat_model.predict((b,) * space.n_cells, {}) for b in space.blocks)
+    return min(lat_model.predict(p, {}) for p in make_space(cfg).bounding_paths())
 
 
 def make_constraints(cfg: Config, space: Space, lat_model) -> Constraints:
