@@ -1,4 +1,5 @@
-"""`srnas export`: a pruned-model file to TorchScript + ONNX (needs nothing but the file).
+"""`srnas export`: a pruned-model file to TorchScript + ONNX (needs nothing but the file); `srnas convert-model`:
+an older srnas file (pickled objects) rewritten as plain data.
 
 `srnas prune` wires latency into pruning, so it is composed in search/stage3.py.
 """
@@ -8,9 +9,11 @@ import argparse
 import json
 from pathlib import Path
 
+from supernet import checkpoint
 from supernet.config import config_of
 
 from . import PrunedModel, export_model
+from .masks import Masks
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,6 +23,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--model", help="pruned.pt (default <run>/prune/pruned.pt, else <run>/stage3/pruned.pt)")
     e.add_argument("--out", help="output dir (default <run>/export)")
     e.set_defaults(func=_export)
+    c = sub.add_parser("convert-model", help="rewrite a .pt of an older srnas (pickled objects) as plain data "
+                                             "(rebuilds only srnas's own classes: a file that runs code is refused)")
+    c.add_argument("files", nargs="+", help=".pt files written by an older srnas (pruned.pt, checkpoints)")
+    c.set_defaults(func=_convert)
+
+
+def _convert(args) -> int:
+    for f in args.files:
+        backup = checkpoint.convert_old(f, [Masks])
+        print(f"{f}: converted to plain data (the original is kept as {backup})")
+    return 0
 
 
 def _export(args) -> int:

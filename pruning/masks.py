@@ -36,12 +36,23 @@ def check_plan(net: nn.Module, plan: Plan) -> None:
 
 @dataclass
 class Masks:
-    """Per-layer weight and bias masks plus the plan that made them; picklable."""
+    """Per-layer weight and bias masks plus the plan that made them; saved as a plain dict (``to_dict``)."""
 
     plan: Plan
     weight: dict[str, torch.Tensor] = field(default_factory=dict)
     bias: dict[str, torch.Tensor] = field(default_factory=dict)
     channel_multiple: int = 1   # pruning.channel_multiple: compaction pads live channels to it
+
+    def to_dict(self) -> dict:
+        """Plain containers and tensors only, as model files are read (weights-only, no code)."""
+        return {"plan": {k: [s, float(r)] for k, (s, r) in self.plan.items()}, "weight": dict(self.weight),
+                "bias": dict(self.bias), "channel_multiple": self.channel_multiple}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Masks":
+        """Inverse of ``to_dict``."""
+        return cls({k: (s, float(r)) for k, (s, r) in d["plan"].items()}, dict(d["weight"]), dict(d["bias"]),
+                   int(d.get("channel_multiple", 1)))
 
     @torch.no_grad()
     def apply(self, net: nn.Module) -> None:

@@ -24,7 +24,7 @@ from supernet.model import build_path_net
 from .compaction import compact
 from .masks import Masks, Plan
 
-FORMAT = "srnas-pruned/2"
+FORMAT = "srnas-pruned/3"   # /3: masks saved as a plain dict, so the file loads weights-only
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,8 @@ class PrunedModel:
 
     def save(self, path: str | Path) -> None:
         """Write the file atomically (a plain dict: state dicts, not modules, which weight norm makes unpicklable)."""
-        checkpoint.atomic_save({"format": FORMAT, **{f.name: getattr(self, f.name) for f in fields(self)}}, path)
+        blob = {"format": FORMAT, **{f.name: getattr(self, f.name) for f in fields(self)}}
+        checkpoint.atomic_save(checkpoint.plain(blob), path)
 
     @classmethod
     def load(cls, path: str | Path) -> "PrunedModel":
@@ -100,7 +101,7 @@ class PrunedModel:
         if not path.is_file():
             raise UserError(f"no pruned model at {path}: run stage 3 (`srnas run -c CONFIG`, or "
                             f"`srnas prune -c CONFIG ...`) first, or pass --model")
-        blob = checkpoint.load(path)
+        blob = checkpoint.load(path, fix="write it anew (stage 3 of `srnas run`, or `srnas prune`)")
         if not isinstance(blob, dict) or "masks" not in blob:
             raise UserError(f"{path} is not a pruned model written by `srnas prune` or stage 3 of `srnas run`")
         if blob.get("format") != FORMAT:
@@ -110,4 +111,4 @@ class PrunedModel:
                             f"the stage3/pruned.pt of a run, remove that stage3 folder and run `srnas run -c CONFIG` "
                             f"again)")
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in blob.items() if k in known})
+        return cls(**{**{k: v for k, v in blob.items() if k in known}, "masks": Masks.from_dict(blob["masks"])})

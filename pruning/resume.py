@@ -37,7 +37,7 @@ class Progress:
         """The saved state, or None when there is none; UserError when it belongs to other settings."""
         if not self.path.exists():
             return None
-        blob = checkpoint.load(self.path)
+        blob = checkpoint.load(self.path, fix="remove it (or pass --redo) to start this pruning stage over")
         theirs = blob.get("signature", {}) if isinstance(blob, dict) else {}
         if theirs != self.signature:
             diff = sorted(k for k in {**self.signature, **theirs} if theirs.get(k) != self.signature.get(k))

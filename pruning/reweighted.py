@@ -247,12 +247,12 @@ def reweighted_prune(net: nn.Module, sampler, cfg: PruningConfig, latency_fn: La
         plan = plan_for_target(net, schemes, cfg, grid, collapse, latency_fn, target_ms, measure_fn)
         masks = apply_plan(net, plan, cfg)
         if prog is not None:   # the plan may have cost measurements: keep it before fine-tuning
-            prog.save(FINETUNE, 0, net, plan=plan, masks=masks)
+            prog.save(FINETUNE, 0, net, plan=plan, masks=masks.to_dict())
         saved = None
     else:
-        plan, masks = {k: (s, float(r)) for k, (s, r) in saved["plan"].items()}, saved["masks"]
+        plan, masks = {k: (s, float(r)) for k, (s, r) in saved["plan"].items()}, Masks.from_dict(saved["masks"])
         net.load_state_dict(saved["net"])
         log(f"stage 3: plan from {checkpoint}: {plan}")
-    ft = prog.phase(FINETUNE, saved, lambda: {"plan": plan, "masks": masks}) if prog is not None else None
+    ft = prog.phase(FINETUNE, saved, lambda: {"plan": plan, "masks": masks.to_dict()}) if prog is not None else None
     masked_finetune(net, sampler, cfg.finetune_steps, cfg.lr, masks, desc="masked finetune", resume=ft)
     return net, masks, plan

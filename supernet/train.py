@@ -71,7 +71,7 @@ def train_loop(model: nn.Module, sampler: PatchSampler, recipe: Recipe, stage_di
         if not resume:
             raise StageExists(f"{ckpt_path} exists from an earlier run: pass --resume to continue it "
                               f"or --redo to start over")
-        state = checkpoint.load(ckpt_path)
+        state = checkpoint.load(ckpt_path, fix="remove it (or pass --redo) to train this stage from its start")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -210,7 +210,7 @@ def save_supernet(net: SuperNet, cfg: Config, path: Path) -> None:
 
 def load_supernet(path: str | Path) -> SuperNet:
     """Rebuild a supernet saved by save_supernet."""
-    blob = checkpoint.load(path)
+    blob = checkpoint.load(path, fix="remove it and run `srnas supernet train` (or `srnas run`) again to retrain it")
     net = build_supernet(build_section(ModelConfig, blob["model_cfg"]), blob["scale"])
     net.load_state_dict(blob["state"])
     return net.eval()

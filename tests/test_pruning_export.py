@@ -95,7 +95,7 @@ def test_old_model_file_asks_for_a_redo(tmp_path, capsys):
 
     cfg_path, model, pm = _stage3_model(tmp_path)
     old = tmp_path / "old.pt"
-    checkpoint.atomic_save({"state": pm.state, "masks": pm.masks, "plan": pm.plan, "candidate": pm.candidate}, old)
+    checkpoint.atomic_save({"state": pm.state, "masks": pm.masks.to_dict(), "plan": pm.plan, "candidate": pm.candidate}, old)
     capsys.readouterr()
     assert main(["export", "-c", str(cfg_path), "--model", str(old), "--out", str(tmp_path / "Y")]) == 2
     err = capsys.readouterr().err

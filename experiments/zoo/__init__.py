@@ -12,6 +12,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from supernet import checkpoint
 from supernet.blocks import fuse_weight_norm
 from supernet.errors import UserError
 
@@ -99,7 +100,7 @@ def trained_steps(name: str, scale: int, weights: str | Path | None = None,
     path = Path(weights) if weights else weights_path(name, scale, weights_dir)
     if not path.exists():
         return 0
-    return int(torch.load(path, map_location="cpu", weights_only=True).get("steps", 0))
+    return int(checkpoint.load(path).get("steps", 0))
 
 
 def load(name: str, scale: int, weights: str | Path | None = None, weights_dir: str | Path | None = None) -> nn.Module:
@@ -113,7 +114,7 @@ def load(name: str, scale: int, weights: str | Path | None = None, weights_dir: 
         raise UserError(f"no trained weights for {name!r} x{scale} at {path}: train them with "
                         f"`srnas zoo train {name} -c experiments/configs/zoo.yaml` (then pass --weights-dir "
                         f"<run>/zoo) or `python experiments/train_zoo.py` to rebuild the shipped set")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob = checkpoint.load(path)
     state = blob.get("state", blob)
     model.load_state_dict({k: v.float() for k, v in state.items()})
     return model.eval()
