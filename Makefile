@@ -4,14 +4,16 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 CONFIG ?= experiments/configs/quick.yaml
+# the versions the test suite passed with; `make lock` refreshes them (see constraints.txt's header)
+LOCK   := constraints.txt
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench install lock clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	# the CPU build of torch first: a plain `torch` requirement would pull the CUDA build
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -c $(LOCK) torch==2.13.0
+	$(PY) -m pip install --quiet -c $(LOCK) -e '.[test]'
 	touch $@
 
 install: $(STAMP)
@@ -25,6 +27,16 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=15
+
+# newest releases of every dependency in a scratch venv, frozen into $(LOCK); then `make clean test` and commit
+lock:
+	rm -rf .lockvenv
+	$(PYTHON) -m venv .lockvenv
+	.lockvenv/bin/python -m pip install --quiet torch==2.13.0
+	.lockvenv/bin/python -m pip install --quiet -e '.[test]'
+	{ sed -n '/^#/p' $(LOCK); .lockvenv/bin/python -m pip freeze --exclude-editable; } > $(LOCK).new
+	mv $(LOCK).new $(LOCK)
+	rm -rf .lockvenv
 
 clean:
 	rm -rf $(VENV) runs
