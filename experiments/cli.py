@@ -82,9 +82,14 @@ def _zoo_train(args) -> int:
 
     cfg = config_of(args)
     out = Path(args.out) if args.out else None
+    from . import zoo
+
     if args.name == "abpn_int8":
         from .quantize import train_abpn_int8
         path = train_abpn_int8(cfg, out, resume=args.resume, redo=args.redo)
+    elif args.name in zoo.INT8:
+        from .zoo.int8 import train_zoo_int8
+        path = train_zoo_int8(cfg, args.name, out, resume=args.resume, redo=args.redo)
     else:
         from .zoo.training import train_zoo_model
         path = train_zoo_model(cfg, args.name, out, resume=args.resume, redo=args.redo)
@@ -95,7 +100,7 @@ def _zoo_train(args) -> int:
 def _zoo_list(args) -> int:
     from . import zoo
 
-    for name in zoo.names() + ["abpn_int8"]:
+    for name in zoo.names() + ["abpn_int8"] + list(zoo.INT8):
         e = zoo.ZOO.get(name)
         trainable = e.trainable if e else True
         shipped = zoo.weights_path(name, args.scale).exists() if trainable else True
@@ -158,7 +163,7 @@ def _bench(args) -> int:
         except ValueError:
             raise UserError(f"--lr-size {args.lr_size!r}: write HxW, e.g. 360x640") from None
         lr_hw = (h, w)
-    models = [m.strip() for m in args.models.split(",") if m.strip()] or DEFAULT_MODELS + _searched(args, scale)
+    models = [m.strip() for m in args.models.split(",") if m.strip()] or DEFAULT_MODELS + _shipped(args, scale)
     models = winners + models
     if args.precision and not args.backend:
         raise UserError("--precision needs --backend (the runtime that runs that precision)")
@@ -172,18 +177,19 @@ def _bench(args) -> int:
     return 0
 
 
-def _searched(args, scale: int) -> list[str]:
-    """The shipped searched models the default list takes: those whose precision this bench's runtime runs."""
+def _shipped(args, scale: int) -> list[str]:
+    """The shipped INT8 zoo forms and searched models the default list takes: those whose weights are there and
+    whose precision this bench's runtime runs."""
     from latency.executors import check_executor
     from pruning.model_file import PrunedModel
 
     from . import zoo
     out = []
-    for name in zoo.SEARCHED:
+    for name in list(zoo.INT8) + list(zoo.SEARCHED):
         path = zoo.weights_path(name, scale, args.weights_dir)
         if not path.is_file():
             continue
-        precision = args.precision or PrunedModel.load(path).precision
+        precision = args.precision or ("int8" if name in zoo.INT8 else PrunedModel.load(path).precision)
         try:
             check_executor(args.backend or "torch-cpu", precision)
         except UserError:

@@ -130,10 +130,13 @@ def load_model(spec: str, scale: int = 2, weights_dir: str | Path | None = None,
         module = load_abpn_int8(scale, weights_dir=weights_dir)
         return LoadedModel(spec, _torch_runner(module), scale, module, False, "int8", "28ch 7 convs, QAT",
                            info={"steps": zoo.trained_steps(spec, scale, weights_dir=weights_dir)})
-    if spec not in zoo.ZOO and not p.suffix:
-        raise UserError(f"unknown model {spec!r}: use a zoo name ({', '.join(zoo.names() + ['abpn_int8'])}) "
-                        "or a .ts / .onnx file")
+    if spec not in zoo.ZOO and spec not in zoo.INT8 and not p.suffix:
+        raise UserError(f"unknown model {spec!r}: use a zoo name "
+                        f"({', '.join(zoo.names() + ['abpn_int8'] + list(zoo.INT8))}) or a .ts / .onnx file")
     e = zoo.entry(spec)
     module = zoo.load(spec, scale, weights_dir=weights_dir)
-    return LoadedModel(spec, _torch_runner(module), scale, module, e.y_only, "fp32", e.config,
+    # an INT8 form holds QAT-adapted float weights: its own precision is int8 (an INT8 executor quantizes it)
+    int8 = spec in zoo.INT8
+    return LoadedModel(spec, _torch_runner(module), scale, module, e.y_only, "int8" if int8 else "fp32",
+                       f"{e.config}, QAT" if int8 else e.config,
                        info={"steps": zoo.trained_steps(spec, scale, weights_dir=weights_dir)})

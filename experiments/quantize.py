@@ -26,6 +26,7 @@ from supernet.train import Recipe, load_train_images, stage_done, train_loop
 
 from . import zoo
 from .zoo.abpn import ABPN
+from .zoo.training import Offset
 
 GRID = "x86"   # torch.ao's x86 defaults: what torch's int8 kernels run, and what the shipped state holds
 
@@ -93,21 +94,11 @@ def train_abpn_int8(cfg: Config, out_dir: Path | None = None, resume: bool = Fal
     def validate(m: nn.Module) -> list[dict]:
         return [{"name": "abpn_int8", **evaluate(convert_int8(m), pairs, d.scale, ssim=False)}]
 
-    train_loop(model, _Offset(sampler), recipe, stage_dir, lambda m, x, step: m(x), validate,
+    train_loop(model, Offset(sampler), recipe, stage_dir, lambda m, x, step: m(x), validate,
                init_distributed(cfg.train.threads), resume, desc="zoo abpn_int8 (QAT)")
     steps = zoo.trained_steps("abpn", d.scale, weights=fp32_weights) + t.qat_steps
     checkpoint.atomic_save({"name": "abpn_int8", "scale": d.scale, "state": model.state_dict(), "steps": steps}, final)
     return final
-
-
-class _Offset:
-    """Batches the FP32 run did not see first (QAT continues the data stream instead of replaying it)."""
-
-    def __init__(self, inner: PatchSampler, offset: int = 1_000_000):
-        self.inner, self.offset = inner, offset
-
-    def sample(self, step: int):
-        return self.inner.sample(step + self.offset)
 
 
 def export_torchscript(model: nn.Module, path: str | Path, lr_hw: tuple[int, int] = (64, 64)) -> Path:

@@ -173,8 +173,8 @@ def test_searched_zoo_models_load_from_their_pruned_file_with_precision_and_step
     assert load_model("espcn", 2).info["steps"] == zoo.trained_steps("espcn", 2)
     # bench's default list takes it only where the runtime runs its precision
     import argparse
-    from experiments.cli import _searched
+    from experiments.cli import _shipped
     args = argparse.Namespace(weights_dir=str(tmp_path), precision=None, backend=None)
-    assert _searched(args, 2) == []
+    assert _shipped(args, 2) == []
     args.backend = "onnxruntime"
-    assert _searched(args, 2) == ["srnas_abpn"]
+    assert _shipped(args, 2) == ["srnas_abpn"]

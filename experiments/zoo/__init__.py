@@ -51,6 +51,11 @@ ZOO: dict[str, ZooEntry] = {
 }
 
 
+# INT8 forms of the zoo (experiments/zoo/int8.py): the fp32 weights QAT-adapted to the INT8 executors' grid, run as
+# INT8 QDQ files; ABPN's is abpn_int8 (experiments/quantize.py), which torch's own int8 kernels run too
+INT8: dict[str, str] = {f"{n}_int8": n for n in ("fsrcnn", "espcn", "esr_max", "esr_tm", "esr_tr", "esr_cnn", "wdsr_b")}
+
+
 # winners of `srnas run -c experiments/configs/cpu_x2.yaml`, written by experiments/ship_winners.py as pruned-model
 # files (weights_path): name -> the target they were searched for
 SEARCHED: dict[str, str] = {
@@ -65,7 +70,8 @@ def names() -> list[str]:
 
 
 def entry(name: str) -> ZooEntry:
-    """The registry entry of ``name``; unknown names list the registered ones."""
+    """The registry entry of ``name`` (an INT8 form: its fp32 model's); unknown names list the registered ones."""
+    name = INT8.get(name, name)
     if name not in ZOO:
         raise UserError(f"unknown zoo model {name!r}; choose from {names()} or pass a .ts/.onnx file")
     return ZOO[name]
@@ -120,5 +126,5 @@ def load(name: str, scale: int, weights: str | Path | None = None, weights_dir: 
     return model.eval()
 
 
-__all__ = ["ZOO", "SEARCHED", "ZooEntry", "YOnly", "rgb_to_y", "names", "entry", "build", "load", "trainable_core",
+__all__ = ["ZOO", "INT8", "SEARCHED", "ZooEntry", "YOnly", "rgb_to_y", "names", "entry", "build", "load", "trainable_core",
            "weights_path", "export_state", "trained_steps", "WEIGHTS_DIR"]

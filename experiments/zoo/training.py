@@ -72,3 +72,14 @@ def train_zoo_model(cfg: Config, name: str, out_dir: Path | None = None, resume:
     checkpoint.atomic_save({"name": name, "scale": d.scale, "state": export_state(model), "steps": cfg.train.steps},
                            final)
     return final
+
+
+class Offset:
+    """Batches the fp32 run did not see first: a QAT fine-tune continues the data stream instead of replaying it."""
+
+    def __init__(self, inner, offset: int = 1_000_000):
+        self.inner, self.offset = inner, offset
+
+    def sample(self, step: int):
+        """The batch of step ``step`` + the offset."""
+        return self.inner.sample(step + self.offset)
