@@ -13,8 +13,9 @@ from torch import nn
 from supernet.progress import progress_bar
 
 from .catalogue import block_templates
+from .deploy import make_runner
 from .model import LatencyModel, Plan
-from .timing import make_runner, time_steady
+from .timing import time_steady
 
 CandidateFn = Callable[[Sequence[str], Plan], nn.Module]
 
