@@ -51,6 +51,15 @@ def make_runner(module: nn.Module, inputs: Sequence[torch.Tensor], backend: str,
     return rt.runner(module.eval(), inputs, precision, threads)
 
 
+def deploy_file(module: nn.Module, example: Sequence[torch.Tensor], backend: str, precision: str, out_dir: str | Path,
+                calib_inputs: Samples | None = None, dynamic: bool = False) -> Path:
+    """Write the file ``backend`` runs ``module`` from in ``precision``: ONNX, or the INT8 file made from it."""
+    rt = find(backend)
+    if not isinstance(rt, FileRuntime):
+        raise UserError(f"backend {backend} runs no exported file; deploy files for onnxruntime or openvino")
+    return rt.deploy(module, example, precision, out_dir, calib_inputs, dynamic)
+
+
 def file_infer(path: str | Path, backend: str, precision: str, threads: int,
                shapes: Sequence[Sequence[int]] | None = None) -> Compiled:
     """A callable running an exported file in ``backend`` (onnxruntime or openvino): inputs -> first output."""

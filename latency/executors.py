@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from .auto import (auto_candidates, choose_executor, executor_name, executor_summary,  # noqa: F401
                    executor_table_markdown, reference_nets)
-from .deploy import file_infer, make_infer, make_runner, torch_infer  # noqa: F401
+from .deploy import deploy_file, file_infer, make_infer, make_runner, torch_infer  # noqa: F401
 from .onnx_export import as_arrays, export_onnx, input_names  # noqa: F401
 from .quantize import (cpu_has_vnni, float_output_nodes, int8_weight_bits, is_quantized,  # noqa: F401
-                       quantize_onnx)
+                       quantize_onnx, quantize_qdq)
 from .runtimes.base import Compiled, Infer, Runner, Runtime, Samples  # noqa: F401
-from .runtimes.files import deploy_file, random_calibration  # noqa: F401
+from .runtimes.files import FileRuntime, random_calibration  # noqa: F401
 from .runtimes.onnxruntime_runtime import ort_session  # noqa: F401
 from .runtimes.openvino_runtime import (check_openvino_precision, openvino_capabilities,  # noqa: F401
                                         openvino_compile, openvino_conv_precisions)

@@ -61,12 +61,20 @@ def quantize_onnx(onnx_path: str | Path, out_path: str | Path, calib_inputs: Sam
     if executor not in ("onnxruntime", "openvino"):
         raise UserError(f"no INT8 route for executor {executor!r}; INT8 runs in onnxruntime or openvino")
     if route == "qdq":
-        return _quantize_ort(Path(onnx_path), Path(out_path), samples)
+        return quantize_qdq(onnx_path, out_path, samples)
     if route == "nncf" and executor == "openvino":
         if importlib.util.find_spec("nncf") is None:
             raise UserError("the nncf INT8 route needs NNCF: pip install nncf")
         return _quantize_nncf(Path(onnx_path), Path(out_path).with_suffix(".xml"), samples)
     raise UserError(f"unknown INT8 route {route!r} for {executor}; use qdq (or nncf for openvino)")
+
+
+def quantize_qdq(onnx_path: str | Path, out_path: str | Path, calib_inputs: Samples) -> Path:
+    """The "qdq" route of ``quantize_onnx`` for any runtime that runs QDQ ONNX files: the file at ``out_path``."""
+    samples = [as_arrays(s) for s in calib_inputs]
+    if not samples:
+        raise ValueError("quantize_qdq needs at least one calibration sample")
+    return _quantize_ort(Path(onnx_path), Path(out_path), samples)
 
 
 _NONLINEAR = {"Relu", "LeakyRelu", "PRelu", "Tanh", "Sigmoid", "Clip"}

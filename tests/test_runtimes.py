@@ -12,6 +12,7 @@ from latency.auto import auto_candidates, choose_executor
 from latency.deploy import make_infer
 from latency.fingerprint import BACKENDS
 from latency.runtimes.base import Compiled, Runtime
+from latency.runtimes.onnxruntime_runtime import OnnxRuntime
 from latency.runtimes.registry import available_executors, check_executor, names, register, unregister
 from latency.timing import measure_module
 from supernet.errors import UserError
@@ -100,10 +101,22 @@ def test_the_built_in_runtimes_are_the_backend_names():
     assert set(names()) == set(BACKENDS)   # the CLI's --backend choices and the config's backends
 
 
-def test_a_file_runtime_reports_the_precision_it_runs(tmp_path):
+class OrtAs(OnnxRuntime):
+    """ONNX Runtime under another name: all a new file runtime writes beyond ``load`` (export, INT8 are inherited)."""
+    name = "fake-ort"
+
+
+def test_a_new_file_runtime_deploys_quantizes_and_reports_its_precision(tmp_path):
     pytest.importorskip("onnxruntime")
-    net, x = _net(), torch.rand(1, 3, 12, 16)
-    fp32 = make_infer(net, [x], "onnxruntime", 1, "fp32", workdir=tmp_path / "fp32")
-    int8 = make_infer(net, [x], "onnxruntime", 1, "int8", workdir=tmp_path / "int8")
-    assert (fp32.precision, int8.precision) == ("fp32", "int8")
-    assert torch.allclose(fp32(x), net(x).detach(), atol=1e-4)
+    register(OrtAs())
+    try:
+        net, x = _net(), torch.rand(1, 3, 12, 16)
+        fp32 = make_infer(net, [x], "fake-ort", 1, "fp32", workdir=tmp_path / "fp32")
+        int8 = make_infer(net, [x], "fake-ort", 1, "int8", workdir=tmp_path / "int8")
+        assert (fp32.precision, int8.precision) == ("fp32", "int8")   # what the runtime runs, read off its file
+        assert (tmp_path / "int8" / "model_int8.onnx").is_file()
+        assert torch.allclose(fp32(x), net(x).detach(), atol=1e-4)
+        assert measure_module(net, (12, 16), backend="fake-ort", threads=1, warmup=1, repeats=2)["n"] >= 2
+    finally:
+        unregister("fake-ort")
+    assert "fake-ort" not in names()

@@ -36,15 +36,18 @@ class Compiled:
 class Runtime:
     """One runtime (torch eager, ONNX Runtime, OpenVINO, ...): a subclass per runtime, one instance per name.
 
-    A subclass sets ``name`` and ``precisions`` and implements ``compile``; it overrides ``missing`` /
-    ``unsupported`` when a package or the hardware may lack something, and ``runner`` when a timing
+    A subclass sets ``name``, ``precisions`` (and ``package``) and implements ``compile``; it overrides
+    ``missing`` / ``unsupported`` when the hardware may lack something, and ``runner`` when a timing
     loop should skip work ``compile``'s callable does for its caller (conversions of inputs / outputs).
     """
     name: ClassVar[str]
     precisions: ClassVar[tuple[str, ...]]   # what it can run at all; ``unsupported`` says what this machine can
+    package: ClassVar[str | None] = None    # the Python package it needs, imported only when it runs
 
     def missing(self) -> str | None:
         """Why this runtime cannot run on this machine at all (a package, a device), or None."""
+        if self.package and not has_module(self.package):
+            return f"backend {self.name} needs the {self.package} package: pip install {self.package}"
         return None
 
     def unsupported(self, precision: str) -> str | None:

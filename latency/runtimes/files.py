@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..onnx_export import as_arrays, export_onnx
-from ..quantize import quantize_onnx
+from ..quantize import quantize_qdq
 from .base import Compiled, Runner, Runtime, Samples
 
 
@@ -21,20 +21,24 @@ def random_calibration(example: Sequence[torch.Tensor], n: int = 4) -> list[list
     return [list(example)] + [[torch.rand(t.shape, generator=g) for t in example] for _ in range(n - 1)]
 
 
-def deploy_file(module: nn.Module, example: Sequence[torch.Tensor], backend: str, precision: str, out_dir: str | Path,
-                calib_inputs: Samples | None = None, dynamic: bool = False) -> Path:
-    """Write the file ``backend`` runs ``module`` from in ``precision``: ONNX, or the INT8 file made from it."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fp32 = export_onnx(module, example, out_dir / "model.onnx", dynamic)
-    if precision != "int8":
-        return fp32
-    calib = calib_inputs if calib_inputs is not None else random_calibration(example)
-    return quantize_onnx(fp32, out_dir / "model_int8.onnx", calib, backend)
-
-
 class FileRuntime(Runtime):
-    """A runtime of ONNX (or its own IR) files; a subclass implements ``load``."""
+    """A runtime of ONNX (or its own IR) files; a subclass implements ``load`` (and ``quantize`` for its own
+    INT8 route; the default is the static QDQ file ONNX Runtime and OpenVINO both run)."""
+
+    def quantize(self, fp32: Path, out_dir: Path, calib_inputs: Samples) -> Path:
+        """The INT8 file this runtime runs, made from the fp32 export ``fp32`` into ``out_dir``."""
+        return quantize_qdq(fp32, out_dir / "model_int8.onnx", calib_inputs)
+
+    def deploy(self, module: nn.Module, example: Sequence[torch.Tensor], precision: str, out_dir: str | Path,
+               calib_inputs: Samples | None = None, dynamic: bool = False) -> Path:
+        """Write the file this runtime runs ``module`` from in ``precision``: ONNX, or the INT8 file made from it."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fp32 = export_onnx(module, example, out_dir / "model.onnx", dynamic)
+        if precision != "int8":
+            return fp32
+        calib = calib_inputs if calib_inputs is not None else random_calibration(example)
+        return self.quantize(fp32, out_dir, calib)
 
     def load(self, path: str | Path, precision: str, threads: int,
              shapes: Sequence[Sequence[int]] | None = None) -> Compiled:
@@ -46,7 +50,7 @@ class FileRuntime(Runtime):
                 workdir: str | Path | None = None) -> Compiled:
         with contextlib.ExitStack() as stack:
             d = workdir if workdir is not None else stack.enter_context(tempfile.TemporaryDirectory())
-            path = deploy_file(module, example, self.name, precision, d, calib_inputs, dynamic)
+            path = self.deploy(module, example, precision, d, calib_inputs, dynamic)
             infer = self.load(path, precision, threads, None if dynamic else [tuple(t.shape) for t in example])
         return Compiled(lambda *xs: torch.from_numpy(np.asarray(infer(as_arrays(xs)), dtype=np.float32)),
                         infer.precision)
@@ -55,7 +59,7 @@ class FileRuntime(Runtime):
         """A static-shape export of ``module`` fed ready arrays (INT8: quantized on random inputs of the same
         shapes, which is enough to time it; quality needs real calibration images)."""
         with tempfile.TemporaryDirectory() as tmp:
-            path = deploy_file(module, inputs, self.name, precision, tmp)
+            path = self.deploy(module, inputs, precision, tmp)
             infer = self.load(path, precision, threads, [tuple(t.shape) for t in inputs])
         feed = as_arrays(inputs)
 

@@ -6,7 +6,7 @@ from typing import Sequence
 
 from ..fingerprint import resolve_threads
 from ..quantize import is_quantized
-from .base import Compiled, has_module
+from .base import Compiled
 from .files import FileRuntime
 
 
@@ -24,11 +24,7 @@ class OnnxRuntime(FileRuntime):
     """ONNX Runtime's CPU session; an INT8 file runs its QDQ nodes as integer kernels."""
     name = "onnxruntime"
     precisions = ("fp32", "int8")
-
-    def missing(self) -> str | None:
-        if has_module(self.name):
-            return None
-        return f"backend {self.name} needs the {self.name} package: pip install {self.name}"
+    package = "onnxruntime"
 
     def load(self, path: str | Path, precision: str, threads: int,
              shapes: Sequence[Sequence[int]] | None = None) -> Compiled:

@@ -7,7 +7,7 @@ from typing import Sequence
 from supernet.errors import UserError
 
 from ..fingerprint import resolve_threads
-from .base import Compiled, has_module
+from .base import Compiled
 from .files import FileRuntime
 
 _OV_HINT = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: what the INT8 file keeps float runs in f32
@@ -65,11 +65,7 @@ class OpenVINORuntime(FileRuntime):
     """OpenVINO's CPU plugin, in the latency hint; a precision that silently fell back is an error."""
     name = "openvino"
     precisions = ("fp32", "bf16", "int8")
-
-    def missing(self) -> str | None:
-        if has_module(self.name):
-            return None
-        return f"backend {self.name} needs the {self.name} package: pip install {self.name}"
+    package = "openvino"
 
     def unsupported(self, precision: str) -> str | None:
         if precision == "bf16" and "BF16" not in openvino_capabilities():
