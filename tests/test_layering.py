@@ -1,6 +1,8 @@
 """The import direction of ../shared/DESIGN.md, checked on the source: supernet imports none of the other
 packages; latency and pruning import supernet only (not each other); search may import those three;
-nothing imports experiments but the CLI (search/cli.py lists command modules by name)."""
+nothing imports experiments but the CLI (search/cli.py lists command modules by name). And no two files of the
+project import each other, directly or round a circle, counting imports inside functions: a circle hidden in a
+function-local import still breaks the module that loads second."""
 from __future__ import annotations
 
 import ast
