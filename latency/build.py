@@ -3,18 +3,23 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+
+import numpy as np
 import torch
 
 from supernet.config import Config
 from supernet.progress import progress_bar
 from supernet.widths import WidthRule
 
-from .catalogue import OpKey, catalogue, chain_probe, chained, op_inputs, op_module
+from .catalogue import OpKey, block_templates, catalogue, chain_probe, chained, op_inputs, op_module
+from .check import fit_calibration, measure_candidates, random_candidate
+from .deploy import make_runner
 from .fingerprint import fingerprint, fingerprint_diff
-from .quiet import busy_message
 from .lut import LUT, FingerprintMismatch, Row
-from .executors import check_executor
-from .timing import make_runner, time_steady
+from .model import LatencyModel
+from .quiet import busy_message
+from .runtimes.registry import check_executor
+from .timing import time_steady
 
 
 def default_lut_path(cfg: Config, backend: str | None = None, out_dir: str | Path | None = None) -> Path:
@@ -193,10 +198,6 @@ def op_shapes(key: OpKey, cfg: Config) -> list[tuple[int, ...]]:
 
 def calibration_candidates(cfg: Config, samples: int | None = None, seed: int = CALIB_SEED) -> list:
     """The random (path, plan) candidates calibration times (latency.calib_samples of them by default)."""
-    from .check import random_candidate
-    from .catalogue import block_templates
-    import numpy as np
-
     rng = np.random.default_rng(seed)
     templates = block_templates(cfg.model, cfg.data.scale)
     n = cfg.latency.calib_samples if samples is None else samples
@@ -207,9 +208,6 @@ def calibration_candidates(cfg: Config, samples: int | None = None, seed: int = 
 def calibrate_lut(lut: LUT, cfg: Config, candidate_fn, samples: int, backend: str | None = None,
                   seed: int = CALIB_SEED, progress: bool = True) -> dict | None:
     """Time ``samples`` random whole candidates and store the fitted end-to-end calibration in the LUT."""
-    from .check import fit_calibration, measure_candidates
-    from .model import LatencyModel
-
     if samples <= 0:
         lut.set_calibration(None)
         return None

@@ -13,8 +13,9 @@ from torch import nn
 from supernet.progress import progress_bar
 
 from .catalogue import block_templates
+from .deploy import make_runner
 from .model import LatencyModel, Plan
-from .timing import make_runner, time_steady
+from .timing import time_steady
 
 CandidateFn = Callable[[Sequence[str], Plan], nn.Module]
 
@@ -97,7 +98,7 @@ def accuracy(pred: Sequence[float], meas: Sequence[float]) -> dict:
 
 def scatter_plot(pred: Sequence[float], meas: Sequence[float], path: Path, title: str) -> Path:
     """Predicted-vs-measured scatter with the +-10 % band."""
-    import matplotlib
+    import matplotlib  # why: seconds to import, paid only when a plot is drawn
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(5, 5))

@@ -41,7 +41,7 @@ def resolve_threads(threads: int) -> int:
 
 def _ort_version() -> str:
     try:
-        import onnxruntime
+        import onnxruntime  # why: optional runtime; absent is a valid answer
         return onnxruntime.__version__
     except ImportError:
         return "absent"

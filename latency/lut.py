@@ -11,7 +11,7 @@ from pathlib import Path
 from supernet.errors import UserError
 
 from .catalogue import OpKey, normalise
-from .fingerprint import EXECUTOR_FIELDS, fingerprint, fingerprint_diff, layout_of
+from .fingerprint import EXECUTOR_FIELDS, device_id, fingerprint, fingerprint_diff, layout_of
 
 COLUMNS = ["device", "backend", "op", "cin", "cout", "k", "h", "w", "scheme", "rate",
            "latency_ms", "spread_ms", "n", "anchor_ms"]
@@ -132,7 +132,6 @@ class LUT:
 
     def _append(self, row: Row) -> None:
         k = row.key
-        from .fingerprint import device_id
         values = dict(zip(COLUMNS, [device_id(self.fingerprint), self.backend, k.op, k.cin, k.cout, k.k, k.h, k.w,
                                     k.scheme, k.rate, f"{row.latency_ms:.5f}", f"{row.spread_ms:.5f}", row.n,
                                     f"{row.anchor_ms:.5f}"]))

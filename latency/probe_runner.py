@@ -141,7 +141,7 @@ def other_cores_busy(window_s: float = 1.0) -> float | None:
 
 def ort_runner(path: Path, inputs: list[np.ndarray], threads: int):
     """A zero-argument call running an ONNX file once in ONNX Runtime's CPU provider with ``threads`` threads."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # why: a device has one runtime or the other; import only the one asked for
     so = ort.SessionOptions()
     so.intra_op_num_threads = resolve_threads(threads)
     so.inter_op_num_threads = 1
@@ -153,7 +153,7 @@ def ort_runner(path: Path, inputs: list[np.ndarray], threads: int):
 
 def openvino_runner(path: Path, inputs: list[np.ndarray], threads: int, precision: str):
     """A zero-argument call running an ONNX file once in OpenVINO's CPU plugin in ``precision``."""
-    import openvino as ov
+    import openvino as ov  # why: a device has one runtime or the other; import only the one asked for
     core = ov.Core()
     model = core.read_model(str(path))
     model.reshape({p.any_name: list(x.shape) for p, x in zip(model.inputs, inputs)})

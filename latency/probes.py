@@ -22,11 +22,14 @@ from supernet.progress import progress_bar
 from .build import anchor_key, anchor_module, calibration_candidates, lut_keys
 from .catalogue import OpKey, chain_probe, chained, op_module
 from .check import fit_calibration
-from .executors import SUPPORTED, export_onnx, quantize_onnx, random_calibration
 from .fingerprint import layout_of
 from .lut import LUT
 from .model import LatencyModel, Plan
+from .onnx_export import export_onnx
 from .probe_runner import MANIFEST, WHOLE_NETS
+from .quantize import quantize_onnx
+from .runtimes.files import random_calibration
+from .runtimes.registry import SUPPORTED
 
 RUNNER = Path(__file__).with_name("probe_runner.py")
 RUNNER_NAME = "run_probes.py"

@@ -1,4 +1,4 @@
-"""A timing harness that stays honest on a noisy shared machine (the executors live in executors.py).
+"""A timing harness that stays honest on a noisy shared machine (the runtimes it times live in runtimes/).
 
 Several ops are timed together in rounds (each round runs every op in a fresh random
 order) so that load from other processes hits all of them alike; the median of the rounds
@@ -20,9 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .executors import Runner, check_backend, check_executor, make_runner  # noqa: F401 (kept importable here)
+from .deploy import make_runner
 from .fingerprint import resolve_threads
 from .heap import keep_heap
+from .runtimes.base import Runner
 
 
 @contextlib.contextmanager

@@ -5,7 +5,6 @@ constraints and to stage 3, and writes the report.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 import time
@@ -14,13 +13,14 @@ from pathlib import Path
 
 import torch
 
+import latency
+import pruning
 from supernet.config import Config, save_config
 from supernet.data import PatchSampler, load_images, make_pairs
 from supernet.distributed import DistInfo, barrier, init_distributed
 from supernet.errors import UserError
 from supernet.evaluate import evaluate
 from supernet.train import load_supernet, load_train_images, train_supernet
-from supernet.widths import WidthRule
 
 from .candidate import Candidate, Space, save_candidate
 from .constraints import Constraints
@@ -28,62 +28,19 @@ from .evaluator import Evaluator, center_crop_pairs
 from .history import History, atomic_write_json
 from .loop import heldout_predictions, kendall_tau_heldout, run_search
 from .results import SearchResult, Stage3Result
+from .resolve import fastest_dense_ms, lr_hw, make_space, resolve_executor, resolve_target  # noqa: F401 (front.py)
 from .sizing import resolve_size
-from .stage3 import stage3
-
-
-def lr_hw(cfg: Config) -> tuple[int, int]:
-    """The input (LR) size the latency target refers to."""
-    return cfg.latency.lr_height, cfg.latency.lr_width
+from .stage3 import stage3, timer_for
 
 
 # ---- stage: LUT ---------------------------------------------------------------------------------
 def candidate_builder(cfg: Config):
     """(path, plan) -> the compact pruned network (random weights) as the export runs it: what calibration times."""
-    import pruning
-
     return lambda path, plan: pruning.pruned_path_net(cfg.model, cfg.data.scale, path, plan, cfg.pruning)
-
-
-def resolve_executor(cfg: Config, out_dir: Path | None = None) -> Config:
-    """The config with a concrete executor: an `auto` backend or precision is chosen by timing reference nets
-    on every executor available here (fastest geomean wins), once per run: the choice is saved in the run
-    directory, so a resumed run keeps it."""
-    from latency.executors import (auto_candidates, check_executor, choose_executor, executor_summary,
-                                   reference_nets)
-    lat = cfg.latency
-    if "auto" not in (lat.backend, lat.precision):
-        check_executor(lat.backend, lat.precision)
-        return cfg
-    path = cfg.run(out_dir).executor
-    if path.exists():
-        chosen = json.loads(path.read_text())
-        print(f"executor: {chosen['backend']}/{chosen['precision']} (chosen by auto earlier: {path})")
-    else:
-        nets = reference_nets(reference_model(cfg), cfg.data.scale)
-        backend, precision, table = choose_executor(nets, lr_hw(cfg), lat.threads,
-                                                    auto_candidates(lat.backend, lat.precision))
-        chosen = {"backend": backend, "precision": precision, "asked": [lat.backend, lat.precision],
-                  "summary": executor_summary(table), "table": table}
-        print(chosen["summary"])
-        atomic_write_json(chosen, path)
-    return dataclasses.replace(cfg, latency=dataclasses.replace(lat, backend=chosen["backend"],
-                                                                precision=chosen["precision"]))
-
-
-def reference_model(cfg: Config):
-    """The model section with concrete sizes (a list or auto still to be settled: 4 cells, a middle width)."""
-    from supernet.config import AUTO_FEATS, size_choices
-    m = cfg.model
-    feats = size_choices(m.n_feats, AUTO_FEATS)
-    return dataclasses.replace(m, n_cells=m.n_cells if isinstance(m.n_cells, int) else 4,
-                               n_feats=feats[len(feats) // 2])
 
 
 def lut_stage(cfg: Config, out_dir: Path, dist_info: DistInfo, build: bool = True):
     """Build (or resume / reuse) and calibrate the LUT on rank 0; a LatencyModel on every rank."""
-    import latency
-
     path = latency.default_lut_path(cfg, out_dir=out_dir)
     if dist_info.main and build:
         t0 = time.time()
@@ -99,39 +56,11 @@ def lut_stage(cfg: Config, out_dir: Path, dist_info: DistInfo, build: bool = Tru
     return latency.LatencyModel.for_config(lut, cfg)
 
 
-def resolve_target(cfg: Config, lat_model, out_dir: Path | None = None) -> Config:
-    """The config with an absolute latency.target: a relative one (0.85x) times the LUT latency of the fastest dense path.
-
-    A relative target keeps a demo meaningful on any machine; the value depends only on the
-    LUT, so a resumed run gets the same target.
-    """
-    rel = cfg.latency.target_rel
-    if rel <= 0 or lat_model is None:
-        return cfg
-    dense = fastest_dense_ms(cfg, lat_model)
-    target = rel * dense
-    print(f"latency target: {rel:g} x {dense:.2f} ms (fastest dense path, LUT) = {target:.2f} ms")
-    if out_dir is not None:
-        atomic_write_json({"target_ms": target, "fastest_dense_ms": dense, "target_rel": rel},
-                          cfg.run(out_dir).target)
-    return dataclasses.replace(cfg, latency=dataclasses.replace(cfg.latency, target=f"{target:.3f}ms"))
-
-
-def fastest_dense_ms(cfg: Config, lat_model) -> float:
-    """The LUT latency of the fastest unpruned path: what a relative target (0.85x) multiplies."""
-    return min(lat_model.predict(p, {}) for p in make_space(cfg).bounding_paths())
-
-
 def make_constraints(cfg: Config, space: Space, lat_model) -> Constraints:
     """The validity rules of the config: latency target (LUT), MAC and parameter budgets."""
     fn = (lambda path, plan: lat_model.predict(path, plan)) if lat_model is not None else None
     return Constraints(space, cfg.latency.rates, fn, cfg.latency.target_ms, cfg.search.max_macs,
                        cfg.search.max_params, lr_hw(cfg))
-
-
-def make_space(cfg: Config) -> Space:
-    """The search space of the config."""
-    return Space(cfg.model, cfg.pruning.schemes, cfg.data.scale, WidthRule.of(cfg.pruning))
 
 
 def train_sampler(cfg: Config, seed: int, batch: int = 0) -> PatchSampler:
@@ -180,10 +109,6 @@ def make_evaluator(cfg: Config, space: Space, weights: Path, dist_info: DistInfo
 
 def _measure_fn(cfg: Config):
     """(masked net, masks) -> measured ms of its compact form in the config's executor (stage 3's timer)."""
-    import pruning
-
-    from .stage3 import timer_for
-
     timer = timer_for(cfg)
     return lambda net, masks: timer(pruning.compact(net, masks), cfg.latency.repeats)["median_ms"]
 
@@ -216,7 +141,7 @@ def ablation_summary(space: Space, cfg: Config, guided: History, random: History
 # ---- report -------------------------------------------------------------------------------------
 def report_stage(cfg: Config, out_dir: Path, found: SearchResult, final: Stage3Result | None) -> Path:
     """Write report.md (tables + plots) into the run directory."""
-    from .report import write_report
+    from .report import write_report  # why: matplotlib and pandas (seconds) load only when a report is written
 
     space = make_space(cfg)
     guided, random, row, winner = found.guided, found.random, found.row, found.winner
@@ -263,8 +188,6 @@ def search_command(cfg: Config, out_dir: Path) -> SearchResult | None:
 
 def preflight(cfg: Config, out_dir: Path) -> None:
     """Checks that need no work, before any stage runs: a LUT already in place must fit this machine and executor."""
-    import latency
-
     path = latency.default_lut_path(cfg, out_dir=out_dir)
     if (cfg.latency.target or cfg.latency.targets) and path.exists():
         latency.load_lut(cfg, path)

@@ -16,8 +16,13 @@ from typing import Sequence
 import torch
 from torch import nn
 
+import latency
 import pruning
 from latency import is_foreign
+from latency.deploy import make_infer, torch_infer
+from latency.fingerprint import layout_of
+from latency.quantize import int8_weight_bits
+from latency.timing import measure_module
 from pruning.reweighted import LatencyFn
 from pruning.stage3 import qat_steps_for
 from supernet import checkpoint
@@ -30,6 +35,7 @@ from supernet.model import parse_path
 from supernet.train import load_supernet, load_train_images
 
 from .candidate import Candidate
+from .resolve import make_space, resolve_executor, resolve_target
 from .results import Stage3Result
 
 
@@ -39,9 +45,6 @@ STAGE3_PASSES = 3   # stage 3 keeps the fastest of 3 timings of a plan or the fi
 def timer_for(cfg: Config, foreign: bool = False) -> pruning.Timer:
     """Timing on the config's executor (latency.backend, precision, threads, LR size): every stage-3 measurement;
     ``foreign``: the LUT describes another device, so timings here do not correct its rates."""
-    from latency.fingerprint import layout_of
-    from latency.timing import measure_module
-
     lat = cfg.latency
     hw = (lat.lr_height, lat.lr_width)
     ex = pruning.Executor(lat.backend, lat.precision, layout_of(lat.backend), hw, lat.threads)
@@ -53,8 +56,6 @@ def timer_for(cfg: Config, foreign: bool = False) -> pruning.Timer:
 
 def qat_grid() -> str:
     """The int8 grid QAT trains for: that of the QDQ file the INT8 executors run (pruning.quant.GRIDS)."""
-    from latency.executors import int8_weight_bits
-
     return "qdq" if int8_weight_bits() == 8 else "qdq7"
 
 
@@ -66,8 +67,6 @@ def stage3(cfg: Config, out_dir: Path, winner: Candidate, lat_model, supernet: P
     exported again if final.json is missing, and a complete final.json ends the stage.
     ``supernet``: the weights to start from (default: the run's own; a front's targets share one).
     """
-    from .pipeline import make_space
-
     run = cfg.run(out_dir)
     sdir = run.stage3_dir
     done = _finished(run.final, winner, qat_steps_for(cfg))
@@ -112,8 +111,6 @@ def deployed_infer(compact: nn.Module, cfg: Config, run) -> tuple:
     Quality is that of what the user deploys: an ONNX Runtime / OpenVINO executor scores the exported
     file (for INT8, the quantized one, calibrated on crops of the training images), not the torch model.
     """
-    from latency.executors import make_infer, torch_infer
-
     lat = cfg.latency
     if lat.backend.startswith("torch"):
         return torch_infer(compact, lat.backend, lat.precision), None
@@ -169,8 +166,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _prune(args) -> int:
-    from .pipeline import resolve_executor
-
     cfg = resolve_executor(config_of(args))
     net, path, cfg = _load_net(cfg, args.model, args.path)
     s = cfg.data.scale
@@ -229,16 +224,12 @@ def _load_net(cfg: Config, model: str | None, path_text: str | None) -> tuple[nn
 
 def _lut_model(cfg: Config):
     """The LatencyModel of the config's LUT, or None when there is no LUT yet."""
-    import latency
-
     path = latency.default_lut_path(cfg)
     return latency.LatencyModel.for_config(latency.load_lut(cfg, path), cfg) if path.exists() else None
 
 
 def _target(cfg: Config, target_ms: float, lat_model) -> float:
     """The absolute target: --target-ms, else latency.target (a relative one resolved on the LUT as `srnas run` does)."""
-    from .pipeline import resolve_target
-
     if target_ms > 0:
         return target_ms
     if cfg.latency.target_rel > 0 and lat_model is None:

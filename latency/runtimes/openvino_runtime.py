@@ -1,0 +1,81 @@
+"""OpenVINO's CPU plugin as a runtime: fp32, bf16 (where the CPU has it) or INT8, checked on the compiled model."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from supernet.errors import UserError
+
+from ..fingerprint import resolve_threads
+from .base import Compiled
+from .files import FileRuntime
+
+_OV_HINT = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: what the INT8 file keeps float runs in f32
+_OV_RUNS = {"fp32": {"f32"}, "bf16": {"bf16"}, "int8": {"u8", "i8"}}  # conv runtime precisions that count
+
+
+def openvino_capabilities() -> set[str]:
+    """OpenVINO's CPU optimization capabilities here (FP32, BF16, INT8, ...)."""
+    import openvino as ov  # why: optional runtime, and its import is heavy
+    return set(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+
+
+def openvino_compile(path: str | Path, precision: str, threads: int,
+                     shapes: Sequence[Sequence[int]] | None = None):
+    """Compile an ONNX / IR file for OpenVINO's CPU plugin in ``precision`` (shapes: fix the input sizes)."""
+    import openvino as ov  # why: optional runtime, and its import is heavy
+    core = ov.Core()
+    model = core.read_model(str(path))
+    if shapes is not None:
+        model.reshape({inp.any_name: list(s) for inp, s in zip(model.inputs, shapes)})
+    config = {"INFERENCE_PRECISION_HINT": _OV_HINT[precision], "INFERENCE_NUM_THREADS": resolve_threads(threads),
+              "PERFORMANCE_HINT": "LATENCY"}
+    compiled = core.compile_model(model, "CPU", config)
+    check_openvino_precision(compiled, precision)
+    return compiled
+
+
+def openvino_conv_precisions(compiled) -> dict[str, int]:
+    """How many convolutions of a compiled OpenVINO model run in each precision (u8, bf16, f32, ...)."""
+    out: dict[str, int] = {}
+    for op in compiled.get_runtime_model().get_ops():
+        info = op.get_rt_info()
+        if "layerType" in info and info["layerType"].astype(str) == "Convolution":
+            p = info["runtimePrecision"].astype(str)
+            out[p] = out.get(p, 0) + 1
+    return out
+
+
+def check_openvino_precision(compiled, precision: str) -> None:
+    """UserError unless the compiled model really runs its convolutions in ``precision``.
+
+    OpenVINO silently falls back (bf16 -> f32 on a CPU without bf16, an INT8 pattern it cannot fuse ->
+    f32), so a run is labelled by what the runtime model says it executes, never by what was asked.
+    """
+    convs = openvino_conv_precisions(compiled)
+    if not convs:
+        return
+    want = _OV_RUNS[precision]
+    if not any(p in want for p in convs):
+        raise UserError(f"openvino {precision}: the compiled model runs its convolutions as {convs}, not "
+                        f"{'/'.join(sorted(want))}; this CPU or graph does not support it: use another precision")
+
+
+class OpenVINORuntime(FileRuntime):
+    """OpenVINO's CPU plugin, in the latency hint; a precision that silently fell back is an error."""
+    name = "openvino"
+    precisions = ("fp32", "bf16", "int8")
+    package = "openvino"
+
+    def unsupported(self, precision: str) -> str | None:
+        if precision == "bf16" and "BF16" not in openvino_capabilities():
+            return ("openvino bf16: OpenVINO reports no BF16 capability on this CPU (needs AVX512-BF16 or "
+                    "AMX) and would run f32 instead; use openvino fp32 or int8")
+        return None
+
+    def load(self, path: str | Path, precision: str, threads: int,
+             shapes: Sequence[Sequence[int]] | None = None) -> Compiled:
+        compiled = openvino_compile(path, precision, threads, shapes)   # raises unless ``precision`` really runs
+        req = compiled.create_infer_request()
+        # share_inputs: no copy of the input, as ONNX Runtime reads numpy buffers in place
+        return Compiled(lambda xs: req.infer(list(xs), share_inputs=True)[0], precision)
