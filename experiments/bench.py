@@ -22,6 +22,7 @@ from torch import nn  # noqa: E402
 
 from latency.executors import (check_backend, check_executor, file_infer, is_quantized, make_infer,  # noqa: E402
                                quantize_onnx)
+from latency.runtimes.base import PrecisionFallback  # noqa: E402
 from supernet import checkpoint  # noqa: E402
 from supernet.data import EMBEDDED, load_images, lr_crops, make_pairs  # noqa: E402
 from supernet.errors import UserError  # noqa: E402
@@ -120,8 +121,15 @@ def run_bench(specs: list[str], datasets: list[str], scale: int, out_dir: str | 
         if backend is None:
             deployed = [_as_loaded(m, scale) for m in models]
         else:
-            deployed = [deploy(m, backend, precision, scale, threads, lr_hw, Path(work) / f"m{i}", weights_dir)
-                        for i, m in enumerate(models)]
+            deployed = []
+            for i, m in enumerate(models):
+                try:
+                    deployed.append(deploy(m, backend, precision, scale, threads, lr_hw, Path(work) / f"m{i}",
+                                           weights_dir))
+                except PrecisionFallback as e:   # e.g. a 1-channel conv OpenVINO keeps f32 in an INT8 file
+                    print(f"{m.name}: left out, {e}")
+            if not deployed:
+                raise UserError(f"no model of {specs} runs in {backend}")
         quality: dict[tuple[str, str], dict] = {}
         for ds in datasets:
             pairs = make_pairs(load_images(ds, "val", data_root=data_root), scale)

@@ -10,9 +10,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from supernet.errors import UserError
+
 Runner = Callable[[], None]
 Infer = Callable[[Sequence[np.ndarray]], np.ndarray]   # inputs (NCHW float32) -> first output
 Samples = Sequence[Sequence[torch.Tensor | np.ndarray]]  # calibration: one list of model inputs per sample
+
+
+class PrecisionFallback(UserError):
+    """The runtime compiled the model but runs its kernels in another precision than asked (this CPU or graph)."""
 
 
 def has_module(name: str) -> bool:

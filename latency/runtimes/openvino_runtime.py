@@ -4,10 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from supernet.errors import UserError
-
 from ..fingerprint import resolve_threads
-from .base import Compiled
+from .base import Compiled, PrecisionFallback
 from .files import FileRuntime
 
 _OV_HINT = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: what the INT8 file keeps float runs in f32
@@ -47,7 +45,7 @@ def openvino_conv_precisions(compiled) -> dict[str, int]:
 
 
 def check_openvino_precision(compiled, precision: str) -> None:
-    """UserError unless the compiled model really runs its convolutions in ``precision``.
+    """PrecisionFallback unless the compiled model really runs its convolutions in ``precision``.
 
     OpenVINO silently falls back (bf16 -> f32 on a CPU without bf16, an INT8 pattern it cannot fuse ->
     f32), so a run is labelled by what the runtime model says it executes, never by what was asked.
@@ -57,7 +55,7 @@ def check_openvino_precision(compiled, precision: str) -> None:
         return
     want = _OV_RUNS[precision]
     if not any(p in want for p in convs):
-        raise UserError(f"openvino {precision}: the compiled model runs its convolutions as {convs}, not "
+        raise PrecisionFallback(f"openvino {precision}: the compiled model runs its convolutions as {convs}, not "
                         f"{'/'.join(sorted(want))}; this CPU or graph does not support it: use another precision")
 
 
