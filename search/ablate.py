@@ -133,6 +133,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _ablate(args) -> int:
+    from supernet.runlock import run_lock
+
     cfg = config_of(args)
-    ablate_command(cfg, cfg.run(args.out).root, args.seeds)
+    with run_lock(cfg.run(args.out).root):
+        ablate_command(cfg, cfg.run(args.out).root, args.seeds)
     return 0

@@ -12,6 +12,7 @@ from latency.fingerprint import BACKENDS, FIELDS
 from latency.importer import import_csv
 from latency.lut import LUTFingerprintWarning
 from supernet.config import config_of
+from supernet.runlock import lock_folder, run_lock
 
 from .pipeline import candidate_builder, resolve_executor
 
@@ -65,6 +66,12 @@ def _config(args):
 
 
 def _build(args) -> int:
+    plain = config_of(args)
+    with run_lock(lock_folder(plain.run().root, Path(args.out).parent if args.out else None)):
+        return _build_locked(args)
+
+
+def _build_locked(args) -> int:
     cfg = _config(args)
     backend = cfg.latency.backend
     lut = build_lut(cfg, backend=backend, out=args.out)
@@ -112,6 +119,11 @@ def _check(args) -> int:
 
 def _import(args) -> int:
     cfg = config_of(args)
+    with run_lock(lock_folder(cfg.run().root, Path(args.out).parent if args.out else None)):
+        return _import_locked(args, cfg)
+
+
+def _import_locked(args, cfg) -> int:
     fields = {f: getattr(args, f"fp_{f}") for f in FIELDS if f != "backend" and getattr(args, f"fp_{f}")}
     lut = import_csv(Path(args.csv), args.out, cfg, backend=args.backend, fields=fields)
     if lut.calibration is None:   # a probe kit's CSV carries whole networks' times instead of a fitted calibration

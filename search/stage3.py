@@ -169,9 +169,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _prune(args) -> int:
+    from supernet.runlock import lock_folder, run_lock
+
+    cfg = config_of(args)
+    with run_lock(lock_folder(cfg.run().root, args.out)):
+        return _prune_locked(args, cfg)
+
+
+def _prune_locked(args, cfg: Config) -> int:
     from .pipeline import resolve_executor
 
-    cfg = resolve_executor(config_of(args))
+    cfg = resolve_executor(cfg)
     net, path, cfg = _load_net(cfg, args.model, args.path)
     s = cfg.data.scale
     pairs = make_pairs(load_images(cfg.data.val, "val", data_root=cfg.data.data_root), s)
