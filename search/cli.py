@@ -6,7 +6,7 @@ import importlib
 import sys
 
 from supernet.errors import UserError
-from supernet.writes import disk_full, is_full
+from supernet.writes import disk_full, is_full, torch_write_failed, write_failed
 
 # Each module exposes register(subparsers); the order is the order of --help.
 COMMAND_MODULES = ["supernet.cli", "search.latency_commands", "search.commands", "search.ablate", "search.stage3",
@@ -57,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
         if not is_full(e):
             raise
         print(f"srnas {args.command}: error: {disk_full(e.filename)}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:   # torch's C++ writers fail without an errno
+        if not torch_write_failed(e):
+            raise
+        print(f"srnas {args.command}: error: {write_failed(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)

@@ -71,9 +71,28 @@ def reporting_full_disk(path: str | Path, done: str = "") -> Iterator[None]:
             raise disk_full(path, done) from None
         raise
     except RuntimeError as e:
-        if any(s in str(e) for s in _TORCH_WRITE_FAILED) and _nearly_full(Path(path).parent):
-            raise disk_full(path, done) from None
-        raise
+        if not torch_write_failed(e):
+            raise
+        raise write_failed(e, path, done) from None
+
+
+def write_failed(e: BaseException, path: str | Path | None = None, done: str = "") -> DiskFull:
+    """The one-line error for torch's C++ writer failing on ``path`` (no errno: a full disk, mostly)."""
+    if path is not None and _nearly_full(Path(path).parent):
+        return disk_full(path, done)
+    return DiskFull(errno.ENOSPC, f"writing {path or 'a file'} failed ({_first_line(e)}), most likely for want "
+                                  f"of space; {done + '; ' if done else ''}free some space and run the same "
+                                  f"command again (nothing is left half-written)")
+
+
+def torch_write_failed(e: BaseException) -> bool:
+    """Whether ``e`` is torch's C++ writer failing to write (it carries no errno; a full disk, mostly)."""
+    return isinstance(e, RuntimeError) and any(s in str(e) for s in _TORCH_WRITE_FAILED)
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:160] if lines else type(e).__name__
 
 
 def _nearly_full(folder: Path) -> bool:
