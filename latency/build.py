@@ -70,6 +70,8 @@ def build_lut(cfg: Config, backend: str | None = None, out: str | Path | None = 
         lut = LUT.create(path, fp)
     if is_foreign(lut, cfg, backend):   # imported from the device: used as it is, never measured into
         return _complete_foreign(lut, cfg)
+    if lut.damaged:   # rows cut short (warned on load): the file is written without them, they are measured again
+        lut.rewrite()
     _warn_if_busy("before the build")
     scale = cfg.data.scale
     keys = lut_keys(cfg, schemes)
