@@ -39,7 +39,7 @@ def disk_full(path: str | Path | None, done: str = "") -> DiskFull:
     free = _free(Path(path).parent if path else Path.cwd())
     left = f" ({free} free)" if free else ""
     return DiskFull(errno.ENOSPC, f"no space left on device{where}{left}; {done + '; ' if done else ''}"
-                                  f"free some space and run the same command again (it goes on from what is "
+                                  f"free some space and run the command again (a run goes on from what is "
                                   f"complete; nothing is left half-written)")
 
 
@@ -60,20 +60,30 @@ def reporting_full_disk(path: str | Path, done: str = "") -> Iterator[None]:
     """Turn a failure for want of space inside the block into DiskFull naming ``path``.
 
     torch's C++ writers (torch.save to a file name) fail with a RuntimeError that has no errno; one of those
-    is taken for a full disk when the file system of ``path`` has under 1 MiB left.
+    is taken for a full disk too. The temporary ``<name>.tmp`` such a write was made under is removed.
     """
     try:
         yield
     except DiskFull:
+        _remove_tmp(path)
         raise
     except OSError as e:
         if is_full(e):
+            _remove_tmp(path)
             raise disk_full(path, done) from None
         raise
     except RuntimeError as e:
         if not torch_write_failed(e):
             raise
-        raise write_failed(e, path, done) from None
+        err = write_failed(e, path, done)   # judged before the partial file's space is given back
+        _remove_tmp(path)
+        raise err from None
+
+
+def _remove_tmp(path: str | Path) -> None:
+    """Remove ``<name>.tmp`` beside ``path``: what an atomic write of ``path`` had written when it failed."""
+    p = Path(path)
+    p.with_name(p.name + ".tmp").unlink(missing_ok=True)
 
 
 def write_failed(e: BaseException, path: str | Path | None = None, done: str = "") -> DiskFull:
@@ -81,8 +91,8 @@ def write_failed(e: BaseException, path: str | Path | None = None, done: str = "
     if path is not None and _nearly_full(Path(path).parent):
         return disk_full(path, done)
     return DiskFull(errno.ENOSPC, f"writing {path or 'a file'} failed ({_first_line(e)}), most likely for want "
-                                  f"of space; {done + '; ' if done else ''}free some space and run the same "
-                                  f"command again (nothing is left half-written)")
+                                  f"of space; {done + '; ' if done else ''}free some space and run the command "
+                                  f"again (nothing is left half-written)")
 
 
 def torch_write_failed(e: BaseException) -> bool:
