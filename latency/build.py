@@ -46,7 +46,7 @@ def lut_keys(cfg: Config, schemes: list[str] | None = None, anchor: bool = True)
     lat = cfg.latency
     keys = catalogue(cfg.model, cfg.data.scale, (lat.lr_height, lat.lr_width),
                      list(cfg.pruning.schemes) if schemes is None else schemes, lat.rates,
-                     WidthRule.of(cfg.pruning), lat.granularity)
+                     WidthRule.of(cfg.pruning), lat.lut_granularity)
     if not anchor:
         return keys
     first = anchor_key(cfg)
@@ -89,7 +89,7 @@ def build_lut(cfg: Config, backend: str | None = None, out: str | Path | None = 
             xs = [inputs.setdefault(s, torch.rand(s)) for s in shapes]
             runners.append(make_runner(module, xs, backend, lat.threads, lat.precision))
             chain = None   # a chained row is its share of a chain's time (catalogue.chain_probe)
-            if chained(key, lat.granularity):
+            if chained(key, lat.lut_granularity):
                 module, extra = chain_probe(key, cfg.model, scale)
                 chain = (len(part) + len(chain_runners), extra)
                 chain_runners.append(make_runner(module, xs, backend, lat.threads, lat.precision))

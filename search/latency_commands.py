@@ -133,7 +133,20 @@ def _import_locked(args, cfg) -> int:
             lut.set_calibration(cal)
             print(f"calibration from the CSV's {cal['n']} whole networks: scale {cal['scale']:.3f}")
     print(f"imported {len(lut)} rows into {lut.path}; fingerprint: {json.dumps(lut.fingerprint)}")
+    print(_where_used(cfg, lut, args.config))
     return 0
+
+
+def _where_used(cfg, lut, config: str) -> str:
+    """Whether `srnas run` / `latency check` with this config read the imported LUT, and what to set if not."""
+    lat, precision = cfg.latency, lut.fingerprint.get("precision", "fp32")
+    same_executor = (lat.backend, lat.precision) == (lut.backend, precision)
+    if same_executor and default_lut_path(cfg).resolve() == lut.path.resolve():
+        return (f"`srnas run -c {config} --allow-foreign-lut` searches with it (it prices "
+                f"{lut.fingerprint.get('cpu_model') or 'that device'}, not this machine)")
+    used = "" if same_executor else f"latency.backend: {lut.backend} and latency.precision: {precision}, "
+    return (f"note: `srnas run -c {config}` does not read this file as the config stands ({lat.backend}/{lat.precision}"
+            f"{', latency.lut: ' + lat.lut if lat.lut else ''}); set {used}latency.lut: {lut.path} to search with it")
 
 
 def _probes(args) -> int:

@@ -94,7 +94,16 @@ class LatencyConfig:
     allow_foreign_lut: bool = False       # use a LUT of another device/executor (e.g. imported from a phone):
                                           # otherwise such a LUT is refused at load
     calib_samples: int = 6                # whole random candidates timed at build to calibrate the op sum; 0 = none
-    granularity: Literal["op", "block"] = "op"   # LUT rows per conv/ReLU/add, or per whole block at its widths
+    granularity: Literal["auto", "op", "block"] = "auto"   # LUT rows per conv/ReLU/add, or per whole block at its
+                                          # widths; auto: block for ONNX Runtime and INT8 executors (they fuse
+                                          # inside a block), op for the others
+
+    @property
+    def lut_granularity(self) -> str:
+        """The LUT rows this executor is priced with: granularity as set, or what auto means for the executor."""
+        if self.granularity != "auto":
+            return self.granularity
+        return "block" if self.backend == "onnxruntime" or self.precision == "int8" else "op"
 
     @property
     def target_ms(self) -> float:
