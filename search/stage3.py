@@ -28,6 +28,7 @@ from supernet.errors import UserError
 from supernet.evaluate import evaluate, evaluate_bicubic
 from supernet.model import parse_path
 from supernet.train import load_supernet, load_train_images
+from supernet.writes import atomic_write_text, reporting_full_disk
 
 from .candidate import Candidate
 from .results import Stage3Result
@@ -198,7 +199,8 @@ def _prune_locked(args, cfg: Config) -> int:
     else:
         plan = {n: (args.scheme, args.rate) for n, _ in net.prunable()}
         pm = pruning.record(cfg, net, path, pruning.apply_plan(net, plan, cfg.pruning), plan, timer)
-        pm.save(out / "pruned.pt")
+        with reporting_full_disk(out / "pruned.pt"):
+            pm.save(out / "pruned.pt")
     with torch.no_grad():
         after = psnr(pm.net())
     ex = pm.executor
@@ -206,7 +208,7 @@ def _prune_locked(args, cfg: Config) -> int:
               "psnr_after": after, "qat_steps": pm.qat_steps, "measured_ms": pm.measured_ms,
               "target_ms": target or None, "backend": ex.backend, "precision": ex.precision, "layout": ex.layout,
               "lr_hw": list(ex.lr_hw), "threads": ex.threads}
-    (out / "prune.json").write_text(json.dumps(report, indent=1))
+    atomic_write_text(out / "prune.json", json.dumps(report, indent=1))
     for k, (sch, r) in pm.plan.items():
         print(f"{k:<18} {sch:<13} {r:.2f}")
     print(f"PSNR before {before:.2f} dB, after {after:.2f} dB; measured {pm.measured_ms:.1f} ms at "

@@ -168,3 +168,11 @@ def _torn_tail(path: Path, size: int) -> int:
         return 0
     i = chunk.rfind(b"\n")
     return len(chunk) - (i + 1) if i >= 0 or back == size else 0
+
+
+def save_figure(fig, path: str | Path, **kwargs) -> None:
+    """``fig.savefig`` made in memory and written atomically (format from the suffix, png by default)."""
+    import io
+    buf = io.BytesIO()
+    fig.savefig(buf, format=Path(path).suffix.lstrip(".") or "png", **kwargs)
+    atomic_write_bytes(path, buf.getvalue())
