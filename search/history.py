@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -52,7 +53,8 @@ class History:
         if bad:
             warnings.warn(f"{self.path}: {len(bad)} damaged row(s) left out ({bad[0]}); those candidates are "
                           f"evaluated again", DamagedHistoryWarning, stacklevel=3)
-            atomic_write_text(self.path, "".join(good))
+            if int(os.environ.get("RANK", "0") or 0) == 0:   # one rank repairs the file the ranks share
+                atomic_write_text(self.path, "".join(good))
         return "".join(good) if len(good) > 1 else ""
 
     @property

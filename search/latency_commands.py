@@ -57,9 +57,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     pr.set_defaults(func=_probes)
 
 
-def _config(args):
-    """The config with --backend applied and an `auto` executor resolved (as `srnas run` does)."""
-    cfg = config_of(args)
+def _config(args, cfg=None):
+    """The config (``cfg``, else the command line's) with --backend applied and an `auto` executor resolved (as
+    `srnas run` does)."""
+    cfg = cfg or config_of(args)
     if args.backend:
         cfg = dataclasses.replace(cfg, latency=dataclasses.replace(cfg.latency, backend=args.backend))
     return resolve_executor(cfg)
@@ -68,11 +69,11 @@ def _config(args):
 def _build(args) -> int:
     plain = config_of(args)
     with run_lock(lock_folder(plain.run().root, Path(args.out).parent if args.out else None)):
-        return _build_locked(args)
+        return _build_locked(args, plain)
 
 
-def _build_locked(args) -> int:
-    cfg = _config(args)
+def _build_locked(args, plain) -> int:
+    cfg = _config(args, plain)
     backend = cfg.latency.backend
     lut = build_lut(cfg, backend=backend, out=args.out)
     n = cfg.latency.calib_samples if args.calib_samples is None else args.calib_samples

@@ -126,3 +126,21 @@ def test_two_runs_on_one_name_at_once(tmp_path):
     assert len(hist) > 0 and hist["key"].is_unique
     log = pd.read_csv(root / "supernet" / "train_log.csv")
     assert not log.duplicated(["step", "path"]).any()
+
+
+def test_bench_into_a_run_and_latency_import_wait_their_turn(tmp_path, capsys):
+    cfg = tiny_config(tmp_path)
+    root = tmp_path / "runs" / "tiny"
+    src = tmp_path / "phone.csv"
+    src.write_text("op,cin,cout,k,h,w,scheme,rate,latency_ms\nconv,8,16,3,4,4,none,0,2.5\n")
+    proc = _holding(root)
+    try:
+        assert main(["bench", "--run", str(root)]) == 2
+        assert main(["latency", "import", "-c", str(cfg), str(src), "--backend", "onnxruntime",
+                     "--cpu-model", "Phone"]) == 2
+    finally:
+        proc.kill()
+        proc.wait()
+    err = capsys.readouterr().err
+    assert err.count(f"is in use by process {proc.pid}") == 2
+    assert not (root / "latency").exists()
