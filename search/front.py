@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,6 +154,9 @@ def run_front(cfg: Config, out_dir: Path) -> FrontResult:
     targets = resolve_targets(cfg, lat_model)
     atomic_write_json({"targets_ms": targets, "asked": list(cfg.latency.targets)}, run.target)
     print(f"front: targets {', '.join(f'{t:g} ms' for t in targets)} (from {cfg.latency.targets})")
+    if len(targets) < len(cfg.latency.targets):   # e.g. 0.9x and 45ms on a LUT whose fastest path takes 50 ms
+        print(f"note: {len(cfg.latency.targets)} targets resolve to {len(targets)} distinct budgets on this LUT; "
+              f"each is searched once", file=sys.stderr)
     space = make_space(cfg)
     fronts = [make_constraints(target_config(cfg, t), space, lat_model) for t in targets]
     fronts[0].check_feasible()    # the tightest: the others are then feasible too

@@ -134,12 +134,14 @@ def train_loop(model: nn.Module, sampler: PatchSampler, recipe: Recipe, stage_di
                 model.eval()
                 rows = validate(model)
                 model.train()
+                base = {"epoch": done // recipe.epoch_steps, "step": done, "loss": float(np.mean(losses)),
+                        "lr": sched.get_last_lr()[0], "time_s": round(time.time() - t0, 2)}
+                # the log row first: a kill between the two leaves a row past the checkpoint, which the resume
+                # drops and writes again; the other order could leave a checkpoint whose row never gets written
+                _append_log(log_path, [{**base, **r} for r in rows])
                 with reporting_full_disk(ckpt_path):
                     checkpoint.atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                                             "scheduler": sched.state_dict(), "step": done}, ckpt_path)
-                base = {"epoch": done // recipe.epoch_steps, "step": done, "loss": float(np.mean(losses)),
-                        "lr": sched.get_last_lr()[0], "time_s": round(time.time() - t0, 2)}
-                _append_log(log_path, [{**base, **r} for r in rows])
                 bar.write(f"step {done}: loss {base['loss']:.4f}, " + ", ".join(
                     f"{r.get('path', r.get('name', ''))} {r['psnr']:.2f} dB" for r in rows))
             losses = []
