@@ -55,12 +55,12 @@ def non_finite_loss(value: float, step: int, label: str, lr: float, lr_key: str,
                          f"a learning rate too high for this model ({lr_key} {lr:g}: try {min(lr / 10, 1e-3):g}); {kept}")
 
 
-def _all_finite(value: float, world: int) -> float:
+def _all_finite(value: float, dist_info: DistInfo) -> float:
     """``value``, or NaN when any rank's loss is not finite (every rank then stops at the same step)."""
-    if world <= 1:
+    if dist_info.world <= 1:
         return value
     import torch.distributed as dist
-    flag = torch.tensor([0.0 if math.isfinite(value) else 1.0])
+    flag = torch.tensor([0.0 if math.isfinite(value) else 1.0], device=dist_info.device)   # NCCL: on the GPU
     dist.all_reduce(flag, op=dist.ReduceOp.MAX)
     return float("nan") if flag.item() else value
 
@@ -114,7 +114,7 @@ def train_loop(model: nn.Module, sampler: PatchSampler, recipe: Recipe, stage_di
     for step in range(start, recipe.steps):
         lr_batch, hr_batch = (t.to(dist_info.device) for t in sampler.sample(step))
         loss = F.l1_loss(forward(ddp, lr_batch, step), hr_batch)
-        value = _all_finite(loss.item(), dist_info.world)
+        value = _all_finite(loss.item(), dist_info)
         if not math.isfinite(value):   # before the step: the weights, and the checkpoint, never hold NaN
             last = (step // recipe.epoch_steps) * recipe.epoch_steps
             raise non_finite_loss(value, step + 1, desc, recipe.lr, lr_key, (
