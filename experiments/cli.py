@@ -132,6 +132,14 @@ def _zoo_export(args) -> int:
 
 
 def _bench(args) -> int:
+    if not args.run:
+        return _bench_unlocked(args)
+    from supernet.runlock import run_lock   # --run appends to the run's report: one process at a time
+    with run_lock(Path(args.run)):
+        return _bench_unlocked(args)
+
+
+def _bench_unlocked(args) -> int:
     from .bench import DEFAULT_MODELS, run_bench, summary_json
 
     from supernet.data import EMBEDDED, default_benchmarks, resolve_dataset
@@ -230,7 +238,8 @@ def _append_to_report(run: Path, out: Path, backend: str | None) -> None:
     rel = Path("bench") / "bench.png" if out == run / "bench" else out / "bench.png"
     text += (f"\n{head} ({backend or 'torch'}, each model in its own precision; one `srnas bench` run)\n\n"
              f"{(out / 'bench.md').read_text()}\n![PSNR vs latency]({rel})\n")
-    report.write_text(text)
+    from supernet.writes import atomic_write_text
+    atomic_write_text(report, text)
     print(f"appended the zoo comparison to {report}")
 
 

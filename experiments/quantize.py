@@ -108,5 +108,10 @@ def export_torchscript(model: nn.Module, path: str | Path, lr_hw: tuple[int, int
     with torch.inference_mode():
         ts = torch.jit.trace(model.eval(), torch.rand(1, 3, *lr_hw), check_trace=False)
     ts = torch.jit.freeze(ts) if hasattr(torch.jit, "freeze") else ts
-    torch.jit.save(ts, str(path))
+    # made in memory and written atomically: TorchScript's own file writer aborts the process on a full disk
+    import io
+    from supernet.writes import atomic_write_bytes
+    buf = io.BytesIO()
+    torch.jit.save(ts, buf)
+    atomic_write_bytes(path, buf.getvalue())
     return path

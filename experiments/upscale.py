@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from supernet.errors import UserError
 from supernet.progress import progress_bar
 from supernet.imaging import ImageError, imresize, list_images, read_pixels, write_png
+from supernet.writes import disk_full, is_full
 
 from .models import LoadedModel, load_model
 
@@ -205,7 +206,9 @@ def upscale_files(model: LoadedModel, jobs: list[tuple[Path, Path]], tile: int =
         model_s += time.perf_counter() - t1
         try:
             write_png(dst, from_frame(sr, frame))
-        except OSError as e:  # disk full, folder removed meanwhile: later frames may still fit
+        except OSError as e:  # folder removed meanwhile: later frames may still fit; a full disk stops here
+            if is_full(e):
+                raise disk_full(dst, f"{len(written)} of {len(jobs)} frame(s) were written whole") from None
             failed.append((f, f"{f}: cannot write {dst} ({e.strerror or e})"))
             continue
         written.append(str(dst))

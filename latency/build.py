@@ -51,7 +51,7 @@ def lut_keys(cfg: Config, schemes: list[str] | None = None, anchor: bool = True)
     lat = cfg.latency
     keys = catalogue(cfg.model, cfg.data.scale, (lat.lr_height, lat.lr_width),
                      list(cfg.pruning.schemes) if schemes is None else schemes, lat.rates,
-                     WidthRule.of(cfg.pruning), lat.granularity)
+                     WidthRule.of(cfg.pruning), lat.lut_granularity)
     if not anchor:
         return keys
     first = anchor_key(cfg)
@@ -75,6 +75,8 @@ def build_lut(cfg: Config, backend: str | None = None, out: str | Path | None = 
         lut = LUT.create(path, fp)
     if is_foreign(lut, cfg, backend):   # imported from the device: used as it is, never measured into
         return _complete_foreign(lut, cfg)
+    if lut.damaged:   # rows cut short (warned on load): the file is written without them, they are measured again
+        lut.rewrite()
     _warn_if_busy("before the build")
     scale = cfg.data.scale
     keys = lut_keys(cfg, schemes)
@@ -92,7 +94,7 @@ def build_lut(cfg: Config, backend: str | None = None, out: str | Path | None = 
             xs = [inputs.setdefault(s, torch.rand(s)) for s in shapes]
             runners.append(make_runner(module, xs, backend, lat.threads, lat.precision))
             chain = None   # a chained row is its share of a chain's time (catalogue.chain_probe)
-            if chained(key, lat.granularity):
+            if chained(key, lat.lut_granularity):
                 module, extra = chain_probe(key, cfg.model, scale)
                 chain = (len(part) + len(chain_runners), extra)
                 chain_runners.append(make_runner(module, xs, backend, lat.threads, lat.precision))

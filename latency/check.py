@@ -11,6 +11,7 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from supernet.progress import progress_bar
+from supernet.writes import save_figure
 
 from .catalogue import block_templates
 from .deploy import make_runner
@@ -113,7 +114,7 @@ def scatter_plot(pred: Sequence[float], meas: Sequence[float], path: Path, title
     ax.legend()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
     return path
 

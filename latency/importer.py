@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import csv
-import re
+import json
 from pathlib import Path
 
 from supernet.config import Config
@@ -34,14 +34,40 @@ def import_csv(src: Path, out: str | Path | None, cfg: Config, backend: str | No
                         f"(or a 'device' column / fingerprint header)")
     if not rows:
         raise UserError(f"{src}: no data rows")
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", fp["cpu_model"]).strip("-").lower()[:40]
-    path = Path(out) if out else cfg.run().latency_dir / f"lut-{fp['backend']}-{slug}.csv"
+    path = Path(out) if out else import_path(cfg, fp)
     lut = LUT.create(path, fp)
     for row in rows.values():
         lut.add(row)
     if cal:
         lut.set_calibration(cal)
     return lut
+
+
+def import_path(cfg: Config, fp: dict) -> Path:
+    """Where an import without --out goes: where `srnas run` and `latency check` look for the LUT of that
+    executor (latency.lut, else <run>/latency/lut-<backend>[-<precision>].csv). A LUT of another device there
+    (e.g. one measured on this machine) is not overwritten."""
+    path = Path(cfg.latency.lut) if cfg.latency.lut else cfg.run().lut(fp["backend"], fp.get("precision", "fp32"))
+    if path.exists():
+        theirs = _fingerprint_of(path)
+        if theirs is None or theirs.get("cpu_model") != fp.get("cpu_model"):
+            what = f"a LUT of {theirs.get('cpu_model')!r}" if theirs else "a file that is not a srnas LUT"
+            raise UserError(f"{path} holds {what}, where this import of {fp.get('cpu_model')!r} would go; move or "
+                            f"remove it, or give --out (and latency.lut in the config to use that file)")
+    return path
+
+
+def _fingerprint_of(path: Path) -> dict | None:
+    """The fingerprint header of a LUT file, or None."""
+    from .lut import HEADER
+    with open(path, newline="") as f:
+        for line in f:
+            if line.startswith(HEADER):
+                try:
+                    return json.loads(line[len(HEADER):])
+                except ValueError:
+                    return None
+    return None
 
 
 def _column_value(src: Path, col: str) -> str | None:

@@ -1,14 +1,21 @@
 """The lookup table: CSV rows (device, backend, op, cin, cout, k, h, w, scheme, rate) -> ms, with
-the device fingerprint in a header comment; appended row by row so a build resumes."""
+the device fingerprint in a header comment; appended row by row so a build resumes.
+
+Each row goes out in one write that is cut back off when it fails (a full disk), and a row cut short some
+other way (a kill mid-write, a copy cut off) is dropped on load with a warning, so the next build measures it
+again; it is never glued to the row after it."""
 from __future__ import annotations
 
 import csv
+import io
 import json
+import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from supernet.errors import UserError
+from supernet.writes import append_text, atomic_write_text
 
 from .catalogue import OpKey, normalise
 from .fingerprint import EXECUTOR_FIELDS, device_id, fingerprint, fingerprint_diff, layout_of
@@ -35,6 +42,10 @@ class LUTFingerprintWarning(UserWarning):
     """A LUT measured on another device or executor is being used here, as asked."""
 
 
+class DamagedLUTWarning(UserWarning):
+    """Rows of a LUT file were cut short or garbled; they are left out (and measured again by a build)."""
+
+
 @dataclass
 class Row:
     """One measured op."""
@@ -53,6 +64,7 @@ class LUT:
     rows: dict[OpKey, Row] = field(default_factory=dict)
     path: Path | None = None
     calibration: dict | None = None   # {"scale", "offset", "n", ...}: end-to-end = scale * op sum + offset
+    damaged: list[str] = field(default_factory=list)   # rows of the file left out on load, one reason each
 
     @property
     def backend(self) -> str:
@@ -124,20 +136,28 @@ class LUT:
     def create(cls, path: str | Path, fp: dict) -> "LUT":
         """A new, empty LUT file with the fingerprint header."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="") as f:
-            f.write(HEADER + json.dumps(fp, sort_keys=True) + "\n")
-            csv.writer(f).writerow(COLUMNS)
+        atomic_write_text(path, HEADER + json.dumps(fp, sort_keys=True) + "\n" + _csv_line(COLUMNS))
         return cls(dict(fp), {}, path)
 
-    def _append(self, row: Row) -> None:
+    def _values(self, row: Row) -> dict:
         k = row.key
-        values = dict(zip(COLUMNS, [device_id(self.fingerprint), self.backend, k.op, k.cin, k.cout, k.k, k.h, k.w,
-                                    k.scheme, k.rate, f"{row.latency_ms:.5f}", f"{row.spread_ms:.5f}", row.n,
-                                    f"{row.anchor_ms:.5f}"]))
+        return dict(zip(COLUMNS, [device_id(self.fingerprint), self.backend, k.op, k.cin, k.cout, k.k, k.h, k.w,
+                                  k.scheme, k.rate, f"{row.latency_ms:.5f}", f"{row.spread_ms:.5f}", row.n,
+                                  f"{row.anchor_ms:.5f}"]))
+
+    def _append(self, row: Row) -> None:
         # in the file's own column order: a resumed older LUT (with a cout_kept column) stays readable
-        with open(self.path, "a", newline="") as f:
-            csv.DictWriter(f, file_columns(self.path), restval="", extrasaction="ignore").writerow(values)
+        values = self._values(row)
+        append_text(self.path, _csv_line([values.get(c, "") for c in file_columns(self.path)]))
+
+    def rewrite(self) -> None:
+        """Write the file anew from the rows in memory (e.g. without the damaged rows load left out)."""
+        head = HEADER + json.dumps(self.fingerprint, sort_keys=True) + "\n"
+        if self.calibration is not None:
+            head += CAL_HEADER + json.dumps(self.calibration, sort_keys=True) + "\n"
+        body = "".join(_csv_line(list(self._values(r).values())) for r in self.rows.values())
+        atomic_write_text(self.path, head + _csv_line(COLUMNS) + body)
+        self.damaged = []
 
     @classmethod
     def load(cls, path: str | Path, expected: dict | None = None, allow_foreign: bool = False) -> "LUT":
@@ -150,7 +170,12 @@ class LUT:
         if not path.is_file():
             raise UserError(f"no latency LUT at {path}: run `srnas latency build -c CONFIG` "
                             f"(or `srnas latency import`) first")
-        fp, rows, cal = read_csv(path)
+        damaged: list[str] = []
+        fp, rows, cal = read_csv(path, damaged)
+        if damaged:
+            warnings.warn(f"LUT {path}: {len(damaged)} damaged row(s) left out ({damaged[0]}"
+                          f"{'; ...' if len(damaged) > 1 else ''}); `srnas latency build` measures them again",
+                          DamagedLUTWarning, stacklevel=2)
         if fp is None:
             raise UserError(f"{path} has no '{HEADER.strip()}' header line: not a srnas LUT; "
                             f"use `srnas latency import` for external measurements")
@@ -162,7 +187,7 @@ class LUT:
             raise UserError(f"{path}: its header says backend {fp.get('backend')!r} but rows were measured with "
                             f"{sorted(backends)}: the file was edited or mixed; rebuild it with "
                             f"`srnas latency build -c CONFIG`")
-        lut = cls(fp, rows, path, cal)
+        lut = cls(fp, rows, path, cal, damaged)
         lut.verify(expected=expected, allow_foreign=allow_foreign)
         return lut
 
@@ -174,9 +199,7 @@ class LUT:
         lines = [ln for ln in self.path.read_text().splitlines(keepends=True) if not ln.startswith(CAL_HEADER)]
         if cal is not None:
             lines.insert(1, CAL_HEADER + json.dumps(cal, sort_keys=True) + "\n")
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(lines))
-        tmp.replace(self.path)
+        atomic_write_text(self.path, "".join(lines))
 
     def verify(self, expected: dict | None = None, allow_foreign: bool = False) -> list[str]:
         """Compare the LUT's fingerprint with ``expected``; refuse a mismatch unless allowed. Returns the diffs."""
@@ -228,27 +251,56 @@ def file_columns(path: Path) -> list[str]:
     return COLUMNS
 
 
-def read_csv(path: Path) -> tuple[dict | None, dict[OpKey, Row], dict | None]:
-    """Parse a LUT-shaped CSV: (fingerprint or None, rows, calibration or None); UserError on bad lines."""
+def _csv_line(values: list) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(values)
+    return buf.getvalue()
+
+
+def _header_json(path: Path, line: str, prefix: str) -> dict:
+    try:
+        return json.loads(line[len(prefix):])
+    except ValueError:
+        raise UserError(f"{path}: its '{prefix.strip()}' line is damaged (cut or edited); delete the file and "
+                        f"build it again (`srnas latency build -c CONFIG`), or import it again") from None
+
+
+def read_csv(path: Path, damaged: list[str] | None = None) -> tuple[dict | None, dict[OpKey, Row], dict | None]:
+    """Parse a LUT-shaped CSV: (fingerprint or None, rows, calibration or None).
+
+    A bad data row raises UserError naming it; with ``damaged`` (a LUT srnas wrote) it is left out and its
+    reason appended there instead, and so is a last line without its newline (a write cut short: even a
+    number that still parses may have lost digits).
+    """
     fp, cal, lines = None, None, []
     with open(path, newline="") as f:
-        for line in f:
-            if line.startswith(HEADER):
-                fp = json.loads(line[len(HEADER):])
-            elif line.startswith(CAL_HEADER):
-                cal = json.loads(line[len(CAL_HEADER):])
-            elif line.startswith("#") or not line.strip():
-                continue
-            else:
-                lines.append(line)
-    reader = csv.DictReader(lines)
-    missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
+        text = f.read()
+    numbered = list(enumerate(text.splitlines(keepends=True), start=1))
+    for no, line in numbered:
+        if line.startswith(HEADER):
+            fp = _header_json(path, line, HEADER)
+        elif line.startswith(CAL_HEADER):
+            cal = _header_json(path, line, CAL_HEADER)
+        elif line.startswith("#") or not line.strip():
+            continue
+        else:
+            lines.append((no, line))
+    if damaged is not None and len(lines) > 1 and not lines[-1][1].endswith(("\n", "\r")):
+        no, line = lines.pop()
+        damaged.append(f"line {no} cut short: {line.strip()[:60]!r}")
+    header = next(csv.reader([lines[0][1]])) if lines else []
+    missing = [c for c in REQUIRED if c not in header]
     if missing:
         raise UserError(f"{path}: missing column(s) {missing}; a LUT CSV needs {REQUIRED} "
                         f"(optional: spread_ms, device, backend)")
     rows: dict[OpKey, Row] = {}
-    for i, d in enumerate(reader, start=2):
+    for i, (no, line) in enumerate(lines[1:], start=1):
+        fields = next(csv.reader([line]), [])
         try:
+            if len(fields) != len(header):
+                raise ValueError(f"{len(fields)} fields where the header has {len(header)}: "
+                                 f"{'cut short' if len(fields) < len(header) else 'two rows run together?'}")
+            d = dict(zip(header, fields))
             scheme, rate = normalise(d["scheme"].strip() or "none", float(d["rate"] or 0))
             key = OpKey(d["op"].strip(), int(d["cin"]), int(d["cout"]), int(d["k"]), int(d["h"]), int(d["w"]),
                         scheme, rate)
@@ -257,9 +309,12 @@ def read_csv(path: Path) -> tuple[dict | None, dict[OpKey, Row], dict | None]:
             n = int(d.get("n") or 0)
             anchor = float(d.get("anchor_ms") or 0.0)
             backend = (d.get("backend") or "").strip()
-        except (TypeError, ValueError) as e:
-            raise UserError(f"{path}: data row {i - 1} is not valid ({e}): {dict(d)}") from None
-        if ms <= 0:
-            raise UserError(f"{path}: data row {i - 1} has latency_ms {ms}; latencies must be positive")
+            if not ms > 0 or not math.isfinite(ms):
+                raise ValueError(f"latency_ms {ms}; latencies must be positive")
+        except (TypeError, ValueError, KeyError) as e:
+            if damaged is None:
+                raise UserError(f"{path}: data row {i} (line {no}) is not valid ({e}): {line.strip()[:120]}") from None
+            damaged.append(f"line {no}: {e}")
+            continue
         rows[key] = Row(key, ms, spread, n, anchor, backend)  # a later row (a re-measurement) wins
     return fp, rows, cal

@@ -155,7 +155,7 @@ def write_probes(cfg: Config, out_dir: str | Path, candidate_fn: CandidateFn | N
         module, shapes = op_module(key, cfg.model, cfg.data.scale)
         path = write_probe(module, shapes, out / probe_name(i, key), backend, precision)
         probe = {"file": path.name, "key": key_fields(key), "shapes": [list(s) for s in shapes]}
-        if chained(key, lat.granularity):   # its row is a chain share, as the build measures it
+        if chained(key, lat.lut_granularity):   # its row is a chain share, as the build measures it
             chain, extra = chain_probe(key, cfg.model, cfg.data.scale)
             c_path = write_probe(chain, shapes, out / probe_name(i, key).replace(".onnx", "_chain.onnx"), backend,
                                  precision)

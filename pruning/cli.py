@@ -11,6 +11,7 @@ from pathlib import Path
 
 from supernet import checkpoint
 from supernet.config import config_of
+from supernet.runlock import lock_folder, run_lock
 
 from . import PrunedModel, export_model
 from .masks import Masks
@@ -38,6 +39,11 @@ def _convert(args) -> int:
 
 def _export(args) -> int:
     cfg = config_of(args)
+    with run_lock(lock_folder(cfg.run().root, args.out)):
+        return _export_locked(args, cfg)
+
+
+def _export_locked(args, cfg) -> int:
     if args.model:
         f = Path(args.model)
     else:   # `srnas prune` output first, else the stage 3 of `srnas run`

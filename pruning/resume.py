@@ -9,6 +9,7 @@ from torch import nn
 
 from supernet import checkpoint
 from supernet.errors import UserError
+from supernet.writes import reporting_full_disk
 
 REGULARIZATION, FINETUNE = "regularization", "finetune"
 
@@ -56,7 +57,8 @@ class Progress:
         blob = {"signature": self.signature, "phase": phase, "step": step, "net": net.state_dict(),
                 "optimizer": optimizer.state_dict() if optimizer is not None else None,
                 "scheduler": scheduler.state_dict() if scheduler is not None else None, **extra}
-        checkpoint.atomic_save(blob, self.path)
+        with reporting_full_disk(self.path):
+            checkpoint.atomic_save(blob, self.path)
         self._last = time.monotonic()
 
     def phase(self, name: str, saved: dict | None, extra: Callable[[], dict] = dict) -> "Phase":

@@ -9,6 +9,7 @@ best) until ``latency_fn(plan) <= target_ms``; then hard masks and masked fine-t
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Sequence
@@ -21,6 +22,7 @@ from supernet.blocks import fuse_weight_norm
 from supernet.config import PruningConfig
 from supernet.progress import progress_bar
 from supernet.errors import UserError
+from supernet.train import non_finite_loss
 
 from .masks import Masks, Plan, apply_plan, tied_layers
 from .resume import FINETUNE, REGULARIZATION, Phase, Progress
@@ -37,12 +39,14 @@ def _group_norms(w: torch.Tensor, gid: torch.Tensor, n: int) -> torch.Tensor:
 def masked_finetune(net: nn.Module, sampler, steps: int, lr: float, masks: Masks | None = None,
                     penalty: Callable[[int], torch.Tensor] | None = None, lr_floor: float | None = 0.01,
                     desc: str = "finetune", progress: bool = True,
-                    device: torch.device = torch.device("cpu"), resume: Phase | None = None) -> nn.Module:
+                    device: torch.device = torch.device("cpu"), resume: Phase | None = None,
+                    lr_key: str = "pruning.lr") -> nn.Module:
     """L1/Adam steps (+ optional penalty), masks re-applied after each so pruned weights stay zero.
 
     ``lr_floor``: cosine schedule down to lr * lr_floor; None keeps lr constant. ``resume``:
     continue from that phase's saved state and save as it goes; step ``k`` always trains on
-    ``sampler.sample(k)``, so a resumed run ends where an uninterrupted one would.
+    ``sampler.sample(k)``, so a resumed run ends where an uninterrupted one would. A loss that
+    is not finite stops at once (NonFiniteLoss naming the step and ``lr_key``), before it touches the weights.
     """
     if steps <= 0:
         return net
@@ -57,6 +61,10 @@ def masked_finetune(net: nn.Module, sampler, steps: int, lr: float, masks: Masks
         loss = F.l1_loss(net(lr_b), hr_b)
         if penalty is not None:
             loss = loss + penalty(step)
+        if not math.isfinite(loss.item()):
+            kept = (f"the state saved last in {resume.progress.path} is kept; lower the learning rate and start this "
+                    f"stage again (--redo)" if resume is not None else "lower the learning rate and run it again")
+            raise non_finite_loss(loss.item(), step + 1, desc, lr, lr_key, kept)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from supernet.config import Config, SearchConfig, config_of
+from supernet.writes import atomic_write_text, save_figure
 
 from .candidate import Space
 from .constraints import Constraints
@@ -78,7 +79,7 @@ def write_ablation(summary: dict, out_dir: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out_dir / "ablate.png", dpi=120)
+    save_figure(fig, out_dir / "ablate.png", dpi=120)
     plt.close(fig)
     g, r, tau = summary["guided_best"], summary["random_best"], summary["kendall_tau"]
     lines = ["# Guided vs random search", "",
@@ -91,7 +92,7 @@ def write_ablation(summary: dict, out_dir: Path) -> Path:
                      f"{s['kendall_tau']:.3f} | {s['heldout_n']} |")
     lines += [f"| mean +- std | | {g['mean']:.3f} +- {g['std']:.3f} | {r['mean']:.3f} +- {r['std']:.3f} | "
               f"{tau['mean']:.3f} +- {tau['std']:.3f} | |", "", "![best so far](ablate.png)", ""]
-    (out_dir / "ablate.md").write_text("\n".join(lines))
+    atomic_write_text(out_dir / "ablate.md", "\n".join(lines))
     return out_dir / "ablate.md"
 
 
@@ -133,6 +134,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _ablate(args) -> int:
+    from supernet.runlock import run_lock
+
     cfg = config_of(args)
-    ablate_command(cfg, cfg.run(args.out).root, args.seeds)
+    with run_lock(cfg.run(args.out).root):
+        ablate_command(cfg, cfg.run(args.out).root, args.seeds)
     return 0

@@ -16,6 +16,7 @@ from supernet.config import ModelConfig
 from supernet.errors import UserError
 from supernet.model import cell_specs, path_chain
 from supernet.widths import DENSE, WIDTH_SCHEMES, ConvSpec, WidthRule, kept, normalise
+from supernet.writes import atomic_write_text
 
 Plan = dict[str, tuple[str, float]]
 Slot = ConvSpec   # one prunable conv of a block type: its name inside the block ('body.0') and its shape
@@ -75,7 +76,7 @@ class Candidate:
 def save_candidate(cand: Candidate, space: "Space", path: str | Path, extra: dict | None = None) -> None:
     """Write a candidate (with its plan spelled out per layer) as YAML for people."""
     doc = {**cand.to_dict(), "plan": {k: list(v) for k, v in cand.plan(space).items()}, **(extra or {})}
-    Path(path).write_text(yaml.safe_dump(doc, sort_keys=False))
+    atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False))
 
 
 def load_candidate(path: str | Path) -> Candidate:

@@ -6,6 +6,7 @@ import importlib
 import sys
 
 from supernet.errors import UserError
+from supernet.writes import disk_full, is_full, torch_write_failed, write_failed
 
 # Each module exposes register(subparsers); the order is the order of --help.
 COMMAND_MODULES = ["supernet.cli", "search.latency_commands", "search.commands", "search.ablate", "search.stage3",
@@ -51,6 +52,16 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except UserError as e:
         print(f"srnas {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:   # a full disk in a write no stage wrapped: said as such, without a traceback
+        if not is_full(e):
+            raise
+        print(f"srnas {args.command}: error: {disk_full(e.filename)}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:   # torch's C++ writers fail without an errno
+        if not torch_write_failed(e):
+            raise
+        print(f"srnas {args.command}: error: {write_failed(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)

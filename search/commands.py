@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from supernet.config import config_of
+from supernet.runlock import run_lock
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,15 +30,21 @@ def _search(args) -> int:
     from .pipeline import search_command
 
     cfg = config_of(args)
-    search_command(cfg, _out(args, cfg))
+    with run_lock(_out(args, cfg)):
+        search_command(cfg, _out(args, cfg))
     return 0
 
 
 def _run(args) -> int:
+    cfg = config_of(args)
+    with run_lock(_out(args, cfg)):
+        return _run_locked(args, cfg)
+
+
+def _run_locked(args, cfg) -> int:
     from .front import run_front
     from .pipeline import run_all
 
-    cfg = config_of(args)
     if cfg.latency.targets:
         front = run_front(cfg, _out(args, cfg))
         if front.missed and not cfg.latency.soft_target:

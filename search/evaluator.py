@@ -44,7 +44,7 @@ class Evaluator:
         steps = self.cfg.search.eval_steps if steps is None else steps
         # every candidate sees the same batches, so PSNR differences come from the candidate
         masked_finetune(net, self.sampler, steps, lr or self.cfg.search.eval_lr, masks, lr_floor=0.1,
-                        progress=False, device=self.device)
+                        progress=False, device=self.device, lr_key="the given lr" if lr else "search.eval_lr")
         return net, masks
 
     def __call__(self, cand: Candidate) -> dict:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ import numpy as np
 from supernet.config import Config, parse_target, save_config
 from supernet.errors import UserError
 from supernet.rundir import RunDir
+from supernet.writes import atomic_write_text, reporting_full_disk, save_figure
 
 from .candidate import Candidate, Space, save_candidate
 from .constraints import Constraints
@@ -103,7 +105,8 @@ class FrontLoop(SearchLoop):
             return [self._front_pick(ti, p) for ti, p in props]
         model = fit_predictor(self.space, rows, cfg, cfg.seed * 100 + it)
         self.pred_dir.mkdir(parents=True, exist_ok=True)
-        model.save(self.pred_dir / f"iter_{it:03d}.pt")
+        with reporting_full_disk(self.pred_dir / f"iter_{it:03d}.pt"):
+            model.save(self.pred_dir / f"iter_{it:03d}.pt")
         X = np.stack([self.space.features(p.cand) for _, p in props])
         mu, sd = model.predict(X)
         gain = np.full(len(props), -np.inf)
@@ -151,6 +154,9 @@ def run_front(cfg: Config, out_dir: Path) -> FrontResult:
     targets = resolve_targets(cfg, lat_model)
     atomic_write_json({"targets_ms": targets, "asked": list(cfg.latency.targets)}, run.target)
     print(f"front: targets {', '.join(f'{t:g} ms' for t in targets)} (from {cfg.latency.targets})")
+    if len(targets) < len(cfg.latency.targets):   # e.g. 0.9x and 45ms on a LUT whose fastest path takes 50 ms
+        print(f"note: {len(cfg.latency.targets)} targets resolve to {len(targets)} distinct budgets on this LUT; "
+              f"each is searched once", file=sys.stderr)
     space = make_space(cfg)
     fronts = [make_constraints(target_config(cfg, t), space, lat_model) for t in targets]
     fronts[0].check_feasible()    # the tightest: the others are then feasible too
@@ -196,7 +202,7 @@ def write_front(run: RunDir, targets: list[float], rows: list[dict], finals: lis
                      + " | ".join(f"{e['psnr'][s]:.2f}" for s in sets) + " |")
     lines += ["", "![front](front.png)", ""]
     _plot(entries, sets[0] if sets else "", run.root / "front.png")
-    (run.root / "front.md").write_text("\n".join(lines))
+    atomic_write_text(run.root / "front.md", "\n".join(lines))
     return run.root / "front.md"
 
 
@@ -216,5 +222,5 @@ def _plot(entries: list[dict], bench: str, path: Path) -> None:
     ax.set_title("one search, one front (dotted: targets)", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)

@@ -12,6 +12,7 @@ from latency.fingerprint import BACKENDS, FIELDS
 from latency.importer import import_csv
 from latency.lut import LUTFingerprintWarning
 from supernet.config import config_of
+from supernet.runlock import lock_folder, run_lock
 
 from .pipeline import candidate_builder, resolve_executor
 
@@ -56,16 +57,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     pr.set_defaults(func=_probes)
 
 
-def _config(args):
-    """The config with --backend applied and an `auto` executor resolved (as `srnas run` does)."""
-    cfg = config_of(args)
+def _config(args, cfg=None):
+    """The config (``cfg``, else the command line's) with --backend applied and an `auto` executor resolved (as
+    `srnas run` does)."""
+    cfg = cfg or config_of(args)
     if args.backend:
         cfg = dataclasses.replace(cfg, latency=dataclasses.replace(cfg.latency, backend=args.backend))
     return resolve_executor(cfg)
 
 
 def _build(args) -> int:
-    cfg = _config(args)
+    plain = config_of(args)
+    with run_lock(lock_folder(plain.run().root, Path(args.out).parent if args.out else None)):
+        return _build_locked(args, plain)
+
+
+def _build_locked(args, plain) -> int:
+    cfg = _config(args, plain)
     backend = cfg.latency.backend
     lut = build_lut(cfg, backend=backend, out=args.out)
     n = cfg.latency.calib_samples if args.calib_samples is None else args.calib_samples
@@ -112,6 +120,11 @@ def _check(args) -> int:
 
 def _import(args) -> int:
     cfg = config_of(args)
+    with run_lock(lock_folder(cfg.run().root, Path(args.out).parent if args.out else None)):
+        return _import_locked(args, cfg)
+
+
+def _import_locked(args, cfg) -> int:
     fields = {f: getattr(args, f"fp_{f}") for f in FIELDS if f != "backend" and getattr(args, f"fp_{f}")}
     lut = import_csv(Path(args.csv), args.out, cfg, backend=args.backend, fields=fields)
     if lut.calibration is None:   # a probe kit's CSV carries whole networks' times instead of a fitted calibration
@@ -121,7 +134,20 @@ def _import(args) -> int:
             lut.set_calibration(cal)
             print(f"calibration from the CSV's {cal['n']} whole networks: scale {cal['scale']:.3f}")
     print(f"imported {len(lut)} rows into {lut.path}; fingerprint: {json.dumps(lut.fingerprint)}")
+    print(_where_used(cfg, lut, args.config))
     return 0
+
+
+def _where_used(cfg, lut, config: str) -> str:
+    """Whether `srnas run` / `latency check` with this config read the imported LUT, and what to set if not."""
+    lat, precision = cfg.latency, lut.fingerprint.get("precision", "fp32")
+    same_executor = (lat.backend, lat.precision) == (lut.backend, precision)
+    if same_executor and default_lut_path(cfg).resolve() == lut.path.resolve():
+        return (f"`srnas run -c {config} --allow-foreign-lut` searches with it (it prices "
+                f"{lut.fingerprint.get('cpu_model') or 'that device'}, not this machine)")
+    used = "" if same_executor else f"latency.backend: {lut.backend} and latency.precision: {precision}, "
+    return (f"note: `srnas run -c {config}` does not read this file as the config stands ({lat.backend}/{lat.precision}"
+            f"{', latency.lut: ' + lat.lut if lat.lut else ''}); set {used}latency.lut: {lut.path} to search with it")
 
 
 def _probes(args) -> int:

@@ -10,6 +10,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from supernet.writes import atomic_write_text, save_figure  # noqa: E402
+
 
 def _best_so_far(df: pd.DataFrame) -> np.ndarray:
     return np.maximum.accumulate(df["psnr"].astype(float).to_numpy()) if len(df) else np.array([])
@@ -20,7 +22,7 @@ def _save(fig, ax, path: Path, legend_size: int = 8) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=legend_size)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
     return path
 
@@ -132,5 +134,5 @@ def write_report(out_dir: str | Path, summary: dict, guided: pd.DataFrame, rando
     lines += ["## Search settings", "", _table([[k, v] for k, v in summary.get("search", {}).items()],
                                                 ["setting", "value"]), ""]
     path = out_dir / "report.md"
-    path.write_text("\n".join(lines))
+    atomic_write_text(path, "\n".join(lines))
     return path

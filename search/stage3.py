@@ -33,6 +33,8 @@ from supernet.errors import UserError
 from supernet.evaluate import evaluate, evaluate_bicubic
 from supernet.model import parse_path
 from supernet.train import load_supernet, load_train_images
+from supernet.runlock import lock_folder, run_lock
+from supernet.writes import atomic_write_text, reporting_full_disk
 
 from .candidate import Candidate
 from .resolve import make_space, resolve_executor, resolve_target
@@ -166,7 +168,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _prune(args) -> int:
-    cfg = resolve_executor(config_of(args))
+    cfg = config_of(args)
+    with run_lock(lock_folder(cfg.run().root, args.out)):
+        return _prune_locked(args, cfg)
+
+
+def _prune_locked(args, cfg: Config) -> int:
+    cfg = resolve_executor(cfg)
     net, path, cfg = _load_net(cfg, args.model, args.path)
     s = cfg.data.scale
     pairs = make_pairs(load_images(cfg.data.val, "val", data_root=cfg.data.data_root), s)
@@ -185,7 +193,8 @@ def _prune(args) -> int:
     else:
         plan = {n: (args.scheme, args.rate) for n, _ in net.prunable()}
         pm = pruning.record(cfg, net, path, pruning.apply_plan(net, plan, cfg.pruning), plan, timer)
-        pm.save(out / "pruned.pt")
+        with reporting_full_disk(out / "pruned.pt"):
+            pm.save(out / "pruned.pt")
     with torch.no_grad():
         after = psnr(pm.net())
     ex = pm.executor
@@ -193,7 +202,7 @@ def _prune(args) -> int:
               "psnr_after": after, "qat_steps": pm.qat_steps, "measured_ms": pm.measured_ms,
               "target_ms": target or None, "backend": ex.backend, "precision": ex.precision, "layout": ex.layout,
               "lr_hw": list(ex.lr_hw), "threads": ex.threads}
-    (out / "prune.json").write_text(json.dumps(report, indent=1))
+    atomic_write_text(out / "prune.json", json.dumps(report, indent=1))
     for k, (sch, r) in pm.plan.items():
         print(f"{k:<18} {sch:<13} {r:.2f}")
     print(f"PSNR before {before:.2f} dB, after {after:.2f} dB; measured {pm.measured_ms:.1f} ms at "

@@ -12,6 +12,7 @@ from .config import config_of
 from .data import load_images, make_pairs
 from .evaluate import evaluate, evaluate_bicubic
 from .model import parse_path
+from .runlock import run_lock
 from .train import load_supernet, path_name, train_supernet
 
 
@@ -48,7 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _train(args) -> int:
     cfg = config_of(args)
-    train_supernet(cfg, Path(args.out) if args.out else None, resume=args.resume, redo=args.redo)
+    with run_lock(cfg.run(args.out).root):
+        train_supernet(cfg, Path(args.out) if args.out else None, resume=args.resume, redo=args.redo)
     return 0
 
 

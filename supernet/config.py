@@ -8,6 +8,7 @@ raise :class:`ConfigError` naming the dotted key path.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -93,7 +94,16 @@ class LatencyConfig:
     allow_foreign_lut: bool = False       # use a LUT of another device/executor (e.g. imported from a phone):
                                           # otherwise such a LUT is refused at load
     calib_samples: int = 6                # whole random candidates timed at build to calibrate the op sum; 0 = none
-    granularity: Literal["op", "block"] = "op"   # LUT rows per conv/ReLU/add, or per whole block at its widths
+    granularity: Literal["auto", "op", "block"] = "auto"   # LUT rows per conv/ReLU/add, or per whole block at its
+                                          # widths; auto: block for ONNX Runtime and INT8 executors (they fuse
+                                          # inside a block), op for the others
+
+    @property
+    def lut_granularity(self) -> str:
+        """The LUT rows this executor is priced with: granularity as set, or what auto means for the executor."""
+        if self.granularity != "auto":
+            return self.granularity
+        return "block" if self.backend == "onnxruntime" or self.precision == "int8" else "op"
 
     @property
     def target_ms(self) -> float:
@@ -108,8 +118,13 @@ class LatencyConfig:
         return value if unit == "x" else 0.0
 
 
-def parse_target(text: str) -> tuple[float, str]:
-    """'50ms' -> (50.0, 'ms'), '0.85x' -> (0.85, 'x'), '' -> (0.0, ''); ConfigError otherwise."""
+# the smallest budgets taken: no network runs in under 10 microseconds (one framework call costs more), and a
+# factor under 0.01 of the fastest dense path is no budget pruning can meet; below these a value is a typo
+MIN_TARGET = {"ms": 0.01, "x": 0.01}
+
+
+def parse_target(text: str, where: str = "latency.target") -> tuple[float, str]:
+    """'50ms' -> (50.0, 'ms'), '0.85x' -> (0.85, 'x'), '' -> (0.0, ''); ConfigError (naming ``where``) otherwise."""
     t = str(text).strip().lower().replace(" ", "")
     if not t:
         return 0.0, ""
@@ -119,10 +134,13 @@ def parse_target(text: str) -> tuple[float, str]:
                 value = float(t[:-len(unit)])
             except ValueError:
                 break
-            if value > 0:
-                return value, unit
-            break
-    raise ConfigError(f"latency.target: {text!r} is not a budget; write a positive time like 50ms, "
+            if not math.isfinite(value) or value <= 0:
+                break
+            if value < MIN_TARGET[unit]:
+                raise ConfigError(f"{where}: {text!r} is below {MIN_TARGET[unit]:g}{unit}, faster than any network "
+                                  f"runs; check the unit (e.g. 50ms, or 0.85x the fastest dense path)")
+            return value, unit
+    raise ConfigError(f"{where}: {text!r} is not a budget; write a positive time like 50ms, "
                       f"or a factor of the fastest dense path like 0.85x")
 
 
@@ -228,6 +246,8 @@ def _check(tp: Any, value: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {type(value).__name__} ({value!r})")
+        if not math.isfinite(value):   # YAML's .inf / .nan: a run would train on NaN and export garbage
+            raise ConfigError(f"{where}: {value!r} is not a finite number; give a value like the default")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -347,11 +367,17 @@ def range_problems(cfg: Config) -> list[str]:
         out.append(f"latency.rates: {rates} must include 0 and hold rates in [0, 1), e.g. [0, 0.25, 0.5, 0.75]")
     if any(not str(t).strip() for t in cfg.latency.targets):
         out.append(f"latency.targets: {cfg.latency.targets} holds an empty entry; write each like 50ms or 0.9x")
-    for t in [cfg.latency.target, *cfg.latency.targets]:
+    seen: dict[tuple[float, str], str] = {}
+    for where, t in [("latency.target", cfg.latency.target),
+                     *((f"latency.targets[{i}]", t) for i, t in enumerate(cfg.latency.targets))]:
         try:
-            parse_target(t)
+            parsed = parse_target(t, where)
         except ConfigError as e:
             out.append(str(e))
+            continue
+        if where != "latency.target" and parsed in seen:
+            out.append(f"{where}: {t!r} is the same target as {seen[parsed]}; list each target once")
+        seen.setdefault(parsed, f"{where} ({t!r})")
     if cfg.latency.target and cfg.latency.targets:
         out.append(f"latency.target ({cfg.latency.target}) and latency.targets ({cfg.latency.targets}) are both set: "
                    f"give one target, or the list of a front (on the command line `--set latency.target=` clears a "
@@ -394,9 +420,12 @@ def load_config(path: str | Path, overrides: dict | list[str] | None = None, che
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; see experiments/configs/ for examples")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if data is None:   # an empty file would silently start a long run of every default
+        raise ConfigError(f"{path} is empty (or holds only comments); start from a config in experiments/configs/ "
+                          f"(e.g. quick.yaml)")
     if isinstance(overrides, list):
         overrides = parse_overrides(overrides)
     if overrides:
@@ -453,5 +482,6 @@ def config_to_dict(cfg: Config) -> dict:
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
-    """Write the resolved config as YAML."""
-    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    """Write the resolved config as YAML (atomically: a full disk leaves the earlier one whole)."""
+    from .writes import atomic_write_text
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

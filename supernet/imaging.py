@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UserError
+from .writes import atomic_write_bytes
 
 IMAGE_EXTS = {".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"}
 
@@ -117,18 +118,23 @@ def _pillow_decode(path: Path, rawmode: str) -> np.ndarray:
 
 
 def write_png(path: str | Path, img: np.ndarray) -> None:
-    """Write HxW or HxWxC (C = 1..4: grey, grey+alpha, RGB, RGBA) uint8 or uint16 pixels as a PNG."""
+    """Write HxW or HxWxC (C = 1..4: grey, grey+alpha, RGB, RGBA) uint8 or uint16 pixels as a PNG.
+
+    Encoded in memory, written beside ``path`` and renamed over it: a full disk (DiskFull) or a kill leaves no
+    partial or empty PNG under the final name.
+    """
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[:, :, 0]
     if img.dtype == np.uint16:
-        _write_png16(Path(path), img)
+        data = _png16(img)
     elif img.dtype == np.uint8:
-        iio.imwrite(path, img, extension=".png")
+        data = iio.imwrite("<bytes>", img, extension=".png")
     else:
         raise ValueError(f"write_png takes uint8 or uint16 pixels, not {img.dtype}")
+    atomic_write_bytes(path, data)
 
 
-def _write_png16(path: Path, img: np.ndarray) -> None:
+def _png16(img: np.ndarray) -> bytes:
     """Encode a 16-bit PNG directly (Pillow writes 16 bits for grey only)."""
     a = np.ascontiguousarray(img, dtype=">u2")  # PNG stores samples big-endian
     h, w = a.shape[:2]
@@ -141,8 +147,8 @@ def _write_png16(path: Path, img: np.ndarray) -> None:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0)
-    path.write_bytes(PNG_SIGNATURE + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6))
-                     + chunk(b"IEND", b""))
+    return (PNG_SIGNATURE + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6))
+            + chunk(b"IEND", b""))
 
 
 def read_rgb(path: str | Path) -> np.ndarray:

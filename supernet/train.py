@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import csv
+import io
+import math
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -20,6 +23,7 @@ from .errors import UserError
 from .evaluate import evaluate
 from .model import SuperNet, build_supernet
 from .progress import progress_bar
+from .writes import append_text, atomic_write_text, reporting_full_disk
 
 
 @dataclass
@@ -41,6 +45,26 @@ class StageExists(UserError, RuntimeError):
     """A stage's checkpoint exists and neither resume nor redo was asked for."""
 
 
+class NonFiniteLoss(UserError, FloatingPointError):
+    """The training loss became NaN or infinite; training stopped before the bad step touched the weights."""
+
+
+def non_finite_loss(value: float, step: int, label: str, lr: float, lr_key: str, kept: str) -> NonFiniteLoss:
+    """The one-line error for a loss ``value`` that is not finite at 1-based ``step``, naming the likely cause."""
+    return NonFiniteLoss(f"{label}: the loss became {value} at step {step}, so training stopped; the likely cause is "
+                         f"a learning rate too high for this model ({lr_key} {lr:g}: try {min(lr / 10, 1e-3):g}); {kept}")
+
+
+def _all_finite(value: float, dist_info: DistInfo) -> float:
+    """``value``, or NaN when any rank's loss is not finite (every rank then stops at the same step)."""
+    if dist_info.world <= 1:
+        return value
+    import torch.distributed as dist
+    flag = torch.tensor([0.0 if math.isfinite(value) else 1.0], device=dist_info.device)   # NCCL: on the GPU
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return float("nan") if flag.item() else value
+
+
 def stage_done(label: str, stage_dir: Path, final: Path, redo: bool, main: bool = True) -> bool:
     """True when a training stage's ``final`` output exists (skip it); with ``redo``, clear its outputs."""
     if final.exists() and not redo:
@@ -54,13 +78,16 @@ def stage_done(label: str, stage_dir: Path, final: Path, redo: bool, main: bool 
 
 
 def train_loop(model: nn.Module, sampler: PatchSampler, recipe: Recipe, stage_dir: Path, forward: Forward,
-               validate: Validate, dist_info: DistInfo, resume: bool = False, desc: str = "train") -> nn.Module:
+               validate: Validate, dist_info: DistInfo, resume: bool = False, desc: str = "train",
+               lr_key: str = "train.lr") -> nn.Module:
     """Train ``model`` on ``sampler`` batches; checkpoint and validate every epoch.
 
     Writes ``checkpoint.pt`` (model, optimiser, schedule, step) and ``train_log.csv``
     (one row per validation entry per epoch) into ``stage_dir``. With ``resume`` it
     continues from the last checkpoint; the batch of every step is a function of the
-    step, so a resumed run sees the same data as an uninterrupted one.
+    step, so a resumed run sees the same data as an uninterrupted one. A loss that is not
+    finite stops training at once (NonFiniteLoss naming the step and ``lr_key``, the
+    config key of the learning rate), before that step changes the weights.
     """
     stage_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path, log_path = stage_dir / "checkpoint.pt", stage_dir / "train_log.csv"
@@ -76,6 +103,7 @@ def train_loop(model: nn.Module, sampler: PatchSampler, recipe: Recipe, stage_di
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         start = state["step"]
+    if dist_info.main:
         _truncate_log(log_path, start)
     ddp = model
     if dist_info.world > 1:
@@ -86,11 +114,18 @@ def train_loop(model: nn.Module, sampler: PatchSampler, recipe: Recipe, stage_di
     for step in range(start, recipe.steps):
         lr_batch, hr_batch = (t.to(dist_info.device) for t in sampler.sample(step))
         loss = F.l1_loss(forward(ddp, lr_batch, step), hr_batch)
+        value = _all_finite(loss.item(), dist_info)
+        if not math.isfinite(value):   # before the step: the weights, and the checkpoint, never hold NaN
+            last = (step // recipe.epoch_steps) * recipe.epoch_steps
+            raise non_finite_loss(value, step + 1, desc, recipe.lr, lr_key, (
+                f"the last good checkpoint {ckpt_path} (step {last}) is kept; lower the learning rate and start this "
+                f"stage again (--redo, or delete that file): a resumed run keeps its learning rate" if last > 0 else
+                "no checkpoint was written yet; lower the learning rate and run the same command again"))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
-        losses.append(loss.item())
+        losses.append(value)
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
         done = step + 1
@@ -99,11 +134,14 @@ def train_loop(model: nn.Module, sampler: PatchSampler, recipe: Recipe, stage_di
                 model.eval()
                 rows = validate(model)
                 model.train()
-                checkpoint.atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                        "scheduler": sched.state_dict(), "step": done}, ckpt_path)
                 base = {"epoch": done // recipe.epoch_steps, "step": done, "loss": float(np.mean(losses)),
                         "lr": sched.get_last_lr()[0], "time_s": round(time.time() - t0, 2)}
+                # the log row first: a kill between the two leaves a row past the checkpoint, which the resume
+                # drops and writes again; the other order could leave a checkpoint whose row never gets written
                 _append_log(log_path, [{**base, **r} for r in rows])
+                with reporting_full_disk(ckpt_path):
+                    checkpoint.atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                            "scheduler": sched.state_dict(), "step": done}, ckpt_path)
                 bar.write(f"step {done}: loss {base['loss']:.4f}, " + ", ".join(
                     f"{r.get('path', r.get('name', ''))} {r['psnr']:.2f} dB" for r in rows))
             losses = []
@@ -112,27 +150,47 @@ def train_loop(model: nn.Module, sampler: PatchSampler, recipe: Recipe, stage_di
     return model
 
 
+def _csv_text(rows: list[dict], header: bool) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    if header:
+        w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
 def _append_log(path: Path, rows: list[dict]) -> None:
-    if not rows:
-        return
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        if new:
-            w.writeheader()
-        w.writerows(rows)
+    """Append rows (one write; a failed one is cut back off, so no torn row is left)."""
+    if rows:
+        append_text(path, _csv_text(rows, header=not path.exists() or not path.stat().st_size))
 
 
 def _truncate_log(path: Path, step: int) -> None:
-    """Drop log rows written after the checkpoint a run resumes from."""
+    """Drop log rows written after the checkpoint a run starts from, and rows that were cut (warned)."""
     if not path.exists():
         return
-    with path.open() as f:
-        rows = list(csv.DictReader(f))
-    kept = [r for r in rows if int(r["step"]) <= step]
-    if len(kept) != len(rows):
-        path.unlink()
-        _append_log(path, kept)
+    text = path.read_text(errors="replace")
+    lines = text.splitlines()
+    if not lines:
+        return
+    header = next(csv.reader([lines[0]]))
+    kept, bad = [], 0
+    for i, line in enumerate(lines[1:], start=2):
+        fields = next(csv.reader([line]), [])
+        row = dict(zip(header, fields))
+        try:
+            ok = len(fields) == len(header) and (i < len(lines) or text.endswith("\n"))
+            after = int(row.get("step", "")) > step
+        except ValueError:
+            ok, after = False, False
+        if not ok:
+            bad += 1
+        elif not after:
+            kept.append(row)
+    if bad:
+        warnings.warn(f"{path}: dropped {bad} damaged row(s) (cut short, e.g. by a kill or a full disk)", stacklevel=2)
+    if bad or len(kept) != len(lines) - 1:
+        atomic_write_text(path, _csv_text(kept, header=True) if kept else ",".join(header) + "\n")
 
 
 def path_name(path) -> str:
@@ -205,7 +263,8 @@ def load_train_images(cfg: Config):
 
 def save_supernet(net: SuperNet, cfg: Config, path: Path) -> None:
     """Save supernet weights with the model config and scale needed to rebuild it."""
-    checkpoint.atomic_save({"model_cfg": asdict(cfg.model), "scale": net.scale, "state": net.state_dict()}, path)
+    with reporting_full_disk(path):
+        checkpoint.atomic_save({"model_cfg": asdict(cfg.model), "scale": net.scale, "state": net.state_dict()}, path)
 
 
 def load_supernet(path: str | Path) -> SuperNet:

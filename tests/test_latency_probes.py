@@ -66,7 +66,7 @@ def test_round_trip_prices_what_the_build_prices(tmp_path):
     manifest = json.loads((kit / "manifest.json").read_text())
     lat = cfg.latency
     keys = catalogue(cfg.model, cfg.data.scale, (lat.lr_height, lat.lr_width), list(cfg.pruning.schemes), lat.rates,
-                     WidthRule.of(cfg.pruning), lat.granularity)
+                     WidthRule.of(cfg.pruning), lat.lut_granularity)
     assert len(manifest["probes"]) == len(lut_keys(cfg)) and set(keys) <= set(lut_keys(cfg))
     assert all((kit / p["file"]).is_file() for p in manifest["probes"] + [manifest["anchor"]])
 

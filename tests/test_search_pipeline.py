@@ -51,8 +51,8 @@ def test_run_end_to_end_and_skip_finished(tmp_path, capsys):
 
 
 def test_impossible_target_fails_before_search(tmp_path, capsys):
-    cfg = tiny_config(tmp_path, **{**TINY, "latency": {**TINY["latency"], "target": "0.0001ms"}})
+    cfg = tiny_config(tmp_path, **{**TINY, "latency": {**TINY["latency"], "target": "0.01ms"}})
     assert main(["run", "-c", str(cfg)]) == 2
     err = capsys.readouterr().err
-    assert "latency target 0.00 ms cannot be met" in err and "fastest candidate" in err and "Traceback" not in err
+    assert "latency target 0.01 ms cannot be met" in err and "fastest candidate" in err and "Traceback" not in err
     assert not (tmp_path / "runs" / "tiny" / "search" / "history.csv").exists()

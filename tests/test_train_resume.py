@@ -10,7 +10,6 @@ import torch
 
 from conftest import ROOT, tiny_config
 from supernet import checkpoint
-from supernet import train as supernet_train
 from supernet.config import load_config
 from supernet.train import StageExists, load_supernet, train_supernet
 
@@ -54,16 +53,16 @@ def test_resume_gives_the_same_weights_as_one_run(tmp_path, monkeypatch):
     one = load_config(tiny_config(tmp_path / "a"))
     train_supernet(one)
     two = load_config(tiny_config(tmp_path / "b"))
-    real_append = supernet_train._append_log
+    real_save = checkpoint.atomic_save
 
-    def crash_after_first_epoch(path, rows):
-        real_append(path, rows)
-        raise KeyboardInterrupt  # as if killed right after the step-3 checkpoint
+    def crash_after_first_epoch(obj, path):
+        real_save(obj, path)
+        raise KeyboardInterrupt  # as if killed right after the step-3 checkpoint (its log row is written first)
 
-    monkeypatch.setattr(supernet_train, "_append_log", crash_after_first_epoch)
+    monkeypatch.setattr(checkpoint, "atomic_save", crash_after_first_epoch)
     with pytest.raises(KeyboardInterrupt):
         train_supernet(two)
-    monkeypatch.setattr(supernet_train, "_append_log", real_append)
+    monkeypatch.setattr(checkpoint, "atomic_save", real_save)
     with pytest.raises(StageExists):
         train_supernet(two)
     train_supernet(two, resume=True)

@@ -1,0 +1,181 @@
+"""A full disk (an injected ENOSPC) during training, the LUT build, upscale and export: one line each (exit 2, no
+traceback), nothing half-written under a final name and no temporary file left, and the command run again after
+space was freed completes."""
+from __future__ import annotations
+
+import builtins
+import errno
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+
+import supernet.writes as writes
+from conftest import tiny_config
+from latency.lut import LUT
+from search.cli import main
+from supernet import checkpoint
+
+
+class _Full:
+    """A file whose next write stores ``room`` bytes of its data and then fails for want of space."""
+
+    def __init__(self, f, room: int):
+        self._f, self._room = f, room
+
+    def write(self, data):
+        self._f.write(data[:self._room])
+        self._f.flush()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return self._f.__exit__(*exc)
+
+
+class FullFrom:
+    """Stands in for ``open`` in supernet.writes: the ``n``-th file opened for writing (and every later one) runs
+    out of space part-way through its write."""
+
+    def __init__(self, n: int, room: int = 7):
+        self.n, self.room, self.opened = n, room, 0
+
+    def __call__(self, file, mode="r", *args, **kwargs):
+        f = builtins.open(file, mode, *args, **kwargs)
+        if any(c in mode for c in "wa"):
+            self.opened += 1
+            if self.opened >= self.n:
+                return _Full(f, self.room)
+        return f
+
+
+def _one_error_line(err: str) -> str:
+    assert "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if "error:" in ln]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def _files(folder) -> list[str]:
+    """The files of ``folder`` but its hidden ones (the run lock of a command writing there)."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def _no_tmp(folder) -> None:
+    assert not [p for p in folder.rglob("*.tmp")], list(folder.rglob("*.tmp"))
+
+
+def test_full_disk_while_training_keeps_the_last_checkpoint_and_resumes(tmp_path, capsys, monkeypatch):
+    cfg = tiny_config(tmp_path, train={"steps": 9, "epoch_steps": 3})
+    stage = tmp_path / "runs" / "tiny" / "supernet"
+    real_save, calls = torch.save, []
+
+    def save(obj, f, *a, **k):      # torch.save to a file name: the C++ writer fails without an errno
+        calls.append(f)
+        if len(calls) == 2:
+            with builtins.open(f, "wb") as out:
+                out.write(b"PK\x03\x04 half a checkpoint")
+            raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 1536 vs 1472")
+        return real_save(obj, f, *a, **k)
+
+    monkeypatch.setattr(torch, "save", save)
+    monkeypatch.setattr(writes, "_nearly_full", lambda folder: True)
+    assert main(["supernet", "train", "-c", str(cfg)]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert f"no space left on device writing {stage / 'checkpoint.pt'}" in line and "free some space" in line
+    _no_tmp(tmp_path)
+    assert checkpoint.load(stage / "checkpoint.pt")["step"] == 3 and not (stage / "supernet.pt").exists()
+    monkeypatch.setattr(torch, "save", real_save)           # space freed
+    assert main(["supernet", "train", "-c", str(cfg), "--resume"]) == 0
+    assert (stage / "supernet.pt").exists()
+    _no_tmp(tmp_path)
+
+
+def test_full_disk_during_the_lut_build_leaves_whole_rows_and_the_rebuild_completes(tmp_path, capsys, monkeypatch):
+    cfg = tiny_config(tmp_path, latency={"lr_height": 8, "lr_width": 8, "warmup": 0, "repeats": 1, "threads": 1,
+                                         "calib_samples": 0}, pruning={"schemes": ["none"]})
+    path = tmp_path / "runs" / "tiny" / "latency" / "lut-torch-cpu.csv"
+    monkeypatch.setattr(writes, "open", FullFrom(6), raising=False)    # the file, then 4 rows, then full
+    assert main(["latency", "build", "-c", str(cfg)]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert f"no space left on device writing {path}" in line
+    _no_tmp(tmp_path)
+    text = path.read_text()
+    assert text.endswith("\n")
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)   # no damaged row: the torn one was cut back off
+        warnings.filterwarnings("ignore", message=".*BUSY")
+        assert len(LUT.load(path)) == 4
+    monkeypatch.undo()
+    assert main(["latency", "build", "-c", str(cfg)]) == 0
+    lut = LUT.load(path)
+    assert len(lut) > 4 and len([ln for ln in path.read_text().splitlines() if not ln.startswith("#")]) == len(lut) + 1
+
+
+def test_full_disk_during_upscale_leaves_no_empty_png_and_the_rerun_writes_all(tmp_path, capsys, monkeypatch):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        iio.imwrite(frames / f"f{i}.png", (rng.random((12, 10, 3)) * 255).astype(np.uint8))
+    out = tmp_path / "up"
+    monkeypatch.setattr(writes, "open", FullFrom(2), raising=False)
+    assert main(["upscale", "bicubic", str(frames), "--out", str(out)]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert f"no space left on device writing {out / 'f1.png'}" in line and "1 of 3 frame(s) were written" in line
+    assert _files(out) == ["f0.png"]     # whole, and nothing under f1's or f2's name
+    assert iio.imread(out / "f0.png").shape == (24, 20, 3)
+    monkeypatch.undo()
+    assert main(["upscale", "bicubic", str(frames), "--out", str(out)]) == 0
+    assert _files(out) == ["f0.png", "f1.png", "f2.png"]
+    assert all(iio.imread(out / f"f{i}.png").shape == (24, 20, 3) for i in range(3))
+
+
+def test_full_disk_during_export_leaves_no_tmp_and_the_rerun_writes_both(tmp_path, capsys, monkeypatch):
+    from test_pruning_export import _stage3_model
+    cfg_path, model, _ = _stage3_model(tmp_path)
+    out = tmp_path / "X"
+    monkeypatch.setattr(writes, "open", FullFrom(2), raising=False)    # model.ts fits, model.onnx does not
+    assert main(["export", "-c", str(cfg_path), "--model", str(model), "--out", str(out)]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert f"no space left on device writing {out / 'model.onnx'}" in line
+    assert _files(out) == ["model.ts"]
+    torch.jit.load(str(out / "model.ts"))                              # whole
+    monkeypatch.undo()
+    assert main(["export", "-c", str(cfg_path), "--model", str(model), "--out", str(out)]) == 0
+    assert _files(out) == ["model.onnx", "model.ts"]
+
+
+@pytest.mark.parametrize("error, said", [
+    (OSError(errno.ENOSPC, "No space left on device", "/data/run/x.bin"), "no space left on device writing /data/run/x.bin"),
+    (OSError(errno.EDQUOT, "Disk quota exceeded"), "no space left on device"),
+    (RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file data/0: file "
+                  "write failed"), "writing a file failed (")])
+def test_a_full_disk_in_any_write_is_one_line(tmp_path, capsys, monkeypatch, error, said):
+    """A write no stage wrapped still ends in one line, not a traceback (the CLI's last handler)."""
+    import supernet.cli as supernet_cli
+    cfg = tiny_config(tmp_path)
+
+    def train(*a, **k):
+        raise error
+
+    monkeypatch.setattr(supernet_cli, "train_supernet", train)
+    assert main(["supernet", "train", "-c", str(cfg)]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert said in line and "free some space" in line
+
+
+def test_other_errors_are_not_taken_for_a_full_disk(tmp_path, monkeypatch):
+    import supernet.cli as supernet_cli
+    cfg = tiny_config(tmp_path)
+    monkeypatch.setattr(supernet_cli, "train_supernet", lambda *a, **k: (_ for _ in ()).throw(
+        OSError(errno.EIO, "Input/output error")))
+    with pytest.raises(OSError, match="Input/output"):
+        main(["supernet", "train", "-c", str(cfg)])
