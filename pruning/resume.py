@@ -9,7 +9,6 @@ from torch import nn
 
 from supernet import checkpoint
 from supernet.errors import UserError
-from supernet.writes import reporting_full_disk
 
 REGULARIZATION, FINETUNE = "regularization", "finetune"
 
@@ -57,8 +56,7 @@ class Progress:
         blob = {"signature": self.signature, "phase": phase, "step": step, "net": net.state_dict(),
                 "optimizer": optimizer.state_dict() if optimizer is not None else None,
                 "scheduler": scheduler.state_dict() if scheduler is not None else None, **extra}
-        with reporting_full_disk(self.path):
-            checkpoint.atomic_save(blob, self.path)
+        checkpoint.atomic_save(blob, self.path)
         self._last = time.monotonic()
 
     def phase(self, name: str, saved: dict | None, extra: Callable[[], dict] = dict) -> "Phase":

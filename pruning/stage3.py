@@ -20,7 +20,6 @@ from supernet.data import PatchSampler
 from supernet.errors import UserError
 from supernet.rep import fold_branches
 from supernet.train import load_train_images
-from supernet.writes import reporting_full_disk
 
 from .compaction import compact
 from .masks import Masks, Plan, apply_plan
@@ -123,8 +122,7 @@ def prune_to_target(cfg: Config, make_net: Callable[[], nn.Module], path: Sequen
                            checkpoint=qat_progress, grid=qat_grid, log=log)
         log(f"stage 3: quantization-aware fine-tune ({qat_steps} steps, {qat_grid} grid) took {time.time() - t0:.0f} s")
     done = record(cfg, net, path, masks, plan, timer, predicted, target_ms, candidate, qat_steps, qat_grid)
-    with reporting_full_disk(final):
-        done.save(final)
+    done.save(final)
     for f in (progress, qat_progress):   # the model file now holds everything the progress files did
         f.unlink(missing_ok=True)
     return done

@@ -22,7 +22,7 @@ import numpy as np
 from supernet.config import Config, parse_target, save_config
 from supernet.errors import UserError
 from supernet.rundir import RunDir
-from supernet.writes import atomic_write_text, reporting_full_disk, save_figure
+from supernet.writes import atomic_write_text, save_figure
 
 from .candidate import Candidate, Space, save_candidate
 from .constraints import Constraints
@@ -105,8 +105,7 @@ class FrontLoop(SearchLoop):
             return [self._front_pick(ti, p) for ti, p in props]
         model = fit_predictor(self.space, rows, cfg, cfg.seed * 100 + it)
         self.pred_dir.mkdir(parents=True, exist_ok=True)
-        with reporting_full_disk(self.pred_dir / f"iter_{it:03d}.pt"):
-            model.save(self.pred_dir / f"iter_{it:03d}.pt")
+        model.save(self.pred_dir / f"iter_{it:03d}.pt")
         X = np.stack([self.space.features(p.cand) for _, p in props])
         mu, sd = model.predict(X)
         gain = np.full(len(props), -np.inf)

@@ -20,7 +20,6 @@ from supernet.config import SearchConfig
 from supernet.distributed import DistInfo, broadcast_object
 from supernet.errors import UserError
 from supernet.progress import progress_bar
-from supernet.writes import reporting_full_disk
 
 from .candidate import Candidate, Space
 from .constraints import Constraints
@@ -89,8 +88,7 @@ class SearchLoop:
             return []
         model = fit_predictor(self.space, rows, self.cfg, seed=self.cfg.seed * 100 + it)
         self.pred_dir.mkdir(parents=True, exist_ok=True)
-        with reporting_full_disk(self.pred_dir / f"iter_{it:03d}.pt"):
-            model.save(self.pred_dir / f"iter_{it:03d}.pt")
+        model.save(self.pred_dir / f"iter_{it:03d}.pt")
         X = np.stack([self.space.features(p.cand) for p in pool])
         mu, sd = model.predict(X)
         best_f = max(float(r["psnr"]) for r in rows)

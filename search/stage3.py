@@ -34,7 +34,7 @@ from supernet.evaluate import evaluate, evaluate_bicubic
 from supernet.model import parse_path
 from supernet.train import load_supernet, load_train_images
 from supernet.runlock import lock_folder, run_lock
-from supernet.writes import atomic_write_text, reporting_full_disk
+from supernet.writes import atomic_write_text
 
 from .candidate import Candidate
 from .resolve import make_space, resolve_executor, resolve_target
@@ -193,8 +193,7 @@ def _prune_locked(args, cfg: Config) -> int:
     else:
         plan = {n: (args.scheme, args.rate) for n, _ in net.prunable()}
         pm = pruning.record(cfg, net, path, pruning.apply_plan(net, plan, cfg.pruning), plan, timer)
-        with reporting_full_disk(out / "pruned.pt"):
-            pm.save(out / "pruned.pt")
+        pm.save(out / "pruned.pt")
     with torch.no_grad():
         after = psnr(pm.net())
     ex = pm.executor

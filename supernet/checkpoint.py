@@ -17,17 +17,20 @@ from typing import Any, Sequence
 import torch
 
 from .errors import UserError
+from .writes import reporting_full_disk
 
 CONVERT = "srnas convert-model"
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """torch.save to a temporary file, then rename over ``path``."""
+    """torch.save to a temporary file, then rename over ``path``; a full disk is one DiskFull line naming it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        torch.save(obj, tmp)
+        # through a Python file object, a full disk raises OSError(ENOSPC) rather than torch's errno-less error
+        with reporting_full_disk(path), open(tmp, "wb") as f:
+            torch.save(obj, f)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

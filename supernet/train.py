@@ -23,7 +23,7 @@ from .errors import UserError
 from .evaluate import evaluate
 from .model import SuperNet, build_supernet
 from .progress import progress_bar
-from .writes import append_text, atomic_write_text, reporting_full_disk
+from .writes import append_text, atomic_write_text
 
 
 @dataclass
@@ -139,9 +139,8 @@ def train_loop(model: nn.Module, sampler: PatchSampler, recipe: Recipe, stage_di
                 # the log row first: a kill between the two leaves a row past the checkpoint, which the resume
                 # drops and writes again; the other order could leave a checkpoint whose row never gets written
                 _append_log(log_path, [{**base, **r} for r in rows])
-                with reporting_full_disk(ckpt_path):
-                    checkpoint.atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                            "scheduler": sched.state_dict(), "step": done}, ckpt_path)
+                checkpoint.atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                        "scheduler": sched.state_dict(), "step": done}, ckpt_path)
                 bar.write(f"step {done}: loss {base['loss']:.4f}, " + ", ".join(
                     f"{r.get('path', r.get('name', ''))} {r['psnr']:.2f} dB" for r in rows))
             losses = []
@@ -263,8 +262,7 @@ def load_train_images(cfg: Config):
 
 def save_supernet(net: SuperNet, cfg: Config, path: Path) -> None:
     """Save supernet weights with the model config and scale needed to rebuild it."""
-    with reporting_full_disk(path):
-        checkpoint.atomic_save({"model_cfg": asdict(cfg.model), "scale": net.scale, "state": net.state_dict()}, path)
+    checkpoint.atomic_save({"model_cfg": asdict(cfg.model), "scale": net.scale, "state": net.state_dict()}, path)
 
 
 def load_supernet(path: str | Path) -> SuperNet:
