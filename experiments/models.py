@@ -138,5 +138,5 @@ def load_model(spec: str, scale: int = 2, weights_dir: str | Path | None = None,
     # an INT8 form holds QAT-adapted float weights: its own precision is int8 (an INT8 executor quantizes it)
     int8 = spec in zoo.INT8
     return LoadedModel(spec, _torch_runner(module), scale, module, e.y_only, "int8" if int8 else "fp32",
-                       f"{e.config}, QAT" if int8 else e.config,
+                       f"{e.config}, {zoo.int8_method(spec, scale, weights_dir)}" if int8 else e.config,
                        info={"steps": zoo.trained_steps(spec, scale, weights_dir=weights_dir)})

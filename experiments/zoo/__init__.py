@@ -109,6 +109,13 @@ def trained_steps(name: str, scale: int, weights: str | Path | None = None,
     return int(checkpoint.load(path).get("steps", 0))
 
 
+def int8_method(name: str, scale: int, weights_dir: str | Path | None = None) -> str:
+    """How the shipped INT8 form of ``name`` got its weights: 'QAT', or 'PTQ' where its fp32 weights quantized
+    better (experiments/zoo/int8.py)."""
+    path = weights_path(name, scale, weights_dir)
+    return "QAT" if not path.exists() or checkpoint.load(path).get("qat_grid") else "PTQ"
+
+
 def load(name: str, scale: int, weights: str | Path | None = None, weights_dir: str | Path | None = None) -> nn.Module:
     """A zoo model with trained weights, in eval mode; bicubic needs none."""
     e = entry(name)
@@ -127,4 +134,4 @@ def load(name: str, scale: int, weights: str | Path | None = None, weights_dir: 
 
 
 __all__ = ["ZOO", "INT8", "SEARCHED", "ZooEntry", "YOnly", "rgb_to_y", "names", "entry", "build", "load", "trainable_core",
-           "weights_path", "export_state", "trained_steps", "WEIGHTS_DIR"]
+           "weights_path", "export_state", "trained_steps", "int8_method", "WEIGHTS_DIR"]
