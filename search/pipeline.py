@@ -39,10 +39,16 @@ def lr_hw(cfg: Config) -> tuple[int, int]:
 
 # ---- stage: LUT ---------------------------------------------------------------------------------
 def candidate_builder(cfg: Config):
-    """(path, plan) -> the compact pruned network (random weights) as the export runs it: what calibration times."""
+    """(path, plan) -> the compact pruned network (random weights) as the export runs it: what calibration times
+    ((path, plan, width) of an elastic space: the member of that depth and width)."""
     import pruning
+    from supernet.config import at_size
 
-    return lambda path, plan: pruning.pruned_path_net(cfg.model, cfg.data.scale, path, plan, cfg.pruning)
+    def build(path, plan, width: int = 0):
+        model = at_size(cfg.model, len(path), width) if width else cfg.model
+        return pruning.pruned_path_net(model, cfg.data.scale, path, plan, cfg.pruning)
+
+    return build
 
 
 def resolve_executor(cfg: Config, out_dir: Path | None = None) -> Config:
@@ -119,12 +125,12 @@ def resolve_target(cfg: Config, lat_model, out_dir: Path | None = None) -> Confi
 
 def fastest_dense_ms(cfg: Config, lat_model) -> float:
     """The LUT latency of the fastest unpruned path: what a relative target (0.85x) multiplies."""
-    return min(lat_model.predict(p, {}) for p in make_space(cfg).bounding_paths())
+    return min(lat_model.predict(p, {}, w) for p, w in make_space(cfg).bounding_archs())
 
 
 def make_constraints(cfg: Config, space: Space, lat_model) -> Constraints:
     """The validity rules of the config: latency target (LUT), MAC and parameter budgets."""
-    fn = (lambda path, plan: lat_model.predict(path, plan)) if lat_model is not None else None
+    fn = (lambda path, plan, width=0: lat_model.predict(path, plan, width)) if lat_model is not None else None
     return Constraints(space, cfg.latency.rates, fn, cfg.latency.target_ms, cfg.search.max_macs,
                        cfg.search.max_params, lr_hw(cfg))
 
