@@ -78,12 +78,12 @@ def resolve_executor(cfg: Config, out_dir: Path | None = None) -> Config:
 
 
 def reference_model(cfg: Config):
-    """The model section with concrete sizes (a list or auto still to be settled: 4 cells, a middle width)."""
-    from supernet.config import AUTO_FEATS, size_choices
+    """The model section with concrete sizes (a list or auto still to be settled, or an elastic space: 4 cells,
+    a middle width)."""
+    from supernet.config import at_size, widths
     m = cfg.model
-    feats = size_choices(m.n_feats, AUTO_FEATS)
-    return dataclasses.replace(m, n_cells=m.n_cells if isinstance(m.n_cells, int) else 4,
-                               n_feats=feats[len(feats) // 2])
+    feats = widths(m)
+    return at_size(m, m.n_cells if isinstance(m.n_cells, int) else 4, feats[len(feats) // 2])
 
 
 def lut_stage(cfg: Config, out_dir: Path, dist_info: DistInfo, build: bool = True):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -113,7 +114,7 @@ def test_a_sandwich_step_updates_the_weights_of_every_size():
     assert not torch.equal(before["cells.0.plain.body.0.bias"][:8], after["cells.0.plain.body.0.bias"][:8])
 
 
-def test_elastic_supernet_trains_saves_and_loads(tmp_path):
+def test_elastic_supernet_trains_saves_loads_and_evaluates(tmp_path, capsys):
     path = tiny_config(tmp_path, model={"n_cells": [1, 2], "n_feats": [4, 8], "blocks": ["plain", "wdsr_b"],
                                         "elastic": True},
                        train={"steps": 4, "epoch_steps": 2, "val_paths": 3, "threads": 1})
@@ -126,3 +127,10 @@ def test_elastic_supernet_trains_saves_and_loads(tmp_path):
     x = torch.rand(1, 3, 8, 8)
     with torch.no_grad():
         assert torch.allclose(net(x, ("plain",), 4), net.extract(("plain",), 4)(x), atol=1e-6)
+    # `srnas supernet eval` takes a member's width and samples members of every size
+    from search.cli import main
+    capsys.readouterr()
+    assert main(["supernet", "eval", "-c", str(path), "--datasets", "skimage", "--path", "plain,b", "--width", "4",
+                 "--sample", "3", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["model"] for r in rows][:2] == ["bicubic", "w4:plain-wdsr_b"] and len({r["model"] for r in rows}) == 5
