@@ -93,3 +93,21 @@ def test_an_elastic_lut_builds_and_prices_members(tmp_path, granularity):
     for path, plan, width in calibration_candidates(cfg, 6):
         assert len(path) in (1, 2) and width in (4, 8)
         assert model.predict(path, plan, width) > 0
+
+
+def test_cli_builds_calibrates_and_checks_an_elastic_lut(tmp_path, capsys):
+    """`srnas latency build` / `check` over an elastic space: calibration and check draw members of every size."""
+    import json
+
+    from search.cli import main
+    cfg_path = tiny_config(tmp_path, model={"n_cells": [1, 2], "n_feats": [4, 8], "blocks": ["plain", "wdsr_b"],
+                                            "elastic": True},
+                           latency={"lr_height": HW[0], "lr_width": HW[1], "warmup": 0, "repeats": 2, "threads": 1,
+                                    "calib_samples": 3, "granularity": "block"})
+    assert main(["latency", "build", "-c", str(cfg_path)]) == 0
+    capsys.readouterr()
+    assert main(["latency", "check", "-c", str(cfg_path), "--samples", "6", "--repeats", "2", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["n"] == 6 and res["calibration"]["n"] == 3
+    rows = (tmp_path / "runs" / "tiny" / "latency" / "check.csv").read_text().splitlines()[1:]
+    assert all(r.startswith(('"w4:', '"w8:')) for r in rows)
