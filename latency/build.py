@@ -206,8 +206,25 @@ def calibration_candidates(cfg: Config, samples: int | None = None, seed: int = 
     m = cfg.model
     templates = candidate_templates(m, cfg.data.scale)
     n = cfg.latency.calib_samples if samples is None else samples
-    return [random_candidate(rng, templates, depths(m) if m.elastic else m.n_cells, cfg.pruning.schemes,
-                             cfg.latency.rates, widths(m) if m.elastic else ()) for _ in range(n)]
+    cands = [random_candidate(rng, templates, depths(m) if m.elastic else m.n_cells, cfg.pruning.schemes,
+                              cfg.latency.rates, widths(m) if m.elastic else ()) for _ in range(n)]
+    if m.elastic:   # the fit spans the space: its smallest and largest dense members are timed too
+        cands[:2] = extreme_members(m, templates)[:len(cands[:2])]
+    return cands
+
+
+def extreme_members(model_cfg, templates: dict) -> list[tuple]:
+    """(path, plan, width) of an elastic space's smallest and largest dense members: the fewest cells of the
+    cheapest block at the narrowest width, the most cells of the costliest at the widest."""
+    from supernet.config import depths
+
+    def weights(block: str) -> int:
+        return sum(st.cin * st.cout * st.k * st.k // (st.cout if st.depthwise else 1)
+                   for st in templates[block] if st.op == "conv")
+
+    cheap, costly = min(templates, key=weights), max(templates, key=weights)
+    d, w = depths(model_cfg), widths(model_cfg)
+    return [((cheap,) * min(d), {}, min(w)), ((costly,) * max(d), {}, max(w))]
 
 
 def calibrate_lut(lut: LUT, cfg: Config, candidate_fn, samples: int, backend: str | None = None,

@@ -125,7 +125,12 @@ def resolve_target(cfg: Config, lat_model, out_dir: Path | None = None) -> Confi
 
 def fastest_dense_ms(cfg: Config, lat_model) -> float:
     """The LUT latency of the fastest unpruned path: what a relative target (0.85x) multiplies."""
-    return min(lat_model.predict(p, {}, w) for p, w in make_space(cfg).bounding_archs())
+    ms = min(lat_model.predict(p, {}, w) for p, w in make_space(cfg).bounding_archs())
+    if ms <= 0:
+        raise UserError(f"the LUT prices the fastest dense path at {ms:.2f} ms (its calibration: "
+                        f"{lat_model.lut.calibration}), so a relative latency target means nothing: rebuild the LUT's "
+                        f"calibration on a quiet machine (`srnas latency build --recalibrate`) or give targets in ms")
+    return ms
 
 
 def make_constraints(cfg: Config, space: Space, lat_model) -> Constraints:

@@ -90,9 +90,12 @@ def test_an_elastic_lut_builds_and_prices_members(tmp_path, granularity):
     cfg = _cfg(tmp_path, granularity, n_cells=[1, 2], n_feats=[4, 8])
     lut = build_lut(cfg, out=tmp_path / f"{granularity}.csv", progress=False)
     model = LatencyModel.for_config(lut, cfg)
-    for path, plan, width in calibration_candidates(cfg, 6):
+    cands = calibration_candidates(cfg, 6)
+    for path, plan, width in cands:
         assert len(path) in (1, 2) and width in (4, 8)
         assert model.predict(path, plan, width) > 0
+    # the calibration's fit spans the space: its smallest and largest dense members come first
+    assert cands[:2] == [(("plain",), {}, 4), (("wdsr_b",) * 2, {}, 8)]
 
 
 def test_cli_builds_calibrates_and_checks_an_elastic_lut(tmp_path, capsys):
