@@ -124,6 +124,11 @@ def test_elastic_supernet_trains_saves_loads_and_evaluates(tmp_path, capsys):
     assert "w8:" in log and "w4:" in log
     net = load_supernet(final)
     assert isinstance(net, ElasticSuperNet) and net.widths == [4, 8]
+    # the global skip stays bicubic while the paths share weights (a learnable one made every path equal)
+    fresh = build_supernet(net.cfg, 2)
+    assert torch.equal(net.skip.conv.weight, fresh.skip.conv.weight)
+    assert not torch.equal(net.state_dict()["tail.parametrizations.weight.original0"],
+                           fresh.state_dict()["tail.parametrizations.weight.original0"])
     x = torch.rand(1, 3, 8, 8)
     with torch.no_grad():
         assert torch.allclose(net(x, ("plain",), 4), net.extract(("plain",), 4)(x), atol=1e-6)
