@@ -244,7 +244,8 @@ def elastic_val_archs(net, n: int, seed: int) -> list:
 
 def _train_elastic(cfg: Config, net, sampler: PatchSampler, pairs, stage_dir: Path, dist_info: DistInfo,
                    resume: bool) -> None:
-    """Stage 0 of an elastic supernet: the sandwich rule with in-place distillation (BigNAS / OFA)."""
+    """Stage 0 of an elastic supernet: the sandwich rule (BigNAS / OFA), in-place distillation weighted by
+    train.distill (default 0: measured, it kept every member at bicubic; see TrainConfig.distill)."""
     from .elastic import arch_name
 
     d, t = cfg.data, cfg.train
