@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from supernet.config import Config
+from supernet.config import Config, depths, widths
 from supernet.progress import progress_bar
 from supernet.widths import WidthRule
 
 from .catalogue import OpKey, block_templates, catalogue, chain_probe, chained, op_inputs, op_module
-from .check import fit_calibration, measure_candidates, random_candidate
+from .check import candidate_templates, fit_calibration, measure_candidates, random_candidate
 from .deploy import make_runner
 from .fingerprint import fingerprint, fingerprint_diff
 from .lut import LUT, FingerprintMismatch, Row
@@ -128,7 +128,7 @@ def build_lut(cfg: Config, backend: str | None = None, out: str | Path | None = 
     lut = LUT.load(path, expected=fp)
     drift = load_drift(lut)
     if drift > DRIFT_WARN:  # (sub-millisecond anchors, tiny test inputs, are timer noise: not judged)
-        n = cfg.model.n_feats
+        n = anchor_width(cfg)
         warnings.warn(f"the anchor op ({n}->{n} 3x3 conv) ran {drift:.2f}x slower in the "
                       f"slowest build round than in the fastest: the machine's load changed during the build, "
                       f"so rows from different rounds disagree; rebuild {path} on a quiet machine", stacklevel=2)
@@ -173,22 +173,27 @@ def load_drift(lut: LUT) -> float:
     return max(anchors) / min(anchors) if anchors and min(anchors) >= 1.0 else 1.0
 
 
+def anchor_width(cfg: Config) -> int:
+    """The anchor op's width: the model's (the largest of an elastic space)."""
+    return max(widths(cfg.model))
+
+
 def anchor_key(cfg: Config) -> OpKey:
     """The op timed in every chunk to track load drift: a dense n_feats -> n_feats 3x3 conv."""
-    n = cfg.model.n_feats
+    n = anchor_width(cfg)
     return OpKey("conv", n, n, 3, cfg.latency.lr_height, cfg.latency.lr_width)
 
 
 def anchor_module(cfg: Config) -> torch.nn.Module:
     """The anchor op (anchor_key): an n_feats -> n_feats 3x3 conv, fixed seed."""
-    n = cfg.model.n_feats
+    n = anchor_width(cfg)
     torch.manual_seed(0)
     return torch.nn.Conv2d(n, n, 3, padding=1).eval()
 
 
 def make_anchor_runner(cfg: Config, backend: str):
     """A runner of the anchor op (its own input)."""
-    n = cfg.model.n_feats
+    n = anchor_width(cfg)
     return make_runner(anchor_module(cfg), [torch.rand(1, n, cfg.latency.lr_height, cfg.latency.lr_width)],
                        backend, cfg.latency.threads, cfg.latency.precision)
 
@@ -201,10 +206,26 @@ def op_shapes(key: OpKey, cfg: Config) -> list[tuple[int, ...]]:
 def calibration_candidates(cfg: Config, samples: int | None = None, seed: int = CALIB_SEED) -> list:
     """The random (path, plan) candidates calibration times (latency.calib_samples of them by default)."""
     rng = np.random.default_rng(seed)
-    templates = block_templates(cfg.model, cfg.data.scale)
+    m = cfg.model
+    templates = candidate_templates(m, cfg.data.scale)
     n = cfg.latency.calib_samples if samples is None else samples
-    return [random_candidate(rng, templates, cfg.model.n_cells, cfg.pruning.schemes, cfg.latency.rates)
-            for _ in range(n)]
+    cands = [random_candidate(rng, templates, depths(m) if m.elastic else m.n_cells, cfg.pruning.schemes,
+                              cfg.latency.rates, widths(m) if m.elastic else ()) for _ in range(n)]
+    if m.elastic:   # the fit spans the space: its smallest and largest dense members are timed too
+        cands[:2] = extreme_members(m, templates)[:len(cands[:2])]
+    return cands
+
+
+def extreme_members(model_cfg, templates: dict) -> list[tuple]:
+    """(path, plan, width) of an elastic space's smallest and largest dense members: the fewest cells of the
+    cheapest block at the narrowest width, the most cells of the costliest at the widest."""
+    def weights(block: str) -> int:
+        return sum(st.cin * st.cout * st.k * st.k // (st.cout if st.depthwise else 1)
+                   for st in templates[block] if st.op == "conv")
+
+    cheap, costly = min(templates, key=weights), max(templates, key=weights)
+    d, w = depths(model_cfg), widths(model_cfg)
+    return [((cheap,) * min(d), {}, min(w)), ((costly,) * max(d), {}, max(w))]
 
 
 def calibrate_lut(lut: LUT, cfg: Config, candidate_fn, samples: int, backend: str | None = None,
@@ -217,7 +238,7 @@ def calibrate_lut(lut: LUT, cfg: Config, candidate_fn, samples: int, backend: st
     lat = cfg.latency
     model = LatencyModel.for_config(lut, cfg, calibrate=False)
     cands = calibration_candidates(cfg, samples, seed)
-    raw = [model.raw(p, plan) for p, plan in cands]
+    raw = [model.raw(*c) for c in cands]
     times = measure_candidates(cands, candidate_fn, (lat.lr_height, lat.lr_width), backend, lat.threads,
                                warmup=1, repeats=lat.repeats, progress=progress, precision=lat.precision)
     cal = fit_calibration(raw, [t["median_ms"] for t in times])

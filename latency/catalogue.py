@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from supernet.blocks import BLOCKS, Block, ResidualBlock, fuse_weight_norm, is_depthwise
-from supernet.config import ModelConfig
+from supernet.config import ModelConfig, at_size, depths, widths
 from supernet.model import build_path_net, convs_of, make_skip
 from supernet.widths import DENSE, CellSpec, Chain, ConvSpec, WidthRule, normalise, zero_options
 
@@ -158,7 +158,8 @@ def op_inputs(key: OpKey, model_cfg: ModelConfig) -> list[tuple[int, ...]]:
     if key.op == "clamp":
         return [(1, 3, key.h * key.k, key.w * key.k)]
     if key.op.startswith("block_"):   # a residual block reads the trunk, a plain one its key's input width
-        return [(1, model_cfg.n_feats if BLOCKS[key.op[len("block_"):]].residual else key.cin, *hw)]
+        return [(1, probe_config(key, model_cfg).n_feats if BLOCKS[key.op[len("block_"):]].residual else key.cin,
+                 *hw)]
     return [(1, key.cin, *hw)] * (2 if key.op in ("add", "resadd") else 1)
 
 
@@ -180,8 +181,16 @@ def op_module(key: OpKey, model_cfg: ModelConfig, scale: int) -> tuple[nn.Module
     if key.op.startswith("skip_"):
         return make_skip(key.op[len("skip_"):], scale), shapes
     if key.op.startswith("block_"):
-        return block_at_widths(key.op[len("block_"):], (key.cin, key.cout), model_cfg, scale), shapes
+        return block_at_widths(key.op[len("block_"):], (key.cin, key.cout), probe_config(key, model_cfg), scale), shapes
     raise ValueError(f"no executor for op {key.op!r}")
+
+
+def probe_config(key: OpKey, model_cfg: ModelConfig) -> ModelConfig:
+    """The model a whole-block row's probe is built from: of an elastic space, the size at the row's trunk width
+    (``k`` of a residual block's row, see whole_block_key; a plain block's own widths are its key's)."""
+    if not model_cfg.elastic:
+        return model_cfg
+    return at_size(model_cfg, 1, key.k or key.cin)
 
 
 CHAIN = 5  # blocks in a chain probe: a block row is the chain's extra time over one block, per block
@@ -304,9 +313,10 @@ def block_keys(steps: list[Step], sets: list[tuple[set[int], set[int]]], h: int,
     return keys
 
 
-def whole_block_key(name: str, inner: Sequence[int], h: int, w: int) -> OpKey:
+def whole_block_key(name: str, inner: Sequence[int], h: int, w: int, trunk: int = 0) -> OpKey:
     """The row of a whole block by its key widths (row_widths: inner channel groups, or a plain block's
-    input and output).
+    input and output), and in an elastic space a residual block's trunk width (``trunk``, in the k column:
+    the inner widths alone do not say which trunk the block reads and writes; 0 = the config's one width).
 
     cin / cout hold the first and last of them. A block timed as one piece keeps what a
     runtime fuses inside it (ONNX Runtime fuses conv + ReLU and keeps its blocked layout
@@ -315,11 +325,16 @@ def whole_block_key(name: str, inner: Sequence[int], h: int, w: int) -> OpKey:
     if not 1 <= len(inner) <= 2:
         raise ValueError(f"block {name}: whole-block LUT rows need at most 2 varying widths, it has {len(inner)}; "
                          f"use latency.granularity: op")
-    return OpKey(f"block_{name}", inner[0], inner[-1], 0, h, w)
+    return OpKey(f"block_{name}", inner[0], inner[-1], trunk, h, w)
+
+
+def row_trunk(cell: CellSpec, n_feats: int, trunk_keys: bool) -> int:
+    """The trunk width a whole-block row of ``cell`` is keyed by: only residual blocks of an elastic space."""
+    return n_feats if trunk_keys and cell.residual else 0
 
 
 def whole_block_keys(name: str, steps: list[Step], sets: list[tuple[set[int], set[int]]], h: int,
-                     w: int) -> list[OpKey]:
+                     w: int, trunk: int = 0) -> list[OpKey]:
     """One block type's whole-block rows: the full grid of its key widths (bilinear off it).
 
     Unstructured and pattern zeros run dense, so only filter / block widths make rows.
@@ -329,7 +344,7 @@ def whole_block_keys(name: str, steps: list[Step], sets: list[tuple[set[int], se
         axes = [sorted(sets[first][1]) for first, _, _ in Chain.block(cell.convs).groups()]
     else:
         axes = [sorted(sets[0][0]), sorted(sets[-1][1])]
-    return [whole_block_key(name, ws, h, w) for ws in itertools.product(*axes)]
+    return [whole_block_key(name, ws, h, w, trunk) for ws in itertools.product(*axes)]
 
 
 def catalogue(model_cfg: ModelConfig, scale: int, lr_hw: tuple[int, int], schemes: list[str],
@@ -338,8 +353,19 @@ def catalogue(model_cfg: ModelConfig, scale: int, lr_hw: tuple[int, int], scheme
 
     ``granularity`` "op" times every conv, ReLU and add of a block on its own; "block"
     times each block type whole at every width pruning can leave it. The head and tail
-    are timed op by op at every width their neighbours can leave them.
+    are timed op by op at every width their neighbours can leave them. An elastic space
+    (model.elastic) needs all of that at each of its widths.
     """
+    if model_cfg.elastic:
+        keys = [k for n in widths(model_cfg) for k in _catalogue(at_size(model_cfg, max(depths(model_cfg)), n), scale,
+                                                                lr_hw, schemes, rates, rule, granularity, True)]
+        return list(dict.fromkeys(keys))
+    return _catalogue(model_cfg, scale, lr_hw, schemes, rates, rule, granularity, False)
+
+
+def _catalogue(model_cfg: ModelConfig, scale: int, lr_hw: tuple[int, int], schemes: list[str], rates: list[float],
+               rule: WidthRule, granularity: str, trunk_keys: bool) -> list[OpKey]:
+    """The keys of one fixed-size model (``trunk_keys``: key residual block rows by its width, see row_trunk)."""
     h, w = lr_hw
     sets = width_sets(model_cfg, scale, schemes, rates, rule)
     head, tail = end_templates(model_cfg, scale)
@@ -348,7 +374,8 @@ def catalogue(model_cfg: ModelConfig, scale: int, lr_hw: tuple[int, int], scheme
     others = zero_options(schemes, rates)
     for name, steps in block_templates(model_cfg, scale).items():
         if granularity == "block":
-            keys += whole_block_keys(name, steps, sets[name], h, w)
+            keys += whole_block_keys(name, steps, sets[name], h, w,
+                                     row_trunk(cell_spec(steps), model_cfg.n_feats, trunk_keys))
         else:
             keys += block_keys(steps, sets[name], h, w, others)
     seen, out = set(), []

@@ -18,13 +18,16 @@ from .deploy import make_runner
 from .model import LatencyModel, Plan
 from .timing import time_steady
 
-CandidateFn = Callable[[Sequence[str], Plan], nn.Module]
+CandidateFn = Callable[..., nn.Module]   # (path, plan) -> module; (path, plan, width) in an elastic space
 
 
-def random_candidate(rng: np.random.Generator, templates: dict, n_cells: int, schemes: Sequence[str],
-                     rates: Sequence[float]) -> tuple[tuple[str, ...], Plan]:
-    """A random path and per-layer plan (mixed blocks, schemes and nonzero grid rates)."""
+def random_candidate(rng: np.random.Generator, templates: dict, n_cells: int | Sequence[int], schemes: Sequence[str],
+                     rates: Sequence[float], widths: Sequence[int] = ()) -> tuple:
+    """A random path and per-layer plan (mixed blocks, schemes and nonzero grid rates): (path, plan); of an
+    elastic space (``n_cells`` and ``widths`` list its depths and widths) a random depth, and (path, plan, width)."""
     blocks = sorted(templates)
+    if not isinstance(n_cells, int):
+        n_cells = int(n_cells[int(rng.integers(len(n_cells)))])
     path = tuple(blocks[i] for i in rng.integers(0, len(blocks), n_cells))
     nonzero = [r for r in rates if r > 0] or [0.0]
     plan: Plan = {}
@@ -33,10 +36,12 @@ def random_candidate(rng: np.random.Generator, templates: dict, n_cells: int, sc
             if st.op == "conv":
                 s = str(schemes[rng.integers(0, len(schemes))])
                 plan[f"body.{i}.{st.name}"] = (s, 0.0 if s == "none" else float(nonzero[rng.integers(0, len(nonzero))]))
+    if widths:
+        return path, plan, int(widths[int(rng.integers(len(widths)))])
     return path, plan
 
 
-def measure_candidates(cands: Sequence[tuple[tuple[str, ...], Plan]], candidate_fn: CandidateFn,
+def measure_candidates(cands: Sequence[tuple], candidate_fn: CandidateFn,
                        lr_hw: tuple[int, int], backend: str, threads: int, warmup: int = 1, repeats: int = 5,
                        chunk: int = 5, progress: bool = True, precision: str = "fp32", passes: int = 2) -> list[dict]:
     """End-to-end timings of whole candidates in one executor, interleaved a chunk at a time.
@@ -69,17 +74,31 @@ def measure_candidates(cands: Sequence[tuple[tuple[str, ...], Plan]], candidate_
     return best_of
 
 
+def candidate_templates(model_cfg, scale: int) -> dict:
+    """The block templates random candidates are drawn from (conv names do not depend on the width)."""
+    from supernet.config import at_size, depths, widths
+
+    if model_cfg.elastic:
+        model_cfg = at_size(model_cfg, max(depths(model_cfg)), max(widths(model_cfg)))
+    return block_templates(model_cfg, scale)
+
+
 def fit_calibration(raw: Sequence[float], measured: Sequence[float]) -> dict:
     """End-to-end calibration of the op sum, robust to a noisy sample: a proportional scale (the median
     ratio measured / op sum) or an offset (the median difference), whichever fits the sample better.
 
     Op rows timed alone each pay their runtime's fixed costs, so the op sum overshoots in
     proportion to the op count; whole-block rows are chain shares that already exclude them, and
-    what the network's ends add is one constant.
+    what the network's ends add is one constant. An offset that would price a sampled network at or
+    below zero is not taken.
     """
     r, m = np.asarray(raw, dtype=float), np.asarray(measured, dtype=float)
     ratios = m / r
     fits = {"scale": (float(np.median(ratios)), 0.0), "offset": (1.0, float(np.median(m - r)))}
+    if not (r + fits["offset"][1] > 0).all():
+        # an offset that prices a timed network at or below zero would price the smallest members of the space
+        # below zero too (an elastic smoke run on a loaded machine fitted -5.6 ms against a 5.1 ms member)
+        del fits["offset"]
     err = {form: float(np.median(np.abs(s * r + o - m) / m)) for form, (s, o) in fits.items()}
     form = min(err, key=err.get)
     scale, offset = fits[form]
@@ -119,15 +138,19 @@ def scatter_plot(pred: Sequence[float], meas: Sequence[float], path: Path, title
     return path
 
 
-def run_check(model: LatencyModel, candidate_fn: CandidateFn, n_cells: int, schemes: Sequence[str],
+def run_check(model: LatencyModel, candidate_fn: CandidateFn, n_cells: int | Sequence[int], schemes: Sequence[str],
               rates: Sequence[float], samples: int, backend: str, threads: int, out_dir: Path, seed: int = 0,
-              warmup: int = 1, repeats: int = 5, progress: bool = True, precision: str = "fp32") -> dict:
-    """Predict and measure ``samples`` random candidates; write CSV + PNG into out_dir; return figures."""
+              warmup: int = 1, repeats: int = 5, progress: bool = True, precision: str = "fp32",
+              widths: Sequence[int] = ()) -> dict:
+    """Predict and measure ``samples`` random candidates; write CSV + PNG into out_dir; return figures.
+
+    Of an elastic space (``widths``, and ``n_cells`` listing the depths) each candidate draws its depth and width.
+    """
     rng = np.random.default_rng(seed)
-    templates = block_templates(model.cfg, model.scale)
-    cands = [random_candidate(rng, templates, n_cells, schemes, rates) for _ in range(samples)]
-    pred = [model.predict(p, plan) for p, plan in cands]
-    raw = [model.raw(p, plan) for p, plan in cands]
+    templates = candidate_templates(model.cfg, model.scale)
+    cands = [random_candidate(rng, templates, n_cells, schemes, rates, widths) for _ in range(samples)]
+    pred = [model.predict(*c) for c in cands]
+    raw = [model.raw(*c) for c in cands]
     times = measure_candidates(cands, candidate_fn, (model.h, model.w), backend, threads, warmup, repeats,
                                progress=progress, precision=precision)
     meas = [t["median_ms"] for t in times]
@@ -137,8 +160,8 @@ def run_check(model: LatencyModel, candidate_fn: CandidateFn, n_cells: int, sche
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / "check.csv", "w") as f:
         f.write("path,plan,predicted_ms,op_sum_ms,measured_ms,iqr_ms\n")
-        for (p, plan), pr, rw, t in zip(cands, pred, raw, times):
-            f.write(f"\"{','.join(p)}\",\"{json.dumps(plan).replace(chr(34), chr(39))}\",{pr:.3f},{rw:.3f},"
+        for (p, plan, *width), pr, rw, t in zip(cands, pred, raw, times):
+            f.write(f"\"{''.join(f'w{n}:' for n in width)}{','.join(p)}\",\"{json.dumps(plan).replace(chr(34), chr(39))}\",{pr:.3f},{rw:.3f},"
                     f"{t['median_ms']:.3f},{t['iqr_ms']:.3f}\n")
     title = (f"{backend} {model.w}x{model.h} n={res['n']}: within10={res['within_10']:.2f} "
              f"rho={res['spearman']:.3f}")

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from supernet.config import Config, ModelConfig
+from supernet.config import Config, ModelConfig, at_size, depths, widths
 from supernet.errors import UserError
 from supernet.widths import DENSE, WIDTH_SCHEMES, Chain, WidthRule, normalise
 
-from .catalogue import (OpKey, Step, block_templates, cell_spec, conv_key, end_templates, fixed_keys, row_widths,
-                        specs, whole_block_key)
+from .catalogue import (OpKey, Step, block_templates, cell_spec, conv_key, end_templates, fixed_keys, row_trunk,
+                        row_widths, specs, whole_block_key)
 from .lut import LUT
 
 Plan = Mapping[str, tuple[str, float]]
@@ -32,8 +32,9 @@ class LatencyModel:
 
     def __init__(self, lut: LUT, model_cfg: ModelConfig, scale: int, lr_hw: tuple[int, int],
                  rates: Sequence[float] | None = None, calibrate: bool = True, rule: WidthRule = WidthRule(),
-                 schemes: Sequence[str] | None = None):
+                 schemes: Sequence[str] | None = None, trunk_keys: bool = False):
         self.lut, self.cfg, self.scale, self.rule = lut, model_cfg, scale, rule
+        self.trunk_keys = trunk_keys   # one width of an elastic space: residual block rows carry it (row_trunk)
         self.schemes = sorted(set(schemes) if schemes is not None else
                               {k.scheme for k in lut.rows if k.op in ("conv", "dwconv")} | set(WIDTH_SCHEMES))
         self.whole = {k.op[len("block_"):] for k in lut.rows if k.op.startswith("block_")}
@@ -53,9 +54,13 @@ class LatencyModel:
             self.ops_ms(self.tail, [(c.cin, c.cout) for c in self.tail_convs])   # at full width
 
     @classmethod
-    def for_config(cls, lut: LUT, cfg: Config, calibrate: bool = True) -> "LatencyModel":
-        """The latency model of a run config: its model, scale, LR size, rate grid and block geometry."""
+    def for_config(cls, lut: LUT, cfg: Config, calibrate: bool = True) -> "LatencyModel | ElasticLatencyModel":
+        """The latency model of a run config: its model, scale, LR size, rate grid and block geometry (an
+        ElasticLatencyModel where model.elastic)."""
         lat = cfg.latency
+        if cfg.model.elastic:
+            return ElasticLatencyModel(lut, cfg.model, cfg.data.scale, (lat.lr_height, lat.lr_width), rates=lat.rates,
+                                       calibrate=calibrate, rule=WidthRule.of(cfg.pruning), schemes=cfg.pruning.schemes)
         return cls(lut, cfg.model, cfg.data.scale, (lat.lr_height, lat.lr_width), rates=lat.rates,
                    calibrate=calibrate, rule=WidthRule.of(cfg.pruning), schemes=cfg.pruning.schemes)
 
@@ -83,8 +88,11 @@ class LatencyModel:
             j += n
         return total
 
-    def predict(self, path: Sequence[str], plan: Plan | None = None) -> float:
-        """Predicted end-to-end latency in ms (head, blocks, tail, skip, shuffle and adds)."""
+    def predict(self, path: Sequence[str], plan: Plan | None = None, width: int = 0) -> float:
+        """Predicted end-to-end latency in ms (head, blocks, tail, skip, shuffle and adds); ``width``, if given,
+        must be the model's own."""
+        if width and width != self.cfg.n_feats:
+            raise UserError(f"this latency model prices width {self.cfg.n_feats}, not {width}")
         return self.cal_scale * self.raw(path, plan) + self.cal_offset
 
     def block_ms(self, block: str, layers: tuple[tuple[str, float], ...]) -> float:
@@ -97,7 +105,9 @@ class LatencyModel:
         ck = (block, layers, widths)
         if ck not in self._cache:
             if block in self.whole:
-                key = whole_block_key(block, row_widths(self.cells[block], widths), self.h, self.w)
+                cell = self.cells[block]
+                key = whole_block_key(block, row_widths(cell, widths), self.h, self.w,
+                                      row_trunk(cell, self.cfg.n_feats, self.trunk_keys))
                 self._cache[ck] = self.lut.ms(key)
             else:
                 self._cache[ck] = self.ops_ms(self.templates[block], widths, layers)
@@ -189,3 +199,33 @@ class LatencyModel:
         while n < limit and self.fastest_ms(n + 1) <= target_ms:
             n += 1
         return n
+
+
+class ElasticLatencyModel:
+    """The latency of an elastic space: one LatencyModel per width over the one LUT, the path's d cells summed at
+    its width (the head, tail and upsampler rows of that width, chained as for a fixed size)."""
+
+    def __init__(self, lut: LUT, model_cfg: ModelConfig, scale: int, lr_hw: tuple[int, int],
+                 rates: Sequence[float] | None = None, calibrate: bool = True, rule: WidthRule = WidthRule(),
+                 schemes: Sequence[str] | None = None):
+        self.lut, self.cfg, self.scale, self.rule = lut, model_cfg, scale, rule
+        deepest = max(depths(model_cfg))
+        self.models = {n: LatencyModel(lut, at_size(model_cfg, deepest, n), scale, lr_hw, rates, calibrate, rule,
+                                       schemes, trunk_keys=True) for n in widths(model_cfg)}
+        first = next(iter(self.models.values()))
+        self.h, self.w, self.rates, self.schemes = first.h, first.w, first.rates, first.schemes
+        self.cal_scale, self.cal_offset = first.cal_scale, first.cal_offset
+
+    def at(self, width: int) -> LatencyModel:
+        """The latency model of one width (what stage 3 of a member of that width uses)."""
+        if width not in self.models:
+            raise UserError(f"width {width} is not one of the elastic space's widths {sorted(self.models)}")
+        return self.models[width]
+
+    def raw(self, path: Sequence[str], plan: Plan | None = None, width: int = 0) -> float:
+        """Uncalibrated sum of the LUT rows of the candidate's ops at ``width``."""
+        return self.at(width).raw(path, plan)
+
+    def predict(self, path: Sequence[str], plan: Plan | None = None, width: int = 0) -> float:
+        """Predicted end-to-end latency in ms of ``path`` at ``width``."""
+        return self.at(width).predict(path, plan)

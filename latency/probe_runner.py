@@ -308,7 +308,8 @@ def time_whole_nets(kit: Path, out: Path, spec: dict, backend: str, precision: s
         runners = [make_runner(kit / n["file"], probe_inputs(n["shapes"], cache, rng), backend, precision, threads)
                    for n in part]
         for n, (med, iqr, k) in zip(part, time_interleaved(runners, spec["warmup"], spec["repeats"], seed=start)):
-            results.append({"path": n["path"], "plan": n["plan"], "median_ms": med, "iqr_ms": iqr, "n": k})
+            results.append({"path": n["path"], "plan": n["plan"], **({"width": n["width"]} if "width" in n else {}),
+                            "median_ms": med, "iqr_ms": iqr, "n": k})
         log(f"  whole nets [{start + len(part)}/{len(nets)}]")
     with open(out, "a", newline="") as f:
         f.write(WHOLE_NETS + json.dumps(results) + "\n")

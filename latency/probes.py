@@ -112,10 +112,11 @@ def write_whole_nets(cfg: Config, out: Path, candidate_fn: CandidateFn, progress
     nets = []
     cands = calibration_candidates(cfg)
     bar = progress_bar(total=len(cands), desc="whole nets", unit="net", disable=not progress)
-    for i, (path, plan) in enumerate(cands):
-        f = write_probe(candidate_fn(path, plan), [shape], out / f"net-{i:02d}.onnx", lat.backend, lat.precision)
+    for i, (path, plan, *width) in enumerate(cands):
+        f = write_probe(candidate_fn(path, plan, *width), [shape], out / f"net-{i:02d}.onnx", lat.backend,
+                        lat.precision)
         nets.append({"file": f.name, "path": list(path), "plan": {k: list(v) for k, v in plan.items()},
-                     "shapes": [list(shape)]})
+                     "shapes": [list(shape)], **({"width": width[0]} if width else {})})
         bar.update(1)
     bar.close()
     return {"nets": nets, "warmup": 1, "repeats": lat.repeats, "chunk": NET_CHUNK}
@@ -131,7 +132,8 @@ def kit_calibration(lut: LUT, cfg: Config, src: str | Path) -> dict | None:
         return None
     nets = json.loads(line[len(WHOLE_NETS):])
     model = LatencyModel.for_config(lut, cfg, calibrate=False)
-    raw = [model.raw(tuple(n["path"]), {k: (v[0], float(v[1])) for k, v in n["plan"].items()}) for n in nets]
+    raw = [model.raw(tuple(n["path"]), {k: (v[0], float(v[1])) for k, v in n["plan"].items()},
+                     *([n["width"]] if n.get("width") else [])) for n in nets]
     return fit_calibration(raw, [n["median_ms"] for n in nets]) if nets else None
 
 

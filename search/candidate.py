@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 import yaml
 
-from supernet.config import ModelConfig
+from supernet.config import ModelConfig, at_size, depths, widths
 from supernet.errors import UserError
 from supernet.model import cell_specs, path_chain
 from supernet.widths import DENSE, WIDTH_SCHEMES, ConvSpec, WidthRule, kept, normalise
@@ -24,7 +24,8 @@ Slot = ConvSpec   # one prunable conv of a block type: its name inside the block
 
 @dataclass(frozen=True)
 class Candidate:
-    """A path (one block per cell), a scheme per prunable layer of that path, and one rate.
+    """A path (one block per cell), a scheme per prunable layer of that path, and one rate; of an elastic space
+    also its width (its depth is the path's length).
 
     ``schemes[i]`` lists the schemes of cell i's layers in the block's slot order. The
     rate is the stage-2 choice: one grid rate for every layer whose scheme is not "none",
@@ -34,14 +35,20 @@ class Candidate:
     path: tuple[str, ...]
     schemes: tuple[tuple[str, ...], ...]
     rate: float = 0.0
+    width: int = 0          # an elastic space's member width; 0: the one width of a fixed-size space
 
     def key(self) -> str:
-        """Identity for de-duplication: path and schemes (the rate follows from them)."""
-        return "|".join(f"{b}:{','.join(s)}" for b, s in zip(self.path, self.schemes))
+        """Identity for de-duplication: width, path and schemes (the rate follows from them)."""
+        body = "|".join(f"{b}:{','.join(s)}" for b, s in zip(self.path, self.schemes))
+        return f"w{self.width}/{body}" if self.width else body
 
     def with_rate(self, rate: float) -> "Candidate":
         """The same architecture and schemes at another rate."""
-        return Candidate(self.path, self.schemes, float(rate))
+        return dataclasses.replace(self, rate=float(rate))
+
+    def dense(self) -> "Candidate":
+        """The same network unpruned (every scheme none, rate 0)."""
+        return dataclasses.replace(self, schemes=tuple(("none",) * len(s) for s in self.schemes), rate=0.0)
 
     def scheme_map(self, space: "Space") -> dict[str, str]:
         """Prunable layer name -> scheme."""
@@ -52,14 +59,16 @@ class Candidate:
         return {name: (s, self.rate if s != "none" else 0.0) for name, s in self.scheme_map(space).items()}
 
     def to_dict(self) -> dict:
-        """Plain form for YAML/JSON."""
-        return {"path": list(self.path), "schemes": [list(s) for s in self.schemes], "rate": self.rate}
+        """Plain form for YAML/JSON (a width only where the space is elastic)."""
+        out = {"path": list(self.path), "schemes": [list(s) for s in self.schemes], "rate": self.rate}
+        return {**out, "width": self.width} if self.width else out
 
     @staticmethod
     def from_dict(d: dict) -> "Candidate":
         """Inverse of to_dict."""
         try:
-            return Candidate(tuple(d["path"]), tuple(tuple(s) for s in d["schemes"]), float(d.get("rate", 0.0)))
+            return Candidate(tuple(d["path"]), tuple(tuple(s) for s in d["schemes"]), float(d.get("rate", 0.0)),
+                             int(d.get("width", 0)))
         except (KeyError, TypeError) as e:
             raise UserError(f"not a candidate mapping ({e}); expected keys path, schemes, rate") from None
 
@@ -88,17 +97,25 @@ def load_candidate(path: str | Path) -> Candidate:
 
 
 class Space:
-    """The search space: N cells x K blocks, and the schemes each block's layers may take."""
+    """The search space: N cells x K blocks, and the schemes each block's layers may take; an elastic one
+    (model.elastic) also each candidate's depth (1..N of its listed cell counts) and width."""
 
     def __init__(self, model_cfg: ModelConfig, schemes: Sequence[str], scale: int, rule: WidthRule = WidthRule()):
         self.model_cfg, self.scale, self.rule = model_cfg, scale, rule
         self.blocks = list(model_cfg.blocks)
-        self.n_cells = model_cfg.n_cells
+        self.elastic = model_cfg.elastic
+        self.depths, self.widths = (depths(model_cfg), widths(model_cfg)) if self.elastic else ([], [])
+        self.n_cells = max(self.depths) if self.elastic else model_cfg.n_cells
         self.schemes = list(schemes) or ["none"]
         if "none" not in self.schemes:
             self.schemes = ["none"] + self.schemes
-        self.cells = cell_specs(model_cfg)
+        self._cells = {w: cell_specs(at_size(model_cfg, 1, w)) for w in self.widths}
+        self.cells = self._cells[max(self.widths)] if self.elastic else cell_specs(model_cfg)
         self.slots: dict[str, list[Slot]] = {b: list(self.cells[b].convs) for b in self.blocks}
+
+    def model_of(self, cand: Candidate) -> ModelConfig:
+        """The model section of a candidate's network: of an elastic space, the member of its depth and width."""
+        return at_size(self.model_cfg, len(cand.path), cand.width) if self.elastic else self.model_cfg
 
     def allowed(self, slot: Slot) -> list[str]:
         """Schemes that make sense for a layer: pattern pruning needs kernels larger than 1x1, and block
@@ -114,12 +131,13 @@ class Space:
     def dim(self) -> int:
         """Length of the binary encoding."""
         per_cell = len(self.blocks) + sum(len(v) for v in self.slots.values()) * len(self.schemes)
-        return self.n_cells * per_cell
+        return self.n_cells * per_cell + len(self.widths)
 
     def encode(self, cand: Candidate) -> np.ndarray:
         """Fixed-length binary vector: per cell a one-hot block, then a one-hot scheme per layer slot of
-        every block type (zeros for the blocks not chosen)."""
-        out = []
+        every block type (zeros for the blocks not chosen); of an elastic space a one-hot width first, and
+        zeros for the cells past the candidate's depth."""
+        out = [1.0 if w == cand.width else 0.0 for w in self.widths]
         S = len(self.schemes)
         for b, sch in zip(cand.path, cand.schemes):
             out.extend(1.0 if x == b else 0.0 for x in self.blocks)
@@ -129,6 +147,7 @@ class Space:
                     if bb == b:
                         v[self.schemes.index(sch[j])] = 1.0
                     out.extend(v)
+        out.extend([0.0] * (self.dim - len(out)))
         return np.asarray(out, dtype=np.float32)
 
     def features(self, cand: Candidate) -> np.ndarray:
@@ -137,24 +156,38 @@ class Space:
 
         Costs generalise where a one-hot encoding cannot: with 32 evaluations, the quick config's predictor
         ranked 24 held-out candidates at Kendall tau 0.75 from these (mean of 3 seeds) and 0.34 from ``encode``.
+        An elastic space adds the depth and width relative to the largest (block shares are of the path's cells).
         """
-        counts = [sum(b == x for b in cand.path) / self.n_cells for x in self.blocks]
+        counts = [sum(b == x for b in cand.path) / max(len(cand.path), 1) for x in self.blocks]
         layers = [s for c in cand.schemes for s in c]
         shares = [cand.rate * sum(s == x for s in layers) / max(len(layers), 1) for x in self.schemes]
         macs, params = self.cost(cand, (1, 1))   # MACs scale with the pixels: one pixel ranks the same
         ref_macs, ref_params = self._dense_ref
-        return np.asarray(counts + shares + [cand.rate, macs / ref_macs, params / ref_params], dtype=np.float32)
+        size = [len(cand.path) / self.n_cells, cand.width / max(self.widths)] if self.elastic else []
+        return np.asarray(counts + shares + [cand.rate, macs / ref_macs, params / ref_params] + size,
+                          dtype=np.float32)
 
     @functools.cached_property
     def _dense_ref(self) -> tuple[float, float]:
+        width = max(self.widths) if self.elastic else 0
         costs = [self.cost(Candidate((b,) * self.n_cells, tuple(("none",) * len(self.slots[b]) for _ in
-                                                                 range(self.n_cells))), (1, 1)) for b in self.blocks]
+                                                                 range(self.n_cells)), 0.0, width), (1, 1))
+                 for b in self.blocks]
         return max(c[0] for c in costs), max(c[1] for c in costs)
 
     def check(self, cand: Candidate) -> Candidate:
         """Raise UserError if a candidate does not fit this space."""
-        if len(cand.path) != self.n_cells or len(cand.schemes) != self.n_cells:
-            raise UserError(f"candidate {cand.key()} has {len(cand.path)} cells; the space has {self.n_cells}")
+        if self.elastic:
+            if len(cand.path) not in self.depths or len(cand.schemes) != len(cand.path):
+                raise UserError(f"candidate {cand.key()} has {len(cand.path)} cells; the elastic space allows "
+                                f"{self.depths}")
+            if cand.width not in self.widths:
+                raise UserError(f"candidate {cand.key()} has width {cand.width}; the elastic space allows "
+                                f"{self.widths}")
+        elif cand.width or len(cand.path) != self.n_cells or len(cand.schemes) != self.n_cells:
+            raise UserError(f"candidate {cand.key()} has {len(cand.path)} cells"
+                            f"{f' and width {cand.width}' if cand.width else ''}; the space has {self.n_cells} "
+                            f"cells of one width")
         for b, sch in zip(cand.path, cand.schemes):
             if b not in self.slots:
                 raise UserError(f"candidate block {b!r} is not one of {self.blocks}")
@@ -164,7 +197,13 @@ class Space:
         return cand
 
     def random(self, rng: np.random.Generator) -> Candidate:
-        """A uniformly random path with random schemes (rate 0; the constraints choose it)."""
+        """A uniformly random path with random schemes (rate 0; the constraints choose it); of an elastic space
+        a uniformly drawn depth and width first."""
+        if self.elastic:
+            depth = int(self.depths[int(rng.integers(len(self.depths)))])
+            width = int(self.widths[int(rng.integers(len(self.widths)))])
+            path = tuple(self.blocks[i] for i in rng.integers(len(self.blocks), size=depth))
+            return Candidate(path, tuple(self._random_schemes(b, rng) for b in path), 0.0, width)
         path = tuple(self.blocks[i] for i in rng.integers(len(self.blocks), size=self.n_cells))
         return Candidate(path, tuple(self._random_schemes(b, rng) for b in path))
 
@@ -176,13 +215,25 @@ class Space:
         return tuple(out)
 
     def mutate(self, cand: Candidate, rng: np.random.Generator) -> Candidate:
-        """Change one cell's block (its layers get random schemes) or one layer's scheme."""
+        """Change one cell's block (its layers get random schemes) or one layer's scheme; of an elastic space
+        also the depth (drop the last cells, or add cells of random blocks, to the next listed depth) or the
+        width (one step of the list)."""
         path, schemes = list(cand.path), [list(s) for s in cand.schemes]
         n_layers = sum(len(s) for s in schemes)
-        # pick among all single edits uniformly: (K-1) block changes per cell, one scheme change per layer
-        n_block_moves = self.n_cells if len(self.blocks) > 1 else 0
-        if rng.random() < n_block_moves / max(1, n_block_moves + n_layers):
-            i = int(rng.integers(self.n_cells))
+        # pick among all single edits uniformly: (K-1) block changes per cell, one scheme change per layer,
+        # one move per neighbouring depth and width
+        n_block_moves = len(path) if len(self.blocks) > 1 else 0
+        sizes = self._size_moves(cand) if self.elastic else []
+        pick = rng.random() * (n_block_moves + n_layers + len(sizes))
+        if pick >= n_block_moves + n_layers:
+            kind, value = sizes[min(int(pick - n_block_moves - n_layers), len(sizes) - 1)]
+            if kind == "width":
+                return dataclasses.replace(cand, width=value, rate=0.0)
+            extra = tuple(self.blocks[i] for i in rng.integers(len(self.blocks), size=max(0, value - len(path))))
+            return Candidate(tuple(path[:value]) + extra, tuple(tuple(s) for s in schemes[:value])
+                             + tuple(self._random_schemes(b, rng) for b in extra), 0.0, cand.width)
+        if pick < n_block_moves:
+            i = int(rng.integers(len(path)))
             others = [b for b in self.blocks if b != path[i]]
             path[i] = others[int(rng.integers(len(others)))]
             schemes[i] = list(self._random_schemes(path[i], rng))
@@ -192,14 +243,31 @@ class Space:
             others = [s for s in self.allowed(self.slots[path[i]][j]) if s != schemes[i][j]]
             if others:
                 schemes[i][j] = others[int(rng.integers(len(others)))]
-        return Candidate(tuple(path), tuple(tuple(s) for s in schemes))
+        return Candidate(tuple(path), tuple(tuple(s) for s in schemes), 0.0, cand.width)
 
-    def bounding_paths(self) -> list[tuple[str, ...]]:
+    def _size_moves(self, cand: Candidate) -> list[tuple[str, int]]:
+        """An elastic candidate's neighbouring sizes: the next listed depth down and up, the next width down and up."""
+        out = []
+        for kind, values, now in (("depth", self.depths, len(cand.path)), ("width", self.widths, cand.width)):
+            i = values.index(now)
+            out += [(kind, values[j]) for j in (i - 1, i + 1) if 0 <= j < len(values)]
+        return out
+
+    def bounding_paths(self, n_cells: int | None = None) -> list[tuple[str, ...]]:
         """The paths to price when looking for the fastest: all of them up to 256, else the homogeneous ones
         (too many to enumerate: they bound the cheapest block choice)."""
-        if len(self.blocks) ** self.n_cells <= 256:
-            return list(itertools.product(self.blocks, repeat=self.n_cells))
-        return [(b,) * self.n_cells for b in self.blocks]
+        n = self.n_cells if n_cells is None else n_cells
+        if len(self.blocks) ** n <= 256:
+            return list(itertools.product(self.blocks, repeat=n))
+        return [(b,) * n for b in self.blocks]
+
+    def bounding_archs(self) -> list[tuple[tuple[str, ...], int]]:
+        """(path, width) pairs that bound the fastest network: the bounding paths (width 0) of a fixed-size
+        space; of an elastic one those of its fewest cells at every width (every cell adds time, but a
+        narrower conv is not always faster on every executor)."""
+        if not self.elastic:
+            return [(p, 0) for p in self.bounding_paths()]
+        return [(p, w) for w in self.widths for p in self.bounding_paths(min(self.depths))]
 
     def fastest_schemes(self, path: Sequence[str]) -> dict[str, str]:
         """A scheme map that prunes every layer (unstructured first: it applies everywhere)."""
@@ -226,7 +294,8 @@ class Space:
         k_skip = {"bicubic_conv": 5, "conv": 3}.get(self.model_cfg.skip, 0)
         params = (3 * c_up * k_skip * k_skip + c_up) if k_skip else 0
         macs = 3 * c_up * k_skip * k_skip * h * w
-        chain = path_chain(self.model_cfg, self.scale, cand.path, self.cells)
+        chain = path_chain(self.model_of(cand), self.scale, cand.path,
+                           self._cells[cand.width] if self.elastic else self.cells)
         plan = cand.plan(self)
         layers = [normalise(*plan.get(c.name, DENSE)) for c in chain.convs]
         rule = dataclasses.replace(self.rule, multiple=1)   # padding carries no weights

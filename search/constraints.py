@@ -18,7 +18,7 @@ except ImportError:  # pragma: no cover - only while latency is not installed
     class MissingRow(UserError, KeyError):
         """A latency the LUT cannot give."""
 
-LatencyFn = Callable[[tuple, Plan], float]   # (path, plan) -> predicted end-to-end ms
+LatencyFn = Callable[..., float]   # (path, plan) -> predicted end-to-end ms; (path, plan, width) of an elastic space
 
 
 class Constraints:
@@ -38,7 +38,9 @@ class Constraints:
         lat = float("nan")
         if self.latency_fn:
             try:
-                lat = float(self.latency_fn(cand.path, cand.plan(self.space)))
+                plan = cand.plan(self.space)
+                lat = float(self.latency_fn(cand.path, plan, cand.width) if cand.width else
+                            self.latency_fn(cand.path, plan))
             except MissingRow as e:
                 # a candidate the LUT cannot price is treated as invalid (never as fast)
                 if str(e) not in self.missing:
@@ -62,7 +64,7 @@ class Constraints:
         prunes = any(s != "none" for c in cand.schemes for s in c)
         for r in (self.rates if prunes else [0.0]):
             # at rate 0 the schemes prune nothing: one key for the dense path, so it is evaluated once
-            c = cand.with_rate(r) if r > 0 else Candidate(cand.path, tuple(("none",) * len(s) for s in cand.schemes))
+            c = cand.with_rate(r) if r > 0 else cand.dense()
             m = self.measures(c)
             if self.ok(m):
                 return c, m
@@ -73,11 +75,11 @@ class Constraints:
         sp = self.space
         best = (float("inf"), None)
         top = max(self.rates)
-        for path in sp.bounding_paths():
+        for path, width in sp.bounding_archs():
             for scheme in sp.schemes:  # "none" too: pruned executors are not always faster than dense
                 schemes = tuple(tuple(scheme if scheme in sp.allowed(sl) else sp.fastest_schemes(path)[f"body.{i}.{sl.name}"]
                                       for sl in sp.slots[b]) for i, b in enumerate(path))
-                c = Candidate(path, schemes, top if scheme != "none" else 0.0)
+                c = Candidate(path, schemes, top if scheme != "none" else 0.0, width)
                 m = self.measures(c)
                 if m["lat_pred_ms"] < best[0]:
                     best = (m["lat_pred_ms"], c)
@@ -91,6 +93,7 @@ class Constraints:
         if ms > self.target_ms:
             raise InfeasibleTarget(
                 f"latency target {self.target_ms:.2f} ms cannot be met: the fastest candidate in this space "
-                f"({'-'.join(cand.path)}, every layer pruned at rate {cand.rate:g}, {self.space.n_cells} cells) "
+                f"({'-'.join(cand.path)}{f' at width {cand.width}' if cand.width else ''}, every layer pruned at rate "
+                f"{cand.rate:g}, {len(cand.path)} cells) "
                 f"takes {ms:.2f} ms by the LUT at {self.lr_hw[0]}x{self.lr_hw[1]}; raise latency.target to at "
                 f"least {ms:.2f}, lower model.n_cells / n_feats, or add higher rates to latency.rates")

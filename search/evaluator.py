@@ -28,6 +28,11 @@ def center_crop_pairs(pairs: list[Pair], hr_side: int, scale: int) -> list[Pair]
     return out
 
 
+def member_net(supernet: SuperNet, cand: Candidate) -> SRNet:
+    """The standalone network of a candidate's path (of an elastic supernet: at the candidate's width)."""
+    return supernet.extract(cand.path, cand.width) if cand.width else supernet.extract(cand.path)
+
+
 class Evaluator:
     """Callable candidate -> {"psnr"}: the real evaluation of stage 2."""
 
@@ -39,7 +44,7 @@ class Evaluator:
     def build(self, cand: Candidate, steps: int | None = None, lr: float | None = None) -> tuple[SRNet, object]:
         """The pruned, fine-tuned network of a candidate and its masks."""
         torch.manual_seed(self.cfg.search.seed)
-        net = self.supernet.extract(cand.path).to(self.device)
+        net = member_net(self.supernet, cand).to(self.device)
         masks = apply_plan(net, cand.plan(self.space), self.cfg.pruning)
         steps = self.cfg.search.eval_steps if steps is None else steps
         # every candidate sees the same batches, so PSNR differences come from the candidate

@@ -11,7 +11,7 @@ from latency.build import build_lut, calibrate_lut, default_lut_path, load_lut
 from latency.fingerprint import BACKENDS, FIELDS
 from latency.importer import import_csv
 from latency.lut import LUTFingerprintWarning
-from supernet.config import config_of
+from supernet.config import config_of, depths, widths
 from supernet.runlock import lock_folder, run_lock
 
 from .pipeline import candidate_builder, resolve_executor
@@ -97,9 +97,11 @@ def _check(args) -> int:
     for w in caught:
         print(f"warning: {w.message}")
     model = LatencyModel.for_config(lut, cfg, calibrate=not args.no_calibration)
-    res = run_check(model, candidate_builder(cfg), cfg.model.n_cells, cfg.pruning.schemes, lat.rates,
-                    args.samples, backend, lat.threads, path.parent, seed=args.seed, warmup=args.warmup,
-                    repeats=args.repeats, progress=not args.json, precision=lat.precision)
+    m = cfg.model
+    res = run_check(model, candidate_builder(cfg), depths(m) if m.elastic else m.n_cells, cfg.pruning.schemes,
+                    lat.rates, args.samples, backend, lat.threads, path.parent, seed=args.seed, warmup=args.warmup,
+                    repeats=args.repeats, progress=not args.json, precision=lat.precision,
+                    widths=widths(m) if m.elastic else ())
     res["calibration"] = lut.calibration if not args.no_calibration else None
     if args.json:
         print(json.dumps(res))

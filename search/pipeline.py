@@ -15,7 +15,7 @@ import torch
 
 import latency
 import pruning
-from supernet.config import Config, save_config
+from supernet.config import Config, at_size, save_config
 from supernet.data import PatchSampler, load_images, make_pairs
 from supernet.distributed import DistInfo, barrier, init_distributed
 from supernet.errors import UserError
@@ -35,8 +35,13 @@ from .stage3 import stage3, timer_for
 
 # ---- stage: LUT ---------------------------------------------------------------------------------
 def candidate_builder(cfg: Config):
-    """(path, plan) -> the compact pruned network (random weights) as the export runs it: what calibration times."""
-    return lambda path, plan: pruning.pruned_path_net(cfg.model, cfg.data.scale, path, plan, cfg.pruning)
+    """(path, plan) -> the compact pruned network (random weights) as the export runs it: what calibration times
+    ((path, plan, width) of an elastic space: the member of that depth and width)."""
+    def build(path, plan, width: int = 0):
+        model = at_size(cfg.model, len(path), width) if width else cfg.model
+        return pruning.pruned_path_net(model, cfg.data.scale, path, plan, cfg.pruning)
+
+    return build
 
 
 def lut_stage(cfg: Config, out_dir: Path, dist_info: DistInfo, build: bool = True):
@@ -58,7 +63,7 @@ def lut_stage(cfg: Config, out_dir: Path, dist_info: DistInfo, build: bool = Tru
 
 def make_constraints(cfg: Config, space: Space, lat_model) -> Constraints:
     """The validity rules of the config: latency target (LUT), MAC and parameter budgets."""
-    fn = (lambda path, plan: lat_model.predict(path, plan)) if lat_model is not None else None
+    fn = (lambda path, plan, width=0: lat_model.predict(path, plan, width)) if lat_model is not None else None
     return Constraints(space, cfg.latency.rates, fn, cfg.latency.target_ms, cfg.search.max_macs,
                        cfg.search.max_params, lr_hw(cfg))
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from latency.auto import auto_candidates, choose_executor, executor_summary, reference_nets
 from latency.runtimes.registry import check_executor
-from supernet.config import AUTO_FEATS, Config, size_choices
+from supernet.config import Config, at_size, widths
+from supernet.errors import UserError
 from supernet.widths import WidthRule
 
 from .candidate import Space
@@ -52,11 +53,11 @@ def resolve_executor(cfg: Config, out_dir: Path | None = None) -> Config:
 
 
 def reference_model(cfg: Config):
-    """The model section with concrete sizes (a list or auto still to be settled: 4 cells, a middle width)."""
+    """The model section with concrete sizes (a list or auto still to be settled, or an elastic space: 4 cells,
+    a middle width)."""
     m = cfg.model
-    feats = size_choices(m.n_feats, AUTO_FEATS)
-    return dataclasses.replace(m, n_cells=m.n_cells if isinstance(m.n_cells, int) else 4,
-                               n_feats=feats[len(feats) // 2])
+    feats = widths(m)
+    return at_size(m, m.n_cells if isinstance(m.n_cells, int) else 4, feats[len(feats) // 2])
 
 
 def resolve_target(cfg: Config, lat_model, out_dir: Path | None = None) -> Config:
@@ -79,4 +80,9 @@ def resolve_target(cfg: Config, lat_model, out_dir: Path | None = None) -> Confi
 
 def fastest_dense_ms(cfg: Config, lat_model) -> float:
     """The LUT latency of the fastest unpruned path: what a relative target (0.85x) multiplies."""
-    return min(lat_model.predict(p, {}) for p in make_space(cfg).bounding_paths())
+    ms = min(lat_model.predict(p, {}, w) for p, w in make_space(cfg).bounding_archs())
+    if ms <= 0:
+        raise UserError(f"the LUT prices the fastest dense path at {ms:.2f} ms (its calibration: "
+                        f"{lat_model.lut.calibration}), so a relative latency target means nothing: rebuild the LUT's "
+                        f"calibration on a quiet machine (`srnas latency build --recalibrate`) or give targets in ms")
+    return ms

@@ -35,10 +35,11 @@ def size_table(cfg: Config, lut_path: Path) -> list[dict]:
 
 
 def resolve_size(cfg: Config, out_dir: Path, main: bool = True) -> Config:
-    """The config with concrete model.n_cells and n_feats; a list or auto is settled once per run (size.json)."""
+    """The config with concrete model.n_cells and n_feats; a list or auto is settled once per run (size.json),
+    unless the supernet is elastic."""
     m = cfg.model
-    if isinstance(m.n_cells, int) and isinstance(m.n_feats, int):
-        return cfg
+    if m.elastic or (isinstance(m.n_cells, int) and isinstance(m.n_feats, int)):
+        return cfg   # an elastic space keeps its lists: every candidate picks its own depth and width
     run = cfg.run(out_dir)
     chosen = None
     if main:

@@ -30,13 +30,15 @@ from supernet.blocks import fuse_weight_norm
 from supernet.config import Config, ModelConfig, build_section, config_of
 from supernet.data import load_images, lr_crops, make_pairs
 from supernet.errors import UserError
+from supernet.elastic import is_elastic
 from supernet.evaluate import evaluate, evaluate_bicubic
 from supernet.model import parse_path
-from supernet.train import load_supernet, load_train_images
 from supernet.runlock import lock_folder, run_lock
+from supernet.train import load_supernet, load_train_images
 from supernet.writes import atomic_write_text
 
 from .candidate import Candidate
+from .evaluator import member_net
 from .resolve import make_space, resolve_executor, resolve_target
 from .results import Stage3Result
 
@@ -76,6 +78,10 @@ def stage3(cfg: Config, out_dir: Path, winner: Candidate, lat_model, supernet: P
         print(f"stage 3: {run.final} exists; skipping pruning and export")
         return done
     target = cfg.latency.target_ms
+    if winner.width:
+        # a member of an elastic space: pruning, QAT and export see only the fixed-size network it is
+        cfg = dataclasses.replace(cfg, model=make_space(cfg).model_of(winner))
+        lat_model = lat_model.at(winner.width) if lat_model is not None else None
     latency_fn = (lambda plan: lat_model.predict(winner.path, plan)) if lat_model is not None else None
     foreign = lat_model is not None and is_foreign(lat_model.lut, cfg)
     space = make_space(cfg)
@@ -85,7 +91,7 @@ def stage3(cfg: Config, out_dir: Path, winner: Candidate, lat_model, supernet: P
         # with the space's fastest scheme per layer (only as far as the measurement asks: relax_to_target)
         schemes = space.fastest_schemes(winner.path)
     pm = pruning.prune_to_target(
-        cfg, lambda: load_supernet(supernet or run.supernet).extract(winner.path), winner.path, schemes, sdir,
+        cfg, lambda: member_net(load_supernet(supernet or run.supernet), winner), winner.path, schemes, sdir,
         timer_for(cfg, foreign), latency_fn, target, candidate=winner.to_dict(), qat_grid=qat_grid())
     compact = pm.compact()
     files = pruning.export_model(compact, run.export_dir, lr_hw=tuple(pm.lr_hw), channels_last=pm.layout == "nhwc")
@@ -156,6 +162,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-c", "--config", required=True)
     p.add_argument("--model", help="supernet weights (default <run>/supernet/supernet.pt) or a pruned.pt")
     p.add_argument("--path", help="architecture, e.g. wdsr_b,wdsr_b,wdsr_a,wdsr_b (needed with supernet weights)")
+    p.add_argument("--width", type=int, default=0,
+                   help="an elastic supernet's member width (default its largest; the depth is the path's length)")
     p.add_argument("--scheme", default="filter", help="scheme for every prunable layer (default filter)")
     p.add_argument("--rate", type=float, default=0.5, help="rate for every layer (fixed mode)")
     p.add_argument("--reweighted", action="store_true",
@@ -174,8 +182,8 @@ def _prune(args) -> int:
 
 
 def _prune_locked(args, cfg: Config) -> int:
-    cfg = resolve_executor(cfg)
-    net, path, cfg = _load_net(cfg, args.model, args.path)
+    space_cfg = resolve_executor(cfg)
+    net, path, cfg = _load_net(space_cfg, args.model, args.path, args.width)
     s = cfg.data.scale
     pairs = make_pairs(load_images(cfg.data.val, "val", data_root=cfg.data.data_root), s)
     psnr = lambda m: evaluate(lambda x: m(x), pairs, s, ssim=False)["psnr"]  # noqa: E731
@@ -185,7 +193,7 @@ def _prune_locked(args, cfg: Config) -> int:
     timer = timer_for(cfg)
     target = 0.0
     if args.reweighted:
-        lat_model = _lut_model(cfg)
+        lat_model = _lut_model(space_cfg, cfg.model.n_feats)
         target = _target(cfg, args.target_ms, lat_model)
         latency_fn = _latency_fn(cfg, net, path, lat_model, timer, args.config) if target > 0 else None
         pm = pruning.prune_to_target(cfg, lambda: net, path, args.scheme, out, timer, latency_fn, target,
@@ -209,8 +217,10 @@ def _prune_locked(args, cfg: Config) -> int:
     return 0
 
 
-def _load_net(cfg: Config, model: str | None, path_text: str | None) -> tuple[nn.Module, tuple[str, ...], Config]:
-    """(fused net, path, config with the net's model section) from supernet weights + path, or a pruned.pt."""
+def _load_net(cfg: Config, model: str | None, path_text: str | None,
+              width: int = 0) -> tuple[nn.Module, tuple[str, ...], Config]:
+    """(fused net, path, config with the net's model section) from supernet weights + path (+ width, of an
+    elastic supernet), or a pruned.pt."""
     f = Path(model) if model else cfg.run().supernet
     if not f.exists():
         raise UserError(f"no model at {f}: train a supernet (`srnas supernet train -c CONFIG`) or pass --model")
@@ -222,18 +232,25 @@ def _load_net(cfg: Config, model: str | None, path_text: str | None) -> tuple[nn
         if not path_text:
             raise UserError("--path is required with supernet weights, e.g. --path wdsr_b,wdsr_b,wdsr_a,wdsr_b")
         sn = load_supernet(f)
-        path = sn.check_path(parse_path(path_text, sn.block_names))
-        mcfg, scale, net = sn.cfg, sn.scale, sn.extract(path)
+        if is_elastic(sn):
+            path, width = sn.check_arch(parse_path(path_text, sn.block_names), width or max(sn.widths))
+            mcfg, scale, net = sn.path_config(len(path), width), sn.scale, sn.extract(path, width)
+        else:
+            path = sn.check_path(parse_path(path_text, sn.block_names))
+            mcfg, scale, net = sn.cfg, sn.scale, sn.extract(path)
     if scale != cfg.data.scale:
         raise UserError(f"{f} upscales x{scale} but the config says data.scale {cfg.data.scale}")
     # the net's own model section rules: LUT rows, MACs and the model file describe this net
     return fuse_weight_norm(net), path, dataclasses.replace(cfg, model=mcfg)
 
 
-def _lut_model(cfg: Config):
-    """The LatencyModel of the config's LUT, or None when there is no LUT yet."""
+def _lut_model(cfg: Config, width: int = 0):
+    """The LatencyModel of the config's LUT (of an elastic space: that of ``width``), or None without a LUT yet."""
     path = latency.default_lut_path(cfg)
-    return latency.LatencyModel.for_config(latency.load_lut(cfg, path), cfg) if path.exists() else None
+    if not path.exists():
+        return None
+    model = latency.LatencyModel.for_config(latency.load_lut(cfg, path), cfg)
+    return model.at(width) if cfg.model.elastic else model
 
 
 def _target(cfg: Config, target_ms: float, lat_model) -> float:

@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
-from .rep import has_branches, rep_conv
+from .rep import has_branches, own_class, rep_conv
 
 BLOCKS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -134,5 +134,5 @@ def fuse_weight_norm(module: nn.Module) -> nn.Module:
     """
     for m in module.modules():
         if parametrize.is_parametrized(m, "weight") and not has_branches(m):
-            parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+            parametrize.remove_parametrizations(own_class(m), "weight", leave_parametrized=True)
     return module

@@ -11,6 +11,7 @@ import torch
 from .config import config_of
 from .data import load_images, make_pairs
 from .evaluate import evaluate, evaluate_bicubic
+from .elastic import arch_name, is_elastic
 from .model import parse_path
 from .runlock import run_lock
 from .train import load_supernet, path_name, train_supernet
@@ -40,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--weights", help="supernet weights file (default: <run>/supernet/supernet.pt)")
     e.add_argument("--path", action="append", default=[],
                    help="a path, e.g. wdsr_a,wdsr_b,... or a,b,... (repeatable)")
+    e.add_argument("--width", type=int, default=0, help="an elastic supernet's width for --path (default largest)")
     e.add_argument("--sample", type=int, default=0, help="also evaluate this many random paths")
     e.add_argument("--datasets", default="", help="comma-separated names or folders (default: data.benchmarks)")
     e.add_argument("--seed", type=int, default=0)
@@ -61,12 +63,19 @@ def _eval(args) -> int:
         from .errors import UserError
         raise UserError(f"no supernet weights at {weights}: run `srnas supernet train -c {args.config}` first")
     net = load_supernet(weights)
-    paths = [net.check_path(parse_path(p, net.block_names)) for p in args.path]
+    elastic = is_elastic(net)
+    if elastic:   # a path is (blocks, width): run and named as such
+        paths = [net.check_arch(parse_path(p, net.block_names), args.width or max(net.widths)) for p in args.path]
+        space = len(net.widths) * sum(len(net.block_names) ** d for d in net.depths)
+        draw = net.random_arch
+    else:
+        paths = [net.check_path(parse_path(p, net.block_names)) for p in args.path]
+        space = len(net.block_names) ** net.n_cells
+        draw = net.random_path
     rng = np.random.default_rng(args.seed)
     wanted = len(paths) + (args.sample if args.sample or paths else 8)
-    space = len(net.block_names) ** net.n_cells
     while len(paths) < wanted and len(set(paths)) < space:  # distinct paths, as many as the space holds
-        p = net.random_path(rng)
+        p = draw(rng)
         if p not in paths:
             paths.append(p)
     datasets = [d for d in args.datasets.split(",") if d] or cfg.data.benchmarks
@@ -78,8 +87,9 @@ def _eval(args) -> int:
         rows.append({"dataset": ds, "model": "bicubic", **base, "gain_db": 0.0})
         for p in paths:
             with torch.no_grad():
-                r = evaluate(lambda x, p=p: net(x, p), pairs, s)
-            rows.append({"dataset": ds, "model": path_name(p), **r, "gain_db": r["psnr"] - base["psnr"]})
+                r = evaluate(lambda x, p=p: net(x, *p) if elastic else net(x, p), pairs, s)
+            rows.append({"dataset": ds, "model": arch_name(p) if elastic else path_name(p), **r,
+                         "gain_db": r["psnr"] - base["psnr"]})
     if args.json:
         print(json.dumps(rows, indent=1))
     else:

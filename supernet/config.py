@@ -58,6 +58,9 @@ class ModelConfig:
     clamp: bool = False                   # clip the output to [0, 1] (ABPN)
     rep: Literal["none", "ecb"] = "none"  # training-time branches of the plain cells' 3x3 conv (ECBSR's 1x1-3x3,
                                           # Sobel, Laplacian, identity), folded into the conv before QAT and export
+    elastic: bool = False                 # true: n_cells and n_feats list the depths and widths of ONE supernet
+                                          # (weights at the largest, narrower paths take the first channels), and
+                                          # every candidate picks its own depth and width (supernet.elastic)
 
 
 @dataclass
@@ -73,6 +76,12 @@ class TrainConfig:
     val_paths: int = 4                    # fixed paths validated every epoch
     threads: int = 0                      # torch threads of supernet / zoo training; 0 = the process default
     qat_steps: int = 300                  # quantization-aware fine-tune steps (the zoo's INT8 ABPN)
+    sandwich_random: int = 2              # elastic supernet: random paths per step beside the largest and smallest
+    distill: float = 0.0                  # elastic supernet: weight of the largest path's output (in-place
+                                          # distillation) against the HR patch in the other paths' loss; from
+                                          # step 0 any weight tried (1, 0.5, 0.2) left every member within 0.05
+                                          # dB of bicubic after 300 steps (the shared zero-started tail stays at
+                                          # zero when the members must agree); 0: +1.0-1.6 dB (Set5)
 
 
 @dataclass
@@ -317,14 +326,35 @@ def size_choices(value: int | list[int] | str, auto: list[int]) -> list[int]:
     return sorted(set(auto if value == "auto" else value if isinstance(value, list) else [value]))
 
 
+def depths(m: ModelConfig) -> list[int]:
+    """The cell counts a model section allows, ascending (one for a fixed-size supernet)."""
+    return size_choices(m.n_cells, AUTO_CELLS)
+
+
+def widths(m: ModelConfig) -> list[int]:
+    """The feature widths a model section allows, ascending (one for a fixed-size supernet)."""
+    return size_choices(m.n_feats, AUTO_FEATS)
+
+
+def at_size(m: ModelConfig, n_cells: int, n_feats: int) -> ModelConfig:
+    """The model section of one fixed-size network (not elastic): what a path net of that depth and width is."""
+    return dataclasses.replace(m, n_cells=int(n_cells), n_feats=int(n_feats), elastic=False)
+
+
 def size_problems(cfg: Config) -> list[str]:
-    """n_cells / n_feats: positive numbers; a list or auto needs an absolute target to size against."""
+    """n_cells / n_feats: positive numbers; a list or auto needs an absolute target to size against, unless the
+    supernet is elastic (then the lists are its space: no auto, the search picks per candidate)."""
     out = []
     for key, auto in (("n_cells", AUTO_CELLS), ("n_feats", AUTO_FEATS)):
         value = getattr(cfg.model, key)
         choices = size_choices(value, auto)
-        if not choices or min(choices) < 1:
+        if cfg.model.elastic and value == "auto":
+            out.append(f"model.{key}: an elastic supernet needs its {key[2:]} listed (e.g. "
+                       f"{'[1, 2, 4, 6, 8, 10]' if key == 'n_cells' else '[8, 16, 24, 32, 48]'}), not auto")
+        elif not choices or min(choices) < 1:
             out.append(f"model.{key}: {value!r} must be a positive number, a list of them, or auto")
+        elif cfg.model.elastic:
+            continue
         elif not isinstance(value, int) and cfg.latency.target_ms <= 0:
             out.append(f"model.{key}: {value!r} is chosen from the LUT against the latency target, so it needs an "
                        f"absolute latency.target (e.g. 50ms), not {cfg.latency.target or 'none'}")
@@ -347,8 +377,11 @@ def range_problems(cfg: Config) -> list[str]:
                         "latency.warmup latency.calib_samples pruning.reg_lambda pruning.reg_steps "
                         "pruning.finetune_steps search.iterations search.eval_steps search.eval_batch "
                         "search.val_crop search.max_macs search.max_params search.threads search.ucb_beta "
-                        "train.qat_steps", 0.0, strict=False)
+                        "train.qat_steps train.sandwich_random", 0.0, strict=False)
     _positive(out, cfg, "pruning.channel_multiple", 1, strict=False)
+    if not 0.0 <= cfg.train.distill <= 1.0:
+        out.append(f"train.distill: {cfg.train.distill:g} must be in [0, 1] (1: the smaller paths learn the largest "
+                   f"path's output only, 0: the HR patch only)")
     if 0 < cfg.train.lr < cfg.train.lr_min:
         out.append(f"train.lr_min ({cfg.train.lr_min:g}) must not exceed train.lr ({cfg.train.lr:g})")
     if not cfg.model.blocks:

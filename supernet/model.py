@@ -264,5 +264,8 @@ def path_chain(cfg: ModelConfig, scale: int, path: Sequence[str],
 
 
 def build_supernet(cfg: ModelConfig, scale: int) -> SuperNet:
-    """Construct a SuperNet from the model section of a config."""
+    """Construct a SuperNet from the model section of a config (an ElasticSuperNet where model.elastic)."""
+    if cfg.elastic:
+        from .elastic import ElasticSuperNet   # here: elastic builds on this module
+        return ElasticSuperNet(cfg, scale)
     return SuperNet(cfg, scale)

@@ -52,9 +52,21 @@ def has_branches(module: nn.Module) -> bool:
         isinstance(p, EdgeBranches) for p in module.parametrizations.weight)
 
 
+def own_class(module: nn.Module) -> nn.Module:
+    """Give a parametrized module a class of its own before its parametrization is removed.
+
+    torch generates one parametrized class per module and copy.deepcopy shares it with the copy;
+    removing the parametrization deletes the weight property from that class, so folding a copy
+    (stage 3 times plans on copies) left the original without a weight.
+    """
+    cls = module.__class__
+    module.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
+    return module
+
+
 def fold_branches(module: nn.Module) -> nn.Module:
     """Fold the training-time branches of every conv in ``module`` into its plain weight (in place); returns it."""
     for m in module.modules():
         if has_branches(m):
-            parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+            parametrize.remove_parametrizations(own_class(m), "weight", leave_parametrized=True)
     return module

@@ -38,6 +38,7 @@ class Recipe:
 
 
 Forward = Callable[[nn.Module, torch.Tensor, int], torch.Tensor]
+Loss = Callable[[nn.Module, torch.Tensor, torch.Tensor, int], torch.Tensor]   # (model, lr, hr, step) -> loss
 Validate = Callable[[nn.Module], list[dict]]
 
 
@@ -79,8 +80,10 @@ def stage_done(label: str, stage_dir: Path, final: Path, redo: bool, main: bool 
 
 def train_loop(model: nn.Module, sampler: PatchSampler, recipe: Recipe, stage_dir: Path, forward: Forward,
                validate: Validate, dist_info: DistInfo, resume: bool = False, desc: str = "train",
-               lr_key: str = "train.lr") -> nn.Module:
+               lr_key: str = "train.lr", loss_fn: Loss | None = None) -> nn.Module:
     """Train ``model`` on ``sampler`` batches; checkpoint and validate every epoch.
+
+    The loss is L1 of ``forward`` against the HR batch, or ``loss_fn`` where given (several paths per step).
 
     Writes ``checkpoint.pt`` (model, optimiser, schedule, step) and ``train_log.csv``
     (one row per validation entry per epoch) into ``stage_dir``. With ``resume`` it
@@ -113,7 +116,8 @@ def train_loop(model: nn.Module, sampler: PatchSampler, recipe: Recipe, stage_di
     losses, t0 = [], time.time()
     for step in range(start, recipe.steps):
         lr_batch, hr_batch = (t.to(dist_info.device) for t in sampler.sample(step))
-        loss = F.l1_loss(forward(ddp, lr_batch, step), hr_batch)
+        loss = (loss_fn(ddp, lr_batch, hr_batch, step) if loss_fn is not None
+                else F.l1_loss(forward(ddp, lr_batch, step), hr_batch))
         value = _all_finite(loss.item(), dist_info)
         if not math.isfinite(value):   # before the step: the weights, and the checkpoint, never hold NaN
             last = (step // recipe.epoch_steps) * recipe.epoch_steps
@@ -214,7 +218,7 @@ def train_supernet(cfg: Config, out_dir: Path | None = None, resume: bool = Fals
     """Stage 0: single-path sampling training of the supernet; returns the weights file."""
     dist_info = init_distributed(cfg.train.threads)
     torch.manual_seed(cfg.train.seed)
-    if not (isinstance(cfg.model.n_cells, int) and isinstance(cfg.model.n_feats, int)):
+    if not cfg.model.elastic and not (isinstance(cfg.model.n_cells, int) and isinstance(cfg.model.n_feats, int)):
         raise UserError(f"model.n_cells {cfg.model.n_cells!r} / n_feats {cfg.model.n_feats!r} are settled from the LUT "
                         f"by `srnas run`, which trains the supernet at the size it chose; run that, or give numbers")
     run = cfg.run(out_dir)
@@ -237,6 +241,14 @@ def train_supernet(cfg: Config, out_dir: Path | None = None, resume: bool = Fals
     # within 0.001 dB after 4000 steps of cpu_x2). The winner's fine-tune trains it.
     net.skip.requires_grad_(False)
     pairs = make_pairs(load_images(d.val, "val", data_root=d.data_root), d.scale)
+    if cfg.model.elastic:
+        if dist_info.world > 1:
+            raise UserError("an elastic supernet trains several paths per step, which DDP does not take yet: "
+                            "train it in one process (drop torchrun)")
+        _train_elastic(cfg, net, sampler, pairs, stage_dir, dist_info, resume)
+        if dist_info.main:
+            save_supernet(net, cfg, final)
+        return final
     paths = val_paths(net, t.val_paths, t.seed)
 
     def forward(m: nn.Module, x: torch.Tensor, step: int) -> torch.Tensor:
@@ -253,6 +265,56 @@ def train_supernet(cfg: Config, out_dir: Path | None = None, resume: bool = Fals
         save_supernet(net, cfg, final)
     barrier()
     return final
+
+
+def sandwich_loss(net, seed: int, n_random: int, distill: float, probs=None) -> Loss:
+    """The elastic supernet's loss of one step: the largest path against the HR batch, plus the smallest and
+    ``n_random`` random paths against the largest's output (in-place distillation, weight ``distill``) and the
+    HR batch (1 - ``distill``); the paths of a step are a function of the step (resume sees the same)."""
+
+    def loss(m: nn.Module, x: torch.Tensor, hr: torch.Tensor, step: int) -> torch.Tensor:
+        archs = net.sandwich(np.random.default_rng([seed, step]), n_random, probs)
+        teacher = m(x, *archs[0])
+        total = F.l1_loss(teacher, hr)
+        target = teacher.detach()
+        for arch in archs[1:]:
+            y = m(x, *arch)
+            total = total + distill * F.l1_loss(y, target) + (1.0 - distill) * F.l1_loss(y, hr)
+        return total
+
+    return loss
+
+
+def elastic_val_archs(net, n: int, seed: int) -> list:
+    """The fixed validation paths of an elastic supernet: largest, smallest, then random ones."""
+    archs = [net.largest(), net.smallest()]
+    rng = np.random.default_rng([seed, 12345])
+    for _ in range(1000):
+        if len(archs) >= max(n, 2):
+            break
+        a = net.random_arch(rng)
+        if a not in archs:
+            archs.append(a)
+    return archs
+
+
+def _train_elastic(cfg: Config, net, sampler: PatchSampler, pairs, stage_dir: Path, dist_info: DistInfo,
+                   resume: bool) -> None:
+    """Stage 0 of an elastic supernet: the sandwich rule (BigNAS / OFA), in-place distillation weighted by
+    train.distill (default 0: measured, it kept every member at bicubic; see TrainConfig.distill)."""
+    from .elastic import arch_name
+
+    d, t = cfg.data, cfg.train
+    archs = elastic_val_archs(net, t.val_paths, t.seed)
+
+    def validate(m) -> list[dict]:
+        return [{"path": arch_name(a), **evaluate(lambda x, a=a: m(x.to(dist_info.device), *a).cpu(), pairs,
+                                                  d.scale, ssim=False)} for a in archs]
+
+    recipe = Recipe(t.steps, t.epoch_steps, t.lr, t.lr_min, t.weight_decay)
+    loss = sandwich_loss(net, t.seed, t.sandwich_random, t.distill, t.block_probs)
+    train_loop(net, sampler, recipe, stage_dir, lambda m, x, step: m(x, *net.largest()), validate, dist_info,
+               resume, desc="supernet", loss_fn=loss)
 
 
 def load_train_images(cfg: Config):

@@ -71,6 +71,10 @@ def test_calibration_picks_the_form_the_data_has():
     assert offset["form"] == "offset" and offset["offset"] == pytest.approx(-7.0) and offset["scale"] == 1.0
     scale = fit_calibration(raw, [r * 0.4 for r in raw])
     assert scale["form"] == "scale" and scale["scale"] == pytest.approx(0.4) and scale["offset"] == 0.0
+    # an offset that would price a timed network at or below zero is not taken (the smallest members of an
+    # elastic space would go negative): the scale form serves
+    small = fit_calibration(raw, [max(r - 12.0, 0.5) for r in raw])
+    assert small["form"] == "scale" and small["offset"] == 0.0
 
 
 def _sleeper(ms_list):

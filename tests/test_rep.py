@@ -78,3 +78,21 @@ def test_masks_fold_the_pruned_convs_and_the_file_holds_plain_convs(tmp_path):
     assert not any(has_branches(m) for m in loaded.modules())
     with torch.no_grad():
         assert torch.allclose(again.compact()(x), pm.net()(x), atol=1e-4)
+
+
+def test_folding_or_fusing_a_copy_leaves_the_original_intact():
+    """copy.deepcopy shares torch's parametrized class; removing the parametrization of the copy (stage 3 times
+    plans on copies) once took the original's weight away."""
+    import copy
+
+    from supernet.blocks import fuse_weight_norm, make_block
+    from supernet.rep import fold_branches
+
+    for block, undo in (("plain", fold_branches), ("wdsr_b", fuse_weight_norm)):
+        blk = make_block(block, 8, rep="ecb" if block == "plain" else "none")
+        x = torch.rand(1, 8, 6, 6)
+        with torch.no_grad():
+            ref = blk(x)
+        undo(copy.deepcopy(blk))
+        with torch.no_grad():
+            assert torch.equal(blk(x), ref) and blk.body[0].weight is not None
