@@ -136,3 +136,8 @@ class ElasticSuperNet(SuperNet):
 def is_elastic(net: nn.Module) -> bool:
     """Whether a supernet takes a width with its paths."""
     return isinstance(net, ElasticSuperNet)
+
+
+def build_supernet(cfg: ModelConfig, scale: int) -> SuperNet:
+    """Construct a SuperNet from the model section of a config (an ElasticSuperNet where model.elastic)."""
+    return ElasticSuperNet(cfg, scale) if cfg.elastic else SuperNet(cfg, scale)

@@ -261,11 +261,3 @@ def path_chain(cfg: ModelConfig, scale: int, path: Sequence[str],
     tail = ([ConvSpec("tail.0", cfg.n_feats, c, 3), ConvSpec("tail.2", c, c, 3)] if cfg.tail == "abpn"
             else [ConvSpec("tail", cfg.n_feats, c, 3)])
     return Chain.of(head, [cells[b] for b in path], tail)
-
-
-def build_supernet(cfg: ModelConfig, scale: int) -> SuperNet:
-    """Construct a SuperNet from the model section of a config (an ElasticSuperNet where model.elastic)."""
-    if cfg.elastic:
-        from .elastic import ElasticSuperNet   # here: elastic builds on this module
-        return ElasticSuperNet(cfg, scale)
-    return SuperNet(cfg, scale)

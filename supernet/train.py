@@ -19,9 +19,10 @@ from . import checkpoint
 from .config import Config, ModelConfig, build_section, save_config
 from .data import PatchSampler, load_images, make_pairs
 from .distributed import DistInfo, barrier, init_distributed
+from .elastic import arch_name, build_supernet
 from .errors import UserError
 from .evaluate import evaluate
-from .model import SuperNet, build_supernet
+from .model import SuperNet
 from .progress import progress_bar
 from .writes import append_text, atomic_write_text
 
@@ -302,7 +303,6 @@ def _train_elastic(cfg: Config, net, sampler: PatchSampler, pairs, stage_dir: Pa
                    resume: bool) -> None:
     """Stage 0 of an elastic supernet: the sandwich rule (BigNAS / OFA), in-place distillation weighted by
     train.distill (default 0: measured, it kept every member at bicubic; see TrainConfig.distill)."""
-    from .elastic import arch_name
 
     d, t = cfg.data, cfg.train
     archs = elastic_val_archs(net, t.val_paths, t.seed)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import ROOT, tiny_config
-from supernet.model import build_supernet
+from supernet.elastic import build_supernet
 from supernet.train import load_supernet
 
 

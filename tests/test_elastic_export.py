@@ -9,7 +9,7 @@ import torch
 from pruning import apply_plan, compact, export_model
 from pruning.compaction import pruned_path_net
 from supernet.config import ModelConfig, PruningConfig
-from supernet.model import build_supernet
+from supernet.elastic import build_supernet
 
 CFG = ModelConfig(n_cells=[1, 3, 6], n_feats=[8, 16, 32], blocks=["plain", "wdsr_b"], expansion_b=6, rep="ecb",
                   clamp=True, elastic=True)

@@ -11,7 +11,7 @@ from search.evaluator import member_net
 from search.generator import evolve, random_valid
 from supernet.config import ModelConfig
 from supernet.errors import UserError
-from supernet.model import build_supernet
+from supernet.elastic import build_supernet
 
 CFG = ModelConfig(n_cells=[1, 2, 4], n_feats=[8, 16, 24], blocks=["plain", "wdsr_b"], expansion_b=2, elastic=True)
 SPACE = Space(CFG, ["none", "filter", "unstructured"], 2)

@@ -10,7 +10,8 @@ import torch
 
 from supernet.config import ConfigError, ModelConfig, config_from_dict, load_config
 from supernet.elastic import ElasticSuperNet, leading
-from supernet.model import SRNet, build_supernet
+from supernet.elastic import build_supernet
+from supernet.model import SRNet
 from supernet.train import load_supernet, sandwich_loss, train_supernet
 
 from conftest import tiny_config

@@ -9,7 +9,7 @@ from search.evaluator import Evaluator, center_crop_pairs
 from search.history import History
 from supernet.config import load_config
 from supernet.data import PatchSampler, load_images, make_pairs
-from supernet.model import build_supernet
+from supernet.elastic import build_supernet
 from conftest import tiny_config
 
 

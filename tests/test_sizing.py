@@ -40,7 +40,7 @@ def test_the_choice_meets_the_target_and_one_size_more_would_not(tmp_path):
 def test_no_feasible_size_says_so(tmp_path):
     from latency import InfeasibleTarget
     with pytest.raises(InfeasibleTarget, match="no size"):
-        sized(tmp_path, 1e-6, [1, 2], [4, 8])
+        sized(tmp_path, 0.01, [1, 2], [4, 8])   # the smallest budget the config takes
 
 
 def test_a_list_needs_an_absolute_target(tmp_path):

@@ -195,7 +195,7 @@ def test_model_options_are_checked_at_load():
 def test_supernet_training_keeps_the_skip_and_trains_the_paths(tmp_path):
     """A learnable skip would take the linear residual and leave the zero-started tail (and every path) at zero."""
     from supernet.config import load_config
-    from supernet.model import build_supernet
+    from supernet.elastic import build_supernet
     from supernet.train import load_supernet, train_supernet
 
     from conftest import tiny_config
