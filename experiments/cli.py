@@ -11,14 +11,20 @@ from supernet.errors import UserError
 DEFAULT_CONFIG = str(Path(__file__).resolve().parent / "configs" / "zoo.yaml")
 
 
-UPSCALE_DESCRIPTION = """Upscale images, or folders of frames, with a zoo or exported model.
+UPSCALE_DESCRIPTION = """Upscale images, videos, or folders of them, with a zoo, searched or exported model.
 
-Each input is written as <out>/<name>.png. An alpha channel is upscaled bicubic and kept (RGBA out),
-16-bit input gives 16-bit output, and a grey image (one channel, or three equal ones) gives a grey one."""
+Each image is written as <out>/<name>.png. An alpha channel is upscaled bicubic and kept (RGBA out),
+16-bit input gives 16-bit output, and a grey image (one channel, or three equal ones) gives a grey one.
+Each video (.mp4, .mkv, .webm, .mov) is written as <out>/<name> in the same container: H.264 (VP9 for
+WebM), with its time stamps, audio (copied), rotation and colour (matrix, range) kept, 10-bit kept 10-bit
+where the codec can. It is written as <name>.partial<ext> until complete; a killed run leaves that file
+(playable up to its last fragment) and a rerun replaces it. The model runs in the executor recorded in
+its file (searched models), else the fastest one here in its own precision (timed at start)."""
 UPSCALE_EPILOG = """exit status:
   0  every input was upscaled
-  1  some inputs could not be read (corrupt, empty, not an image) or written; they are listed at the
-     end, and every other input was still written
+  1  some inputs could not be read (corrupt, empty, not an image, a video with no video stream or
+     frames that fail to decode) or written; they are listed at the end, every other input and every
+     decodable frame was still written
   2  nothing was done: a missing input, an unknown model, or an --out that is a file, cannot be
      created or is not writable (checked before any image is processed)"""
 
@@ -66,9 +72,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     u = sub.add_parser("upscale", help="apply a zoo or exported model to images / folders of frames",
                        description=UPSCALE_DESCRIPTION, epilog=UPSCALE_EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    u.add_argument("model", help="zoo name (fsrcnn, abpn, abpn_int8, ...) or a .ts/.onnx file")
-    u.add_argument("inputs", nargs="+", help="image files and/or folders of frames")
-    u.add_argument("--out", required=True, help="output folder (created if missing); one <name>.png per input")
+    u.add_argument("model", help="zoo or searched name (srnas_abpn, fsrcnn, abpn, abpn_int8, ...), a .ts/.onnx "
+                                 "export or a pruned-model .pt")
+    u.add_argument("inputs", nargs="+", help="image and video files and/or folders of them")
+    u.add_argument("--out", required=True, help="output folder (created if missing); <name>.png per image, "
+                                                "<name>.<ext> per video")
+    u.add_argument("--backend", default=None, choices=["auto", *BACKENDS],
+                   help="runtime (default: the one recorded in the model file; else auto: the fastest here)")
+    u.add_argument("--precision", default=None, choices=["auto", *PRECISIONS],
+                   help="default: the model's own (int8 for searched INT8 models and abpn_int8, else fp32)")
+    u.add_argument("--codec", default=None, help="video encoder (default libx264; libvpx-vp9 for .webm; "
+                                                 "libx265, ffv1, ...)")
+    u.add_argument("--crf", type=int, default=None, help="video quality (libx264/libx265/vp9; lower is better, "
+                                                         "0 with libx264 is lossless; default: the codec's)")
+    u.add_argument("--compare", action="store_true", help="also write <name>.compare.<ext>: a bicubic | model "
+                                                          "split-screen video, or for images zoomed crops side by side")
     u.add_argument("--tile", type=int, default=0, help="LR tile side in pixels (0: whole image at once)")
     u.add_argument("--margin", type=int, default=16, help="LR context pixels around each tile")
     u.add_argument("--scale", type=int, default=2)
@@ -232,5 +250,6 @@ def _upscale(args) -> int:
     from .upscale import upscale_command
 
     res = upscale_command(args.model, args.inputs, args.out, args.scale, args.tile, args.margin,
-                          args.weights_dir, args.threads)
+                          args.weights_dir, args.threads, args.backend, args.precision, args.codec, args.crf,
+                          args.compare)
     return 1 if res["failed"] else 0  # the others were written; 1 tells scripts that some were not

@@ -21,8 +21,10 @@ from supernet.errors import UserError
 from supernet.progress import progress_bar
 from supernet.imaging import ImageError, imresize, list_images, read_pixels, write_png
 
-from .models import LoadedModel, load_model
 from .tiling import tiled_upscale  # noqa: F401  (bench and tests import it from here)
+from .upscaler import Upscaler
+from .video import VIDEO_SUFFIXES, VideoError, check_codec
+from .video_upscale import partial_path, upscale_video
 
 Runner = Callable[[torch.Tensor], torch.Tensor]
 
@@ -46,20 +48,25 @@ class Frame:
     bits: int                    # 8 or 16: the depth the output is written at
 
 
+def is_video(path: Path) -> bool:
+    """Whether ``path`` is named as a video (.mp4, .mkv, .webm, .mov, ...)."""
+    return path.suffix.lower() in VIDEO_SUFFIXES
+
+
 def collect_inputs(inputs: list[str]) -> list[Path]:
-    """Image files given directly, plus every image of each folder (frames, in name order)."""
+    """Image and video files given directly, plus every image and video of each folder (in name order)."""
     files: list[Path] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = list_images(p)
+            found = sorted(set(list_images(p)) | {f for f in p.iterdir() if f.is_file() and is_video(f)})
             if not found:
-                raise UserError(f"folder {p} holds no images (png, jpg, bmp, ...)")
+                raise UserError(f"folder {p} holds no images (png, jpg, bmp, ...) or videos (mp4, mkv, webm, mov)")
             files += found
         elif p.is_file():
             files.append(p)
         else:
-            raise UserError(f"input {p} is neither an image file nor a folder")
+            raise UserError(f"input {p} is neither an image or video file nor a folder")
     return list({f.resolve(): f for f in files}.values())  # a file named twice (or in a named folder) once
 
 
@@ -89,11 +96,12 @@ def write_probe(folder: Path) -> None:
 
 
 def plan_outputs(files: list[Path], out_dir: Path) -> list[tuple[Path, Path]]:
-    """(input, output) pairs, <out>/<stem>.png; refuses outputs that would clash or overwrite an input."""
+    """(input, output) pairs: <out>/<stem>.png, a video <out>/<stem><its suffix>; refuses outputs that would
+    clash or overwrite an input."""
     jobs, taken = [], {}
     sources = {f.resolve() for f in files}
     for f in files:
-        dst = out_dir / f"{f.stem}.png"
+        dst = out_dir / (f.name if is_video(f) else f"{f.stem}.png")
         if dst in taken:
             raise UserError(f"{taken[dst]} and {f} would both be written to {dst}; "
                             "upscale them into separate --out folders")
@@ -150,11 +158,16 @@ def from_frame(sr: torch.Tensor, frame: Frame) -> np.ndarray:
     return out[:, :, 0] if out.shape[2] == 1 else out
 
 
-def upscale_files(model: LoadedModel, jobs: list[tuple[Path, Path]], tile: int = 0, margin: int = 16) -> dict:
-    """Upscale each (input, output) pair; frames that fail are listed and the rest still written."""
+def compare_path(dst: Path) -> Path:
+    """Where --compare writes the side-by-side of output ``dst``."""
+    return dst.with_name(f"{dst.stem}.compare{dst.suffix}")
+
+
+def upscale_files(up: Upscaler, jobs: list[tuple[Path, Path]], compare: bool = False) -> dict:
+    """Upscale each (input image, output) pair; frames that fail are listed and the rest still written."""
     model_s, t0, written = 0.0, time.perf_counter(), []
     failed: list[Failure] = []
-    for f, dst in progress_bar(jobs, desc=f"upscale {model.name}"):
+    for f, dst in progress_bar(jobs, desc=f"upscale {up.name}", disable=not jobs):
         try:
             frame = to_frame(read_pixels(f), f)
         except ImageError as e:
@@ -162,23 +175,45 @@ def upscale_files(model: LoadedModel, jobs: list[tuple[Path, Path]], tile: int =
             continue
         t1 = time.perf_counter()
         try:
-            with torch.inference_mode():
-                sr = tiled_upscale(model.run, frame.rgb, model.scale, tile, margin, model.fixed_hw)
+            sr = up.infer(frame.rgb)
         except (RuntimeError, ValueError) as e:  # e.g. out of memory on a huge frame: --tile helps
             failed.append((f, f"{f}: the model failed on it ({_first_line(e)})"))
             continue
         model_s += time.perf_counter() - t1
         try:
-            write_png(dst, from_frame(sr, frame))
+            pixels = from_frame(sr, frame)
+            write_png(dst, pixels)
+            if compare:
+                write_png(compare_path(dst), zoomed_crops(frame.rgb, sr, up.name))
         except OSError as e:  # disk full, folder removed meanwhile: later frames may still fit
             failed.append((f, f"{f}: cannot write {dst} ({e.strerror or e})"))
             continue
         written.append(str(dst))
     total_s = time.perf_counter() - t0
     n = len(written)
-    return {"model": model.name, "frames": n, "model_s": model_s, "total_s": total_s,
+    return {"model": up.name, "frames": n, "model_s": model_s, "total_s": total_s,
             "fps": n / model_s if model_s else float("inf"), "fps_with_io": n / total_s if total_s else float("inf"),
             "outputs": written, "failed": [{"path": str(f), "reason": r} for f, r in failed]}
+
+
+def zoomed_crops(lr: torch.Tensor, sr: torch.Tensor, label: str, side: int = 96, zoom: int = 4) -> np.ndarray:
+    """Bicubic | model on the ``side``-pixel HR crop where they differ most, each zoomed ``zoom``x, labelled."""
+    from .video_upscale import draw_labels
+    h, w = sr.shape[-2:]
+    side = min(side, h, w)
+    bic = imresize(lr, (h, w)).clamp(0, 1)
+    sr = sr.float().clamp(0, 1)
+    diff = (bic - sr).abs().mean(1, keepdim=True)
+    energy = F.avg_pool2d(diff, side, stride=max(1, side // 4))   # where the model adds the most detail
+    iy, ix = divmod(int(energy.flatten().argmax()), energy.shape[-1])
+    y0, x0 = min(iy * max(1, side // 4), h - side), min(ix * max(1, side // 4), w - side)
+
+    def crop(t: torch.Tensor) -> np.ndarray:
+        c = t[0, :, y0:y0 + side, x0:x0 + side].repeat_interleave(zoom, 1).repeat_interleave(zoom, 2)
+        return (c.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+    gap = np.full((side * zoom, 4, 3), 255, np.uint8)
+    return draw_labels(np.concatenate([crop(bic), gap, crop(sr)], axis=1),
+                       [(f"bicubic (x{zoom} crop at {x0},{y0})", 8), (label, side * zoom + 12)])
 
 
 def _first_line(e: Exception) -> str:
@@ -188,21 +223,59 @@ def _first_line(e: Exception) -> str:
 
 
 def upscale_command(spec: str, inputs: list[str], out_dir: str, scale: int = 2, tile: int = 0, margin: int = 16,
-                    weights_dir: str | None = None, threads: int = 0) -> dict:
-    """What `srnas upscale` runs: check inputs and --out, load the model, upscale, print speed and failures."""
+                    weights_dir: str | None = None, threads: int = 0, backend: str | None = None,
+                    precision: str | None = None, codec: str | None = None, crf: int | None = None,
+                    compare: bool = False) -> dict:
+    """What `srnas upscale` runs: check inputs and --out, load the model in its executor, upscale images and
+    videos, print speed and failures."""
     if threads > 0:
         torch.set_num_threads(threads)
     if tile < 0 or margin < 0:
         raise UserError("--tile and --margin must be >= 0")
+    if crf is not None and crf < 0:
+        raise UserError("--crf must be >= 0 (0: lossless with libx264; 18-28: usual)")
     files = collect_inputs(inputs)
     jobs = plan_outputs(files, prepare_out_dir(out_dir))
-    model = load_model(spec, scale, weights_dir, threads)
-    res = upscale_files(model, jobs, tile, margin)
-    speed = (f": {res['fps']:.3f} fps (model), {res['fps_with_io']:.3f} fps (with image I/O)"
-             if res["frames"] else "")
-    print(f"{res['frames']} frame(s) -> {out_dir}{speed}, tile={tile or 'none'} margin={margin}")
+    if codec is not None:
+        try:
+            check_codec(codec)
+        except VideoError as e:
+            raise UserError(str(e)) from None
+    with Upscaler(spec, backend, precision, scale=scale, threads=threads, tile=tile, margin=margin,
+                  weights_dir=weights_dir) as up:
+        print(f"{up.name} x{up.scale} in {up.executor} ({up.chosen_by})")
+        images = [(f, d) for f, d in jobs if not is_video(f)]
+        res = upscale_files(up, images, compare)
+        if images:
+            speed = (f": {res['fps']:.3f} fps (model), {res['fps_with_io']:.3f} fps (with image I/O)"
+                     if res["frames"] else "")
+            print(f"{res['frames']} frame(s) -> {out_dir}{speed}, tile={tile or 'none'} margin={margin}")
+        res["videos"] = []
+        for f, dst in ((f, d) for f, d in jobs if is_video(f)):
+            res["videos"].append(_one_video(up, f, dst, codec, crf, compare, res["failed"]))
     if res["failed"]:
         print(f"{len(res['failed'])} of {len(jobs)} input(s) not upscaled:", file=sys.stderr)
         for fail in res["failed"]:
             print(f"  {fail['reason']}", file=sys.stderr)
     return res
+
+
+def _one_video(up: Upscaler, src: Path, dst: Path, codec: str | None, crf: int | None, compare: bool,
+               failed: list[dict]) -> dict:
+    """Upscale one video, print its closing line and notes, and add what went wrong to ``failed``."""
+    try:
+        r = upscale_video(up, src, dst, codec, crf, compare_path(dst) if compare else None)
+    except VideoError as e:
+        failed.append({"path": str(src), "reason": str(e)})
+        return {"input": str(src), "output": None, "frames": 0, "errors": [str(e)]}
+    except KeyboardInterrupt:
+        print(f"interrupted: {partial_path(dst)} holds the frames so far (it plays up to its last fragment); "
+              "a rerun replaces it", file=sys.stderr)
+        raise
+    print(r.closing_line())
+    for note in r.notes:
+        print(f"  note: {note}")
+    if r.errors:
+        done = f"{r.frames} decodable frame(s) written to {r.dst}" if r.dst else "nothing written"
+        failed.append({"path": str(src), "reason": f"{src}: {'; '.join(r.errors)} ({done})"})
+    return r.to_json()
