@@ -25,10 +25,11 @@ SWS_FLAGS = (Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation
 # AVColorSpace values -> the matrix swscale converts with; 6 (SMPTE 170M) is BT.601's matrix
 MATRIX = {1: "ITU709", 4: "FCC", 5: "ITU601", 6: "ITU601", 7: "SMPTE240M", 9: "BT2020", 10: "BT2020"}
 LIMITED, FULL = 1, 2            # AVColorRange MPEG / JPEG
-# the muxer options that keep a killed encode playable up to its last fragment
-STREAMABLE = {".mp4": {"movflags": "frag_keyframe+empty_moov+default_base_moof"},
-              ".m4v": {"movflags": "frag_keyframe+empty_moov+default_base_moof"},
-              ".mov": {"movflags": "frag_keyframe+empty_moov+default_base_moof"}}
+# muxer options: flush every packet to the file (else FFmpeg holds it all until the end), and MP4 / MOV
+# fragmented, so a killed encode leaves a file that plays up to its last fragment (Matroska does by itself)
+FLUSH = {"flush_packets": "1"}
+FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
+STREAMABLE = {".mp4": FRAGMENTED, ".m4v": FRAGMENTED, ".mov": FRAGMENTED}
 DEFAULT_CODEC = {".webm": "libvpx-vp9"}   # WebM takes VP8/VP9/AV1 only; everything else defaults to H.264
 
 
@@ -150,6 +151,8 @@ class VideoReader:
         self.video.thread_type = "AUTO"   # frame threads: decode keeps up while the model uses the cores
         self.audio = self.container.streams.audio[0] if self.container.streams.audio else None
         self.errors: list[str] = []
+        self._first: int | None = None
+        self._last: int | None = None
         self._fmt = "rgb48le" if self.info.bits > 8 else "rgb24"
         self._colour = self.info.colour
 
@@ -184,8 +187,30 @@ class VideoReader:
                 self.errors.append(f"a packet after frame {n} failed to decode ({_reason(e)})")
                 continue
             for frame in frames:
+                if frame.is_corrupt:   # concealed by the decoder: written, but said
+                    self.errors.append(f"frame {n} decoded with errors (concealed)")
+                self._seen(frame)
                 yield self.picture(frame, n)
                 n += 1
+        self._check_end(n)
+
+    def _seen(self, frame) -> None:
+        if frame.pts is not None:
+            self._first = frame.pts if self._first is None else min(self._first, frame.pts)
+            self._last = frame.pts if self._last is None else max(self._last, frame.pts)
+
+    def _check_end(self, n: int) -> None:
+        """Say so when the frames stop well before the duration the file declares (a truncated file)."""
+        declared, fps = self.info.duration_s, self.info.fps
+        if not declared or not fps:
+            return
+        if self._last is None:
+            ends = 0.0
+        else:
+            ends = float((self._last - (self._first or 0)) * self.info.time_base) + 1 / fps
+        if declared - ends > 2 / fps + 0.1:
+            self.errors.append(f"the video stops at {ends:.2f} s ({n} frames) of the {declared:.2f} s the file "
+                               "declares: truncated or damaged")
 
     def picture(self, frame, index: int) -> Picture:
         """A decoded frame as RGB, converted with the stream's matrix and range."""
@@ -253,7 +278,7 @@ class VideoWriter:
             self.width, self.height = w, h
         try:
             self.container = av.open(str(self.path), mode="w",
-                                     options=STREAMABLE.get(self.path.suffix.lower(), {}))
+                                     options={**FLUSH, **STREAMABLE.get(self.path.suffix.lower(), {})})
         except (av.error.FFmpegError, OSError) as e:
             raise VideoError(f"cannot write {self.path}: {_reason(e)}") from None
         try:
@@ -273,6 +298,7 @@ class VideoWriter:
         cc.colorspace, cc.color_range = colour.space_tag, colour.range_tag
         cc.color_primaries, cc.color_trc = colour.primaries_tag, colour.trc_tag
         cc.thread_count = 0
+        cc.gop_size = max(1, round(2 * float(info.rate or 25)))   # a fragment / cluster every 2 s: a kill loses little
         opts = {}
         if self.crf is not None and self.codec in ("libx264", "libx265", "libvpx-vp9"):
             opts = {"crf": str(self.crf)} if not (self.codec == "libx264" and self.crf == 0) else {"qp": "0"}
