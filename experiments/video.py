@@ -16,6 +16,7 @@ from typing import Iterator
 import av
 import av.error
 import numpy as np
+import torch
 from av.video.reformatter import Interpolation
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".m4v", ".avi")
@@ -321,7 +322,10 @@ class VideoWriter:
             rgb = rgb.astype(np.uint16) * 257
         elif self._rgb_fmt == "rgb24" and rgb.dtype != np.uint8:
             rgb = (rgb >> 8).astype(np.uint8)
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format=self._rgb_fmt)
+        self._encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format=self._rgb_fmt), pts)
+
+    def _encode(self, frame, pts: int | None) -> None:
+        """Convert an RGB frame to the output's YUV with its matrix and range, stamp it and encode it."""
         c = self.info.colour
         yuv = frame.reformat(format=self.pix_fmt, dst_colorspace=c.matrix, dst_color_range=c.range_tag,
                              interpolation=SWS_FLAGS)
@@ -329,6 +333,18 @@ class VideoWriter:
         yuv.time_base = self.info.time_base
         self._mux(self.stream.encode(yuv))
         self.frames += 1
+
+    def write_tensor(self, x: torch.Tensor, pts: int | None) -> None:
+        """Encode the model's 1x3xHxW float RGB output (clipped to [0, 1]) with time stamp ``pts``.
+
+        The float planes go to swscale as they are (planar float RGB): rounding to RGB bytes in Python,
+        transposing to HxWx3 and converting that cost more than the model itself at 720p.
+        """
+        rgb = x[0, :, : self.height, : self.width].clamp(0, 1)
+        frame = av.VideoFrame(self.width, self.height, "gbrpf32le")
+        for plane, channel in zip(frame.planes, (1, 2, 0)):   # planes in G, B, R order
+            np.frombuffer(plane, np.float32).reshape(plane.height, -1)[:, : plane.width] = rgb[channel].numpy()
+        self._encode(frame, pts)
 
     def mux_audio(self, packet) -> None:
         """Copy one audio packet of the input into the output."""

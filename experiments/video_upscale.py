@@ -150,10 +150,9 @@ def upscale_video(up: Upscaler, src: Path, dst: Path, codec: str | None = None, 
                     for a in pending_audio:
                         out["writer"].mux_audio(a)
                     pending_audio.clear()
-                pixels = up.to_pixels(sr, dtype)
-                out["writer"].write(pixels, pic.pts)
+                out["writer"].write_tensor(sr, pic.pts)
                 if out["compare"] is not None:
-                    out["compare"].write(split_screen(lr, pixels, up.name), pic.pts)
+                    out["compare"].write(split_screen(lr, up.to_pixels(sr, dtype), up.name), pic.pts)
         except BaseException as e:  # noqa: BLE001
             failure.append(e)
             stop.set()
