@@ -79,7 +79,7 @@ def bench_size(up: Upscaler, name: str, seconds: float, fps: float, work: Path, 
             "source_fps": fps, "frames": res.frames, "model_ms": round(model_ms, 2), "model_fps": round(model_fps, 1),
             "e2e_fps": round(res.fps, 1), "e2e_ratio": round(res.fps / model_fps, 3),
             "seq_fps": round(n_seq / s_seq, 1), "seq_ratio": round(n_seq / s_seq / model_fps, 3),
-            "real_time": res.fps >= fps,
+            "real_time": res.fps >= fps, "busy_ms_per_frame": res.to_json()["busy_ms_per_frame"],
             "same_frames": fa == fb, "same_audio_packets": aa == ab, "same_rate": a.rate == b.rate,
             "duration_in_out": [round(a.duration_s, 3), round(b.duration_s, 3)], "errors": res.errors}
 

@@ -42,7 +42,7 @@ def moving_frames(width: int, height: int, n: int, step: float = 3.0) -> Iterato
 
 def make_video(path: str | Path, frames: Iterable[np.ndarray], fps: float | Fraction = 25, *, audio: bool = True,
                codec: str | None = None, pix_fmt: str = "yuv420p", crf: int | None = 18, matrix: str = "ITU601",
-               full_range: bool = False, pts: Sequence[int] | None = None, time_base: Fraction | None = None) -> Path:
+               full_range: bool = False, pts: Sequence[int] | None = None, time_base: Fraction | None = None, rotation: int = 0) -> Path:
     """Write ``frames`` (HxWx3 uint8 RGB) as a video with a 440 Hz tone, colour tagged ``matrix`` / range.
 
     ``pts`` (in ``time_base``) gives variable frame rates; default: one frame every 1/fps.
@@ -55,7 +55,8 @@ def make_video(path: str | Path, frames: Iterable[np.ndarray], fps: float | Frac
     space = {"ITU709": 1, "ITU601": 6, "BT2020": 9}[matrix]
     info = VideoInfo(path, first.shape[1], first.shape[0], rate, tb, 0, 0.0, pix_fmt,
                      16 if first.dtype == np.uint16 else 8, Colour(matrix, full_range, space, space, space), "", None)
-    w = VideoWriter(path, info, first.shape[1], first.shape[0], codec or DEFAULT_CODEC.get(path.suffix, "libx264"), crf)
+    w = VideoWriter(path, info, first.shape[1], first.shape[0], codec or DEFAULT_CODEC.get(path.suffix, "libx264"), crf,
+                    rotation=rotation)
     tone = w.container.add_stream(AUDIO_CODEC.get(path.suffix.lower(), "aac"), rate=48000, layout="stereo") \
         if audio else None
     sent = 0   # audio samples written so far: kept up with the video, so the muxer interleaves as it goes

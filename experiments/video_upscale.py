@@ -37,6 +37,8 @@ class VideoResult:
     frames: int = 0
     seconds: float = 0.0
     model_s: float = 0.0
+    decode_s: float = 0.0    # busy time of the decode thread (demux, decode, to RGB, to the model's input)
+    encode_s: float = 0.0    # busy time of the encode thread (to YUV, encode, mux)
     source_fps: float = 0.0
     errors: list[str] = field(default_factory=list)   # frames that failed to decode, a write that failed
     notes: list[str] = field(default_factory=list)    # depth lowered, odd size cropped
@@ -67,7 +69,10 @@ class VideoResult:
     def to_json(self) -> dict:
         return {"input": str(self.src), "output": str(self.dst) if self.dst else None, "frames": self.frames,
                 "seconds": round(self.seconds, 3), "fps": round(self.fps, 2), "model_fps": round(self.model_fps, 2),
-                "source_fps": round(self.source_fps, 3), "real_time": self.real_time, "errors": self.errors,
+                "source_fps": round(self.source_fps, 3), "real_time": self.real_time,
+                "busy_ms_per_frame": {k: round(1000 * v / max(1, self.frames), 2) for k, v in
+                                      (("decode", self.decode_s), ("model", self.model_s), ("encode", self.encode_s))},
+                "errors": self.errors,
                 "notes": self.notes}
 
 
@@ -119,11 +124,14 @@ def upscale_video(up: Upscaler, src: Path, dst: Path, codec: str | None = None, 
 
     def decode() -> None:
         try:
-            for item in reader:
-                if stop.is_set():
-                    return
+            items = iter(reader)
+            while not stop.is_set():
+                t = time.perf_counter()
+                if (item := next(items, _END)) is _END:
+                    break
                 if hasattr(item, "rgb"):   # a Picture: made model-ready here, off the model's thread
                     item.rgb = (item.rgb, up.to_input(item.rgb))
+                res.decode_s += time.perf_counter() - t
                 decoded.put(item)
         except BaseException as e:  # noqa: BLE001 - handed to the main thread, which raises it
             failure.append(e)
@@ -150,7 +158,9 @@ def upscale_video(up: Upscaler, src: Path, dst: Path, codec: str | None = None, 
                     for a in pending_audio:
                         out["writer"].mux_audio(a)
                     pending_audio.clear()
+                t = time.perf_counter()
                 out["writer"].write_tensor(sr, pic.pts)
+                res.encode_s += time.perf_counter() - t
                 if out["compare"] is not None:
                     out["compare"].write(split_screen(lr, up.to_pixels(sr, dtype), up.name), pic.pts)
         except BaseException as e:  # noqa: BLE001

@@ -269,3 +269,29 @@ def test_killed_run_leaves_a_playable_partial_and_a_rerun_replaces_it(tmp_path):
     assert 0 < n < 150
     assert subprocess.run(cmd, env=env, capture_output=True).returncode == 0
     assert not part.exists() and len(_decode(tmp_path / "out" / "long.mkv")[0]) == 150
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_rotation_kept(tmp_path, suffix):
+    src = make_video(tmp_path / f"r{suffix}", moving_frames(64, 48, 3), 25, rotation=90)
+    assert _upscale("bicubic", src, "--out", tmp_path / "out") == 0
+    with av.open(str(tmp_path / "out" / f"r{suffix}")) as c:
+        f = next(c.decode(video=0))
+    assert f.rotation == 90 and (f.width, f.height) == (128, 96)   # tagged, pixels not turned
+
+
+@pytest.mark.parametrize("matrix,full", [("ITU601", False), ("ITU709", True)])
+def test_model_output_written_with_the_tagged_matrix(tmp_path, matrix, full):
+    """The float path (the model's output straight to swscale) stores the Y the standard defines."""
+    rgb = next(moving_frames(64, 48, 1))
+    info = probe(make_video(tmp_path / "c.mkv", [rgb], 25, audio=False, pix_fmt="yuv444p", matrix=matrix,
+                            full_range=full))
+    w = VideoWriter(tmp_path / "w.mkv", info, 64, 48, "libx264", 0)
+    w.write_tensor(torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255, 0)
+    w.close()
+    with av.open(str(tmp_path / "w.mkv")) as c:
+        y = next(c.decode(video=0)).to_ndarray(channel_last=True)[..., 0].astype(float)
+    kr, kb = {"ITU601": (0.299, 0.114), "ITU709": (0.2126, 0.0722)}[matrix]
+    luma = sum(k * rgb[..., i] / 255.0 for i, k in enumerate((kr, 1 - kr - kb, kb)))
+    err = y - (luma * 255 if full else 16 + 219 * luma)
+    assert np.abs(err).max() <= 1.0 and abs(err.mean()) < 0.1   # rounded, and not biased
