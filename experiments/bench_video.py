@@ -69,14 +69,19 @@ def bench_size(up: Upscaler, name: str, seconds: float, fps: float, work: Path, 
     w, h = SIZES[name]
     src = make_video(work / f"{name}.mp4", moving_frames(w, h, int(round(seconds * fps))), fps)
     up.warm((h, w))
-    model_ms = measure_latency({"model": up.infer}, (h, w), repeats=repeats, threads=threads)["model"]
+    # the model alone is timed before and after the two video runs: the mean of both stands beside them, so a
+    # change of load from other processes during the run shows as a spread instead of skewing the ratio
+    before = measure_latency({"model": up.infer}, (h, w), repeats=repeats, threads=threads)["model"]
     res = upscale_video(up, src, work / f"{name}_sr.mp4", progress=False)
     n_seq, s_seq = sequential_video(up, src, work / f"{name}_seq.mp4")
+    after = measure_latency({"model": up.infer}, (h, w), repeats=repeats, threads=threads)["model"]
+    model_ms = (before + after) / 2
     a, b = probe(src), probe(work / f"{name}_sr.mp4")
     (fa, aa), (fb, ab) = count_frames(src), count_frames(work / f"{name}_sr.mp4")
     model_fps = 1000.0 / model_ms
     return {"size": f"{name} {w}x{h} -> {w * up.scale}x{h * up.scale}", "executor": up.executor,
-            "source_fps": fps, "frames": res.frames, "model_ms": round(model_ms, 2), "model_fps": round(model_fps, 1),
+            "source_fps": fps, "frames": res.frames, "model_ms": round(model_ms, 2),
+            "model_ms_before_after": [round(before, 2), round(after, 2)], "model_fps": round(model_fps, 1),
             "e2e_fps": round(res.fps, 1), "e2e_ratio": round(res.fps / model_fps, 3),
             "seq_fps": round(n_seq / s_seq, 1), "seq_ratio": round(n_seq / s_seq / model_fps, 3),
             "real_time": res.fps >= fps, "busy_ms_per_frame": res.to_json()["busy_ms_per_frame"],

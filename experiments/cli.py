@@ -67,6 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--precision", default=None, choices=list(PRECISIONS),
                    help="force one precision (default: each model its own: abpn_int8 and INT8 files int8, "
                         "the rest fp32)")
+    b.add_argument("--crops", action="store_true", help="also write crops/<dataset>.png: zoomed crops of bicubic, "
+                                                        "every model and HR side by side, on each dataset's first image")
     b.set_defaults(func=_bench)
 
     u = sub.add_parser("upscale", help="apply a zoo or exported model to images / folders of frames",
@@ -181,7 +183,7 @@ def _bench(args) -> int:
     if args.precision and not args.backend:
         raise UserError("--precision needs --backend (the runtime that runs that precision)")
     df = run_bench(models, datasets, scale, args.out, data_root, lr_hw, threads, args.weights_dir, args.repeats,
-                   args.backend, args.precision)
+                   args.backend, args.precision, args.crops)
     print((Path(args.out) / "bench.md").read_text())
     print(f"wrote {args.out}/bench.csv, bench.md, bench.png")
     if args.run:

@@ -15,12 +15,12 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from supernet.errors import UserError
 from supernet.progress import progress_bar
 from supernet.imaging import ImageError, imresize, list_images, read_pixels, write_png
 
+from .crops import crop_sheet
 from .tiling import tiled_upscale  # noqa: F401  (bench and tests import it from here)
 from .upscaler import Upscaler
 from .video import VIDEO_SUFFIXES, VideoError, check_codec
@@ -184,7 +184,7 @@ def upscale_files(up: Upscaler, jobs: list[tuple[Path, Path]], compare: bool = F
             pixels = from_frame(sr, frame)
             write_png(dst, pixels)
             if compare:
-                write_png(compare_path(dst), zoomed_crops(frame.rgb, sr, up.name))
+                write_png(compare_path(dst), crop_sheet(frame.rgb, {up.name: sr}))
         except OSError as e:  # disk full, folder removed meanwhile: later frames may still fit
             failed.append((f, f"{f}: cannot write {dst} ({e.strerror or e})"))
             continue
@@ -194,26 +194,6 @@ def upscale_files(up: Upscaler, jobs: list[tuple[Path, Path]], compare: bool = F
     return {"model": up.name, "frames": n, "model_s": model_s, "total_s": total_s,
             "fps": n / model_s if model_s else float("inf"), "fps_with_io": n / total_s if total_s else float("inf"),
             "outputs": written, "failed": [{"path": str(f), "reason": r} for f, r in failed]}
-
-
-def zoomed_crops(lr: torch.Tensor, sr: torch.Tensor, label: str, side: int = 96, zoom: int = 4) -> np.ndarray:
-    """Bicubic | model on the ``side``-pixel HR crop where they differ most, each zoomed ``zoom``x, labelled."""
-    from .video_upscale import draw_labels
-    h, w = sr.shape[-2:]
-    side = min(side, h, w)
-    bic = imresize(lr, (h, w)).clamp(0, 1)
-    sr = sr.float().clamp(0, 1)
-    diff = (bic - sr).abs().mean(1, keepdim=True)
-    energy = F.avg_pool2d(diff, side, stride=max(1, side // 4))   # where the model adds the most detail
-    iy, ix = divmod(int(energy.flatten().argmax()), energy.shape[-1])
-    y0, x0 = min(iy * max(1, side // 4), h - side), min(ix * max(1, side // 4), w - side)
-
-    def crop(t: torch.Tensor) -> np.ndarray:
-        c = t[0, :, y0:y0 + side, x0:x0 + side].repeat_interleave(zoom, 1).repeat_interleave(zoom, 2)
-        return (c.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
-    gap = np.full((side * zoom, 4, 3), 255, np.uint8)
-    return draw_labels(np.concatenate([crop(bic), gap, crop(sr)], axis=1),
-                       [(f"bicubic (x{zoom} crop at {x0},{y0})", 8), (label, side * zoom + 12)])
 
 
 def _first_line(e: Exception) -> str:
@@ -265,9 +245,10 @@ def _one_video(up: Upscaler, src: Path, dst: Path, codec: str | None, crf: int |
     """Upscale one video, print its closing line and notes, and add what went wrong to ``failed``."""
     try:
         r = upscale_video(up, src, dst, codec, crf, compare_path(dst) if compare else None)
-    except VideoError as e:
-        failed.append({"path": str(src), "reason": str(e)})
-        return {"input": str(src), "output": None, "frames": 0, "errors": [str(e)]}
+    except (VideoError, RuntimeError, ValueError) as e:   # RuntimeError: e.g. out of memory in the model
+        reason = str(e) if isinstance(e, VideoError) else f"{src}: the model failed on it ({_first_line(e)})"
+        failed.append({"path": str(src), "reason": reason})
+        return {"input": str(src), "output": None, "frames": 0, "errors": [reason]}
     except KeyboardInterrupt:
         print(f"interrupted: {partial_path(dst)} holds the frames so far (it plays up to its last fragment); "
               "a rerun replaces it", file=sys.stderr)

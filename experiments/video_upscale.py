@@ -21,6 +21,7 @@ import torch
 
 from supernet.progress import progress_bar
 
+from .crops import draw_labels
 from .upscaler import Upscaler
 from .video import DEFAULT_CODEC, VideoError, VideoReader, VideoWriter
 
@@ -189,12 +190,14 @@ def upscale_video(up: Upscaler, src: Path, dst: Path, codec: str | None = None, 
         inferred.put(_END)
         for t in threads:
             t.join()
-    except BaseException:
+    except BaseException as e:
         stop.set()
         for t in threads:
             t.join(timeout=5)
         _abort(out)
         reader.close()
+        if not isinstance(e, KeyboardInterrupt):   # interrupted: the partial file stays, as the CLI says
+            _remove_partials(dst, compare)
         raise
     finally:
         bar.close()
@@ -207,9 +210,7 @@ def upscale_video(up: Upscaler, src: Path, dst: Path, codec: str | None = None, 
         if not isinstance(e, VideoError):
             raise e
         res.errors.append(str(e))
-        for p in (part, partial_path(compare) if compare else None):
-            if p is not None:
-                p.unlink(missing_ok=True)   # a failed write (disk full) leaves nothing half-made behind
+        _remove_partials(dst, compare)   # a failed write (disk full) leaves nothing half-made behind
         res.dst = None
         return res
     if out["writer"] is None:
@@ -231,6 +232,12 @@ def _open_writer(path: Path, info, sr: torch.Tensor, codec: str, crf: int | None
     return w
 
 
+def _remove_partials(dst: Path, compare: Path | None) -> None:
+    for p in (dst, compare):
+        if p is not None:
+            partial_path(p).unlink(missing_ok=True)
+
+
 def _abort(out: dict) -> None:
     for w in out.values():
         if w is not None:
@@ -247,19 +254,3 @@ def split_screen(lr: torch.Tensor, sr: np.ndarray, label: str) -> np.ndarray:
     out[:, : w // 2] = bic[:, : w // 2]
     out[:, w // 2 - 1: w // 2 + 1] = top
     return draw_labels(out, [("bicubic", 8), (label, w // 2 + 8)])
-
-
-def draw_labels(img: np.ndarray, labels: list[tuple[str, int]]) -> np.ndarray:
-    """Write each (text, x) at the top of ``img`` in white on a dark box (8-bit frames; deeper ones unlabelled)."""
-    if img.dtype != np.uint8:
-        return img
-    from PIL import Image, ImageDraw, ImageFont
-    pil = Image.fromarray(img)
-    draw = ImageDraw.Draw(pil)
-    size = max(10, img.shape[0] // 30)
-    font = ImageFont.load_default(size=size)
-    for text, x in labels:
-        box = draw.textbbox((x, 6), text, font=font)
-        draw.rectangle((box[0] - 3, box[1] - 3, box[2] + 3, box[3] + 3), fill=(0, 0, 0))
-        draw.text((x, 6), text, fill=(255, 255, 255), font=font)
-    return np.asarray(pil)

@@ -295,3 +295,15 @@ def test_model_output_written_with_the_tagged_matrix(tmp_path, matrix, full):
     luma = sum(k * rgb[..., i] / 255.0 for i, k in enumerate((kr, 1 - kr - kb, kb)))
     err = y - (luma * 255 if full else 16 + 219 * luma)
     assert np.abs(err).max() <= 1.0 and abs(err.mean()) < 0.1   # rounded, and not biased
+
+
+def test_model_failure_is_one_line_and_leaves_no_partial(tmp_path, capsys, monkeypatch):
+    src = make_video(tmp_path / "clip.mkv", moving_frames(64, 48, 10), 25)
+
+    def out_of_memory(self, x):
+        raise RuntimeError("not enough memory: you tried to allocate 99 GB\nmore detail")
+    monkeypatch.setattr(Upscaler, "infer", out_of_memory)
+    assert _upscale("bicubic", src, "--out", tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert "the model failed on it (not enough memory: you tried to allocate 99 GB)" in err and "Traceback" not in err
+    assert list((tmp_path / "out").iterdir()) == []
