@@ -42,7 +42,7 @@ class Upscaler:
         self.tile, self.margin = tile, margin
         self._weights_dir = weights_dir
         self._tmp = tempfile.TemporaryDirectory(prefix="srnas-upscaler-")
-        self._compiled: dict[tuple[int, int], TensorFn] = {}
+        self._compiled: dict[tuple[int, int] | None, TensorFn] = {}
         self.backend, self.precision, self.chosen_by = resolve_executor(self.model, backend, precision, threads,
                                                                          lr_hw, weights_dir)
         self._source = self._deploy_source()
@@ -98,10 +98,11 @@ class Upscaler:
                              self.margin, self.model.fixed_hw)
 
     def _for_size(self, hw: tuple[int, int]) -> TensorFn:
-        if hw not in self._compiled:
-            self._compiled[hw] = _compile(self._source, self.backend, self.precision, self.threads, hw,
-                                          self._calibration(), Path(self._tmp.name))
-        return self._compiled[hw]
+        key = _shape_key(self.backend, hw, self._compiled)
+        if key not in self._compiled:
+            self._compiled[key] = _compile(self._source, self.backend, self.precision, self.threads, key,
+                                           self._calibration(), Path(self._tmp.name))
+        return self._compiled[key]
 
     def _deploy_source(self) -> nn.Module | Path:
         """What the executor runs: a torch module, or an exported ONNX file for the file runtimes."""
@@ -189,13 +190,28 @@ def _fastest(m: LoadedModel, executors: list[tuple[str, str]], threads: int, lr_
     return backend
 
 
-def _compile(source: nn.Module | Path, backend: str, precision: str, threads: int, hw: tuple[int, int],
-             calib: list[list[torch.Tensor]] | None, workdir: Path) -> TensorFn:
-    """ALL runtime-facing code of the Upscaler: ``source`` in executor (backend, precision) for 1x3xHxW at ``hw``.
+# runtimes whose compiled model is fastest for one fixed input size (OpenVINO's static shapes); the others
+# (torch, ONNX Runtime) run one model at any size. Past MAX_STATIC sizes (a folder of photos, not one video)
+# OpenVINO gets one dynamic-shape compile for the rest, rather than a compile per image.
+STATIC_SHAPES = ("openvino",)
+MAX_STATIC = 4
 
-    Torch runs the module as it is (any size). The file runtimes run ONNX: a module is exported (and for
-    INT8 quantized on ``calib``) once into ``workdir``, and each input size gets its own static-shape
-    compile, the fast form OpenVINO deploys.
+
+def _shape_key(backend: str, hw: tuple[int, int], compiled: dict) -> tuple[int, int] | None:
+    """The input size a compile is made for (None: any size)."""
+    if backend not in STATIC_SHAPES:
+        return None
+    return hw if hw in compiled or sum(k is not None for k in compiled) < MAX_STATIC else None
+
+
+def _compile(source: nn.Module | Path, backend: str, precision: str, threads: int, hw: tuple[int, int] | None,
+             calib: list[list[torch.Tensor]] | None, workdir: Path) -> TensorFn:
+    """ALL runtime-facing code of the Upscaler: ``source`` in executor (backend, precision) for 1x3xHxW at ``hw``
+    (None: any size).
+
+    Torch runs the module as it is. The file runtimes run ONNX: a module is exported with dynamic H and W
+    (and for INT8 quantized on ``calib``) once into ``workdir``; OpenVINO then compiles it for ``hw``, the
+    static-shape form it deploys fastest.
     """
     from latency.executors import deploy_file, file_infer, make_infer
 
@@ -205,13 +221,13 @@ def _compile(source: nn.Module | Path, backend: str, precision: str, threads: in
                 with torch.inference_mode():
                     return source(x).float()
             return run_as_is
-        return make_infer(source, [torch.zeros(1, 3, *hw)], backend, threads, precision)
+        return make_infer(source, [torch.zeros(1, 3, *(hw or (64, 64)))], backend, threads, precision)
     path = source if isinstance(source, Path) else None
     if path is None:
         done = workdir / ("model_int8.onnx" if precision == "int8" else "model.onnx")
         path = done if done.is_file() else deploy_file(source, [torch.rand(1, 3, 64, 64)], backend, precision,
                                                        workdir, calib, dynamic=True)
-    infer = file_infer(path, backend, precision, threads, [(1, 3, *hw)])
+    infer = file_infer(path, backend, precision, threads, None if hw is None else [(1, 3, *hw)])
 
     def run(x: torch.Tensor) -> torch.Tensor:
         out = infer([np.ascontiguousarray(x.detach().numpy(), dtype=np.float32)])

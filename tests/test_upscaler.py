@@ -43,7 +43,7 @@ def test_wrong_frame_shape_is_a_user_error():
             up(np.zeros((8, 8, 3), np.float32))
 
 
-def test_compiled_once_per_size(monkeypatch):
+def _count_compiles(monkeypatch) -> list:
     calls = []
     real = upscaler_mod._compile
 
@@ -51,12 +51,27 @@ def test_compiled_once_per_size(monkeypatch):
         calls.append(hw)
         return real(source, backend, precision, threads, hw, *rest)
     monkeypatch.setattr(upscaler_mod, "_compile", counting)
-    with Upscaler("abpn", "onnxruntime", threads=1) as up:
+    return calls
+
+
+def test_openvino_compiled_once_per_size_then_once_for_any(monkeypatch):
+    calls = _count_compiles(monkeypatch)
+    monkeypatch.setattr(upscaler_mod, "MAX_STATIC", 2)
+    with Upscaler("abpn", "openvino", threads=1) as up:
         for _ in range(3):
             up(_frame())
         up(_frame(20, 30))
         up(_frame())
-    assert calls == [(24, 32), (20, 30)]
+        assert up(_frame(16, 18)).shape == (32, 36, 3) and up(_frame(18, 16)).shape == (36, 32, 3)
+    assert calls == [(24, 32), (20, 30), None]   # past two sizes: one dynamic-shape compile serves the rest
+
+
+def test_shape_free_runtime_compiled_once(monkeypatch):
+    calls = _count_compiles(monkeypatch)
+    with Upscaler("abpn", "onnxruntime", threads=1) as up:
+        up(_frame())
+        assert up(_frame(20, 30)).shape == (40, 60, 3)
+    assert calls == [None]
 
 
 def test_file_executor_agrees_with_torch():
