@@ -23,7 +23,7 @@ from supernet.progress import progress_bar
 
 from .crops import draw_labels
 from .upscaler import Upscaler
-from .video import DEFAULT_CODEC, VideoError, VideoReader, VideoWriter
+from .video import DEFAULT_CODEC, Picture, VideoError, VideoReader, VideoWriter
 
 QUEUE_FRAMES = 4        # frames in flight between two stages; enough to ride out a slow frame
 _END = object()
@@ -75,6 +75,16 @@ class VideoResult:
                                       (("decode", self.decode_s), ("model", self.model_s), ("encode", self.encode_s))},
                 "errors": self.errors,
                 "notes": self.notes}
+
+
+@dataclass
+class _Job:
+    """A frame on its way: where it came from, its pixel type, the model's input and (then) output."""
+
+    pic: Picture
+    dtype: np.dtype
+    x: torch.Tensor
+    sr: torch.Tensor | None = None
 
 
 def partial_path(dst: Path) -> Path:
@@ -130,8 +140,8 @@ def upscale_video(up: Upscaler, src: Path, dst: Path, codec: str | None = None, 
                 t = time.perf_counter()
                 if (item := next(items, _END)) is _END:
                     break
-                if hasattr(item, "rgb"):   # a Picture: made model-ready here, off the model's thread
-                    item.rgb = (item.rgb, up.to_input(item.rgb))
+                if isinstance(item, Picture):   # made model-ready here, off the model's thread
+                    item = _Job(item, item.rgb.dtype, up.to_input(item.rgb))
                 res.decode_s += time.perf_counter() - t
                 decoded.put(item)
         except BaseException as e:  # noqa: BLE001 - handed to the main thread, which raises it
@@ -144,13 +154,13 @@ def upscale_video(up: Upscaler, src: Path, dst: Path, codec: str | None = None, 
         pending_audio = []
         try:
             while (item := inferred.get()) is not _END:
-                if not isinstance(item, tuple):   # an audio packet
+                if not isinstance(item, _Job):   # an audio packet
                     if out["writer"] is None:
                         pending_audio.append(item)
                     else:
                         out["writer"].mux_audio(item)
                     continue
-                pic, lr, sr, dtype = item
+                pic, sr = item.pic, item.sr
                 if out["writer"] is None:
                     out["writer"] = _open_writer(part, info, sr, codec, crf, reader, pic.rotation, res)
                     if compare is not None:
@@ -163,7 +173,7 @@ def upscale_video(up: Upscaler, src: Path, dst: Path, codec: str | None = None, 
                 out["writer"].write_tensor(sr, pic.pts)
                 res.encode_s += time.perf_counter() - t
                 if out["compare"] is not None:
-                    out["compare"].write(split_screen(lr, up.to_pixels(sr, dtype), up.name), pic.pts)
+                    out["compare"].write(split_screen(item.x, up.to_pixels(sr, item.dtype), up.name), pic.pts)
         except BaseException as e:  # noqa: BLE001
             failure.append(e)
             stop.set()
@@ -173,20 +183,18 @@ def upscale_video(up: Upscaler, src: Path, dst: Path, codec: str | None = None, 
     t0 = time.perf_counter()
     for t in threads:
         t.start()
-    bar = progress_bar(total=info.frames or None, desc=f"upscale {src.name}", unit="frame", disable=not progress)
+    expected = info.frames or round(info.duration_s * info.fps) or None   # for the bar; the count is not trusted
+    bar = progress_bar(total=expected, desc=f"upscale {src.name}", unit="frame", disable=not progress)
     try:
         while (item := decoded.get()) is not _END:
-            if hasattr(item, "rgb"):
-                rgb, x = item.rgb
+            if isinstance(item, _Job):
                 t1 = time.perf_counter()
-                sr = up.infer(x)
+                item.sr = up.infer(item.x)
                 res.model_s += time.perf_counter() - t1
-                item.rgb = None
-                inferred.put((item, x, sr, rgb.dtype))
+                item.pic.rgb = None   # the encoder needs the model's output only: drop the decoded pixels early
                 res.frames += 1
                 bar.update(1)
-            else:
-                inferred.put(item)
+            inferred.put(item)
         inferred.put(_END)
         for t in threads:
             t.join()
