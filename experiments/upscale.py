@@ -1,8 +1,9 @@
-"""`srnas upscale`: apply a zoo or exported model to images or folders of frames, tiling large inputs.
+"""`srnas upscale`: apply a zoo, searched or exported model to images, videos, or folders of them.
 
-Every readable frame is written, keeping what the model does not see: an alpha channel (upscaled
-bicubic and re-attached), 16-bit depth, and greyness (grey in, grey out). Frames that cannot be read
-or written are listed at the end; a bad --out is refused before any frame is touched.
+The model runs through the Upscaler API (experiments/upscaler.py) in its executor; videos go through
+experiments/video_upscale.py. Every readable image is written, keeping what the model does not see: an
+alpha channel (upscaled bicubic and re-attached), 16-bit depth, and greyness (grey in, grey out). Inputs
+that cannot be read or written are listed at the end; a bad --out is refused before any frame is touched.
 """
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -25,8 +25,6 @@ from .tiling import tiled_upscale  # noqa: F401  (bench and tests import it from
 from .upscaler import Upscaler
 from .video import VIDEO_SUFFIXES, VideoError, check_codec
 from .video_upscale import partial_path, upscale_video
-
-Runner = Callable[[torch.Tensor], torch.Tensor]
 
 
 # BT.601 luma weights (full range). On grey images replicated to RGB and run x2 through the RGB zoo

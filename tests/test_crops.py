@@ -6,7 +6,6 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 
-from experiments import zoo
 from experiments.bench import run_bench
 from experiments.crops import crop_sheet
 from search.cli import main
@@ -44,4 +43,3 @@ def test_upscale_compare_writes_crops_for_images(tmp_path):
                  "torch-cpu", "--compare", "--threads", "1"]) == 0
     sheet = iio.imread(tmp_path / "out" / "f.compare.png")
     assert sheet.shape[1] == 2 * sheet.shape[0] + 4 and (tmp_path / "out" / "f.png").is_file()
-    assert zoo.ZOO["abpn"] is not None
