@@ -2,11 +2,12 @@
 
 For each size (360p -> 720p, 540p -> 1080p) it makes a test video (moving content cut from the embedded
 images, with an AAC tone; nothing downloaded), then in the same process and executor:
-  - model alone: the Upscaler's compiled model on one LR frame, median of interleaved timed runs (the
-    harness `srnas bench` times latency with);
+  - model alone: the Upscaler's compiled model on LR frames back to back (and, for reference, the median
+    latency from the harness `srnas bench` times with);
   - end to end: decode + model + encode with the three overlapped threads `srnas upscale` uses;
   - end to end, one thread: the same steps one after another (what the overlap buys);
-and checks the output decodes to the same frame count, rate, duration and audio as the input.
+in interleaved rounds on a short clip (the ratio is the median of the rounds' ratios), then runs the full
+video end to end and checks it decodes to the same frame count, rate, duration and audio as the input.
 Prints a markdown table; the LAST line is JSON. Timings on a loaded machine are indicative; the ratios
 are side by side in one run.
 
@@ -22,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from experiments.timing import measure_latency
@@ -63,42 +65,67 @@ def count_frames(path: Path) -> tuple[int, int]:
     return frames, audio
 
 
-def bench_size(up: Upscaler, name: str, seconds: float, fps: float, work: Path, threads: int,
-               repeats: int) -> dict:
-    """One size: make the video, time model alone / pipeline / sequential, check the output."""
+def model_alone_fps(up: Upscaler, hw: tuple[int, int], n: int) -> float:
+    """Frames/s of the Upscaler's compiled model alone, ``n`` LR frames back to back (no video around it)."""
+    x = torch.rand(1, 3, *hw, generator=torch.Generator().manual_seed(0))
+    up.infer(x)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for _ in range(n):
+            up.infer(x)
+    return n / (time.perf_counter() - t0)
+
+
+def bench_size(up: Upscaler, name: str, seconds: float, fps: float, work: Path, threads: int, repeats: int,
+               rounds: int, clip_s: float) -> dict:
+    """One size: the ratio end to end / model alone from interleaved rounds, and the full video's run and checks.
+
+    Each round times the model alone on as many frames as a short clip holds, then the clip end to end
+    (threads), then one thread: load from other processes that comes and goes hits all three alike, and the
+    median of the per-round ratios is reported.
+    """
     w, h = SIZES[name]
     src = make_video(work / f"{name}.mp4", moving_frames(w, h, int(round(seconds * fps))), fps)
+    clip = make_video(work / f"{name}_clip.mp4", moving_frames(w, h, int(round(clip_s * fps))), fps)
+    n_clip = int(round(clip_s * fps))
     up.warm((h, w))
-    # the model alone is timed before and after the two video runs: the mean of both stands beside them, so a
-    # change of load from other processes during the run shows as a spread instead of skewing the ratio
-    before = measure_latency({"model": up.infer}, (h, w), repeats=repeats, threads=threads)["model"]
+    bench_ms = measure_latency({"model": up.infer}, (h, w), repeats=repeats, threads=threads)["model"]
+    per_round = []
+    for _ in range(rounds):
+        alone = model_alone_fps(up, (h, w), n_clip)
+        e2e = upscale_video(up, clip, work / f"{name}_clip_sr.mp4", progress=False).fps
+        n_seq, s_seq = sequential_video(up, clip, work / f"{name}_clip_seq.mp4")
+        per_round.append({"model_fps": round(alone, 2), "e2e_fps": round(e2e, 2), "seq_fps": round(n_seq / s_seq, 2)})
     res = upscale_video(up, src, work / f"{name}_sr.mp4", progress=False)
-    n_seq, s_seq = sequential_video(up, src, work / f"{name}_seq.mp4")
-    after = measure_latency({"model": up.infer}, (h, w), repeats=repeats, threads=threads)["model"]
-    model_ms = (before + after) / 2
     a, b = probe(src), probe(work / f"{name}_sr.mp4")
     (fa, aa), (fb, ab) = count_frames(src), count_frames(work / f"{name}_sr.mp4")
-    model_fps = 1000.0 / model_ms
+
+    def med(key: str, of: str | None = None) -> float:
+        vals = [r[key] / (r[of] if of else 1) for r in per_round]
+        return float(np.median(vals))
     return {"size": f"{name} {w}x{h} -> {w * up.scale}x{h * up.scale}", "executor": up.executor,
-            "source_fps": fps, "frames": res.frames, "model_ms": round(model_ms, 2),
-            "model_ms_before_after": [round(before, 2), round(after, 2)], "model_fps": round(model_fps, 1),
-            "e2e_fps": round(res.fps, 1), "e2e_ratio": round(res.fps / model_fps, 3),
-            "seq_fps": round(n_seq / s_seq, 1), "seq_ratio": round(n_seq / s_seq / model_fps, 3),
-            "real_time": res.fps >= fps, "busy_ms_per_frame": res.to_json()["busy_ms_per_frame"],
-            "same_frames": fa == fb, "same_audio_packets": aa == ab, "same_rate": a.rate == b.rate,
-            "duration_in_out": [round(a.duration_s, 3), round(b.duration_s, 3)], "errors": res.errors}
+            "source_fps": fps, "bench_median_ms": round(bench_ms, 2),
+            "model_fps": round(med("model_fps"), 1), "e2e_fps": round(med("e2e_fps"), 1),
+            "e2e_ratio": round(med("e2e_fps", "model_fps"), 3), "seq_fps": round(med("seq_fps"), 1),
+            "seq_ratio": round(med("seq_fps", "model_fps"), 3), "rounds": per_round,
+            "full_video": {"seconds": seconds, "frames": res.frames, "e2e_fps": round(res.fps, 1),
+                           "real_time": res.real_time, "busy_ms_per_frame": res.to_json()["busy_ms_per_frame"],
+                           "same_frames": fa == fb, "same_audio_packets": aa == ab, "same_rate": a.rate == b.rate,
+                           "duration_in_out": [round(a.duration_s, 3), round(b.duration_s, 3)],
+                           "errors": res.errors}}
 
 
 def markdown(rows: list[dict]) -> str:
     """The rows as a markdown table."""
-    head = ["size", "executor", "model alone fps (ms)", "end to end fps", "e2e / model", "one thread fps",
-            "1-thread / model", "real time", "output = input (frames, audio, rate)"]
+    head = ["size", "executor", "model alone fps", "end to end fps", "e2e / model", "one thread fps",
+            "1-thread / model", "full video: fps, real time", "output = input (frames, audio, rate)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        same = "yes" if r["same_frames"] and r["same_audio_packets"] and r["same_rate"] else "NO"
-        lines.append(f"| {r['size']} | {r['executor']} | {r['model_fps']} ({r['model_ms']}) | {r['e2e_fps']} | "
-                     f"{r['e2e_ratio']:.2f} | {r['seq_fps']} | {r['seq_ratio']:.2f} | "
-                     f"{'yes' if r['real_time'] else 'no'} (source {r['source_fps']:g} fps) | {same} |")
+        v = r["full_video"]
+        same = "yes" if v["same_frames"] and v["same_audio_packets"] and v["same_rate"] else "NO"
+        lines.append(f"| {r['size']} | {r['executor']} | {r['model_fps']} | {r['e2e_fps']} | {r['e2e_ratio']:.2f} | "
+                     f"{r['seq_fps']} | {r['seq_ratio']:.2f} | {v['e2e_fps']}, "
+                     f"{'yes' if v['real_time'] else 'no'} (source {r['source_fps']:g} fps) | {same} |")
     return "\n".join(lines)
 
 
@@ -111,7 +138,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--fps", type=float, default=30.0)
     ap.add_argument("--threads", type=int, default=0, help="runtime threads (0: all cores)")
-    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--repeats", type=int, default=15, help="timed runs of srnas bench's latency harness")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of model alone / end to end / one thread")
+    ap.add_argument("--clip", type=float, default=2.0, help="seconds of video per round")
     args = ap.parse_args()
     threads = resolve_threads(args.threads)
     torch.set_num_threads(threads)
@@ -120,7 +149,8 @@ def main() -> None:
                                                          threads=args.threads) as up:
         print(f"{up.name} in {up.executor} ({up.chosen_by}), {threads} threads, {platform.processor() or ''}")
         for name in args.sizes.split(","):
-            rows.append(bench_size(up, name.strip(), args.seconds, args.fps, Path(work), args.threads, args.repeats))
+            rows.append(bench_size(up, name.strip(), args.seconds, args.fps, Path(work), args.threads, args.repeats,
+                                   args.rounds, args.clip))
     print(markdown(rows))
     print(json.dumps({"model": args.model, "threads": threads, "rows": rows}))
 
