@@ -36,7 +36,7 @@ from latency.fingerprint import resolve_threads
 SIZES = {"360p": (640, 360), "540p": (960, 540), "720p": (1280, 720)}
 
 
-def sequential_video(up: Upscaler, src: Path, dst: Path) -> tuple[int, float]:
+def sequential_video(up: Upscaler, src: Path, dst: Path, preset: str | None = None) -> tuple[int, float]:
     """Decode, model and encode one frame after another in one thread: (frames, seconds)."""
     t0, n = time.perf_counter(), 0
     with VideoReader(src) as r:
@@ -48,7 +48,8 @@ def sequential_video(up: Upscaler, src: Path, dst: Path) -> tuple[int, float]:
                 continue
             sr = up.infer(up.to_input(item.rgb))
             if w is None:
-                w = VideoWriter(dst, r.info, int(sr.shape[-1]), int(sr.shape[-2]), "libx264", None, r.audio)
+                w = VideoWriter(dst, r.info, int(sr.shape[-1]), int(sr.shape[-2]), "libx264", None, r.audio,
+                                preset=preset)
             w.write_tensor(sr, item.pts)
             n += 1
         w.close()
@@ -77,7 +78,7 @@ def model_alone_fps(up: Upscaler, hw: tuple[int, int], n: int) -> float:
 
 
 def bench_size(up: Upscaler, name: str, seconds: float, fps: float, work: Path, threads: int, repeats: int,
-               rounds: int, clip_s: float) -> dict:
+               rounds: int, clip_s: float, preset: str | None = None) -> dict:
     """One size: the ratio end to end / model alone from interleaved rounds, and the full video's run and checks.
 
     Each round times the model alone on as many frames as a short clip holds, then the clip end to end
@@ -93,10 +94,10 @@ def bench_size(up: Upscaler, name: str, seconds: float, fps: float, work: Path, 
     per_round = []
     for _ in range(rounds):
         alone = model_alone_fps(up, (h, w), n_clip)
-        e2e = upscale_video(up, clip, work / f"{name}_clip_sr.mp4", progress=False).fps
-        n_seq, s_seq = sequential_video(up, clip, work / f"{name}_clip_seq.mp4")
+        e2e = upscale_video(up, clip, work / f"{name}_clip_sr.mp4", progress=False, preset=preset).fps
+        n_seq, s_seq = sequential_video(up, clip, work / f"{name}_clip_seq.mp4", preset)
         per_round.append({"model_fps": round(alone, 2), "e2e_fps": round(e2e, 2), "seq_fps": round(n_seq / s_seq, 2)})
-    res = upscale_video(up, src, work / f"{name}_sr.mp4", progress=False)
+    res = upscale_video(up, src, work / f"{name}_sr.mp4", progress=False, preset=preset)
     a, b = probe(src), probe(work / f"{name}_sr.mp4")
     (fa, aa), (fb, ab) = count_frames(src), count_frames(work / f"{name}_sr.mp4")
 
@@ -104,6 +105,7 @@ def bench_size(up: Upscaler, name: str, seconds: float, fps: float, work: Path, 
         vals = [r[key] / (r[of] if of else 1) for r in per_round]
         return float(np.median(vals))
     return {"size": f"{name} {w}x{h} -> {w * up.scale}x{h * up.scale}", "executor": up.executor,
+            "preset": preset or "veryfast",
             "source_fps": fps, "bench_median_ms": round(bench_ms, 2),
             "model_fps": round(med("model_fps"), 1), "e2e_fps": round(med("e2e_fps"), 1),
             "e2e_ratio": round(med("e2e_fps", "model_fps"), 3), "seq_fps": round(med("seq_fps"), 1),
@@ -117,14 +119,14 @@ def bench_size(up: Upscaler, name: str, seconds: float, fps: float, work: Path, 
 
 def markdown(rows: list[dict]) -> str:
     """The rows as a markdown table."""
-    head = ["size", "executor", "model alone fps", "end to end fps", "e2e / model", "one thread fps",
+    head = ["size", "executor", "x264 preset", "model alone fps", "end to end fps", "e2e / model", "one thread fps",
             "1-thread / model", "full video: fps, real time", "output = input (frames, audio, rate)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         v = r["full_video"]
         same = "yes" if v["same_frames"] and v["same_audio_packets"] and v["same_rate"] else "NO"
-        lines.append(f"| {r['size']} | {r['executor']} | {r['model_fps']} | {r['e2e_fps']} | {r['e2e_ratio']:.2f} | "
-                     f"{r['seq_fps']} | {r['seq_ratio']:.2f} | {v['e2e_fps']}, "
+        lines.append(f"| {r['size']} | {r['executor']} | {r['preset']} | {r['model_fps']} | {r['e2e_fps']} | "
+                     f"{r['e2e_ratio']:.2f} | {r['seq_fps']} | {r['seq_ratio']:.2f} | {v['e2e_fps']}, "
                      f"{'yes' if v['real_time'] else 'no'} (source {r['source_fps']:g} fps) | {same} |")
     return "\n".join(lines)
 
@@ -141,6 +143,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=15, help="timed runs of srnas bench's latency harness")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of model alone / end to end / one thread")
     ap.add_argument("--clip", type=float, default=2.0, help="seconds of video per round")
+    ap.add_argument("--presets", default="veryfast", help="comma-separated x264 presets, each measured")
     args = ap.parse_args()
     threads = resolve_threads(args.threads)
     torch.set_num_threads(threads)
@@ -149,8 +152,9 @@ def main() -> None:
                                                          threads=args.threads) as up:
         print(f"{up.name} in {up.executor} ({up.chosen_by}), {threads} threads, {platform.processor() or ''}")
         for name in args.sizes.split(","):
-            rows.append(bench_size(up, name.strip(), args.seconds, args.fps, Path(work), args.threads, args.repeats,
-                                   args.rounds, args.clip))
+            for preset in args.presets.split(","):
+                rows.append(bench_size(up, name.strip(), args.seconds, args.fps, Path(work), args.threads,
+                                       args.repeats, args.rounds, args.clip, preset.strip()))
     print(markdown(rows))
     print(json.dumps({"model": args.model, "threads": threads, "rows": rows}))
 

@@ -5,6 +5,9 @@ import argparse
 from pathlib import Path
 
 from latency.fingerprint import BACKENDS, PRECISIONS
+
+# the x264 / x265 speed presets (experiments.video.X264_PRESETS; repeated so --help needs no PyAV import)
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 from supernet.cli import add_training_args
 from supernet.errors import UserError
 
@@ -67,8 +70,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--precision", default=None, choices=list(PRECISIONS),
                    help="force one precision (default: each model its own: abpn_int8 and INT8 files int8, "
                         "the rest fp32)")
-    b.add_argument("--crops", action="store_true", help="also write crops/<dataset>.png: zoomed crops of bicubic, "
-                                                        "every model and HR side by side, on each dataset's first image")
+    b.add_argument("--crops", action="store_true",
+                   help="also write crops/<dataset>.png: zoomed crops of bicubic, every model and HR side by side, "
+                        "on each dataset's first image")
     b.set_defaults(func=_bench)
 
     u = sub.add_parser("upscale", help="apply a zoo or exported model to images / folders of frames",
@@ -87,6 +91,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                  "libx265, ffv1, ...)")
     u.add_argument("--crf", type=int, default=None, help="video quality (libx264/libx265/vp9; lower is better, "
                                                          "0 with libx264 is lossless; default: the codec's)")
+    u.add_argument("--preset", default=None, choices=X264_PRESETS,
+                   help="libx264/libx265 speed (default veryfast; ultrafast leaves the model more CPU, files larger)")
     u.add_argument("--compare", action="store_true", help="also write <name>.compare.<ext>: a bicubic | model "
                                                           "split-screen video, or for images zoomed crops side by side")
     u.add_argument("--tile", type=int, default=0, help="LR tile side in pixels (0: whole image at once)")
@@ -253,5 +259,5 @@ def _upscale(args) -> int:
 
     res = upscale_command(args.model, args.inputs, args.out, args.scale, args.tile, args.margin,
                           args.weights_dir, args.threads, args.backend, args.precision, args.codec, args.crf,
-                          args.compare)
+                          args.compare, args.preset)
     return 1 if res["failed"] else 0  # the others were written; 1 tells scripts that some were not

@@ -203,7 +203,7 @@ def _first_line(e: Exception) -> str:
 def upscale_command(spec: str, inputs: list[str], out_dir: str, scale: int = 2, tile: int = 0, margin: int = 16,
                     weights_dir: str | None = None, threads: int = 0, backend: str | None = None,
                     precision: str | None = None, codec: str | None = None, crf: int | None = None,
-                    compare: bool = False) -> dict:
+                    compare: bool = False, preset: str | None = None) -> dict:
     """What `srnas upscale` runs: check inputs and --out, load the model in its executor, upscale images and
     videos, print speed and failures."""
     if threads > 0:
@@ -230,7 +230,7 @@ def upscale_command(spec: str, inputs: list[str], out_dir: str, scale: int = 2, 
             print(f"{res['frames']} frame(s) -> {out_dir}{speed}, tile={tile or 'none'} margin={margin}")
         res["videos"] = []
         for f, dst in ((f, d) for f, d in jobs if is_video(f)):
-            res["videos"].append(_one_video(up, f, dst, codec, crf, compare, res["failed"]))
+            res["videos"].append(_one_video(up, f, dst, codec, crf, compare, res["failed"], preset))
     if res["failed"]:
         print(f"{len(res['failed'])} of {len(jobs)} input(s) not upscaled:", file=sys.stderr)
         for fail in res["failed"]:
@@ -239,10 +239,10 @@ def upscale_command(spec: str, inputs: list[str], out_dir: str, scale: int = 2, 
 
 
 def _one_video(up: Upscaler, src: Path, dst: Path, codec: str | None, crf: int | None, compare: bool,
-               failed: list[dict]) -> dict:
+               failed: list[dict], preset: str | None = None) -> dict:
     """Upscale one video, print its closing line and notes, and add what went wrong to ``failed``."""
     try:
-        r = upscale_video(up, src, dst, codec, crf, compare_path(dst) if compare else None)
+        r = upscale_video(up, src, dst, codec, crf, compare_path(dst) if compare else None, preset=preset)
     except (VideoError, RuntimeError, ValueError) as e:   # RuntimeError: e.g. out of memory in the model
         reason = str(e) if isinstance(e, VideoError) else f"{src}: the model failed on it ({_first_line(e)})"
         failed.append({"path": str(src), "reason": reason})

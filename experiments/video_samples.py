@@ -42,7 +42,8 @@ def moving_frames(width: int, height: int, n: int, step: float = 3.0) -> Iterato
 
 def make_video(path: str | Path, frames: Iterable[np.ndarray], fps: float | Fraction = 25, *, audio: bool = True,
                codec: str | None = None, pix_fmt: str = "yuv420p", crf: int | None = 18, matrix: str = "ITU601",
-               full_range: bool = False, pts: Sequence[int] | None = None, time_base: Fraction | None = None, rotation: int = 0) -> Path:
+               full_range: bool = False, pts: Sequence[int] | None = None, time_base: Fraction | None = None,
+               rotation: int = 0) -> Path:
     """Write ``frames`` (HxWx3 uint8 RGB) as a video with a 440 Hz tone, colour tagged ``matrix`` / range.
 
     ``pts`` (in ``time_base``) gives variable frame rates; default: one frame every 1/fps.

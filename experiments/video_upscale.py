@@ -64,8 +64,13 @@ class VideoResult:
         if self.source_fps:
             verdict = (f"; real time (source {self.source_fps:.2f} fps)" if self.real_time else
                        f"; NOT real time: {self.fps / self.source_fps:.2f}x the source's {self.source_fps:.2f} fps")
-        return (f"{self.src.name} -> {self.dst}: {self.frames} frames in {self.seconds:.1f} s, "
+        line = (f"{self.src.name} -> {self.dst}: {self.frames} frames in {self.seconds:.1f} s, "
                 f"{self.fps:.1f} frames/s end to end ({self.model_fps:.1f} model alone){verdict}")
+        if self.source_fps and not self.real_time and self.frames:
+            busy = self.to_json()["busy_ms_per_frame"]
+            line += (f"; busy per frame: decode {busy['decode']:.0f} ms, model {busy['model']:.0f} ms, "
+                     f"encode {busy['encode']:.0f} ms")
+        return line
 
     def to_json(self) -> dict:
         return {"input": str(self.src), "output": str(self.dst) if self.dst else None, "frames": self.frames,
@@ -117,7 +122,7 @@ class _Pipe:
 
 
 def upscale_video(up: Upscaler, src: Path, dst: Path, codec: str | None = None, crf: int | None = None,
-                  compare: Path | None = None, progress: bool = True) -> VideoResult:
+                  compare: Path | None = None, progress: bool = True, preset: str | None = None) -> VideoResult:
     """Upscale video ``src`` into ``dst`` (and a bicubic | model split screen into ``compare``).
 
     ``codec`` None: H.264, or VP9 for WebM (which takes no H.264).
@@ -162,10 +167,10 @@ def upscale_video(up: Upscaler, src: Path, dst: Path, codec: str | None = None, 
                     continue
                 pic, sr = item.pic, item.sr
                 if out["writer"] is None:
-                    out["writer"] = _open_writer(part, info, sr, codec, crf, reader, pic.rotation, res)
+                    out["writer"] = _open_writer(part, info, sr, codec, crf, reader, pic.rotation, res, preset)
                     if compare is not None:
                         out["compare"] = _open_writer(partial_path(compare), info, sr, codec, crf, reader,
-                                                      pic.rotation, res)
+                                                      pic.rotation, res, preset)
                     for a in pending_audio:
                         out["writer"].mux_audio(a)
                     pending_audio.clear()
@@ -234,8 +239,8 @@ def upscale_video(up: Upscaler, src: Path, dst: Path, codec: str | None = None, 
 
 
 def _open_writer(path: Path, info, sr: torch.Tensor, codec: str, crf: int | None, reader: VideoReader,
-                 rotation: int, res: VideoResult) -> VideoWriter:
-    w = VideoWriter(path, info, int(sr.shape[-1]), int(sr.shape[-2]), codec, crf, reader.audio, rotation)
+                 rotation: int, res: VideoResult, preset: str | None) -> VideoWriter:
+    w = VideoWriter(path, info, int(sr.shape[-1]), int(sr.shape[-2]), codec, crf, reader.audio, rotation, preset)
     res.notes += [n for n in w.notes if n not in res.notes]
     return w
 

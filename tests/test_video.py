@@ -307,3 +307,13 @@ def test_model_failure_is_one_line_and_leaves_no_partial(tmp_path, capsys, monke
     err = capsys.readouterr().err
     assert "the model failed on it (not enough memory: you tried to allocate 99 GB)" in err and "Traceback" not in err
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_preset_chosen_and_a_wrong_one_refused(tmp_path, capsys):
+    src = make_video(tmp_path / "clip.mkv", moving_frames(64, 48, 5), 25)
+    assert _upscale("bicubic", src, "--out", tmp_path / "out", "--preset", "ultrafast") == 0
+    with av.open(str(tmp_path / "out" / "clip.mkv")) as c:
+        assert len([f for f in c.decode(video=0)]) == 5
+    with pytest.raises(SystemExit):
+        _upscale("bicubic", src, "--out", tmp_path / "out2", "--preset", "warp")
+    assert "invalid choice: 'warp'" in capsys.readouterr().err
