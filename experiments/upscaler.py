@@ -4,8 +4,9 @@
     with Upscaler("srnas_abpn") as up:        # executor: the one recorded in the model file (OpenVINO INT8)
         hr = up(frame)                        # HxWx3 uint8 (or uint16) RGB -> (2H)x(2W)x3, same dtype
 
-The runtime's model is compiled once per input size and reused, so the frames of one video pay the
-compile once. ``srnas upscale`` runs every image and video through this class.
+The model is deployed once (exported, and for INT8 quantized to its QDQ file); OpenVINO compiles it once per
+input size (its fast static-shape form), so the frames of one video pay one compile. ``srnas upscale`` runs
+every image and video through this class.
 """
 from __future__ import annotations
 
@@ -167,7 +168,13 @@ def resolve_executor(m: LoadedModel, backend: str | None, precision: str | None,
     else:
         how = "asked for"
     if not (backend.startswith("torch") and prec == "int8" and m.name == "abpn_int8"):
-        check_executor(backend, prec)
+        try:
+            check_executor(backend, prec)
+        except UserError as e:
+            if how != "recorded in the model file":
+                raise
+            raise UserError(f"{m.name} was searched for {backend}/{prec}, which cannot run here ({e}); pass "
+                            "--backend / --precision to run it in another executor") from None
     if path.suffix == ".onnx" and backend not in FILE_BACKENDS:
         raise UserError(f"{path} is an ONNX file: run it with --backend onnxruntime or openvino")
     if path.suffix == ".ts" and backend not in FILE_BACKENDS and prec != own:

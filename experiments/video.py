@@ -27,9 +27,11 @@ SWS_FLAGS = (Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation
 MATRIX = {1: "ITU709", 4: "FCC", 5: "ITU601", 6: "ITU601", 7: "SMPTE240M", 9: "BT2020", 10: "BT2020"}
 LIMITED, FULL = 1, 2            # AVColorRange MPEG / JPEG
 # muxer options: flush every packet to the file (else FFmpeg holds it all until the end), and MP4 / MOV
-# fragmented, so a killed encode leaves a file that plays up to its last fragment (Matroska does by itself)
+# fragmented, so a killed encode leaves a file that plays up to its last fragment (Matroska does by itself);
+# delay_moov: the header waits for the first fragment, so it can hold the edit list of a stream whose first
+# time stamp is not 0 (without it, an encode with no B-frames stretched the first frame over that gap)
 FLUSH = {"flush_packets": "1"}
-FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
+FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+delay_moov+default_base_moof"}
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 STREAMABLE = {".mp4": FRAGMENTED, ".m4v": FRAGMENTED, ".mov": FRAGMENTED}
 DEFAULT_CODEC = {".webm": "libvpx-vp9"}   # WebM takes VP8/VP9/AV1 only; everything else defaults to H.264

@@ -65,6 +65,15 @@ def test_video_keeps_frames_rate_time_stamps_audio(tmp_path, capsys, suffix):
     assert "frames/s end to end" in out and "real time" in out
 
 
+@pytest.mark.parametrize("preset", ["ultrafast", "veryfast"])   # without and with B-frames
+def test_mp4_time_stamps_kept_whatever_the_encoder_delay(tmp_path, preset):
+    src = make_video(tmp_path / "clip.mp4", moving_frames(64, 48, 30), 30)
+    assert _upscale("bicubic", src, "--out", tmp_path / "out", "--preset", preset) == 0
+    a, b = probe(src), probe(tmp_path / "out" / "clip.mp4")
+    assert b.rate == a.rate and b.duration_s == a.duration_s
+    assert _decode(tmp_path / "out" / "clip.mp4")[1] == _decode(src)[1]
+
+
 def test_audio_packets_are_copied_not_reencoded(tmp_path):
     src = make_video(tmp_path / "a.mkv", moving_frames(64, 48, 10), 25)
     assert _upscale("bicubic", src, "--out", tmp_path / "out") == 0
