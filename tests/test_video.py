@@ -326,3 +326,11 @@ def test_preset_chosen_and_a_wrong_one_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):
         _upscale("bicubic", src, "--out", tmp_path / "out2", "--preset", "warp")
     assert "invalid choice: 'warp'" in capsys.readouterr().err
+
+
+def test_codec_the_container_does_not_take_is_one_line(tmp_path, capsys):
+    src = make_video(tmp_path / "clip.webm", moving_frames(64, 48, 3), 25)
+    assert _upscale("bicubic", src, "--out", tmp_path / "out", "--codec", "libx264") == 1
+    err = capsys.readouterr().err
+    assert "'webm' format does not support 'libx264' codec" in err and "Traceback" not in err
+    assert list((tmp_path / "out").iterdir()) == []
