@@ -34,7 +34,7 @@ from .crops import crop_sheet  # noqa: E402
 from .macs import count_macs, count_params  # noqa: E402
 from .models import LoadedModel, load_model  # noqa: E402
 from .timing import measure_latency  # noqa: E402
-from .upscale import tiled_upscale  # noqa: E402
+from .tiling import tiled_upscale  # noqa: E402
 
 DEFAULT_MODELS = ["bicubic", "fsrcnn", "espcn", "esr_max", "esr_tm", "esr_tr", "esr_cnn", "abpn", "abpn_int8",
                   "wdsr_b"]
