@@ -334,3 +334,27 @@ def test_codec_the_container_does_not_take_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "'webm' format does not support 'libx264' codec" in err and "Traceback" not in err
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_decoder_runs_ahead_by_a_few_frames_only(tmp_path, monkeypatch):
+    """Memory stays flat in the video's length: with a slow encoder the decoder waits instead of piling up frames."""
+    from experiments import video_upscale
+    src = make_video(tmp_path / "clip.mkv", moving_frames(64, 48, 40), 25)
+    decoded, ahead = [0], []
+    real_picture, real_write = VideoReader.picture, VideoWriter.write_tensor
+
+    def counting_picture(self, frame, index):
+        decoded[0] += 1
+        return real_picture(self, frame, index)
+
+    def slow_write(self, x, pts):
+        ahead.append(decoded[0] - self.frames)
+        time.sleep(0.02)
+        real_write(self, x, pts)
+    monkeypatch.setattr(VideoReader, "picture", counting_picture)
+    monkeypatch.setattr(VideoWriter, "write_tensor", slow_write)
+    with Upscaler("bicubic", threads=1) as up:
+        res = video_upscale.upscale_video(up, src, tmp_path / "out.mkv", progress=False)
+    assert res.frames == 40 and not res.errors
+    assert max(ahead) <= 2 * video_upscale.QUEUE_FRAMES + 4, max(ahead)   # two queues, one frame in each stage
+    assert max(ahead) >= video_upscale.QUEUE_FRAMES   # the decoder did run ahead: the queues were used
