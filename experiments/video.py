@@ -302,6 +302,8 @@ class VideoWriter:
         cc.time_base = info.time_base
         cc.colorspace, cc.color_range = colour.space_tag, colour.range_tag
         cc.color_primaries, cc.color_trc = colour.primaries_tag, colour.trc_tag
+        # x264's own frame threads: encode() returns at once and the encode thread only converts RGB -> YUV;
+        # with one x264 thread that thread became the bottleneck once the model ran at ~30 frames/s
         cc.thread_count = 0
         cc.gop_size = max(1, round(2 * float(info.rate or 25)))   # a fragment / cluster every 2 s: a kill loses little
         opts = {}
