@@ -27,13 +27,15 @@ from supernet import checkpoint  # noqa: E402
 from supernet.data import EMBEDDED, load_images, lr_crops, make_pairs  # noqa: E402
 from supernet.errors import UserError  # noqa: E402
 from supernet.evaluate import evaluate  # noqa: E402
+from supernet.imaging import write_png  # noqa: E402
 from supernet.progress import progress_bar  # noqa: E402
 
 from . import zoo  # noqa: E402
+from .crops import crop_sheet  # noqa: E402
 from .macs import count_macs, count_params  # noqa: E402
 from .models import LoadedModel, load_model  # noqa: E402
 from .timing import measure_latency  # noqa: E402
-from .upscale import tiled_upscale  # noqa: E402
+from .tiling import tiled_upscale  # noqa: E402
 
 DEFAULT_MODELS = ["bicubic", "fsrcnn", "espcn", "esr_max", "esr_tm", "esr_tr", "esr_cnn", "abpn", "abpn_int8",
                   "wdsr_b"]
@@ -101,12 +103,14 @@ class Deployed:
 
 def run_bench(specs: list[str], datasets: list[str], scale: int, out_dir: str | Path, data_root: str | None = None,
               lr_hw: tuple[int, int] = (360, 640), threads: int = 0, weights_dir: str | None = None,
-              repeats: int = 7, backend: str | None = None, precision: str | None = None) -> pd.DataFrame:
+              repeats: int = 7, backend: str | None = None, precision: str | None = None,
+              crops: bool = False) -> pd.DataFrame:
     """Benchmark ``specs`` on ``datasets``; writes bench.csv, bench.md and bench.png into ``out_dir``.
 
     ``backend`` None: each model as torch runs it (exported .onnx files in ONNX Runtime). Otherwise every
     model is timed and scored in that runtime, each in its own precision (abpn_int8 and INT8 files as
     INT8, the rest fp32) unless ``precision`` forces one: the PSNR is that of what the user deploys.
+    ``crops``: also write crops/<dataset>.png, zoomed crops of every model and the HR image side by side.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -135,6 +139,8 @@ def run_bench(specs: list[str], datasets: list[str], scale: int, out_dir: str | 
             pairs = make_pairs(load_images(ds, "val", data_root=data_root), scale)
             for d in progress_bar(deployed, desc=f"evaluate {Path(ds).name}"):
                 quality[(d.model.name, ds)] = evaluate(d.run, pairs, scale, ssim=True)
+            if crops:
+                write_crops(deployed, pairs[0], out_dir / "crops" / f"{Path(ds).name}.png")
         lat = measure_latency({d.model.name: d.timed for d in deployed}, lr_hw, repeats=repeats, threads=threads)
     rows = []
     for d in deployed:
@@ -151,6 +157,18 @@ def run_bench(specs: list[str], datasets: list[str], scale: int, out_dir: str | 
     (out_dir / "bench.md").write_text(markdown_table(df, lr_hw))
     plot_pareto(df, out_dir / "bench.png", lr_hw)
     return df
+
+
+def write_crops(deployed: list[Deployed], pair, path: Path) -> Path:
+    """Zoomed crops of one image: bicubic, each model (as deployed) and the HR image, side by side."""
+    from supernet.imaging import to_tensor
+    lr = to_tensor(pair.lr)
+    with torch.inference_mode():
+        outputs = {d.model.name: d.run(lr) for d in deployed if d.model.name != "bicubic"}
+    outputs["HR"] = to_tensor(pair.hr)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_png(path, crop_sheet(lr, outputs, side=64))
+    return path
 
 
 def _tiled(run: Callable[[torch.Tensor], torch.Tensor], scale: int, fixed_hw: tuple[int, int] | None):

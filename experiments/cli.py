@@ -5,20 +5,29 @@ import argparse
 from pathlib import Path
 
 from latency.fingerprint import BACKENDS, PRECISIONS
+
+# the x264 / x265 speed presets (experiments.video.X264_PRESETS; repeated so --help needs no PyAV import)
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 from supernet.cli import add_training_args
 from supernet.errors import UserError
 
 DEFAULT_CONFIG = str(Path(__file__).resolve().parent / "configs" / "zoo.yaml")
 
 
-UPSCALE_DESCRIPTION = """Upscale images, or folders of frames, with a zoo or exported model.
+UPSCALE_DESCRIPTION = """Upscale images, videos, or folders of them, with a zoo, searched or exported model.
 
-Each input is written as <out>/<name>.png. An alpha channel is upscaled bicubic and kept (RGBA out),
-16-bit input gives 16-bit output, and a grey image (one channel, or three equal ones) gives a grey one."""
+Each image is written as <out>/<name>.png. An alpha channel is upscaled bicubic and kept (RGBA out),
+16-bit input gives 16-bit output, and a grey image (one channel, or three equal ones) gives a grey one.
+Each video (.mp4, .mkv, .webm, .mov) is written as <out>/<name> in the same container: H.264 (VP9 for
+WebM), with its time stamps, audio (copied), rotation and colour (matrix, range) kept, 10-bit kept 10-bit
+where the codec can. It is written as <name>.partial<ext> until complete; a killed run leaves that file
+(playable up to its last fragment) and a rerun replaces it. The model runs in the executor recorded in
+its file (searched models), else the fastest one here in its own precision (timed at start)."""
 UPSCALE_EPILOG = """exit status:
   0  every input was upscaled
-  1  some inputs could not be read (corrupt, empty, not an image) or written; they are listed at the
-     end, and every other input was still written
+  1  some inputs could not be read (corrupt, empty, not an image, a video with no video stream or
+     frames that fail to decode) or written; they are listed at the end, every other input and every
+     decodable frame was still written
   2  nothing was done: a missing input, an unknown model, or an --out that is a file, cannot be
      created or is not writable (checked before any image is processed)"""
 
@@ -61,14 +70,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--precision", default=None, choices=list(PRECISIONS),
                    help="force one precision (default: each model its own: abpn_int8 and INT8 files int8, "
                         "the rest fp32)")
+    b.add_argument("--crops", action="store_true",
+                   help="also write crops/<dataset>.png: zoomed crops of bicubic, every model and HR side by side, "
+                        "on each dataset's first image")
     b.set_defaults(func=_bench)
 
     u = sub.add_parser("upscale", help="apply a zoo or exported model to images / folders of frames",
                        description=UPSCALE_DESCRIPTION, epilog=UPSCALE_EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    u.add_argument("model", help="zoo name (fsrcnn, abpn, abpn_int8, ...) or a .ts/.onnx file")
-    u.add_argument("inputs", nargs="+", help="image files and/or folders of frames")
-    u.add_argument("--out", required=True, help="output folder (created if missing); one <name>.png per input")
+    u.add_argument("model", help="zoo or searched name (srnas_abpn, fsrcnn, abpn, abpn_int8, ...), a .ts/.onnx "
+                                 "export or a pruned-model .pt")
+    u.add_argument("inputs", nargs="+", help="image and video files and/or folders of them")
+    u.add_argument("--out", required=True, help="output folder (created if missing); <name>.png per image, "
+                                                "<name>.<ext> per video")
+    u.add_argument("--backend", default=None, choices=["auto", *BACKENDS],
+                   help="runtime (default: the one recorded in the model file; else auto: the fastest here)")
+    u.add_argument("--precision", default=None, choices=["auto", *PRECISIONS],
+                   help="default: the model's own (int8 for searched INT8 models and abpn_int8, else fp32)")
+    u.add_argument("--codec", default=None, help="video encoder (default libx264; libvpx-vp9 for .webm; "
+                                                 "libx265, ffv1, ...)")
+    u.add_argument("--crf", type=int, default=None, help="video quality (libx264/libx265/vp9; lower is better, "
+                                                         "0 with libx264 is lossless; default: the codec's)")
+    u.add_argument("--preset", default=None, choices=X264_PRESETS,
+                   help="libx264/libx265 speed (default veryfast; ultrafast leaves the model more CPU, files larger)")
+    u.add_argument("--compare", action="store_true", help="also write <name>.compare.<ext>: a bicubic | model "
+                                                          "split-screen video, or for images zoomed crops side by side")
     u.add_argument("--tile", type=int, default=0, help="LR tile side in pixels (0: whole image at once)")
     u.add_argument("--margin", type=int, default=16, help="LR context pixels around each tile")
     u.add_argument("--scale", type=int, default=2)
@@ -176,7 +202,7 @@ def _bench_unlocked(args) -> int:
     if args.precision and not args.backend:
         raise UserError("--precision needs --backend (the runtime that runs that precision)")
     df = run_bench(models, datasets, scale, args.out, data_root, lr_hw, threads, args.weights_dir, args.repeats,
-                   args.backend, args.precision)
+                   args.backend, args.precision, args.crops)
     print((Path(args.out) / "bench.md").read_text())
     print(f"wrote {args.out}/bench.csv, bench.md, bench.png")
     if args.run:
@@ -247,5 +273,6 @@ def _upscale(args) -> int:
     from .upscale import upscale_command
 
     res = upscale_command(args.model, args.inputs, args.out, args.scale, args.tile, args.margin,
-                          args.weights_dir, args.threads)
+                          args.weights_dir, args.threads, args.backend, args.precision, args.codec, args.crf,
+                          args.compare, args.preset)
     return 1 if res["failed"] else 0  # the others were written; 1 tells scripts that some were not

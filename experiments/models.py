@@ -101,7 +101,7 @@ def load_pruned(path: Path) -> LoadedModel:
     # its own precision is the one it was searched and fine-tuned for (an INT8 executor: QAT weights)
     return LoadedModel(name, _torch_runner(module), pm.scale, module, False, pm.precision,
                        f"{'-'.join(pm.path)}, searched {pm.backend}/{pm.precision}",
-                       info={"path": str(path), "steps": pm.train_steps})
+                       info={"path": str(path), "steps": pm.train_steps, "backend": pm.backend})
 
 
 def load_model(spec: str, scale: int = 2, weights_dir: str | Path | None = None, threads: int = 0) -> LoadedModel:

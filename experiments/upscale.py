@@ -1,8 +1,9 @@
-"""`srnas upscale`: apply a zoo or exported model to images or folders of frames, tiling large inputs.
+"""`srnas upscale`: apply a zoo, searched or exported model to images, videos, or folders of them.
 
-Every readable frame is written, keeping what the model does not see: an alpha channel (upscaled
-bicubic and re-attached), 16-bit depth, and greyness (grey in, grey out). Frames that cannot be read
-or written are listed at the end; a bad --out is refused before any frame is touched.
+The model runs through the Upscaler API (experiments/upscaler.py) in its executor; videos go through
+experiments/video_upscale.py. Every readable image is written, keeping what the model does not see: an
+alpha channel (upscaled bicubic and re-attached), 16-bit depth, and greyness (grey in, grey out). Inputs
+that cannot be read or written are listed at the end; a bad --out is refused before any frame is touched.
 """
 from __future__ import annotations
 
@@ -11,56 +12,20 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from supernet.errors import UserError
 from supernet.progress import progress_bar
 from supernet.imaging import ImageError, imresize, list_images, read_pixels, write_png
 from supernet.writes import disk_full, is_full
 
-from .models import LoadedModel, load_model
-
-Runner = Callable[[torch.Tensor], torch.Tensor]
-
-
-def tiled_upscale(run: Runner, x: torch.Tensor, scale: int, tile: int = 0, margin: int = 16,
-                  fixed_hw: tuple[int, int] | None = None) -> torch.Tensor:
-    """Upscale 1x3xHxW ``x`` tile by tile; each tile is run with ``margin`` LR pixels of real context.
-
-    With a margin at least the model's receptive-field radius the result equals the
-    untiled one (up to float rounding); tile <= 0 runs the whole image at once.
-    A model that accepts only ``fixed_hw`` inputs is fed tiles of exactly that size.
-    """
-    if fixed_hw is not None and tuple(x.shape[-2:]) == tuple(fixed_hw):
-        return run(x)
-    if fixed_hw is not None:
-        fh, fw = fixed_hw
-        if fh <= 2 * margin or fw <= 2 * margin:
-            margin = min(fh, fw) // 4
-        core_h, core_w = fh - 2 * margin, fw - 2 * margin
-    elif tile <= 0:
-        return run(x)
-    else:
-        core_h = core_w = tile
-    h, w = x.shape[-2:]
-    s = scale
-    out = x.new_zeros(x.shape[0], 3, h * s, w * s)
-    for y0 in range(0, h, core_h):
-        for x0 in range(0, w, core_w):
-            y1, x1 = min(y0 + core_h, h), min(x0 + core_w, w)
-            ya, xa = max(0, y0 - margin), max(0, x0 - margin)
-            yb, xb = min(h, y1 + margin), min(w, x1 + margin)
-            patch = x[..., ya:yb, xa:xb]
-            if fixed_hw is not None:  # pad bottom/right up to the only size the model takes
-                ph, pw = fixed_hw[0] - patch.shape[-2], fixed_hw[1] - patch.shape[-1]
-                patch = F.pad(patch, (0, pw, 0, ph), mode="replicate")
-            sr = run(patch)
-            out[..., y0 * s:y1 * s, x0 * s:x1 * s] = sr[..., (y0 - ya) * s:(y1 - ya) * s, (x0 - xa) * s:(x1 - xa) * s]
-    return out
+from .crops import crop_sheet
+from .tiling import tiled_upscale  # noqa: F401  (bench and tests import it from here)
+from .upscaler import Upscaler
+from .video import VIDEO_SUFFIXES, VideoError, check_codec
+from .video_upscale import partial_path, upscale_video
 
 
 # BT.601 luma weights (full range). On grey images replicated to RGB and run x2 through the RGB zoo
@@ -82,20 +47,25 @@ class Frame:
     bits: int                    # 8 or 16: the depth the output is written at
 
 
+def is_video(path: Path) -> bool:
+    """Whether ``path`` is named as a video (.mp4, .mkv, .webm, .mov, ...)."""
+    return path.suffix.lower() in VIDEO_SUFFIXES
+
+
 def collect_inputs(inputs: list[str]) -> list[Path]:
-    """Image files given directly, plus every image of each folder (frames, in name order)."""
+    """Image and video files given directly, plus every image and video of each folder (in name order)."""
     files: list[Path] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = list_images(p)
+            found = sorted(set(list_images(p)) | {f for f in p.iterdir() if f.is_file() and is_video(f)})
             if not found:
-                raise UserError(f"folder {p} holds no images (png, jpg, bmp, ...)")
+                raise UserError(f"folder {p} holds no images (png, jpg, bmp, ...) or videos (mp4, mkv, webm, mov)")
             files += found
         elif p.is_file():
             files.append(p)
         else:
-            raise UserError(f"input {p} is neither an image file nor a folder")
+            raise UserError(f"input {p} is neither an image or video file nor a folder")
     return list({f.resolve(): f for f in files}.values())  # a file named twice (or in a named folder) once
 
 
@@ -125,11 +95,12 @@ def write_probe(folder: Path) -> None:
 
 
 def plan_outputs(files: list[Path], out_dir: Path) -> list[tuple[Path, Path]]:
-    """(input, output) pairs, <out>/<stem>.png; refuses outputs that would clash or overwrite an input."""
+    """(input, output) pairs: <out>/<stem>.png, a video <out>/<stem><its suffix>; refuses outputs that would
+    clash or overwrite an input."""
     jobs, taken = [], {}
     sources = {f.resolve() for f in files}
     for f in files:
-        dst = out_dir / f"{f.stem}.png"
+        dst = out_dir / (f.name if is_video(f) else f"{f.stem}.png")
         if dst in taken:
             raise UserError(f"{taken[dst]} and {f} would both be written to {dst}; "
                             "upscale them into separate --out folders")
@@ -186,11 +157,16 @@ def from_frame(sr: torch.Tensor, frame: Frame) -> np.ndarray:
     return out[:, :, 0] if out.shape[2] == 1 else out
 
 
-def upscale_files(model: LoadedModel, jobs: list[tuple[Path, Path]], tile: int = 0, margin: int = 16) -> dict:
-    """Upscale each (input, output) pair; frames that fail are listed and the rest still written."""
+def compare_path(dst: Path) -> Path:
+    """Where --compare writes the side-by-side of output ``dst``."""
+    return dst.with_name(f"{dst.stem}.compare{dst.suffix}")
+
+
+def upscale_files(up: Upscaler, jobs: list[tuple[Path, Path]], compare: bool = False) -> dict:
+    """Upscale each (input image, output) pair; frames that fail are listed and the rest still written."""
     model_s, t0, written = 0.0, time.perf_counter(), []
     failed: list[Failure] = []
-    for f, dst in progress_bar(jobs, desc=f"upscale {model.name}"):
+    for f, dst in progress_bar(jobs, desc=f"upscale {up.name}", disable=not jobs):
         try:
             frame = to_frame(read_pixels(f), f)
         except ImageError as e:
@@ -198,14 +174,15 @@ def upscale_files(model: LoadedModel, jobs: list[tuple[Path, Path]], tile: int =
             continue
         t1 = time.perf_counter()
         try:
-            with torch.inference_mode():
-                sr = tiled_upscale(model.run, frame.rgb, model.scale, tile, margin, model.fixed_hw)
+            sr = up.infer(frame.rgb)
         except (RuntimeError, ValueError) as e:  # e.g. out of memory on a huge frame: --tile helps
             failed.append((f, f"{f}: the model failed on it ({_first_line(e)})"))
             continue
         model_s += time.perf_counter() - t1
         try:
             write_png(dst, from_frame(sr, frame))
+            if compare:
+                write_png(compare_path(dst), crop_sheet(frame.rgb, {up.name: sr}))
         except OSError as e:  # folder removed meanwhile: later frames may still fit; a full disk stops here
             if is_full(e):
                 raise disk_full(dst, f"{len(written)} of {len(jobs)} frame(s) were written whole") from None
@@ -214,7 +191,7 @@ def upscale_files(model: LoadedModel, jobs: list[tuple[Path, Path]], tile: int =
         written.append(str(dst))
     total_s = time.perf_counter() - t0
     n = len(written)
-    return {"model": model.name, "frames": n, "model_s": model_s, "total_s": total_s,
+    return {"model": up.name, "frames": n, "model_s": model_s, "total_s": total_s,
             "fps": n / model_s if model_s else float("inf"), "fps_with_io": n / total_s if total_s else float("inf"),
             "outputs": written, "failed": [{"path": str(f), "reason": r} for f, r in failed]}
 
@@ -226,21 +203,60 @@ def _first_line(e: Exception) -> str:
 
 
 def upscale_command(spec: str, inputs: list[str], out_dir: str, scale: int = 2, tile: int = 0, margin: int = 16,
-                    weights_dir: str | None = None, threads: int = 0) -> dict:
-    """What `srnas upscale` runs: check inputs and --out, load the model, upscale, print speed and failures."""
+                    weights_dir: str | None = None, threads: int = 0, backend: str | None = None,
+                    precision: str | None = None, codec: str | None = None, crf: int | None = None,
+                    compare: bool = False, preset: str | None = None) -> dict:
+    """What `srnas upscale` runs: check inputs and --out, load the model in its executor, upscale images and
+    videos, print speed and failures."""
     if threads > 0:
         torch.set_num_threads(threads)
     if tile < 0 or margin < 0:
         raise UserError("--tile and --margin must be >= 0")
+    if crf is not None and crf < 0:
+        raise UserError("--crf must be >= 0 (0: lossless with libx264; 18-28: usual)")
     files = collect_inputs(inputs)
     jobs = plan_outputs(files, prepare_out_dir(out_dir))
-    model = load_model(spec, scale, weights_dir, threads)
-    res = upscale_files(model, jobs, tile, margin)
-    speed = (f": {res['fps']:.3f} fps (model), {res['fps_with_io']:.3f} fps (with image I/O)"
-             if res["frames"] else "")
-    print(f"{res['frames']} frame(s) -> {out_dir}{speed}, tile={tile or 'none'} margin={margin}")
+    if codec is not None:
+        try:
+            check_codec(codec)
+        except VideoError as e:
+            raise UserError(str(e)) from None
+    with Upscaler(spec, backend, precision, scale=scale, threads=threads, tile=tile, margin=margin,
+                  weights_dir=weights_dir) as up:
+        print(f"{up.name} x{up.scale} in {up.executor} ({up.chosen_by})")
+        images = [(f, d) for f, d in jobs if not is_video(f)]
+        res = upscale_files(up, images, compare)
+        if images:
+            speed = (f": {res['fps']:.3f} fps (model), {res['fps_with_io']:.3f} fps (with image I/O)"
+                     if res["frames"] else "")
+            print(f"{res['frames']} frame(s) -> {out_dir}{speed}, tile={tile or 'none'} margin={margin}")
+        res["videos"] = []
+        for f, dst in ((f, d) for f, d in jobs if is_video(f)):
+            res["videos"].append(_one_video(up, f, dst, codec, crf, compare, res["failed"], preset))
     if res["failed"]:
         print(f"{len(res['failed'])} of {len(jobs)} input(s) not upscaled:", file=sys.stderr)
         for fail in res["failed"]:
             print(f"  {fail['reason']}", file=sys.stderr)
     return res
+
+
+def _one_video(up: Upscaler, src: Path, dst: Path, codec: str | None, crf: int | None, compare: bool,
+               failed: list[dict], preset: str | None = None) -> dict:
+    """Upscale one video, print its closing line and notes, and add what went wrong to ``failed``."""
+    try:
+        r = upscale_video(up, src, dst, codec, crf, compare_path(dst) if compare else None, preset=preset)
+    except (VideoError, RuntimeError, ValueError) as e:   # RuntimeError: e.g. out of memory in the model
+        reason = str(e) if isinstance(e, VideoError) else f"{src}: the model failed on it ({_first_line(e)})"
+        failed.append({"path": str(src), "reason": reason})
+        return {"input": str(src), "output": None, "frames": 0, "errors": [reason]}
+    except KeyboardInterrupt:
+        print(f"interrupted: {partial_path(dst)} holds the frames so far (it plays up to its last fragment); "
+              "a rerun replaces it", file=sys.stderr)
+        raise
+    print(r.closing_line())
+    for note in r.notes:
+        print(f"  note: {note}")
+    if r.errors:
+        done = f"{r.frames} decodable frame(s) written to {r.dst}" if r.dst else "nothing written"
+        failed.append({"path": str(src), "reason": f"{src}: {'; '.join(r.errors)} ({done})"})
+    return r.to_json()

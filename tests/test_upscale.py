@@ -75,7 +75,7 @@ def test_cli_upscale_1080p_tiled_equals_untiled(tmp_path, capsys):
 
 def test_cli_upscale_bad_input_is_user_error(tmp_path, capsys):
     assert main(["upscale", "bicubic", str(tmp_path / "nope.png"), "--out", str(tmp_path)]) == 2
-    assert "neither an image file nor a folder" in capsys.readouterr().err
+    assert "neither an image or video file nor a folder" in capsys.readouterr().err
 
 
 # --- bad inputs: unreadable frames, alpha, 16 bits, grey, bad --out (issue 10, item 6) ---
@@ -89,7 +89,7 @@ def _model_must_not_load(monkeypatch):
     """Fail the test if the model is loaded, i.e. if work started before --out was checked."""
     def boom(*a, **k):
         raise AssertionError("the model was loaded before --out was refused")
-    monkeypatch.setattr(upscale_mod, "load_model", boom)
+    monkeypatch.setattr(upscale_mod, "Upscaler", boom)
 
 
 def _bicubic_x2(x: np.ndarray) -> np.ndarray:
@@ -172,7 +172,7 @@ def test_cli_upscale_grey_in_grey_out(tmp_path):
     iio.imwrite(tmp_path / "in" / "one.png", grey)                          # stored with one channel
     iio.imwrite(tmp_path / "in" / "three.png", np.dstack([grey] * 3))       # stored as RGB, all equal
     iio.imwrite(tmp_path / "in" / "colour.png", _image(20, 24, seed=5))     # control: stays colour
-    assert _upscale("abpn", tmp_path / "in", "--out", tmp_path / "out") == 0  # an RGB (not Y-only) model
+    assert _upscale("abpn", tmp_path / "in", "--out", tmp_path / "out", "--backend", "torch-cpu") == 0  # RGB model
     one = iio.imread(tmp_path / "out" / "one.png")
     assert one.shape == (40, 48)
     assert np.array_equal(one, iio.imread(tmp_path / "out" / "three.png"))

@@ -1,0 +1,242 @@
+"""A small API for apps: a searched or zoo model as a function of numpy frames, in the executor it runs best in.
+
+    from experiments.upscaler import Upscaler
+    with Upscaler("srnas_abpn") as up:        # executor: the one recorded in the model file (OpenVINO INT8)
+        hr = up(frame)                        # HxWx3 uint8 (or uint16) RGB -> (2H)x(2W)x3, same dtype
+
+The model is deployed once (exported, and for INT8 quantized to its QDQ file); OpenVINO compiles it once per
+input size (its fast static-shape form), so the frames of one video pay one compile. ``srnas upscale`` runs
+every image and video through this class.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from supernet.errors import UserError
+
+from .models import LoadedModel, load_model
+from .tiling import tiled_upscale
+
+TensorFn = Callable[[torch.Tensor], torch.Tensor]
+FILE_BACKENDS = ("onnxruntime", "openvino")
+
+
+class Upscaler:
+    """``model`` (zoo name, srnas_abpn, abpn_int8, .ts / .onnx / pruned .pt file) in one executor, on numpy frames.
+
+    ``backend`` / ``precision`` None (or "auto"): the executor recorded in a searched model's file; for
+    other models the fastest executor here in the model's own precision (timed, as `latency.backend: auto`
+    picks). ``tile`` > 0 runs large frames in LR tiles of that side with ``margin`` pixels of context.
+    """
+
+    def __init__(self, model: str = "srnas_abpn", backend: str | None = None, precision: str | None = None, *,
+                 scale: int = 2, threads: int = 0, tile: int = 0, margin: int = 16,
+                 weights_dir: str | Path | None = None, lr_hw: tuple[int, int] = (360, 640)):
+        self.model: LoadedModel = load_model(model, scale, weights_dir, threads)
+        self.name, self.scale, self.threads = self.model.name, self.model.scale, threads
+        self.tile, self.margin = tile, margin
+        self._weights_dir = weights_dir
+        self._tmp = tempfile.TemporaryDirectory(prefix="srnas-upscaler-")
+        self._compiled: dict[tuple[int, int] | None, TensorFn] = {}
+        self.backend, self.precision, self.chosen_by = resolve_executor(self.model, backend, precision, threads,
+                                                                         lr_hw, weights_dir)
+        self._source = self._deploy_source()
+
+    @property
+    def executor(self) -> str:
+        """'backend/precision', as tables name an executor."""
+        return f"{self.backend}/{self.precision}"
+
+    def __enter__(self) -> "Upscaler":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Drop the compiled models and the files they were made from."""
+        self._compiled.clear()
+        self._tmp.cleanup()
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        """Upscale one HxWx3 RGB frame (uint8, or uint16 for more than 8 bits) to (sH)x(sW)x3 of the same dtype."""
+        return self.to_pixels(self.infer(self.to_input(frame)), frame.dtype)
+
+    def warm(self, hw: tuple[int, int]) -> None:
+        """Compile for LR frames of size ``hw`` now (the first frame of that size otherwise pays it)."""
+        self._for_size(tuple(hw))
+
+    @staticmethod
+    def to_input(frame: np.ndarray) -> torch.Tensor:
+        """An HxWx3 uint8 / uint16 frame as the model's 1x3xHxW float input in [0, 1]."""
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype not in (np.uint8, np.uint16):
+            raise UserError(f"Upscaler takes HxWx3 RGB frames of uint8 or uint16, got shape {frame.shape} "
+                            f"{frame.dtype}")
+        top = 255.0 if frame.dtype == np.uint8 else 65535.0
+        x = torch.empty(1, 3, frame.shape[0], frame.shape[1])
+        x[0].copy_(torch.from_numpy(frame).permute(2, 0, 1))
+        return x.mul_(1.0 / top)
+
+    @staticmethod
+    def to_pixels(y: torch.Tensor, dtype=np.uint8) -> np.ndarray:
+        """The model's 1x3xHxW output as an HxWx3 frame of ``dtype`` (rounded, clipped)."""
+        top = 255.0 if np.dtype(dtype) == np.uint8 else 65535.0
+        y = y[0].mul(top).add_(0.5).clamp_(0, top)
+        out = y.to(torch.uint8 if np.dtype(dtype) == np.uint8 else torch.int32).permute(1, 2, 0).contiguous()
+        return out.numpy().astype(dtype, copy=False)
+
+    def infer(self, x: torch.Tensor) -> torch.Tensor:
+        """1x3xHxW in [0, 1] -> 1x3x(sH)x(sW) float, in this executor (tiled when ``tile`` is set)."""
+        if self.tile <= 0 and self.model.fixed_hw is None:
+            return self._for_size(tuple(x.shape[-2:]))(x)
+        return tiled_upscale(lambda t: self._for_size(tuple(t.shape[-2:]))(t), x, self.scale, self.tile,
+                             self.margin, self.model.fixed_hw)
+
+    def _for_size(self, hw: tuple[int, int]) -> TensorFn:
+        key = _shape_key(self.backend, hw, self._compiled)
+        if key not in self._compiled:
+            self._compiled[key] = _compile(self._source, self.backend, self.precision, self.threads, key,
+                                           self._calibration(), Path(self._tmp.name))
+        return self._compiled[key]
+
+    def _deploy_source(self) -> nn.Module | Path:
+        """What the executor runs: a torch module, or an exported ONNX file for the file runtimes."""
+        m = self.model
+        path = Path(m.info.get("path", ""))
+        if path.suffix == ".onnx":
+            return path
+        if path.suffix == ".ts" or isinstance(m.module, torch.jit.ScriptModule):
+            if self.backend in FILE_BACKENDS:
+                onnx = path.with_suffix(".onnx")
+                if not onnx.is_file():
+                    raise UserError(f"{path}: {self.backend} runs ONNX, and no {onnx.name} lies beside it "
+                                    "(srnas export writes both); use --backend torch-cpu")
+                return onnx
+            return m.module
+        if m.name == "abpn_int8" and not (self.backend.startswith("torch") and self.precision == "int8"):
+            from .bench import abpn_float_from_qat   # the ONNX INT8 route quantizes its QAT-trained float weights
+            return abpn_float_from_qat(self.scale, self._weights_dir)
+        return m.module
+
+    def _calibration(self) -> list[list[torch.Tensor]] | None:
+        """INT8 calibration: real LR crops of the embedded training images, as `srnas bench` calibrates."""
+        if self.precision != "int8" or self.backend not in FILE_BACKENDS:
+            return None
+        from .bench import calibration_inputs
+        return calibration_inputs(self.scale)
+
+
+def own_precision(m: LoadedModel) -> str:
+    """The precision a model was made for: INT8 for abpn_int8, quantized files and INT8-searched models."""
+    from .bench import _own_precision
+    return _own_precision(m)
+
+
+def resolve_executor(m: LoadedModel, backend: str | None, precision: str | None, threads: int,
+                     lr_hw: tuple[int, int], weights_dir: str | Path | None = None) -> tuple[str, str, str]:
+    """(backend, precision, how it was chosen) for ``m``; None / 'auto' fill in the model's own choice."""
+    from latency.executors import auto_candidates, available_executors, check_executor
+
+    backend = None if backend == "auto" else backend
+    precision = None if precision == "auto" else precision
+    path = Path(m.info.get("path", ""))
+    own = own_precision(m)
+    if m.name == "bicubic":   # interpolation, not a network: nothing to deploy
+        return "torch-cpu", "fp32", "bicubic runs in torch"
+    prec = precision or own
+    if own == "int8" and prec != "int8" and m.name != "abpn_int8" and "backend" not in m.info:
+        raise UserError(f"{m.name} is quantized (INT8): it cannot run as {prec}; drop --precision")
+    if backend is None and "backend" in m.info and precision in (None, m.precision):
+        backend, how = m.info["backend"], "recorded in the model file"
+    elif backend is None and path.suffix == ".onnx":
+        backend, how = "onnxruntime", "an ONNX file"
+    elif backend is None and (path.suffix == ".ts" or isinstance(m.module, torch.jit.ScriptModule)):
+        backend, how = "torch-cpu", "a TorchScript file"
+    elif backend is None:
+        found = available_executors(auto_candidates("auto", prec))
+        if m.name == "abpn_int8":   # its torch.ao form is torch's INT8; auto weighs the ONNX INT8 routes
+            found = [e for e in found if not e[0].startswith("torch")] or [("torch-cpu", "int8")]
+        if not found:
+            raise UserError(f"no executor here runs {prec}; install onnxruntime or openvino, or pass --precision")
+        backend, how = _fastest(m, found, threads, lr_hw, weights_dir), f"auto: fastest {prec} executor here"
+    else:
+        how = "asked for"
+    if not (backend.startswith("torch") and prec == "int8" and m.name == "abpn_int8"):
+        try:
+            check_executor(backend, prec)
+        except UserError as e:
+            if how != "recorded in the model file":
+                raise
+            raise UserError(f"{m.name} was searched for {backend}/{prec}, which cannot run here ({e}); pass "
+                            "--backend / --precision to run it in another executor") from None
+    if path.suffix == ".onnx" and backend not in FILE_BACKENDS:
+        raise UserError(f"{path} is an ONNX file: run it with --backend onnxruntime or openvino")
+    if path.suffix == ".ts" and backend not in FILE_BACKENDS and prec != own:
+        raise UserError(f"{path} is a {own} TorchScript file: torch runs it as it is; drop --precision or use "
+                        "--backend onnxruntime / openvino with its .onnx")
+    return backend, prec, how
+
+
+def _fastest(m: LoadedModel, executors: list[tuple[str, str]], threads: int, lr_hw: tuple[int, int],
+             weights_dir: str | Path | None) -> str:
+    """The backend among ``executors`` that runs ``m`` fastest here at ``lr_hw`` (one executor: no timing)."""
+    if len(executors) == 1:
+        return executors[0][0]
+    from latency.executors import choose_executor
+    module = m.module
+    if m.name == "abpn_int8":
+        from .bench import abpn_float_from_qat
+        module = abpn_float_from_qat(m.scale, weights_dir)
+    backend, _, _ = choose_executor({m.name: module}, lr_hw, threads, executors, repeats=3)
+    return backend
+
+
+# runtimes whose compiled model is fastest for one fixed input size (OpenVINO's static shapes); the others
+# (torch, ONNX Runtime) run one model at any size. Past MAX_STATIC sizes (a folder of photos, not one video)
+# OpenVINO gets one dynamic-shape compile for the rest, rather than a compile per image.
+STATIC_SHAPES = ("openvino",)
+MAX_STATIC = 4
+
+
+def _shape_key(backend: str, hw: tuple[int, int], compiled: dict) -> tuple[int, int] | None:
+    """The input size a compile is made for (None: any size)."""
+    if backend not in STATIC_SHAPES:
+        return None
+    return hw if hw in compiled or sum(k is not None for k in compiled) < MAX_STATIC else None
+
+
+def _compile(source: nn.Module | Path, backend: str, precision: str, threads: int, hw: tuple[int, int] | None,
+             calib: list[list[torch.Tensor]] | None, workdir: Path) -> TensorFn:
+    """ALL runtime-facing code of the Upscaler: ``source`` in executor (backend, precision) for 1x3xHxW at ``hw``
+    (None: any size).
+
+    Torch runs the module as it is. The file runtimes run ONNX: a module is exported with dynamic H and W
+    (and for INT8 quantized on ``calib``) once into ``workdir``; OpenVINO then compiles it for ``hw``, the
+    static-shape form it deploys fastest.
+    """
+    from latency.executors import deploy_file, file_infer, make_infer
+
+    if isinstance(source, nn.Module) and backend.startswith("torch"):
+        if precision == "int8" or isinstance(source, torch.jit.ScriptModule):  # torch.ao INT8 / TorchScript as is
+            def run_as_is(x: torch.Tensor) -> torch.Tensor:
+                with torch.inference_mode():
+                    return source(x).float()
+            return run_as_is
+        return make_infer(source, [torch.zeros(1, 3, *(hw or (64, 64)))], backend, threads, precision)
+    path = source if isinstance(source, Path) else None
+    if path is None:
+        done = workdir / ("model_int8.onnx" if precision == "int8" else "model.onnx")
+        path = done if done.is_file() else deploy_file(source, [torch.rand(1, 3, 64, 64)], backend, precision,
+                                                       workdir, calib, dynamic=True)
+    infer = file_infer(path, backend, precision, threads, None if hw is None else [(1, 3, *hw)])
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        out = infer([np.ascontiguousarray(x.detach().numpy(), dtype=np.float32)])
+        return torch.from_numpy(np.asarray(out, dtype=np.float32))
+    return run

@@ -1,0 +1,123 @@
+"""The Upscaler API: numpy frames in and out, the executor recorded in a searched model, one compile per size."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from experiments import upscaler as upscaler_mod
+from experiments import zoo
+from experiments.upscaler import Upscaler
+from supernet.errors import UserError
+
+torch.set_num_threads(1)
+
+
+def _frame(h=24, w=32, dtype=np.uint8, seed=0):
+    top = 255 if dtype == np.uint8 else 65535
+    return np.random.default_rng(seed).integers(0, top + 1, size=(h, w, 3)).astype(dtype)
+
+
+def test_frame_in_frame_out_matches_the_torch_model():
+    f = _frame()
+    with Upscaler("abpn", "torch-cpu", threads=1) as up:
+        hr = up(f)
+    assert hr.shape == (48, 64, 3) and hr.dtype == np.uint8
+    x = torch.from_numpy(f).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        want = zoo.load("abpn", 2).eval()(x).clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255
+    assert np.abs(hr.astype(float) - want).max() <= 0.51   # rounded, nothing else
+
+
+def test_sixteen_bit_frames_stay_sixteen_bit():
+    with Upscaler("bicubic", threads=1) as up:
+        hr = up(_frame(dtype=np.uint16))
+    assert hr.dtype == np.uint16 and (hr % 257 != 0).mean() > 0.9
+
+
+def test_wrong_frame_shape_is_a_user_error():
+    with Upscaler("bicubic", threads=1) as up:
+        with pytest.raises(UserError, match="HxWx3"):
+            up(np.zeros((8, 8), np.uint8))
+        with pytest.raises(UserError, match="uint8 or uint16"):
+            up(np.zeros((8, 8, 3), np.float32))
+
+
+def _count_compiles(monkeypatch) -> list:
+    calls = []
+    real = upscaler_mod._compile
+
+    def counting(source, backend, precision, threads, hw, *rest):
+        calls.append(hw)
+        return real(source, backend, precision, threads, hw, *rest)
+    monkeypatch.setattr(upscaler_mod, "_compile", counting)
+    return calls
+
+
+def test_openvino_compiled_once_per_size_then_once_for_any(monkeypatch):
+    calls = _count_compiles(monkeypatch)
+    monkeypatch.setattr(upscaler_mod, "MAX_STATIC", 2)
+    with Upscaler("abpn", "openvino", threads=1) as up:
+        for _ in range(3):
+            up(_frame())
+        up(_frame(20, 30))
+        up(_frame())
+        assert up(_frame(16, 18)).shape == (32, 36, 3) and up(_frame(18, 16)).shape == (36, 32, 3)
+    assert calls == [(24, 32), (20, 30), None]   # past two sizes: one dynamic-shape compile serves the rest
+
+
+def test_shape_free_runtime_compiled_once(monkeypatch):
+    calls = _count_compiles(monkeypatch)
+    with Upscaler("abpn", "onnxruntime", threads=1) as up:
+        up(_frame())
+        assert up(_frame(20, 30)).shape == (40, 60, 3)
+    assert calls == [None]
+
+
+def test_file_executor_agrees_with_torch():
+    f = _frame(seed=3)
+    with Upscaler("abpn", "torch-cpu", threads=1) as a, Upscaler("abpn", "onnxruntime", threads=1) as b:
+        assert np.abs(a(f).astype(int) - b(f)).max() <= 1
+
+
+def test_searched_model_runs_in_its_recorded_executor():
+    from pathlib import Path
+
+    from pruning.model_file import PrunedModel
+    path = zoo.weights_path("srnas_abpn", 2)
+    if not Path(path).is_file():
+        pytest.skip("srnas_abpn weights not shipped here")
+    pm = PrunedModel.load(path)
+    try:
+        up = Upscaler("srnas_abpn", threads=1)
+    except UserError as e:   # e.g. OpenVINO cannot run INT8 on this CPU: said, not crashed
+        assert pm.backend in str(e) or pm.precision in str(e)
+        return
+    with up:
+        assert (up.backend, up.precision) == (pm.backend, pm.precision)
+        assert up.chosen_by == "recorded in the model file"
+        hr = up(_frame(36, 64, seed=1))
+    assert hr.shape == (72, 128, 3)
+
+
+def test_onnx_file_refuses_torch_backend(tmp_path):
+    from latency.executors import export_onnx
+    path = export_onnx(zoo.build("abpn", 2).eval(), [torch.rand(1, 3, 16, 16)], tmp_path / "m.onnx", dynamic=True)
+    with pytest.raises(UserError, match="ONNX file"):
+        Upscaler(str(path), "torch-cpu")
+    with Upscaler(str(path), threads=1) as up:
+        assert up.backend == "onnxruntime" and up(_frame()).shape == (48, 64, 3)
+
+
+def test_recorded_executor_missing_here_is_said(monkeypatch):
+    import latency.executors as ex
+    if not zoo.weights_path("srnas_abpn", 2).is_file():
+        pytest.skip("srnas_abpn weights not shipped here")
+
+    def no_openvino(backend, precision):
+        if backend == "openvino":
+            raise UserError("backend openvino needs the openvino package: pip install openvino")
+    monkeypatch.setattr(ex, "check_executor", no_openvino)
+    with pytest.raises(UserError, match=r"srnas_abpn was searched for openvino/int8, which cannot run here .*"
+                                        r"pip install openvino.*pass --backend / --precision"):
+        Upscaler("srnas_abpn", threads=1)

@@ -1,0 +1,40 @@
+"""Issue 21's must-show run: a 10-second 360p video with audio, made here, upscaled to 720p by srnas_abpn in the
+executor recorded in its file; the output decodes to every frame with the same rate, duration and audio, and
+the frame rate is printed. (How fast, against the model alone: experiments/bench_video.py, which times both
+in one run; no timing is asserted here.)"""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from experiments import zoo
+from experiments.video import VideoReader, probe
+from experiments.video_samples import make_video, moving_frames
+from search.cli import main
+
+
+def _count(path):
+    frames = audio = 0
+    with VideoReader(path) as r:
+        for item in r:
+            frames += hasattr(item, "rgb")
+            audio += not hasattr(item, "rgb")
+        assert r.errors == []
+    return frames, audio
+
+
+@pytest.mark.slow
+def test_ten_seconds_of_360p_to_720p_keeps_everything(tmp_path, capsys):
+    if not zoo.weights_path("srnas_abpn", 2).is_file():
+        pytest.skip("srnas_abpn weights not shipped here")
+    src = make_video(tmp_path / "clip.mp4", moving_frames(640, 360, 300), 30)
+    assert main(["upscale", "srnas_abpn", str(src), "--out", str(tmp_path / "out")]) == 0
+    dst = tmp_path / "out" / "clip.mp4"
+    a, b = probe(src), probe(dst)
+    assert (b.width, b.height) == (1280, 720)
+    assert b.rate == a.rate and abs(b.duration_s - a.duration_s) < 0.05 and b.audio == a.audio == "aac"
+    assert _count(dst) == _count(src) and _count(src)[0] == 300
+    out = capsys.readouterr().out
+    assert re.search(r"300 frames in [\d.]+ s, [\d.]+ frames/s end to end \([\d.]+ model alone\)", out)
+    assert "srnas_abpn x2 in openvino/int8 (recorded in the model file)" in out
