@@ -9,20 +9,11 @@ import torch
 from pruning import apply_plan, compact, export_model
 from pruning.compaction import pruned_path_net
 from supernet.config import ModelConfig, PruningConfig
-from supernet.elastic import build_supernet
+
+from test_elastic_supernet import perturbed
 
 CFG = ModelConfig(n_cells=[1, 3, 6], n_feats=[8, 16, 32], blocks=["plain", "wdsr_b"], expansion_b=6, rep="ecb",
                   clamp=True, elastic=True)
-
-
-def _supernet():
-    net = build_supernet(CFG, 2)
-    torch.manual_seed(3)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return net.eval()
-
 
 MEMBERS = {
     "narrow": (("plain",), 8, ("filter", 0.5)),
@@ -33,7 +24,7 @@ MEMBERS = {
 @pytest.mark.parametrize("member", sorted(MEMBERS))
 def test_a_compact_member_exports_and_matches_the_masked_net(tmp_path, member):
     path, width, layer = MEMBERS[member]
-    net = _supernet().extract(path, width)
+    net = perturbed(CFG).extract(path, width)
     names = [n for n, _ in net.prunable()]
     # alternate the pruned scheme with unstructured zeros, so width and zero pruning both reach the file
     plan = {n: layer if i % 2 == 0 else ("unstructured", 0.5) for i, n in enumerate(names)}
@@ -56,7 +47,7 @@ def test_member_work_is_really_removed():
     """A pruned narrow member holds fewer weights than the dense one of its size (the LUT and calibration
     time exactly these compact nets)."""
     path, width, layer = MEMBERS["narrow"]
-    member = _supernet().path_config(len(path), width)
+    member = perturbed(CFG).path_config(len(path), width)
     dense = pruned_path_net(member, 2, path, {}, PruningConfig())
     pruned = pruned_path_net(member, 2, path, {"body.0.body.0": layer}, PruningConfig())
     count = lambda m: sum(p.numel() for p in m.parameters())   # noqa: E731
