@@ -8,6 +8,7 @@ Files of older srnas versions pickled Python objects; they are refused with the 
 """
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import zipfile
@@ -17,23 +18,17 @@ from typing import Any, Sequence
 import torch
 
 from .errors import UserError
-from .writes import reporting_full_disk
+from .writes import atomic_write_bytes
 
 CONVERT = "srnas convert-model"
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """torch.save to a temporary file, then rename over ``path``; a full disk is one DiskFull line naming it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        # through a Python file object, a full disk raises OSError(ENOSPC) rather than torch's errno-less error
-        with reporting_full_disk(path), open(tmp, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """torch.save into memory, then written beside ``path`` and renamed over it (writes.atomic_write_bytes):
+    a kill leaves the previous file, a full disk is one DiskFull line naming it."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def load(path: str | Path, fix: str = "") -> Any:
