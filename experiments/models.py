@@ -135,7 +135,8 @@ def load_model(spec: str, scale: int = 2, weights_dir: str | Path | None = None,
                         f"({', '.join(zoo.names() + ['abpn_int8'] + list(zoo.INT8))}) or a .ts / .onnx file")
     e = zoo.entry(spec)
     module = zoo.load(spec, scale, weights_dir=weights_dir)
-    # an INT8 form holds QAT-adapted float weights: its own precision is int8 (an INT8 executor quantizes it)
+    # an INT8 form holds float weights meant for INT8 (QAT's, or the fp32 ones where plain quantization scored
+    # higher): its own precision is int8, and an INT8 executor quantizes it
     int8 = spec in zoo.INT8
     return LoadedModel(spec, _torch_runner(module), scale, module, e.y_only, "int8" if int8 else "fp32",
                        f"{e.config}, {zoo.int8_method(spec, scale, weights_dir)}" if int8 else e.config,

@@ -7,7 +7,8 @@ import torch
 
 from experiments import zoo
 from experiments.models import load_model
-from experiments.zoo.int8 import qdq_grid, train_zoo_int8
+from experiments.zoo.int8 import train_zoo_int8
+from search.stage3 import qat_grid
 from experiments.zoo.training import train_zoo_model
 from search.cli import main
 from supernet.errors import UserError
@@ -32,7 +33,7 @@ def test_qat_writes_int8_weights_that_load_as_int8(tmp_path, name):
     blob = torch.load(path, weights_only=True)
     # the weights that scored higher in the INT8 route on the validation images are kept, and said which
     qat = blob["int8_val_psnr"]["qat"] >= blob["int8_val_psnr"]["ptq"]
-    assert blob["qat_grid"] == (qdq_grid() if qat else None)
+    assert blob["qat_grid"] == (qat_grid() if qat else None)
     assert zoo.trained_steps(name, 2, weights=path) == zoo.trained_steps(base, 2, weights=fp32_path) + 2 * qat
     fp32 = zoo.load(base, 2, weights=fp32_path)
     m = load_model(name, 2, weights_dir=path.parent)

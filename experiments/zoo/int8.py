@@ -16,7 +16,9 @@ from pathlib import Path
 
 import torch
 
+from latency.deploy import make_infer
 from pruning.quant import qat_finetune
+from search.stage3 import qat_grid
 from supernet import checkpoint
 from supernet.config import Config
 from supernet.data import PatchSampler, load_images, make_pairs
@@ -28,17 +30,9 @@ from . import INT8, YOnly, export_state, load, trainable_core, trained_steps, we
 from .training import Offset, YSampler
 
 
-def qdq_grid() -> str:
-    """The grid the INT8 QDQ file of this CPU runs (pruning.quant.GRIDS): 7-bit weights without VNNI."""
-    from latency.executors import int8_weight_bits  # heavy (onnx, openvino): only when training
-
-    return "qdq" if int8_weight_bits() == 8 else "qdq7"
-
-
 def int8_psnr(model: torch.nn.Module, pairs, scale: int, workdir: Path) -> float:
     """PSNR (Y) of ``model`` as the INT8 route runs it: ONNX Runtime's QDQ file, calibrated as bench calibrates."""
     from ..bench import calibration_inputs   # bench imports the zoo: resolved when training, not at import
-    from latency.executors import make_infer
 
     infer = make_infer(model, [torch.rand(1, 3, 32, 32)], "onnxruntime", 0, "int8", calibration_inputs(scale),
                        dynamic=True, workdir=workdir)
@@ -71,7 +65,7 @@ def train_zoo_int8(cfg: Config, name: str, out_dir: Path | None = None, resume: 
         sampler = PatchSampler(load_train_images(cfg), d.scale, d.patch_size, d.batch_size, d.augment, t.seed, 0)
     core = trainable_core(model)
     feed = Offset(YSampler(sampler) if isinstance(model, YOnly) else sampler)
-    grid = qdq_grid()
+    grid = qat_grid()   # the grid INT8 winners' stage 3 trains for, on this CPU
     stage_dir.mkdir(parents=True, exist_ok=True)
     fp32 = copy.deepcopy(model).eval()
     # a short, low-lr fine-tune, as abpn_int8's: QAT only adapts the trained weights to the int8 grid
