@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from latency.executors import (auto_candidates, available_executors, check_executor, choose_executor, deploy_file,
+                               executor_name, file_infer, make_infer)
 from supernet.errors import UserError
 
 from .models import LoadedModel, load_model
@@ -51,7 +53,7 @@ class Upscaler:
     @property
     def executor(self) -> str:
         """'backend/precision', as tables name an executor."""
-        return f"{self.backend}/{self.precision}"
+        return executor_name(self.backend, self.precision)
 
     def __enter__(self) -> "Upscaler":
         return self
@@ -128,21 +130,19 @@ class Upscaler:
         """INT8 calibration: real LR crops of the embedded training images, as `srnas bench` calibrates."""
         if self.precision != "int8" or self.backend not in FILE_BACKENDS:
             return None
-        from .bench import calibration_inputs
+        from .bench import calibration_inputs   # bench loads matplotlib and pandas: only when calibrating
         return calibration_inputs(self.scale)
 
 
 def own_precision(m: LoadedModel) -> str:
     """The precision a model was made for: INT8 for abpn_int8, quantized files and INT8-searched models."""
-    from .bench import _own_precision
+    from .bench import _own_precision   # bench loads matplotlib and pandas
     return _own_precision(m)
 
 
 def resolve_executor(m: LoadedModel, backend: str | None, precision: str | None, threads: int,
                      lr_hw: tuple[int, int], weights_dir: str | Path | None = None) -> tuple[str, str, str]:
     """(backend, precision, how it was chosen) for ``m``; None / 'auto' fill in the model's own choice."""
-    from latency.executors import auto_candidates, available_executors, check_executor
-
     backend = None if backend == "auto" else backend
     precision = None if precision == "auto" else precision
     path = Path(m.info.get("path", ""))
@@ -188,10 +188,9 @@ def _fastest(m: LoadedModel, executors: list[tuple[str, str]], threads: int, lr_
     """The backend among ``executors`` that runs ``m`` fastest here at ``lr_hw`` (one executor: no timing)."""
     if len(executors) == 1:
         return executors[0][0]
-    from latency.executors import choose_executor
     module = m.module
     if m.name == "abpn_int8":
-        from .bench import abpn_float_from_qat
+        from .bench import abpn_float_from_qat   # bench loads matplotlib and pandas
         module = abpn_float_from_qat(m.scale, weights_dir)
     backend, _, _ = choose_executor({m.name: module}, lr_hw, threads, executors, repeats=3)
     return backend
@@ -220,8 +219,6 @@ def _compile(source: nn.Module | Path, backend: str, precision: str, threads: in
     (and for INT8 quantized on ``calib``) once into ``workdir``; OpenVINO then compiles it for ``hw``, the
     static-shape form it deploys fastest.
     """
-    from latency.executors import deploy_file, file_infer, make_infer
-
     if isinstance(source, nn.Module) and backend.startswith("torch"):
         if precision == "int8" or isinstance(source, torch.jit.ScriptModule):  # torch.ao INT8 / TorchScript as is
             def run_as_is(x: torch.Tensor) -> torch.Tensor:

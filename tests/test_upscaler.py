@@ -110,14 +110,14 @@ def test_onnx_file_refuses_torch_backend(tmp_path):
 
 
 def test_recorded_executor_missing_here_is_said(monkeypatch):
-    import latency.executors as ex
+    import experiments.upscaler as upscaler
     if not zoo.weights_path("srnas_abpn", 2).is_file():
         pytest.skip("srnas_abpn weights not shipped here")
 
     def no_openvino(backend, precision):
         if backend == "openvino":
             raise UserError("backend openvino needs the openvino package: pip install openvino")
-    monkeypatch.setattr(ex, "check_executor", no_openvino)
+    monkeypatch.setattr(upscaler, "check_executor", no_openvino)
     with pytest.raises(UserError, match=r"srnas_abpn was searched for openvino/int8, which cannot run here .*"
                                         r"pip install openvino.*pass --backend / --precision"):
         Upscaler("srnas_abpn", threads=1)
