@@ -97,8 +97,9 @@ def collapsed_rates(net: nn.Module, schemes: dict[str, str], cfg: PruningConfig,
 
 def rate_stepper(net: nn.Module, cfg: PruningConfig, grid: Sequence[float],
                  latency_fn: LatencyFn) -> Callable[[Plan, float], tuple[Plan, float] | None]:
-    """``step(plan, ms)``: the plan with one layer one grid rate higher, the step saving most
-    estimated latency per weight magnitude lost, and its estimate; None at the top of the grid.
+    """``step(plan, ms, ceiling)``: the plan with one layer one grid rate higher, the step saving most
+    estimated latency per weight magnitude lost, and its estimate; None at the top of the grid or
+    when every step's estimate is above ``ceiling``.
 
     A step that saves nothing is still taken when nothing better is left: with channels padded
     to a multiple, one layer's step can leave every width as it was while the next one pays.
@@ -106,10 +107,12 @@ def rate_stepper(net: nn.Module, cfg: PruningConfig, grid: Sequence[float],
     grid = sorted(grid)
     lost = _norm_lost(net, cfg)
 
-    def step(plan: Plan, cur: float) -> tuple[Plan, float] | None:
+    def step(plan: Plan, cur: float, ceiling: float = math.inf) -> tuple[Plan, float] | None:
         best = None
         for name, s, r, new, trial in _grid_steps(plan, grid, up=True):
             ms = latency_fn(trial)
+            if ms > ceiling:
+                continue
             cost = lost(name, s, new) - lost(name, s, r) + 1e-12
             if best is None or (cur - ms) / cost > best[0]:
                 best = ((cur - ms) / cost, trial, ms)
@@ -195,9 +198,10 @@ def plan_for_target(net: nn.Module, schemes: dict[str, str], cfg: PruningConfig,
         goal *= target_ms / got
         try:
             plan = meet_target(net, plan, cfg, grid, latency_fn, goal)
-        except UserError:   # the estimate sees no step that helps, the device disagrees: step and measure
+        except UserError:   # the estimate sees no step that helps, the device disagrees: step and measure,
+            # never past the target by the estimate (a sparse kernel's low rate can cost more than dense)
             step, cur = rate_stepper(net, cfg, grid, latency_fn), latency_fn(plan)
-            while got > 1.05 * target_ms and (nxt := step(plan, cur)) is not None:
+            while got > 1.05 * target_ms and (nxt := step(plan, cur, target_ms)) is not None:
                 plan, cur = nxt
                 got = measure_fn(plan)
             break

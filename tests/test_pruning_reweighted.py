@@ -56,6 +56,28 @@ def test_measured_fallback_steps_only_as_far_as_the_device_needs():
     assert lat(plan) > lat(fastest)           # not every layer thrown to the top rate
 
 
+def test_measured_fallback_never_leaves_the_estimate_above_the_target():
+    """A device that stays slower than the target by noise must not push the plan over the target by the LUT.
+
+    The stand-in prices a layer's first pruning step above dense (as the LUT prices a sparse kernel at a low
+    rate): stepping on while the measurement disagrees once left a front winner 9 % over its target.
+    """
+    from pruning import apply_plan
+    from pruning.reweighted import plan_for_target
+    net, _, cfg, _ = _setup(1, 1)
+    apply_plan(net, {}, cfg)
+    names = [n for n, _ in net.prunable()]
+    lat = lambda p: 5.0 + sum(0.4 if r == 0.25 else -0.1 * r for _, r in p.values())  # noqa: E731
+    calls = []
+
+    def measure(plan):   # a noisy device: the dense plan reads 2x slow once, then every plan fits
+        calls.append(plan)
+        return 2.0 * lat(plan) if len(calls) == 1 else 5.0
+    plan = plan_for_target(net, {n: "unstructured" for n in names}, cfg, [0.0, 0.25, 0.5, 0.75], 0.1, lat, 5.0,
+                           measure)
+    assert lat(plan) <= 5.0
+
+
 def test_meet_target_crosses_plateaus():
     """Padding can make one layer's step save nothing while two together pay: the search steps on."""
     from pruning import apply_plan
