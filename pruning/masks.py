@@ -124,8 +124,14 @@ def apply_plan(net: nn.Module, plan: Plan, cfg: PruningConfig) -> Masks:
     conv's training-time branches are folded first (masks hold plain weights), an unmasked one keeps them."""
     fuse_weight_norm(net)
     masks = make_masks(net, plan, cfg)
+    fold_masked(net, masks)
+    masks.apply(net)
+    return masks
+
+
+def fold_masked(net: nn.Module, masks: Masks) -> None:
+    """Fold the training-time branches of the convs ``masks`` covers: the form apply_plan leaves a net in (a
+    resumed fine-tune loads its saved weights into that form)."""
     layers = dict(net.prunable())
     for name in masks.weight:
         fold_branches(layers[name])
-    masks.apply(net)
-    return masks

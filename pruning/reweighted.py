@@ -24,7 +24,7 @@ from supernet.progress import progress_bar
 from supernet.errors import UserError
 from supernet.train import non_finite_loss
 
-from .masks import Masks, Plan, apply_plan, tied_layers
+from .masks import Masks, Plan, apply_plan, fold_masked, tied_layers
 from .resume import FINETUNE, REGULARIZATION, Phase, Progress
 from .schemes import SCHEMES
 
@@ -263,6 +263,7 @@ def reweighted_prune(net: nn.Module, sampler, cfg: PruningConfig, latency_fn: La
         saved = None
     else:
         plan, masks = {k: (s, float(r)) for k, (s, r) in saved["plan"].items()}, Masks.from_dict(saved["masks"])
+        fold_masked(net, masks)
         net.load_state_dict(saved["net"])
         log(f"stage 3: plan from {checkpoint}: {plan}")
     ft = prog.phase(FINETUNE, saved, lambda: {"plan": plan, "masks": masks.to_dict()}) if prog is not None else None

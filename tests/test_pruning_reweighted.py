@@ -90,19 +90,29 @@ def test_meet_target_crosses_plateaus():
     assert lat(got) <= 5.0 and sum(r > 0 for _, r in got.values()) == 2
 
 
-def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
+def _setup_ecb(reg_steps: int, finetune_steps: int):
+    """Plain cells trained with ECB branches (cpu_x2's recipe): a masked conv's branches fold at the plan."""
+    torch.manual_seed(0)
+    mc = load_config("experiments/configs/quick.yaml", {"model": {"rep": "ecb", "blocks": ["plain"]}}).model
+    net = build_path_net(mc, 2, ["plain", "plain"])
+    sampler = PatchSampler(load_images("skimage", "train"), 2, 16, 4, True, 0, 0)
+    return net, sampler, PruningConfig(reg_steps=reg_steps, finetune_steps=finetune_steps, reg_lambda=1e-3), _macs(net)
+
+
+@pytest.mark.parametrize("setup", [_setup, _setup_ecb], ids=["wdsr", "plain_ecb"])
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, setup):
     """Killed once in regularization and once in fine-tune, the resumed run ends with the same weights."""
-    net, sampler, cfg, lat = _setup(10, 8)
+    net, sampler, cfg, lat = setup(10, 8)
     ref, ref_masks, ref_plan = reweighted_prune(net, sampler, cfg, latency_fn=lat, target_ms=5.0, schemes="filter")
     ckpt, logs = tmp_path / "progress.pt", []
     # first killed at regularization step 7 (saved after 3 and 6); then, resumed at 6, at fine-tune step 5
     # (4 regularization batches + 6 fine-tune ones; saved after 0 and 4)
     for dies_at in (8, 4 + 6):
-        net, _, _, _ = _setup(10, 8)
+        net, _, _, _ = setup(10, 8)
         with pytest.raises(Killed):
             reweighted_prune(net, DiesAt(sampler, dies_at), cfg, latency_fn=lat, target_ms=5.0, schemes="filter",
                              checkpoint=ckpt, save_every=3 if dies_at == 8 else 4, log=logs.append)
-    net, _, _, _ = _setup(10, 8)
+    net, _, _, _ = setup(10, 8)
     net, masks, plan = reweighted_prune(net, sampler, cfg, latency_fn=lat, target_ms=5.0, schemes="filter",
                                         checkpoint=ckpt, log=logs.append)
     assert any("resuming regularization at step 6/10" in s for s in logs), logs
