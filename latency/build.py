@@ -9,6 +9,7 @@ import torch
 
 from supernet.config import Config, depths, widths
 from supernet.progress import progress_bar
+from supernet.rundir import RunDir
 from supernet.widths import WidthRule
 
 from .catalogue import OpKey, block_templates, catalogue, chain_probe, chained, op_inputs, op_module
@@ -22,11 +23,11 @@ from .runtimes.registry import check_executor
 from .timing import time_steady
 
 
-def default_lut_path(cfg: Config, backend: str | None = None, out_dir: str | Path | None = None) -> Path:
+def default_lut_path(cfg: Config, backend: str | None = None, run: RunDir | None = None) -> Path:
     """Where a config's LUT lives: latency.lut, else <run>/latency/lut-<backend>[-<precision>].csv."""
     if cfg.latency.lut:
         return Path(cfg.latency.lut)
-    return cfg.run(out_dir).lut(backend or cfg.latency.backend, cfg.latency.precision)
+    return (run or cfg.run()).lut(backend or cfg.latency.backend, cfg.latency.precision)
 
 
 def executor_fingerprint(cfg: Config, backend: str | None = None) -> dict:

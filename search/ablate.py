@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from supernet.config import Config, SearchConfig, config_of
+from supernet.rundir import RunDir
 from supernet.writes import atomic_write_text, save_figure
 
 from .candidate import Space
@@ -96,7 +97,7 @@ def write_ablation(summary: dict, out_dir: Path) -> Path:
     return out_dir / "ablate.md"
 
 
-def ablate_command(cfg: Config, out_dir: Path, seeds: int) -> dict:
+def ablate_command(cfg: Config, run: RunDir, seeds: int) -> dict:
     """The run's supernet and LUT (made when missing), then guided vs random for each seed, into <run>/ablate/."""
     from supernet.errors import UserError
 
@@ -106,10 +107,9 @@ def ablate_command(cfg: Config, out_dir: Path, seeds: int) -> dict:
         raise UserError(f"--seeds {seeds}: give at least 1 (3 or more to tell an effect from noise)")
     if cfg.latency.targets:
         raise UserError("srnas ablate searches one target: set latency.target, not latency.targets")
-    cfg, dist_info = one_process_supernet(cfg, out_dir, "srnas ablate")
-    lat_model = lut_stage(cfg, out_dir, dist_info) if cfg.latency.target else None
+    cfg, dist_info = one_process_supernet(cfg, run, "srnas ablate")
+    lat_model = lut_stage(cfg, run, dist_info) if cfg.latency.target else None
     cfg = resolve_target(cfg, lat_model)
-    run = cfg.run(out_dir)
     space = make_space(cfg)
     summary = ablate_seeds(space, make_constraints(cfg, space, lat_model),
                            make_evaluator(cfg, space, run.supernet, dist_info), cfg.search, seeds,
@@ -137,6 +137,7 @@ def _ablate(args) -> int:
     from supernet.runlock import run_lock
 
     cfg = config_of(args)
-    with run_lock(cfg.run(args.out).root):
-        ablate_command(cfg, cfg.run(args.out).root, args.seeds)
+    run = cfg.run(args.out)
+    with run_lock(run.root):
+        ablate_command(cfg, run, args.seeds)
     return 0

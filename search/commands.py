@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from supernet.config import config_of
+from supernet.rundir import RunDir
 from supernet.runlock import run_lock
 
 
@@ -22,37 +22,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=_run)
 
 
-def _out(args, cfg) -> Path:
-    return cfg.run(args.out).root
-
-
 def _search(args) -> int:
     from .pipeline import search_command
 
     cfg = config_of(args)
-    with run_lock(_out(args, cfg)):
-        search_command(cfg, _out(args, cfg))
+    run = cfg.run(args.out)   # every stage gets this one layout of the run's folder
+    with run_lock(run.root):
+        search_command(cfg, run)
     return 0
 
 
 def _run(args) -> int:
     cfg = config_of(args)
-    with run_lock(_out(args, cfg)):
-        return _run_locked(args, cfg)
+    run = cfg.run(args.out)
+    with run_lock(run.root):
+        return _run_locked(cfg, run)
 
 
-def _run_locked(args, cfg) -> int:
+def _run_locked(cfg, run: RunDir) -> int:
     from .front import run_front
     from .pipeline import run_all
 
     if cfg.latency.targets:
-        front = run_front(cfg, _out(args, cfg))
+        front = run_front(cfg, run)
         if front.missed and not cfg.latency.soft_target:
             print(f"srnas run: the exported models of targets {front.missed} ms miss them by measurement (report "
                   f"written); exit 3", file=sys.stderr)
             return 3
         return 0
-    result = run_all(cfg, _out(args, cfg))
+    result = run_all(cfg, run)
     if result is not None and result.final.meets_target is False and not cfg.latency.soft_target:
         print("srnas run: the exported winner misses its latency target by measurement (report written); "
               "exit 3", file=sys.stderr)

@@ -20,6 +20,7 @@ from supernet.data import PatchSampler, load_images, make_pairs
 from supernet.distributed import DistInfo, barrier, init_distributed
 from supernet.errors import UserError
 from supernet.evaluate import evaluate
+from supernet.rundir import RunDir
 from supernet.train import load_supernet, load_train_images, train_supernet
 
 from .candidate import Candidate, Space, save_candidate
@@ -44,9 +45,9 @@ def candidate_builder(cfg: Config):
     return build
 
 
-def lut_stage(cfg: Config, out_dir: Path, dist_info: DistInfo, build: bool = True):
+def lut_stage(cfg: Config, run: RunDir, dist_info: DistInfo, build: bool = True):
     """Build (or resume / reuse) and calibrate the LUT on rank 0; a LatencyModel on every rank."""
-    path = latency.default_lut_path(cfg, out_dir=out_dir)
+    path = latency.default_lut_path(cfg, run=run)
     if dist_info.main and build:
         t0 = time.time()
         lut = latency.build_lut(cfg, out=path)
@@ -75,9 +76,8 @@ def train_sampler(cfg: Config, seed: int, batch: int = 0) -> PatchSampler:
 
 
 # ---- stage: search ------------------------------------------------------------------------------
-def search_stage(cfg: Config, out_dir: Path, dist_info: DistInfo, lat_model=None) -> SearchResult | None:
+def search_stage(cfg: Config, run: RunDir, dist_info: DistInfo, lat_model=None) -> SearchResult | None:
     """Stages 1+2: the guided search (+ random ablation), resumable; writes winner.yaml; None on ranks > 0."""
-    run = cfg.run(out_dir)
     weights = run.supernet
     if not weights.exists():
         raise UserError(f"no supernet weights at {weights}: run `srnas supernet train -c CONFIG` first")
@@ -144,7 +144,7 @@ def ablation_summary(space: Space, cfg: Config, guided: History, random: History
 
 
 # ---- report -------------------------------------------------------------------------------------
-def report_stage(cfg: Config, out_dir: Path, found: SearchResult, final: Stage3Result | None) -> Path:
+def report_stage(cfg: Config, run: RunDir, found: SearchResult, final: Stage3Result | None) -> Path:
     """Write report.md (tables + plots) into the run directory."""
     from .report import write_report  # why: matplotlib and pandas (seconds) load only when a report is written
 
@@ -169,44 +169,44 @@ def report_stage(cfg: Config, out_dir: Path, found: SearchResult, final: Stage3R
                 f"{final.ratio_to_target:.3f} ({'meets' if final.meets_target else 'MISSES'} the "
                 f"{Stage3Result.BOUND} x bound)",
             **{f"file: {k}": v for k, v in final.files.items()}}
-    return write_report(out_dir, summary, guided.frame(), random.frame() if random is not None else None,
+    return write_report(run.root, summary, guided.frame(), random.frame() if random is not None else None,
                         found.ablation, heldout)
 
 
 # ---- commands -----------------------------------------------------------------------------------
-def search_command(cfg: Config, out_dir: Path) -> SearchResult | None:
+def search_command(cfg: Config, run: RunDir) -> SearchResult | None:
     """`srnas search`: the LUT must exist (no build); supernet weights must exist."""
     if cfg.latency.targets:
         raise UserError("latency.targets (a front) is searched by `srnas run`, which runs stage 3 for each target")
-    cfg = resolve_executor(cfg, out_dir)
-    preflight(cfg, out_dir)
+    cfg = resolve_executor(cfg, run)
+    preflight(cfg, run)
     dist_info = init_distributed(cfg.search.threads)
-    cfg = resolve_size(cfg, out_dir, dist_info.main)
+    cfg = resolve_size(cfg, run, dist_info.main)
     wants = bool(cfg.latency.target)
-    lat_model = lut_stage(cfg, out_dir, dist_info, build=False) if wants else None
+    lat_model = lut_stage(cfg, run, dist_info, build=False) if wants else None
     cfg = resolve_target(cfg, lat_model)
-    found = search_stage(cfg, out_dir, dist_info, lat_model)
+    found = search_stage(cfg, run, dist_info, lat_model)
     if dist_info.main:
         _print_winner(found)
     return found
 
 
-def preflight(cfg: Config, out_dir: Path) -> None:
+def preflight(cfg: Config, run: RunDir) -> None:
     """Checks that need no work, before any stage runs: a LUT already in place must fit this machine and executor."""
-    path = latency.default_lut_path(cfg, out_dir=out_dir)
+    path = latency.default_lut_path(cfg, run=run)
     if (cfg.latency.target or cfg.latency.targets) and path.exists():
         latency.load_lut(cfg, path)
 
 
-def one_process_supernet(cfg: Config, out_dir: Path, command: str) -> tuple[Config, DistInfo]:
+def one_process_supernet(cfg: Config, run: RunDir, command: str) -> tuple[Config, DistInfo]:
     """The executor, size and trained supernet (made when missing) of a command that runs in one process on
     a run's supernet (`srnas run` with latency.targets, `srnas ablate`); its search threads."""
-    cfg = resolve_executor(cfg, out_dir)
-    preflight(cfg, out_dir)
+    cfg = resolve_executor(cfg, run)
+    preflight(cfg, run)
     if init_distributed(cfg.train.threads).world > 1:
         raise UserError(f"{command} runs in one process: start it without torchrun")
-    cfg = resolve_size(cfg, out_dir)
-    train_supernet(cfg, out_dir, resume=True)
+    cfg = resolve_size(cfg, run)
+    train_supernet(cfg, run, resume=True)
     return cfg, init_distributed(cfg.search.threads)
 
 
@@ -220,35 +220,35 @@ class RunResult:
     warnings: list[str]
 
 
-def run_all(cfg: Config, out_dir: Path) -> RunResult | None:
+def run_all(cfg: Config, run: RunDir) -> RunResult | None:
     """`srnas run`: every stage in order, skipping finished ones."""
     t0 = time.time()
-    cfg = resolve_executor(cfg, out_dir)   # before anything is timed: every stage prices in this executor
-    preflight(cfg, out_dir)
+    cfg = resolve_executor(cfg, run)   # before anything is timed: every stage prices in this executor
+    preflight(cfg, run)
     dist_info = init_distributed(cfg.train.threads)
-    cfg = resolve_size(cfg, out_dir, dist_info.main)    # the paper's N (and width) from the LUT, before training
+    cfg = resolve_size(cfg, run, dist_info.main)    # the paper's N (and width) from the LUT, before training
     if dist_info.main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, cfg.run(out_dir).config)
+        run.root.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run.config)
     times = {}
-    train_supernet(cfg, out_dir, resume=True)
+    train_supernet(cfg, run, resume=True)
     dist_info = init_distributed(cfg.search.threads)   # each stage runs with its own threads setting
     times["supernet"] = time.time() - t0
     wants = bool(cfg.latency.target)
-    lat_model = lut_stage(cfg, out_dir, dist_info) if wants else None
-    cfg = resolve_target(cfg, lat_model, out_dir if dist_info.main else None)
+    lat_model = lut_stage(cfg, run, dist_info) if wants else None
+    cfg = resolve_target(cfg, lat_model, run if dist_info.main else None)
     if dist_info.main:  # the saved config states the absolute target the run aims at
-        save_config(cfg, cfg.run(out_dir).config)
+        save_config(cfg, run.config)
     if lat_model is not None:  # an impossible target fails here, before any evaluation
         make_constraints(cfg, make_space(cfg), lat_model).check_feasible()
     times["lut"] = time.time() - t0 - sum(times.values())
-    found = search_stage(cfg, out_dir, dist_info, lat_model)
+    found = search_stage(cfg, run, dist_info, lat_model)
     times["search"] = time.time() - t0 - sum(times.values())
     if not dist_info.main:
         return None
-    final = stage3(cfg, out_dir, found.winner, lat_model)
+    final = stage3(cfg, run, found.winner, lat_model)
     times["stage3+export"] = time.time() - t0 - sum(times.values())
-    report = report_stage(cfg, out_dir, found, final)
+    report = report_stage(cfg, run, found, final)
     times["total"] = time.time() - t0
     warnings = latency_warnings(final)
     for w in warnings:  # to stderr: stdout's last line stays the JSON summary

@@ -12,6 +12,7 @@ from latency.auto import auto_candidates, choose_executor, executor_summary, ref
 from latency.runtimes.registry import check_executor
 from supernet.config import Config, at_size, widths
 from supernet.errors import UserError
+from supernet.rundir import RunDir
 from supernet.widths import WidthRule
 
 from .candidate import Space
@@ -28,7 +29,7 @@ def make_space(cfg: Config) -> Space:
     return Space(cfg.model, cfg.pruning.schemes, cfg.data.scale, WidthRule.of(cfg.pruning))
 
 
-def resolve_executor(cfg: Config, out_dir: Path | None = None) -> Config:
+def resolve_executor(cfg: Config, run: RunDir | None = None) -> Config:
     """The config with a concrete executor: an `auto` backend or precision is chosen by timing reference nets
     on every executor available here (fastest geomean wins), once per run: the choice is saved in the run
     directory, so a resumed run keeps it."""
@@ -36,7 +37,7 @@ def resolve_executor(cfg: Config, out_dir: Path | None = None) -> Config:
     if "auto" not in (lat.backend, lat.precision):
         check_executor(lat.backend, lat.precision)
         return cfg
-    path = cfg.run(out_dir).executor
+    path = (run or cfg.run()).executor
     if path.exists():
         chosen = json.loads(path.read_text())
         print(f"executor: {chosen['backend']}/{chosen['precision']} (chosen by auto earlier: {path})")
@@ -60,7 +61,7 @@ def reference_model(cfg: Config):
     return at_size(m, m.n_cells if isinstance(m.n_cells, int) else 4, feats[len(feats) // 2])
 
 
-def resolve_target(cfg: Config, lat_model, out_dir: Path | None = None) -> Config:
+def resolve_target(cfg: Config, lat_model, run: RunDir | None = None) -> Config:
     """The config with an absolute latency.target: a relative one (0.85x) times the LUT latency of the fastest dense path.
 
     A relative target keeps a demo meaningful on any machine; the value depends only on the
@@ -72,9 +73,8 @@ def resolve_target(cfg: Config, lat_model, out_dir: Path | None = None) -> Confi
     dense = fastest_dense_ms(cfg, lat_model)
     target = rel * dense
     print(f"latency target: {rel:g} x {dense:.2f} ms (fastest dense path, LUT) = {target:.2f} ms")
-    if out_dir is not None:
-        atomic_write_json({"target_ms": target, "fastest_dense_ms": dense, "target_rel": rel},
-                          cfg.run(out_dir).target)
+    if run is not None:
+        atomic_write_json({"target_ms": target, "fastest_dense_ms": dense, "target_rel": rel}, run.target)
     return dataclasses.replace(cfg, latency=dataclasses.replace(cfg.latency, target=f"{target:.3f}ms"))
 
 

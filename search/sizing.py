@@ -8,6 +8,7 @@ from pathlib import Path
 
 from supernet.config import AUTO_CELLS, AUTO_FEATS, Config, size_choices
 from supernet.distributed import barrier, broadcast_object
+from supernet.rundir import RunDir
 
 from .history import atomic_write_json
 
@@ -34,20 +35,19 @@ def size_table(cfg: Config, lut_path: Path) -> list[dict]:
     return rows
 
 
-def resolve_size(cfg: Config, out_dir: Path, main: bool = True) -> Config:
+def resolve_size(cfg: Config, run: RunDir, main: bool = True) -> Config:
     """The config with concrete model.n_cells and n_feats; a list or auto is settled once per run (size.json),
     unless the supernet is elastic."""
     m = cfg.model
     if m.elastic or (isinstance(m.n_cells, int) and isinstance(m.n_feats, int)):
         return cfg   # an elastic space keeps its lists: every candidate picks its own depth and width
-    run = cfg.run(out_dir)
     chosen = None
     if main:
         if run.size.exists():
             chosen = json.loads(run.size.read_text())
         else:
             from latency import InfeasibleTarget, default_lut_path
-            table = size_table(cfg, default_lut_path(cfg, out_dir=out_dir))
+            table = size_table(cfg, default_lut_path(cfg, run=run))
             feasible = [r for r in table if r["n_cells"] > 0]
             if not feasible:
                 raise InfeasibleTarget(

@@ -33,6 +33,7 @@ from supernet.errors import UserError
 from supernet.elastic import is_elastic
 from supernet.evaluate import evaluate, evaluate_bicubic
 from supernet.model import parse_path
+from supernet.rundir import RunDir
 from supernet.runlock import lock_folder, run_lock
 from supernet.train import load_supernet, load_train_images
 from supernet.writes import atomic_write_text
@@ -64,14 +65,13 @@ def qat_grid() -> str:
 
 
 # ---- stage 3 of `srnas run` ------------------------------------------------------------------------
-def stage3(cfg: Config, out_dir: Path, winner: Candidate, lat_model, supernet: Path | None = None) -> Stage3Result:
+def stage3(cfg: Config, run: RunDir, winner: Candidate, lat_model, supernet: Path | None = None) -> Stage3Result:
     """Reweighted dynamic regularization of the winner under the target, fine-tune, compact, export, measure.
 
     Resumable at every point: pruning continues from its checkpoint, a finished pruned.pt is
     exported again if final.json is missing, and a complete final.json ends the stage.
     ``supernet``: the weights to start from (default: the run's own; a front's targets share one).
     """
-    run = cfg.run(out_dir)
     sdir = run.stage3_dir
     done = _finished(run.final, winner, qat_steps_for(cfg))
     if done is not None:
@@ -177,25 +177,26 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _prune(args) -> int:
     cfg = config_of(args)
-    with run_lock(lock_folder(cfg.run().root, args.out)):
-        return _prune_locked(args, cfg)
+    run = cfg.run()   # the supernet and LUT come from the config's run; --out only says where to write
+    with run_lock(lock_folder(run.root, args.out)):
+        return _prune_locked(args, cfg, run)
 
 
-def _prune_locked(args, cfg: Config) -> int:
-    space_cfg = resolve_executor(cfg)
-    net, path, cfg = _load_net(space_cfg, args.model, args.path, args.width)
+def _prune_locked(args, cfg: Config, run: RunDir) -> int:
+    space_cfg = resolve_executor(cfg, run)
+    net, path, cfg = _load_net(space_cfg, run, args.model, args.path, args.width)
     s = cfg.data.scale
     pairs = make_pairs(load_images(cfg.data.val, "val", data_root=cfg.data.data_root), s)
     psnr = lambda m: evaluate(lambda x: m(x), pairs, s, ssim=False)["psnr"]  # noqa: E731
     with torch.no_grad():
         before = psnr(net.eval())
-    out = Path(args.out) if args.out else cfg.run().prune_dir
+    out = Path(args.out) if args.out else run.prune_dir
     timer = timer_for(cfg)
     target = 0.0
     if args.reweighted:
-        lat_model = _lut_model(space_cfg, cfg.model.n_feats)
+        lat_model = _lut_model(space_cfg, run, cfg.model.n_feats)
         target = _target(cfg, args.target_ms, lat_model)
-        latency_fn = _latency_fn(cfg, net, path, lat_model, timer, args.config) if target > 0 else None
+        latency_fn = _latency_fn(cfg, run, net, path, lat_model, timer, args.config) if target > 0 else None
         pm = pruning.prune_to_target(cfg, lambda: net, path, args.scheme, out, timer, latency_fn, target,
                                      redo=args.redo, qat_grid=qat_grid())
     else:
@@ -217,11 +218,11 @@ def _prune_locked(args, cfg: Config) -> int:
     return 0
 
 
-def _load_net(cfg: Config, model: str | None, path_text: str | None,
+def _load_net(cfg: Config, run: RunDir, model: str | None, path_text: str | None,
               width: int = 0) -> tuple[nn.Module, tuple[str, ...], Config]:
     """(fused net, path, config with the net's model section) from supernet weights + path (+ width, of an
     elastic supernet), or a pruned.pt."""
-    f = Path(model) if model else cfg.run().supernet
+    f = Path(model) if model else run.supernet
     if not f.exists():
         raise UserError(f"no model at {f}: train a supernet (`srnas supernet train -c CONFIG`) or pass --model")
     blob = checkpoint.load(f)
@@ -244,9 +245,9 @@ def _load_net(cfg: Config, model: str | None, path_text: str | None,
     return fuse_weight_norm(net), path, dataclasses.replace(cfg, model=mcfg)
 
 
-def _lut_model(cfg: Config, width: int = 0):
+def _lut_model(cfg: Config, run: RunDir, width: int = 0):
     """The LatencyModel of the config's LUT (of an elastic space: that of ``width``), or None without a LUT yet."""
-    path = latency.default_lut_path(cfg)
+    path = latency.default_lut_path(cfg, run=run)
     if not path.exists():
         return None
     model = latency.LatencyModel.for_config(latency.load_lut(cfg, path), cfg)
@@ -263,11 +264,11 @@ def _target(cfg: Config, target_ms: float, lat_model) -> float:
     return resolve_target(cfg, lat_model).latency.target_ms
 
 
-def _latency_fn(cfg: Config, net: nn.Module, path: Sequence[str], lat_model, timer: pruning.Timer,
+def _latency_fn(cfg: Config, run: RunDir, net: nn.Module, path: Sequence[str], lat_model, timer: pruning.Timer,
                 config_path: str) -> LatencyFn:
     """The LUT estimate of a plan; without a LUT, MACs scaled by the measured dense latency."""
     if lat_model is not None:
         return lambda plan: lat_model.predict(path, plan)
-    print(f"no LUT at {cfg.run().latency_dir}: estimating latency from MACs, checked by measurement "
+    print(f"no LUT at {run.latency_dir}: estimating latency from MACs, checked by measurement "
           f"(build one with `srnas latency build -c {config_path}` for better rates)")
     return pruning.mac_latency_fn(net, cfg.pruning, timer(net, max(cfg.latency.repeats, 5))["median_ms"])

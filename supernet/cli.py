@@ -51,8 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _train(args) -> int:
     cfg = config_of(args)
-    with run_lock(cfg.run(args.out).root):
-        train_supernet(cfg, Path(args.out) if args.out else None, resume=args.resume, redo=args.redo)
+    run = cfg.run(args.out)
+    with run_lock(run.root):
+        train_supernet(cfg, run, resume=args.resume, redo=args.redo)
     return 0
 
 

@@ -24,6 +24,7 @@ from .errors import UserError
 from .evaluate import evaluate
 from .model import SuperNet
 from .progress import progress_bar
+from .rundir import RunDir
 from .writes import append_text, atomic_write_text
 
 
@@ -215,14 +216,14 @@ def val_paths(net: SuperNet, n: int, seed: int) -> list[tuple[str, ...]]:
     return paths[:max(n, 1)]
 
 
-def train_supernet(cfg: Config, out_dir: Path | None = None, resume: bool = False, redo: bool = False) -> Path:
+def train_supernet(cfg: Config, run: RunDir | None = None, resume: bool = False, redo: bool = False) -> Path:
     """Stage 0: single-path sampling training of the supernet; returns the weights file."""
     dist_info = init_distributed(cfg.train.threads)
     torch.manual_seed(cfg.train.seed)
     if not cfg.model.elastic and not (isinstance(cfg.model.n_cells, int) and isinstance(cfg.model.n_feats, int)):
         raise UserError(f"model.n_cells {cfg.model.n_cells!r} / n_feats {cfg.model.n_feats!r} are settled from the LUT "
                         f"by `srnas run`, which trains the supernet at the size it chose; run that, or give numbers")
-    run = cfg.run(out_dir)
+    run = run or cfg.run()
     stage_dir, final = run.supernet_dir, run.supernet
     if stage_done("supernet", stage_dir, final, redo, dist_info.main):
         return final
@@ -305,6 +306,8 @@ def _train_elastic(cfg: Config, net, sampler: PatchSampler, pairs, stage_dir: Pa
     train.distill (default 0: measured, it kept every member at bicubic; see TrainConfig.distill)."""
 
     d, t = cfg.data, cfg.train
+    if t.max_gmacs > 0:
+        net.set_budget(t.max_gmacs * 1e9 / (cfg.latency.lr_height * cfg.latency.lr_width))
     archs = elastic_val_archs(net, t.val_paths, t.seed)
 
     def validate(m) -> list[dict]:

@@ -20,4 +20,4 @@ def test_lut_path_with_out_agrees_everywhere(tmp_path):
     from latency.build import default_lut_path
     cfg = config_from_dict({"run_dir": str(tmp_path), "latency": {"backend": "onnxruntime"}})
     out = tmp_path / "o"
-    assert default_lut_path(cfg, out_dir=out) == cfg.run(out).lut("onnxruntime") == out / "latency/lut-onnxruntime.csv"
+    assert default_lut_path(cfg, run=cfg.run(out)) == cfg.run(out).lut("onnxruntime") == out / "latency/lut-onnxruntime.csv"

@@ -19,7 +19,7 @@ def sized(tmp_path, target_ms: float, cells, feats, lut: str = ""):
     cfg = load_config(tiny_config(tmp_path, model={"n_cells": cells, "n_feats": feats},
                                   latency={**LAT, "target": f"{target_ms}ms", "lut": lut},
                                   pruning={"schemes": ["none", "filter"]}))
-    return cfg, resolve_size(cfg, cfg.out_dir)
+    return cfg, resolve_size(cfg, cfg.run())
 
 
 def test_largest_size_whose_fastest_path_meets_the_target(tmp_path):
@@ -59,6 +59,6 @@ def test_run_trains_the_supernet_at_the_chosen_size(tmp_path, monkeypatch):
         raise KeyboardInterrupt
     monkeypatch.setattr(pipeline, "train_supernet", fake_train)
     with pytest.raises(KeyboardInterrupt):
-        pipeline.run_all(cfg, cfg.out_dir)
+        pipeline.run_all(cfg, cfg.run())
     assert seen["model"] == (2, 8)
     assert "n_cells: 2" in cfg.run().config.read_text()      # the saved config states the size it trains

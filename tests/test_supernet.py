@@ -201,7 +201,7 @@ def test_supernet_training_keeps_the_skip_and_trains_the_paths(tmp_path):
     from conftest import tiny_config
     cfg = load_config(tiny_config(tmp_path), check_data=False)
     start = build_supernet(cfg.model, cfg.data.scale).skip.state_dict()
-    net = load_supernet(train_supernet(cfg, tmp_path / "run"))
+    net = load_supernet(train_supernet(cfg, cfg.run(tmp_path / "run")))
     assert all(torch.equal(v, net.skip.state_dict()[k]) for k, v in start.items())
     tail = [m for m in net.tail.modules() if isinstance(m, torch.nn.Conv2d)][-1]
     assert float(tail.weight.abs().sum()) > 0          # the tail left zero: paths contribute

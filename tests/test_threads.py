@@ -32,7 +32,7 @@ def test_search_stage_keeps_its_own_threads(tmp_path, monkeypatch, train_threads
     monkeypatch.setattr(pipeline, "search_stage", fake_search)
     try:
         with pytest.raises(Stop):
-            pipeline.run_all(cfg, cfg.out_dir)
+            pipeline.run_all(cfg, cfg.run())
     finally:
         torch.set_num_threads(default)
     assert seen == {"train": train_threads, "search": search_threads or default}
