@@ -10,7 +10,7 @@ import pytest
 from search.candidate import Candidate, Space
 from search.cli import main
 from search.constraints import Constraints
-from search.front import FrontLoop, best_under
+from search.front import FrontLoop, best_under, front_winners
 from supernet.config import ConfigError, ModelConfig, SearchConfig, load_config
 
 from conftest import tiny_config
@@ -43,6 +43,12 @@ def test_one_history_serves_every_target(tmp_path):
     # ... and the targets are served at different rates: the tightest needs pruning the loosest does not
     assert {c.rate for c in cands} - {0.0}
     assert best_under(rows, 5.0)["key"] != best_under(rows, 11.0)["key"]
+    # each target's winner uses its own budget band where one was evaluated there
+    winners = front_winners(rows, targets)
+    for lo, hi, w in zip([0.0] + targets, targets, winners):
+        in_band = [r for r in rows if lo < float(r["lat_pred_ms"]) <= hi]
+        assert float(w["lat_pred_ms"]) <= hi and (not in_band or float(w["lat_pred_ms"]) > lo)
+    assert len({w["key"] for w in winners}) == len(targets)
     # resuming a finished search evaluates nothing more
     again = FrontLoop(SPACE, fronts, lambda c: pytest.fail("evaluated again"), cfg, tmp_path, log=lambda s: None)
     assert len(again.run().rows) == len(rows)
@@ -90,3 +96,13 @@ def test_front_run_end_to_end(tmp_path, capsys):
     assert len(bench) == 4 and bench["model"].nunique() == 4 and "Against the zoo" in (run / "front.md").read_text()
     assert bench["model"].str.contains("ms/stage3/pruned.pt").sum() == 3
     assert np.isfinite(bench["latency_ms"]).all() and (bench["latency_ms"] > 0).all()
+
+
+def test_each_target_takes_its_own_band():
+    rows = [{"key": k, "psnr": p, "lat_pred_ms": ms} for k, p, ms in
+            (("a", 30.0, 4.0), ("b", 31.0, 7.0), ("c", 30.5, 10.0))]
+    assert best_under(rows, 11.0)["key"] == "b"                       # the best under 11 ms is also 8 ms's
+    assert [w["key"] for w in front_winners(rows, [5.0, 8.0, 11.0])] == ["a", "b", "c"]
+    # nothing evaluated between 8 and 9 ms: the best under 9 ms, as before
+    assert [w["key"] for w in front_winners(rows, [5.0, 8.0, 9.0])] == ["a", "b", "b"]
+    assert front_winners(rows, [3.0]) == [None]
