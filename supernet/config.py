@@ -77,6 +77,9 @@ class TrainConfig:
     threads: int = 0                      # torch threads of supernet / zoo training; 0 = the process default
     qat_steps: int = 300                  # quantization-aware fine-tune steps (the zoo's INT8 ABPN)
     sandwich_random: int = 2              # elastic supernet: random paths per step beside the largest and smallest
+    max_gmacs: float = 0.0                # elastic supernet: train only members of at most this many GMACs at
+                                          # latency.lr_height x lr_width (0 = all); near the largest target's
+                                          # size: members no target can take only cost time and pull shared weights
     distill: float = 0.0                  # elastic supernet: weight of the largest path's output (in-place
                                           # distillation) against the HR patch in the other paths' loss; from
                                           # step 0 any weight tried (1, 0.5, 0.2) left every member within 0.05
@@ -377,7 +380,7 @@ def range_problems(cfg: Config) -> list[str]:
                         "latency.warmup latency.calib_samples pruning.reg_lambda pruning.reg_steps "
                         "pruning.finetune_steps search.iterations search.eval_steps search.eval_batch "
                         "search.val_crop search.max_macs search.max_params search.threads search.ucb_beta "
-                        "train.qat_steps train.sandwich_random", 0.0, strict=False)
+                        "train.qat_steps train.sandwich_random train.max_gmacs", 0.0, strict=False)
     _positive(out, cfg, "pruning.channel_multiple", 1, strict=False)
     if not 0.0 <= cfg.train.distill <= 1.0:
         out.append(f"train.distill: {cfg.train.distill:g} must be in [0, 1] (1: the smaller paths learn the largest "

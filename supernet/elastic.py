@@ -9,6 +9,7 @@ updates the same leading channels the large paths use.
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple, Sequence
 
 import numpy as np
@@ -17,6 +18,7 @@ from torch import nn
 from torch.func import functional_call
 
 from .config import ModelConfig, at_size, depths, widths
+from .errors import UserError
 from .model import Path, SRNet, SuperNet, build_path_net, cell_specs
 
 
@@ -50,6 +52,8 @@ class ElasticSuperNet(SuperNet):
                 for b, spec in cell_specs(at_size(cfg, 1, max(self.widths))).items()}
         self.costliest = max(self.block_names, key=lambda b: cost[b])
         self.cheapest = min(self.block_names, key=lambda b: cost[b])
+        self.max_macs_px = math.inf   # set_budget: the members training samples
+        self._macs: dict[tuple[str, int], float] = {}
 
     # ---- the space -----------------------------------------------------------------------------------
     def check_arch(self, path: Sequence[str], width: int) -> Arch:
@@ -64,20 +68,53 @@ class ElasticSuperNet(SuperNet):
             raise ValueError(f"path {path}: unknown block(s) {bad}; choose from {self.block_names}")
         return Arch(path, int(width))
 
+    def macs_per_px(self, arch: Arch) -> float:
+        """Multiply-accumulates per LR pixel of a member (head, cells and tail; the skip is every member's)."""
+        for part in {"ends", *arch.path}:
+            if (part, arch.width) not in self._macs:
+                net = build_path_net(at_size(self.cfg, 1, arch.width), self.scale, [self.block_names[0]])
+                chain = net.chain()
+                ends = [c for c in chain.convs if not c.name.startswith("body.")]
+                specs = {"ends": ends, **{b: s.convs for b, s in cell_specs(at_size(self.cfg, 1, arch.width)).items()}}
+                for name, convs in specs.items():
+                    self._macs[(name, arch.width)] = float(sum(c.cout * (1 if c.depthwise else c.cin) * c.k * c.k
+                                                               for c in convs))
+        return self._macs[("ends", arch.width)] + sum(self._macs[(b, arch.width)] for b in arch.path)
+
+    def set_budget(self, max_macs_px: float) -> None:
+        """Train only members of at most ``max_macs_px`` MACs per LR pixel (the largest target's size, roughly):
+        the sandwich's largest becomes the costliest member within it, random members are drawn within it."""
+        if self.macs_per_px(self.smallest()) > max_macs_px:
+            raise UserError(f"train.max_gmacs admits no member: the smallest ({arch_name(self.smallest())}) needs "
+                            f"{self.macs_per_px(self.smallest()):.0f} MACs per LR pixel, the budget allows "
+                            f"{max_macs_px:.0f}; raise train.max_gmacs (0 = no limit)")
+        self.max_macs_px = float(max_macs_px)
+
+    def within(self, arch: Arch) -> bool:
+        """Whether a member is inside the training budget (set_budget)."""
+        return self.macs_per_px(arch) <= self.max_macs_px
+
     def largest(self) -> Arch:
-        """The teacher of the sandwich rule: every cell, the largest width, the costliest block everywhere."""
-        return Arch((self.costliest,) * max(self.depths), max(self.widths))
+        """The teacher of the sandwich rule: the costliest block in every cell at the depth and width that cost
+        most within the training budget (with none: every cell at the largest width)."""
+        homogeneous = [Arch((self.costliest,) * d, w) for d in self.depths for w in self.widths]
+        return max((a for a in homogeneous if self.within(a)), key=lambda a: (self.macs_per_px(a), len(a.path)))
 
     def smallest(self) -> Arch:
         """The fewest cells at the smallest width, the cheapest block."""
         return Arch((self.cheapest,) * min(self.depths), min(self.widths))
 
     def random_arch(self, rng: np.random.Generator, probs: Sequence[float] | None = None) -> Arch:
-        """A depth and a width drawn uniformly from the lists, then one block per cell (``probs``, else uniform)."""
-        d = int(self.depths[int(rng.integers(len(self.depths)))])
-        w = int(self.widths[int(rng.integers(len(self.widths)))])
+        """A depth and a width drawn uniformly from the lists, then one block per cell (``probs``, else uniform);
+        drawn again while outside the training budget (the smallest member when nothing drawn fits)."""
         p = None if not probs else np.asarray(probs, dtype=float) / float(np.sum(probs))
-        return Arch(tuple(self.block_names[i] for i in rng.choice(len(self.block_names), size=d, p=p)), w)
+        for _ in range(1000):
+            d = int(self.depths[int(rng.integers(len(self.depths)))])
+            w = int(self.widths[int(rng.integers(len(self.widths)))])
+            arch = Arch(tuple(self.block_names[i] for i in rng.choice(len(self.block_names), size=d, p=p)), w)
+            if self.within(arch):
+                return arch
+        return self.smallest()
 
     def sandwich(self, rng: np.random.Generator, n_random: int = 2,
                  probs: Sequence[float] | None = None) -> list[Arch]:

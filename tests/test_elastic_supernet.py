@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from supernet.config import ConfigError, ModelConfig, config_from_dict, load_config
-from supernet.elastic import ElasticSuperNet, leading
+from supernet.elastic import Arch, ElasticSuperNet, leading
 from supernet.elastic import build_supernet
 from supernet.model import SRNet
 from supernet.train import load_supernet, sandwich_loss, train_supernet
@@ -97,6 +97,35 @@ def test_sandwich_draws_largest_smallest_and_random():
     assert len(set(randoms)) == 3 * (2 + 4 + 8)                 # every network of the space was drawn
 
 
+def test_a_training_budget_bounds_the_sandwich():
+    """train.max_gmacs: the largest trained is the costliest member within it, random members are drawn within it."""
+    from experiments.macs import count_macs
+    from supernet.errors import UserError
+    from supernet.model import build_path_net
+
+    net = build_supernet(CFG, 2)
+
+    def counted(arch: Arch) -> float:   # MACs per LR pixel of the inference form, skip included
+        return count_macs(build_path_net(net.path_config(len(arch.path), arch.width), 2, arch.path).eval(),
+                          (10, 10)) / 100
+
+    small = net.smallest()
+    for arch in (net.largest(), net.random_arch(np.random.default_rng(3))):   # the skip is every member's
+        assert net.macs_per_px(arch) - net.macs_per_px(small) == pytest.approx(counted(arch) - counted(small))
+    top = net.largest()
+    budget = 0.6 * net.macs_per_px(top)
+    net.set_budget(budget)
+    inside = [Arch(("wdsr_b",) * d, w) for d in net.depths for w in net.widths
+              if net.macs_per_px(Arch(("wdsr_b",) * d, w)) <= budget]
+    assert net.largest() != top and net.largest() in inside
+    assert net.macs_per_px(net.largest()) == max(net.macs_per_px(a) for a in inside)
+    rng = np.random.default_rng(0)
+    drawn = [net.random_arch(rng) for _ in range(200)]
+    assert all(net.macs_per_px(a) <= budget for a in drawn) and len({a.width for a in drawn}) > 1
+    with pytest.raises(UserError, match="train.max_gmacs admits no member"):
+        net.set_budget(0.5 * net.macs_per_px(net.smallest()))
+
+
 def test_a_sandwich_step_updates_the_weights_of_every_size():
     net = perturbed().train()
     before = {k: v.detach().clone() for k, v in net.named_parameters()}
@@ -140,3 +169,17 @@ def test_elastic_supernet_trains_saves_loads_and_evaluates(tmp_path, capsys):
                  "--sample", "3", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["model"] for r in rows][:2] == ["bicubic", "w4:plain-wdsr_b"] and len({r["model"] for r in rows}) == 5
+
+
+def test_training_keeps_to_train_max_gmacs(tmp_path):
+    """With train.max_gmacs at the widest 4-feature member's size, no 8-feature member trains or validates."""
+    model = {"n_cells": [1, 2], "n_feats": [4, 8], "blocks": ["plain", "wdsr_b"], "elastic": True}
+    cfg = load_config(tiny_config(tmp_path, model=model, train={"steps": 2, "epoch_steps": 2, "val_paths": 4,
+                                                                "threads": 1}))
+    net = build_supernet(cfg.model, 2)
+    px = cfg.latency.lr_height * cfg.latency.lr_width
+    gmacs = net.macs_per_px(Arch(("wdsr_b", "wdsr_b"), 4)) * px / 1e9
+    cfg.train.max_gmacs = gmacs * 1.0001
+    train_supernet(cfg)
+    log = (cfg.out_dir / "supernet" / "train_log.csv").read_text()
+    assert "w4:wdsr_b-wdsr_b" in log and "w8:" not in log
