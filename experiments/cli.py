@@ -219,7 +219,7 @@ def _shipped(args, scale: int) -> list[str]:
 
     from . import zoo
     out = []
-    for name in list(zoo.INT8) + list(zoo.SEARCHED):
+    for name in list(zoo.INT8) + zoo.search_members(args.weights_dir):
         path = zoo.weights_path(name, scale, args.weights_dir)
         if not path.is_file():
             continue

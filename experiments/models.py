@@ -117,13 +117,14 @@ def load_model(spec: str, scale: int = 2, weights_dir: str | Path | None = None,
         if m.scale != scale:
             raise UserError(f"{p} upscales x{m.scale}, but --scale is {scale}; pass --scale {m.scale}")
         return m
-    if spec in zoo.SEARCHED:
+    found = zoo.searched(weights_dir) if spec.startswith("srnas_") else {}
+    if spec in found or spec in ("srnas_abpn", "srnas_50ms"):
         path = zoo.weights_path(spec, scale, weights_dir)
         if not path.is_file():
             raise UserError(f"no {spec} x{scale} at {path}: `python experiments/ship_winners.py` searches and "
                             f"writes it (experiments/weights/README.md)")
         m = load_pruned(path)
-        m.name, m.config = spec, f"{zoo.SEARCHED[spec]}: {m.config}"
+        m.name, m.config = spec, f"{found.get(spec, 'searched')}: {m.config}"
         return m
     if spec == "abpn_int8":
         from .quantize import load_abpn_int8

@@ -1,19 +1,19 @@
-"""Search and ship the zoo's searched models: srnas_abpn (at ABPN-INT8's measured latency) and srnas_50ms.
+"""Search and ship the zoo's searched models: the cpu_x2 front, one member per budget, from ONE search.
 
-    .venv/bin/python experiments/ship_winners.py [-c experiments/configs/cpu_x2.yaml] [--only srnas_abpn]
-                                                 [--set KEY=VALUE ...] [--no-copy]
+    .venv/bin/python experiments/ship_winners.py [-c experiments/configs/cpu_x2.yaml] [--abpn-ms MS]
+                                                 [--set KEY=VALUE ...] [--no-copy] [--weights-dir DIR]
 
-Each is a `srnas run` of the config (runs/<name>_abpn, runs/<name>_50ms) in the executor `auto`
-picks here. srnas_abpn's target is abpn_int8 timed in that executor, as `srnas bench --backend B`
-times it (its INT8 file by the route INT8 winners take). The 50 ms run reuses the first run's
-executor choice, LUT and supernet (the same space, data and recipe; only the target differs).
-Each winner's pruned-model file is copied to experiments/weights/<name>_x<scale>.pt, which
-`srnas bench --models srnas_abpn,abpn_int8` loads and runs in the executor it was searched for.
+One `srnas run` of the config (runs/<name>) with latency.targets at FACTORS x abpn_int8's latency in the executor
+`auto` picks here (timed as `srnas bench --backend B` times it), plus 50 ms; targets within 10 % of another are
+searched once. Each target's winner (stage 3, QAT where INT8, export) is copied to
+experiments/weights/<name>_x<scale>.pt, named by size (SIZES, tightest first), and weights/searched.json records
+what each was searched for, on which CPU, with ALIASES naming the members nearest 1x ABPN-INT8 (srnas_abpn) and
+50 ms (srnas_50ms). `srnas bench` then runs them all in the executor they were searched for, on any machine.
+A rerun resumes the run where it stopped, with the targets it started with (runs/<name>/target.json).
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import shutil
 import subprocess
@@ -25,10 +25,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from experiments import zoo  # noqa: E402
+from latency.fingerprint import cpu_isa, cpu_model  # noqa: E402
 from search.pipeline import resolve_executor  # noqa: E402
 from supernet.config import load_config  # noqa: E402
+from supernet.writes import atomic_write_text  # noqa: E402
 
 TARGET_PASSES = 3   # abpn_int8 ran 27.2-31.1 ms in single timings minutes apart on the quiet 2-core EPYC
+FACTORS = (0.55, 1.0, 2.0, 3.0)     # x abpn_int8's latency (under ~0.5x the bicubic skip, shuffle and 720p output alone cost more)
+FIXED_MS = (50.0,)                  # srnas_50ms's budget, on whichever CPU ships
+SIZES = ("srnas_xs", "srnas_s", "srnas_m", "srnas_l", "srnas_xl", "srnas_xxl")
 
 
 def abpn_int8_ms(cfg, backend: str, precision: str) -> float:
@@ -47,6 +52,17 @@ def abpn_int8_ms(cfg, backend: str, precision: str) -> float:
                    ["abpn_int8"] for _ in range(TARGET_PASSES))
 
 
+def front_targets(abpn_ms: float) -> list[float]:
+    """The front's budgets in ms: FACTORS x abpn_ms and FIXED_MS, ascending, one of any two within 10 %."""
+    out: list[float] = []
+    for ms in sorted([round(f * abpn_ms, 2) for f in FACTORS] + list(FIXED_MS)):
+        if out and ms <= 1.1 * out[-1]:
+            out[-1] = ms if ms in FIXED_MS else out[-1]   # a fixed budget (50 ms) keeps its exact value
+            continue
+        out.append(ms)
+    return out
+
+
 def srnas_run(config: str, sets: list[str]) -> int:
     """`srnas run -c config --set ...` in a child process (its own progress and exit code)."""
     cmd = [sys.executable, "-m", "search.cli", "run", "-c", config] + [a for s in sets for a in ("--set", s)]
@@ -54,51 +70,63 @@ def srnas_run(config: str, sets: list[str]) -> int:
     return subprocess.call(cmd, cwd=ROOT)
 
 
+def nearest(members: dict[str, dict], ms: float) -> str:
+    """The member whose target is nearest ``ms`` (by ratio)."""
+    return min(members, key=lambda n: abs(members[n]["target_ms"] / ms - 1.0))
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run both searches and copy the winners into experiments/weights/."""
+    """Run the front and copy its members into the weights folder."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("-c", "--config", default=str(ROOT / "experiments/configs/cpu_x2.yaml"))
-    p.add_argument("--only", choices=sorted(zoo.SEARCHED), help="ship just this one")
+    p.add_argument("--abpn-ms", type=float, default=0.0, help="abpn_int8's latency here (default: timed now, "
+                                                                "or what the run started with)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
-    p.add_argument("--no-copy", action="store_true", help="leave experiments/weights/ alone")
-    p.add_argument("--weights-dir", default=None, help="copy the winners here (default: experiments/weights/)")
+    p.add_argument("--no-copy", action="store_true", help="leave the weights folder alone")
+    p.add_argument("--weights-dir", default=None, help="copy the members here (default: experiments/weights/)")
     args = p.parse_args(argv)
     cfg = load_config(args.config, args.set)
-    first = cfg.run().root.parent / f"{cfg.name}_abpn"
-    runs = {"srnas_abpn": first, "srnas_50ms": first.parent / f"{cfg.name}_50ms"}
-    ex = resolve_executor(dataclasses.replace(cfg, name=first.name), None)
+    run = cfg.run().root
+    ex = resolve_executor(cfg, None)
     backend, precision = ex.latency.backend, ex.latency.precision
-    status = 0
-    for name, run in runs.items():
-        if args.only and name != args.only:
-            continue
-        if name == "srnas_abpn":
-            ms = abpn_int8_ms(ex, backend, precision)
-            print(f"abpn_int8 runs in {ms:.2f} ms in {backend}/{precision}: srnas_abpn's target", flush=True)
-            target = f"{ms:.2f}ms"
-        else:
-            target = "50ms"
-            lut = Path("latency") / ex.run(Path(".")).lut(backend, precision).name
-            for part in ("supernet", lut):   # the same space, data, recipe and executor: only the target differs
-                src, dst = first / part, run / part
-                if src.exists() and not dst.exists():
-                    dst.parent.mkdir(parents=True, exist_ok=True)
-                    (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
-        rc = srnas_run(args.config, args.set + [f"name={run.name}", f"latency.target={target}",
-                                                  f"latency.backend={backend}", f"latency.precision={precision}"])
-        final_json = run / "stage3" / "final.json"
-        if not final_json.exists():
-            print(f"{name}: the run stopped (exit {rc}) before stage 3 finished; nothing shipped", file=sys.stderr)
-            status = rc or 1
-            continue
-        status = status or rc
-        final = json.loads(final_json.read_text())
-        pruned = Path(final["files"]["model"])
-        if not args.no_copy:
-            dst = zoo.weights_path(name, cfg.data.scale, args.weights_dir)
-            shutil.copy2(pruned, dst)
-            print(f"{name}: {pruned} -> {dst} (target {target}, measured {final.get('measured_ms')} ms)")
-    return status
+    started = run / "ship.json"
+    if args.abpn_ms > 0:
+        abpn = args.abpn_ms
+    elif started.exists():   # a resumed run keeps its targets
+        abpn = json.loads(started.read_text())["abpn_int8_ms"]
+    else:
+        abpn = abpn_int8_ms(ex, backend, precision)
+    targets = front_targets(abpn)
+    print(f"abpn_int8 runs in {abpn:.2f} ms in {backend}/{precision}: the front's targets "
+          f"{', '.join(f'{t:g} ms' for t in targets)}", flush=True)
+    run.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(started, json.dumps({"abpn_int8_ms": abpn, "targets_ms": targets, "cpu": cpu_model()}))
+    rc = srnas_run(args.config, args.set + [f"latency.targets=[{','.join(f'{t:g}ms' for t in targets)}]",
+                                            f"latency.backend={backend}", f"latency.precision={precision}"])
+    front = run / "front.json"
+    if not front.exists():
+        print(f"the front run stopped (exit {rc}) before every target's stage 3 finished; nothing shipped; "
+              f"run this again to resume", file=sys.stderr)
+        return rc or 1
+    entries = json.loads(front.read_text())["targets"]
+    members = {}
+    for name, e in zip(SIZES, entries):
+        members[name] = {"target_ms": e["target_ms"], "x_abpn_int8": round(e["target_ms"] / abpn, 3),
+                         "measured_ms": e["measured_ms"], "candidate": e["candidate"], "rate": e["rate"],
+                         "model": e["model"]}
+    ship = {"cpu": cpu_model(), "isa": cpu_isa(), "backend": backend, "precision": precision, "abpn_int8_ms": abpn,
+            "config": cfg.name, "members": members,
+            "aliases": {"srnas_abpn": nearest(members, abpn), "srnas_50ms": nearest(members, FIXED_MS[0])}}
+    if not args.no_copy:
+        out = Path(args.weights_dir or zoo.WEIGHTS_DIR)
+        for name, m in members.items():
+            dst = zoo.weights_path(name, cfg.data.scale, out)
+            shutil.copy2(m.pop("model"), dst)
+            print(f"{name}: {m['candidate']} searched at {m['target_ms']:g} ms ({m['x_abpn_int8']:g}x abpn_int8), "
+                  f"measured {m['measured_ms']:.2f} ms -> {dst}")
+        atomic_write_text(out / zoo.SEARCHED_FILE, json.dumps(ship, indent=1) + "\n")
+        print(f"aliases: {ship['aliases']} ({out / zoo.SEARCHED_FILE})")
+    return rc
 
 
 if __name__ == "__main__":

@@ -68,16 +68,38 @@ def test_fast_config_runs_with_only_the_clone(tmp_path):
 
 
 @pytest.mark.slow
-def test_ship_winners_searches_both_targets_and_ships_them(tmp_path):
-    """experiments/ship_winners.py on fast_x2 (shrunk): srnas_abpn at abpn_int8's time, srnas_50ms reusing its
-    supernet and LUT; both land in the weights folder and load by name."""
-    sets = [a for s in SHRINK + [f"run_dir={tmp_path / 'runs'}", "pruning.schemes=[none,filter]"]
+def test_ship_winners_runs_one_front_and_ships_every_member(tmp_path):
+    """experiments/ship_winners.py on cpu_x2 (shrunk): one front run, every target's winner in the weights folder
+    by size, searched.json naming what each was searched for, and the aliases loading by name."""
+    shrink = [s for s in SHRINK if not s.startswith(("latency.target=", "model.n_feats="))]
+    sets = [a for s in shrink + [f"run_dir={tmp_path / 'runs'}", "pruning.schemes=[none,filter]",
+                                 "data.train=[skimage]", "data.benchmarks=[skimage]", "model.n_cells=[1,2]",
+                                 "model.n_feats=[4,8]", "train.max_gmacs=0"]
             for a in ("--set", s)]
-    p = subprocess.run([sys.executable, str(ROOT / "experiments/ship_winners.py"), "-c",
-                        str(ROOT / "experiments/configs/fast_x2.yaml"), "--weights-dir", str(tmp_path), *sets],
-                       capture_output=True, text=True, timeout=900)
-    assert "srnas_abpn's target" in p.stdout, p.stdout[-2000:] + p.stderr[-2000:]
-    assert "supernet.pt exists; skipping" in p.stdout + p.stderr   # the 50 ms run reused the first's supernet
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    # abpn_int8 "takes" 40 ms here: targets 22, 40, 50, 80 and 120 ms, which every tiny member meets
+    p = subprocess.run([sys.executable, str(ROOT / "experiments/ship_winners.py"), "--abpn-ms", "40",
+                        "--weights-dir", str(weights), *sets], capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    assert "the front's targets 22 ms, 40 ms, 50 ms, 80 ms, 120 ms" in p.stdout
+    ship = json.loads((weights / "searched.json").read_text())
+    assert list(ship["members"]) == ["srnas_xs", "srnas_s", "srnas_m", "srnas_l", "srnas_xl"]
+    assert [m["target_ms"] for m in ship["members"].values()] == [22, 40, 50, 80, 120]
+    assert ship["aliases"] == {"srnas_abpn": "srnas_s", "srnas_50ms": "srnas_m"} and ship["cpu"]
+    from experiments import zoo
     from experiments.models import load_model
-    for name in ("srnas_abpn", "srnas_50ms"):
-        assert load_model(name, 2, weights_dir=tmp_path).info["steps"] > 0
+    assert zoo.search_members(weights) == list(ship["members"])
+    for name in ("srnas_xs", "srnas_l", "srnas_abpn", "srnas_50ms"):
+        m = load_model(name, 2, weights_dir=weights)
+        assert m.info["steps"] > 0 and "cpu_x2 at" in m.config
+    assert zoo.weights_path("srnas_abpn", 2, weights) == weights / "srnas_s_x2.pt"
+    # the rank check reads the same run: members spread over the LUT's range, three scores each
+    p = subprocess.run([sys.executable, str(ROOT / "experiments/rank_check.py"), str(tmp_path / "runs" / "cpu_x2"),
+                        "--paths", "3", "--steps", "2"], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    rank = json.loads((tmp_path / "runs" / "cpu_x2" / "rank" / "rank.json").read_text())
+    assert len(rank["rows"]) == 3 and rank["finetune_steps"] == 2
+    assert sorted(r["lut_ms"] for r in rank["rows"]) == [r["lut_ms"] for r in rank["rows"]]
+    assert all(-1.0 <= rank[k] <= 1.0 for k in ("tau_supernet", "tau_search"))
+    assert (tmp_path / "runs" / "cpu_x2" / "rank" / "rank.png").stat().st_size > 0

@@ -159,13 +159,19 @@ def test_searched_zoo_models_load_from_their_pruned_file_with_precision_and_step
     from experiments.models import load_model
     from pruning.stage3 import winner_steps
 
+    import json
     with pytest.raises(UserError, match="ship_winners.py"):
         load_model("srnas_abpn", 2, weights_dir=tmp_path)
     cfg_path, model, pm = _stage3_model(tmp_path)
     assert pm.train_steps == winner_steps(load_config(cfg_path)) > 0
-    dataclasses.replace(pm, precision="int8").save(tmp_path / "srnas_abpn_x2.pt")
+    # a front member and its alias, as experiments/ship_winners.py writes them
+    dataclasses.replace(pm, precision="int8").save(tmp_path / "srnas_s_x2.pt")
+    (tmp_path / zoo.SEARCHED_FILE).write_text(json.dumps(
+        {"cpu": "here", "config": "cpu_x2", "members": {"srnas_s": {"target_ms": 20.0, "x_abpn_int8": 1.0}},
+         "aliases": {"srnas_abpn": "srnas_s"}}))
     m = load_model("srnas_abpn", 2, weights_dir=tmp_path)
     assert (m.name, m.precision, m.info["steps"]) == ("srnas_abpn", "int8", pm.train_steps)
+    assert "cpu_x2 at 20 ms (1x abpn_int8) on here, as srnas_s" in m.config
     from experiments.bench import _size_counts
     from experiments.macs import count_params
     assert _size_counts(m, (8, 8))[0] == count_params(m.module)   # its own size, not ABPN-INT8's
@@ -177,4 +183,4 @@ def test_searched_zoo_models_load_from_their_pruned_file_with_precision_and_step
     args = argparse.Namespace(weights_dir=str(tmp_path), precision=None, backend=None)
     assert _shipped(args, 2) == []
     args.backend = "onnxruntime"
-    assert _shipped(args, 2) == ["srnas_abpn"]
+    assert _shipped(args, 2) == ["srnas_s"]      # members only: an alias is not benched twice

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from experiments import zoo
 from pruning.model_file import PrunedModel
 from search.cli import main
 from supernet import checkpoint
@@ -17,7 +18,7 @@ from supernet.errors import UserError
 from conftest import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "experiments" / "weights" / "srnas_abpn_x2.pt"
+SHIPPED = zoo.weights_path("srnas_abpn", 2)   # the front member srnas_abpn names
 
 
 class Payload:

@@ -5,6 +5,7 @@ Y->Y network in :class:`YOnly`. ``trainable_core(model)`` is the part training s
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -56,12 +57,36 @@ ZOO: dict[str, ZooEntry] = {
 INT8: dict[str, str] = {f"{n}_int8": n for n in ("fsrcnn", "espcn", "esr_max", "esr_tm", "esr_tr", "esr_cnn", "wdsr_b")}
 
 
-# winners of `srnas run -c experiments/configs/cpu_x2.yaml`, written by experiments/ship_winners.py as pruned-model
-# files (weights_path): name -> the target they were searched for
-SEARCHED: dict[str, str] = {
-    "srnas_abpn": "cpu_x2 at ABPN-INT8's latency",
-    "srnas_50ms": "cpu_x2 at 50 ms",
-}
+# the searched models shipped in a weights folder: written with their files by experiments/ship_winners.py
+# (the cpu_x2 front: members by size, aliases such as srnas_abpn naming the member nearest a budget)
+SEARCHED_FILE = "searched.json"
+
+
+def _shipped(weights_dir: str | Path | None = None) -> dict:
+    """The searched.json of a weights folder (no members where there is none)."""
+    path = Path(weights_dir or WEIGHTS_DIR) / SEARCHED_FILE
+    if not path.is_file():
+        return {"members": {}, "aliases": {}}
+    try:
+        ship = json.loads(path.read_text())
+        return {"members": dict(ship["members"]), "aliases": dict(ship.get("aliases", {})), **ship}
+    except (ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{path} is damaged ({e}): restore it from git or rerun experiments/ship_winners.py") from e
+
+
+def searched(weights_dir: str | Path | None = None) -> dict[str, str]:
+    """Searched model names of a weights folder, aliases included -> what each was searched for."""
+    ship = _shipped(weights_dir)
+    out = {n: f"{ship.get('config', 'cpu_x2')} at {m['target_ms']:g} ms "
+              f"({m.get('x_abpn_int8', 0):g}x abpn_int8) on {ship.get('cpu', '?')}"
+           for n, m in ship["members"].items()}
+    return {**out, **{a: f"{out[n]}, as {n}" for a, n in ship["aliases"].items() if n in out}}
+
+
+def search_members(weights_dir: str | Path | None = None) -> list[str]:
+    """The searched models of a weights folder without their aliases, tightest budget first."""
+    members = _shipped(weights_dir)["members"]
+    return sorted(members, key=lambda n: members[n]["target_ms"])
 
 
 def names() -> list[str]:
@@ -88,7 +113,9 @@ def trainable_core(model: nn.Module) -> nn.Module:
 
 
 def weights_path(name: str, scale: int, weights_dir: str | Path | None = None) -> Path:
-    """Where the shipped (or given) weights of ``name`` at ``scale`` live."""
+    """Where the shipped (or given) weights of ``name`` at ``scale`` live (an alias: its member's)."""
+    if name.startswith("srnas_"):
+        name = _shipped(weights_dir)["aliases"].get(name, name)
     return Path(weights_dir or WEIGHTS_DIR) / f"{name}_x{scale}.pt"
 
 
@@ -133,5 +160,5 @@ def load(name: str, scale: int, weights: str | Path | None = None, weights_dir: 
     return model.eval()
 
 
-__all__ = ["ZOO", "INT8", "SEARCHED", "ZooEntry", "YOnly", "rgb_to_y", "names", "entry", "build", "load", "trainable_core",
-           "weights_path", "export_state", "trained_steps", "int8_method", "WEIGHTS_DIR"]
+__all__ = ["ZOO", "INT8", "SEARCHED_FILE", "searched", "search_members", "ZooEntry", "YOnly", "rgb_to_y", "names",
+           "entry", "build", "load", "trainable_core", "weights_path", "export_state", "trained_steps", "int8_method", "WEIGHTS_DIR"]
