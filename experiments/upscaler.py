@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from latency.executors import (auto_candidates, available_executors, check_executor, choose_executor, deploy_file,
-                               executor_name, file_infer, make_infer)
+                               executor_name, file_infer, make_infer, pixel_infer)
 from supernet.errors import UserError
 
 from .models import LoadedModel, load_model
@@ -46,6 +46,7 @@ class Upscaler:
         self._weights_dir = weights_dir
         self._tmp = tempfile.TemporaryDirectory(prefix="srnas-upscaler-")
         self._compiled: dict[tuple[int, int] | None, TensorFn] = {}
+        self._pixels: dict[tuple[int, int], Callable[[np.ndarray], np.ndarray] | None] = {}
         self.backend, self.precision, self.chosen_by = resolve_executor(self.model, backend, precision, threads,
                                                                          lr_hw, weights_dir)
         self._source = self._deploy_source()
@@ -64,11 +65,29 @@ class Upscaler:
     def close(self) -> None:
         """Drop the compiled models and the files they were made from."""
         self._compiled.clear()
+        self._pixels.clear()
         self._tmp.cleanup()
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         """Upscale one HxWx3 RGB frame (uint8, or uint16 for more than 8 bits) to (sH)x(sW)x3 of the same dtype."""
+        run = self.pixel_route(frame)
+        if run is not None:
+            return np.asarray(run(np.ascontiguousarray(frame)[None]))[0]
         return self.to_pixels(self.infer(self.to_input(frame)), frame.dtype)
+
+    def pixel_route(self, frame: np.ndarray) -> Callable[[np.ndarray], np.ndarray] | None:
+        """The runtime's own 8-bit route for frames like ``frame`` (1xHxWx3 uint8 in and out, the float
+        conversions inside its graph), or None: other dtypes, tiling, or a runtime without one (OpenVINO has)."""
+        hw = tuple(frame.shape[:2])
+        if frame.dtype != np.uint8 or frame.ndim != 3 or self.tile > 0 or self.model.fixed_hw is not None:
+            return None
+        if hw not in self._pixels:
+            source = self._source
+            file = None if isinstance(source, nn.Module) and self.backend.startswith("torch") else \
+                _file(source, self.backend, self.precision, self._calibration, Path(self._tmp.name))
+            self._pixels[hw] = None if file is None or len(self._pixels) >= MAX_STATIC else \
+                pixel_infer(file, self.backend, self.precision, self.threads, hw)
+        return self._pixels[hw]
 
     def warm(self, hw: tuple[int, int]) -> None:
         """Compile for LR frames of size ``hw`` now (the first frame of that size otherwise pays it)."""
@@ -104,7 +123,7 @@ class Upscaler:
         key = _shape_key(self.backend, hw, self._compiled)
         if key not in self._compiled:
             self._compiled[key] = _compile(self._source, self.backend, self.precision, self.threads, key,
-                                           self._calibration(), Path(self._tmp.name))
+                                           self._calibration, Path(self._tmp.name))
         return self._compiled[key]
 
     def _deploy_source(self) -> nn.Module | Path:
@@ -211,7 +230,7 @@ def _shape_key(backend: str, hw: tuple[int, int], compiled: dict) -> tuple[int, 
 
 
 def _compile(source: nn.Module | Path, backend: str, precision: str, threads: int, hw: tuple[int, int] | None,
-             calib: list[list[torch.Tensor]] | None, workdir: Path) -> TensorFn:
+             calib: Callable[[], list[list[torch.Tensor]] | None], workdir: Path) -> TensorFn:
     """ALL runtime-facing code of the Upscaler: ``source`` in executor (backend, precision) for 1x3xHxW at ``hw``
     (None: any size).
 
@@ -226,14 +245,21 @@ def _compile(source: nn.Module | Path, backend: str, precision: str, threads: in
                     return source(x).float()
             return run_as_is
         return make_infer(source, [torch.zeros(1, 3, *(hw or (64, 64)))], backend, threads, precision)
-    path = source if isinstance(source, Path) else None
-    if path is None:
-        done = workdir / ("model_int8.onnx" if precision == "int8" else "model.onnx")
-        path = done if done.is_file() else deploy_file(source, [torch.rand(1, 3, 64, 64)], backend, precision,
-                                                       workdir, calib, dynamic=True)
+    path = _file(source, backend, precision, calib, workdir)
     infer = file_infer(path, backend, precision, threads, None if hw is None else [(1, 3, *hw)])
 
     def run(x: torch.Tensor) -> torch.Tensor:
         out = infer([np.ascontiguousarray(x.detach().numpy(), dtype=np.float32)])
         return torch.from_numpy(np.asarray(out, dtype=np.float32))
     return run
+
+
+def _file(source: nn.Module | Path, backend: str, precision: str,
+          calib: Callable[[], list[list[torch.Tensor]] | None], workdir: Path) -> Path:
+    """The file a file runtime runs: ``source`` itself, or its ONNX export (INT8: quantized on what ``calib``
+    gives) made once into ``workdir`` with dynamic H and W."""
+    if isinstance(source, Path):
+        return source
+    done = workdir / ("model_int8.onnx" if precision == "int8" else "model.onnx")
+    return done if done.is_file() else deploy_file(source, [torch.rand(1, 3, 64, 64)], backend, precision,
+                                                   workdir, calib(), dynamic=True)

@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -84,12 +85,17 @@ class VideoResult:
 
 @dataclass
 class _Job:
-    """A frame on its way: where it came from, its pixel type, the model's input and (then) output."""
+    """A frame on its way: where it came from, its pixel type, the model's input and (then) output: uint8 HxWx3
+    arrays where the runtime takes frames itself (``run``), else float tensors."""
 
     pic: Picture
     dtype: np.dtype
-    x: torch.Tensor
-    sr: torch.Tensor | None = None
+    x: torch.Tensor | np.ndarray
+    run: Callable[[np.ndarray], np.ndarray] | None = None
+    sr: torch.Tensor | np.ndarray | None = None
+
+    def infer(self, up: Upscaler) -> None:
+        self.sr = np.asarray(self.run(self.x[None]))[0] if self.run is not None else up.infer(self.x)
 
 
 def partial_path(dst: Path) -> Path:
@@ -146,7 +152,8 @@ def upscale_video(up: Upscaler, src: Path, dst: Path, codec: str | None = None, 
                 if (item := next(items, _END)) is _END:
                     break
                 if isinstance(item, Picture):   # made model-ready here, off the model's thread
-                    item = _Job(item, item.rgb.dtype, up.to_input(item.rgb))
+                    run = up.pixel_route(item.rgb)
+                    item = _Job(item, item.rgb.dtype, item.rgb if run is not None else up.to_input(item.rgb), run)
                 res.decode_s += time.perf_counter() - t
                 decoded.put(item)
         except BaseException as e:  # noqa: BLE001 - handed to the main thread, which raises it
@@ -175,10 +182,15 @@ def upscale_video(up: Upscaler, src: Path, dst: Path, codec: str | None = None, 
                         out["writer"].mux_audio(a)
                     pending_audio.clear()
                 t = time.perf_counter()
-                out["writer"].write_tensor(sr, pic.pts)
+                if isinstance(sr, np.ndarray):
+                    out["writer"].write(sr, pic.pts)
+                else:
+                    out["writer"].write_tensor(sr, pic.pts)
                 res.encode_s += time.perf_counter() - t
                 if out["compare"] is not None:
-                    out["compare"].write(split_screen(item.x, up.to_pixels(sr, item.dtype), up.name), pic.pts)
+                    lr = up.to_input(item.x) if isinstance(item.x, np.ndarray) else item.x
+                    hr = sr if isinstance(sr, np.ndarray) else up.to_pixels(sr, item.dtype)
+                    out["compare"].write(split_screen(lr, hr, up.name), pic.pts)
         except BaseException as e:  # noqa: BLE001
             failure.append(e)
             stop.set()
@@ -194,7 +206,7 @@ def upscale_video(up: Upscaler, src: Path, dst: Path, codec: str | None = None, 
         while (item := decoded.get()) is not _END:
             if isinstance(item, _Job):
                 t1 = time.perf_counter()
-                item.sr = up.infer(item.x)
+                item.infer(up)
                 res.model_s += time.perf_counter() - t1
                 item.pic.rgb = None   # the encoder needs the model's output only: drop the decoded pixels early
                 res.frames += 1
@@ -238,9 +250,10 @@ def upscale_video(up: Upscaler, src: Path, dst: Path, codec: str | None = None, 
     return res
 
 
-def _open_writer(path: Path, info, sr: torch.Tensor, codec: str, crf: int | None, reader: VideoReader,
+def _open_writer(path: Path, info, sr: torch.Tensor | np.ndarray, codec: str, crf: int | None, reader: VideoReader,
                  rotation: int, res: VideoResult, preset: str | None) -> VideoWriter:
-    w = VideoWriter(path, info, int(sr.shape[-1]), int(sr.shape[-2]), codec, crf, reader.audio, rotation, preset)
+    height, width = sr.shape[:2] if isinstance(sr, np.ndarray) else sr.shape[-2:]
+    w = VideoWriter(path, info, int(width), int(height), codec, crf, reader.audio, rotation, preset)
     res.notes += [n for n in w.notes if n not in res.notes]
     return w
 

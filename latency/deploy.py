@@ -60,6 +60,14 @@ def deploy_file(module: nn.Module, example: Sequence[torch.Tensor], backend: str
     return rt.deploy(module, example, precision, out_dir, calib_inputs, dynamic)
 
 
+def pixel_infer(path: str | Path, backend: str, precision: str, threads: int,
+                hw: tuple[int, int]) -> Compiled | None:
+    """An exported file in ``backend`` on 8-bit frames (1xHxWx3 uint8 -> 1xsHxsWx3 uint8), conversions in the
+    runtime's graph; None where the runtime has no such route (then run it on floats with file_infer)."""
+    rt = find(backend)
+    return rt.load_pixels(path, precision, threads, hw) if isinstance(rt, FileRuntime) else None
+
+
 def file_infer(path: str | Path, backend: str, precision: str, threads: int,
                shapes: Sequence[Sequence[int]] | None = None) -> Compiled:
     """A callable running an exported file in ``backend`` (onnxruntime or openvino): inputs -> first output."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from .auto import (auto_candidates, choose_executor, executor_name, executor_summary,  # noqa: F401
                    executor_table_markdown, reference_nets)
-from .deploy import deploy_file, file_infer, make_infer, make_runner, torch_infer  # noqa: F401
+from .deploy import deploy_file, file_infer, make_infer, make_runner, pixel_infer, torch_infer  # noqa: F401
 from .onnx_export import as_arrays, export_onnx, input_names  # noqa: F401
 from .quantize import (cpu_has_vnni, float_output_nodes, int8_weight_bits, is_quantized,  # noqa: F401
                        quantize_onnx, quantize_qdq)

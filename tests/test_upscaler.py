@@ -58,12 +58,29 @@ def test_openvino_compiled_once_per_size_then_once_for_any(monkeypatch):
     calls = _count_compiles(monkeypatch)
     monkeypatch.setattr(upscaler_mod, "MAX_STATIC", 2)
     with Upscaler("abpn", "openvino", threads=1) as up:
+        run = lambda f: up.infer(up.to_input(f))   # noqa: E731  the float route (uint16 frames, tiles)
         for _ in range(3):
-            up(_frame())
-        up(_frame(20, 30))
-        up(_frame())
-        assert up(_frame(16, 18)).shape == (32, 36, 3) and up(_frame(18, 16)).shape == (36, 32, 3)
+            run(_frame())
+        run(_frame(20, 30))
+        run(_frame())
+        assert run(_frame(16, 18)).shape == (1, 3, 32, 36) and run(_frame(18, 16)).shape == (1, 3, 36, 32)
     assert calls == [(24, 32), (20, 30), None]   # past two sizes: one dynamic-shape compile serves the rest
+
+
+def test_openvino_takes_8_bit_frames_itself(monkeypatch):
+    """uint8 frames go through OpenVINO's own 8-bit route (scaling, rounding, layout in its graph), compiled once
+    per size, and give what the float route gives to within a level."""
+    calls = []
+    real = upscaler_mod.pixel_infer
+    monkeypatch.setattr(upscaler_mod, "pixel_infer", lambda *a: calls.append(a[-1]) or real(*a))
+    frames = [_frame(seed=s) for s in range(3)] + [_frame(20, 30, seed=4)]
+    with Upscaler("abpn", "openvino", threads=1) as up:
+        got = [up(f) for f in frames]
+        want = [up.to_pixels(up.infer(up.to_input(f))) for f in frames]
+        assert up.pixel_route(_frame(dtype=np.uint16)) is None
+    assert calls == [(24, 32), (20, 30)]
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and g.dtype == np.uint8 and np.abs(g.astype(int) - w).max() <= 1
 
 
 def test_shape_free_runtime_compiled_once(monkeypatch):

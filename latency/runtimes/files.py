@@ -45,6 +45,11 @@ class FileRuntime(Runtime):
         """``path`` compiled in ``precision`` (``shapes``: fix the input sizes): list of arrays -> first output."""
         raise NotImplementedError
 
+    def load_pixels(self, path: str | Path, precision: str, threads: int, hw: tuple[int, int]) -> Compiled | None:
+        """``path`` for 8-bit frames: a 1xHxWx3 uint8 RGB array -> 1x(sH)x(sW)x3 uint8, the conversions to and from
+        float done inside the runtime's graph (None where this runtime has no such route)."""
+        return None
+
     def compile(self, module: nn.Module, example: Sequence[torch.Tensor], precision: str, threads: int,
                 calib_inputs: Samples | None = None, dynamic: bool = False,
                 workdir: str | Path | None = None) -> Compiled:
