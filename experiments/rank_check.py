@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy.stats import kendalltau
-from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -36,6 +35,7 @@ from supernet.config import load_config  # noqa: E402
 from supernet.data import load_images, make_pairs  # noqa: E402
 from supernet.distributed import DistInfo  # noqa: E402
 from supernet.evaluate import evaluate  # noqa: E402
+from supernet.progress import progress_bar  # noqa: E402
 from supernet.rundir import RunDir  # noqa: E402
 from supernet.train import load_supernet  # noqa: E402
 from supernet.writes import atomic_write_text, save_figure  # noqa: E402
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     search_eval = make_evaluator(cfg, space, run.supernet, DistInfo())
     pairs = make_pairs(load_images(cfg.data.val, "val", data_root=cfg.data.data_root), cfg.data.scale)
     rows = []
-    for cand, ms in tqdm(members, desc="members", unit="net"):
+    for cand, ms in progress_bar(members, desc="members", unit="net"):
         t0 = time.time()
         with torch.no_grad():
             zero = evaluate(member_net(supernet, cand).eval(), pairs, cfg.data.scale, ssim=False)["psnr"]
