@@ -92,7 +92,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     u.add_argument("--crf", type=int, default=None, help="video quality (libx264/libx265/vp9; lower is better, "
                                                          "0 with libx264 is lossless; default: the codec's)")
     u.add_argument("--preset", default=None, choices=X264_PRESETS,
-                   help="libx264/libx265 speed (default ultrafast: the model keeps the CPU; veryfast: files ~2.5x smaller, slower)")
+                   help="libx264/libx265 speed (default ultrafast: the model keeps the CPU; veryfast: smaller files, "
+                        "slower)")
     u.add_argument("--compare", action="store_true", help="also write <name>.compare.<ext>: a bicubic | model "
                                                           "split-screen video, or for images zoomed crops side by side")
     u.add_argument("--tile", type=int, default=0, help="LR tile side in pixels (0: whole image at once)")

@@ -31,7 +31,8 @@ from supernet.config import load_config  # noqa: E402
 from supernet.writes import atomic_write_text  # noqa: E402
 
 TARGET_PASSES = 3   # abpn_int8 ran 27.2-31.1 ms in single timings minutes apart on the quiet 2-core EPYC
-FACTORS = (0.55, 1.0, 2.0, 3.0)     # x abpn_int8's latency (under ~0.5x the bicubic skip, shuffle and 720p output alone cost more)
+# x abpn_int8's latency; under ~0.5x nothing fits: the bicubic skip, shuffle and 720p output alone cost more
+FACTORS = (0.55, 1.0, 2.0, 3.0)
 FIXED_MS = (50.0,)                  # srnas_50ms's budget, on whichever CPU ships
 SIZES = ("srnas_xs", "srnas_s", "srnas_m", "srnas_l", "srnas_xl", "srnas_xxl")
 
@@ -101,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{', '.join(f'{t:g} ms' for t in targets)}", flush=True)
     run.mkdir(parents=True, exist_ok=True)
     atomic_write_text(started, json.dumps({"abpn_int8_ms": abpn, "targets_ms": targets, "cpu": cpu_model()}))
-    rc = srnas_run(args.config, args.set + [f"latency.targets=[{','.join(f'{t:g}ms' for t in targets)}]",
+    budgets = ",".join(f"{t:g}ms" for t in targets)
+    rc = srnas_run(args.config, args.set + ["latency.target=", f"latency.targets=[{budgets}]",
                                             f"latency.backend={backend}", f"latency.precision={precision}"])
     front = run / "front.json"
     if not front.exists():
