@@ -72,11 +72,11 @@ class Upscaler:
         """Upscale one HxWx3 RGB frame (uint8, or uint16 for more than 8 bits) to (sH)x(sW)x3 of the same dtype."""
         run = self.pixel_route(frame)
         if run is not None:
-            return np.asarray(run(np.ascontiguousarray(frame)[None]))[0]
+            return run(frame)
         return self.to_pixels(self.infer(self.to_input(frame)), frame.dtype)
 
     def pixel_route(self, frame: np.ndarray) -> Callable[[np.ndarray], np.ndarray] | None:
-        """The runtime's own 8-bit route for frames like ``frame`` (1xHxWx3 uint8 in and out, the float
+        """The runtime's own 8-bit route for frames like ``frame`` (HxWx3 uint8 -> (sH)x(sW)x3 uint8, the float
         conversions inside its graph), or None: other dtypes, tiling, or a runtime without one (OpenVINO has)."""
         hw = tuple(frame.shape[:2])
         if frame.dtype != np.uint8 or frame.ndim != 3 or self.tile > 0 or self.model.fixed_hw is not None:
@@ -85,8 +85,10 @@ class Upscaler:
             source = self._source
             file = None if isinstance(source, nn.Module) and self.backend.startswith("torch") else \
                 _file(source, self.backend, self.precision, self._calibration, Path(self._tmp.name))
-            self._pixels[hw] = None if file is None or len(self._pixels) >= MAX_STATIC else \
+            compiled = None if file is None or len(self._pixels) >= MAX_STATIC else \
                 pixel_infer(file, self.backend, self.precision, self.threads, hw)
+            self._pixels[hw] = None if compiled is None else \
+                (lambda f, c=compiled: np.asarray(c(np.ascontiguousarray(f)[None]))[0])
         return self._pixels[hw]
 
     def warm(self, hw: tuple[int, int]) -> None:

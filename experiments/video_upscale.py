@@ -95,7 +95,7 @@ class _Job:
     sr: torch.Tensor | np.ndarray | None = None
 
     def infer(self, up: Upscaler) -> None:
-        self.sr = np.asarray(self.run(self.x[None]))[0] if self.run is not None else up.infer(self.x)
+        self.sr = self.run(self.x) if self.run is not None else up.infer(self.x)
 
 
 def partial_path(dst: Path) -> Path:
