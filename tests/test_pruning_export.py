@@ -184,3 +184,11 @@ def test_searched_zoo_models_load_from_their_pruned_file_with_precision_and_step
     assert _shipped(args, 2) == []
     args.backend = "onnxruntime"
     assert _shipped(args, 2) == ["srnas_s"]      # members only: an alias is not benched twice
+
+
+def test_a_damaged_searched_json_names_itself_and_the_fix(tmp_path):
+    from experiments import zoo
+    from experiments.models import load_model
+    (tmp_path / zoo.SEARCHED_FILE).write_text('{"members": {"srnas_s": ')   # cut short
+    with pytest.raises(UserError, match=r"searched.json is damaged .*ship_winners.py"):
+        load_model("srnas_abpn", 2, weights_dir=tmp_path)

@@ -69,7 +69,7 @@ def _shipped(weights_dir: str | Path | None = None) -> dict:
         return {"members": {}, "aliases": {}}
     try:
         ship = json.loads(path.read_text())
-        return {"members": dict(ship["members"]), "aliases": dict(ship.get("aliases", {})), **ship}
+        return {**ship, "members": dict(ship["members"]), "aliases": dict(ship.get("aliases", {}))}
     except (ValueError, KeyError, TypeError) as e:
         raise UserError(f"{path} is damaged ({e}): restore it from git or rerun experiments/ship_winners.py") from e
 
