@@ -25,8 +25,11 @@ demo: $(STAMP)
 	# the winner against the zoo, in the executor the run chose, appended to its report.md
 	$(VENV)/bin/srnas bench --run $(RUN)
 
+# the quick subset on every core, then the end-to-end runs one at a time: they time executors, and a
+# neighbour's load moves what they measure (a front run's tiny LUT then priced every pruned variant alike)
 test: $(STAMP)
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q -m "not slow" --durations=10
+	$(PY) -m pytest -q -m slow -n 0 --durations=10
 
 # newest releases of every dependency in a scratch venv, frozen into $(LOCK); then `make clean test` and commit
 lock:
