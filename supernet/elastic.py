@@ -40,6 +40,11 @@ def leading(t: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
     return t[tuple(slice(0, n) for n in shape)]
 
 
+def conv_macs(convs) -> float:
+    """Multiply-accumulates per output pixel of a sequence of ConvSpecs (a depthwise conv: one input each)."""
+    return float(sum(c.cout * (1 if c.depthwise else c.cin) * c.k * c.k for c in convs))
+
+
 class ElasticSuperNet(SuperNet):
     """A SuperNet of the largest depth and width whose forward and extract take any (path, width) of the space."""
 
@@ -48,8 +53,7 @@ class ElasticSuperNet(SuperNet):
         super().__init__(at_size(cfg, max(self.depths), max(self.widths)), scale)
         self.cfg = cfg     # saved with the weights: load_supernet rebuilds the elastic net
         self._skeletons: dict[int, tuple[dict, dict]] = {}
-        cost = {b: sum(c.cout * c.cin // (c.cout if c.depthwise else 1) * c.k * c.k for c in spec.convs)
-                for b, spec in cell_specs(at_size(cfg, 1, max(self.widths))).items()}
+        cost = {b: conv_macs(spec.convs) for b, spec in cell_specs(at_size(cfg, 1, max(self.widths))).items()}
         self.costliest = max(self.block_names, key=lambda b: cost[b])
         self.cheapest = min(self.block_names, key=lambda b: cost[b])
         self.max_macs_px = math.inf   # set_budget: the members training samples
@@ -77,8 +81,7 @@ class ElasticSuperNet(SuperNet):
                 ends = [c for c in chain.convs if not c.name.startswith("body.")]
                 specs = {"ends": ends, **{b: s.convs for b, s in cell_specs(at_size(self.cfg, 1, arch.width)).items()}}
                 for name, convs in specs.items():
-                    self._macs[(name, arch.width)] = float(sum(c.cout * (1 if c.depthwise else c.cin) * c.k * c.k
-                                                               for c in convs))
+                    self._macs[(name, arch.width)] = conv_macs(convs)
         return self._macs[("ends", arch.width)] + sum(self._macs[(b, arch.width)] for b in arch.path)
 
     def set_budget(self, max_macs_px: float) -> None:
