@@ -7,9 +7,9 @@ One `srnas run` of the config (runs/<name>) with latency.targets at FACTORS x ab
 `auto` picks here (timed as `srnas bench --backend B` times it), plus 50 ms; targets within 10 % of another are
 searched once. Each target's winner (stage 3, QAT where INT8, export) is copied to
 experiments/weights/<name>_x<scale>.pt, named by size (SIZES, tightest first), and weights/searched.json records
-what each was searched for, on which CPU, with ALIASES naming the members nearest 1x ABPN-INT8 (srnas_abpn) and
+what each was searched for, on which CPU, with aliases naming the members nearest 1x ABPN-INT8 (srnas_abpn) and
 50 ms (srnas_50ms). `srnas bench` then runs them all in the executor they were searched for, on any machine.
-A rerun resumes the run where it stopped, with the targets it started with (runs/<name>/target.json).
+A rerun resumes the run where it stopped, with the targets it started with (runs/<name>/ship.json).
 """
 from __future__ import annotations
 

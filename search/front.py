@@ -68,8 +68,7 @@ def front_winners(rows: list[dict], targets: list[float]) -> list[dict | None]:
     """
     out, below = [], 0.0
     for t in targets:
-        band = [r for r in rows if below < float(r["lat_pred_ms"]) <= t]
-        out.append(max(band, key=lambda r: float(r["psnr"])) if band else best_under(rows, t))
+        out.append(best_under([r for r in rows if float(r["lat_pred_ms"]) > below], t) or best_under(rows, t))
         below = t
     return out
 
