@@ -17,7 +17,7 @@ from torch import nn
 
 from supernet.blocks import BLOCKS, Block, ResidualBlock, fuse_weight_norm, is_depthwise
 from supernet.config import ModelConfig, at_size, depths, widths
-from supernet.model import build_path_net, convs_of, make_skip
+from supernet.model import SKIP_KERNEL, build_path_net, convs_of, make_skip
 from supernet.widths import DENSE, CellSpec, Chain, ConvSpec, WidthRule, normalise, zero_options
 
 
@@ -100,7 +100,7 @@ def conv_key(st: Step, cin: int, cout: int, h: int, w: int, scheme: str = "none"
 def fixed_keys(model_cfg: ModelConfig, scale: int, h: int, w: int) -> list[OpKey]:
     """The ops every candidate has at fixed widths: global skip, global add, PixelShuffle, clamp."""
     c_up = 3 * scale * scale
-    k = {"bicubic_conv": 5, "conv": 3}.get(model_cfg.skip, 0)
+    k = SKIP_KERNEL[model_cfg.skip]
     keys = [OpKey(f"skip_{model_cfg.skip}", 3, c_up, k, h, w), OpKey("add", c_up, c_up, 0, h, w),
             OpKey("shuffle", c_up, 3, scale, h, w)]
     return keys + ([OpKey("clamp", 3, 3, scale, h, w)] if model_cfg.clamp else [])

@@ -14,7 +14,7 @@ import yaml
 
 from supernet.config import ModelConfig, at_size, depths, widths
 from supernet.errors import UserError
-from supernet.model import cell_specs, path_chain
+from supernet.model import SKIP_KERNEL, cell_specs, path_chain
 from supernet.widths import DENSE, WIDTH_SCHEMES, ConvSpec, WidthRule, kept, normalise
 from supernet.writes import atomic_write_text
 
@@ -291,7 +291,7 @@ class Space:
         """
         h, w = lr_hw
         c_up = 3 * self.scale * self.scale
-        k_skip = {"bicubic_conv": 5, "conv": 3}.get(self.model_cfg.skip, 0)
+        k_skip = SKIP_KERNEL[self.model_cfg.skip]
         params = (3 * c_up * k_skip * k_skip + c_up) if k_skip else 0
         macs = 3 * c_up * k_skip * k_skip * h * w
         chain = path_chain(self.model_of(cand), self.scale, cand.path,

@@ -51,8 +51,9 @@ class ModelConfig:
     low_rank: float = 0.8                 # WDSR-B linear low-rank ratio
     expansion_dws: int = 2                # dws (inverted residual) expansion of its depthwise channels
     res_scale: float = 1.0
-    skip: Literal["bicubic_conv", "conv", "anchor"] = "bicubic_conv"   # global skip: 5x5 conv started at
-                                          # bicubic, 3x3 conv started at nearest, or ABPN's anchor (no weights)
+    skip: Literal["bicubic_conv", "bicubic_conv3", "conv", "anchor"] = "bicubic_conv"   # global skip: 5x5
+                                          # (or 3x3) conv started at bicubic, 3x3 conv started at nearest, or
+                                          # ABPN's anchor (no weights)
     head_act: Literal["none", "relu"] = "none"   # relu after the head conv (ABPN)
     tail: Literal["conv", "abpn"] = "conv"       # conv n -> 3s^2, or ABPN's conv n -> 3s^2, ReLU, conv 3s^2 -> 3s^2
     clamp: bool = False                   # clip the output to [0, 1] (ABPN)
@@ -89,7 +90,9 @@ class TrainConfig:
 
 @dataclass
 class LatencyConfig:
-    backend: Literal["torch-cpu", "torch-cpu-cl", "onnxruntime", "openvino", "torch-cuda", "auto"] = "torch-cpu"
+    backend: str = "torch-cpu"            # auto, or a registered runtime's name (torch-cpu, torch-cpu-cl: channels_last,
+                                          # onnxruntime, openvino, torch-cuda, or one a plugin registers), checked
+                                          # when a command resolves its executor, before anything is trained or timed
     precision: Literal["fp32", "bf16", "int8", "auto"] = "fp32"   # what the executor computes in
     threads: int = 0                      # threads of every timing (LUT, check, stage 3, bench); 0 = all cores
     lr_height: int = 360                  # input (LR) size the target refers to

@@ -43,16 +43,18 @@ def block_kwargs(cfg: ModelConfig) -> dict:
 
 
 class BicubicSkip(nn.Module):
-    """Global skip: a 5x5 conv to 3*s^2 channels, initialised to bicubic upscaling (pre-shuffle).
+    """Global skip: a 5x5 (or 3x3) conv to 3*s^2 channels, initialised to bicubic upscaling (pre-shuffle).
 
     WDSR's learnable skip, started where the literature's baseline is, so every path
-    begins at bicubic quality and the body only learns the residual.
+    begins at bicubic quality and the body only learns the residual. At 3x3 each phase
+    loses bicubic's outermost tap (x2: -0.023) and is rescaled to sum to one.
     """
 
     def __init__(self, scale: int, k: int = 5):
         super().__init__()
         self.conv = nn.Conv2d(3, 3 * scale * scale, k, padding=k // 2, padding_mode="replicate")
         w = bicubic_phase_kernels(scale, k)
+        w = w / w.sum(dim=(1, 2), keepdim=True)
         with torch.no_grad():
             self.conv.weight.zero_()
             for ch in range(3):
@@ -90,9 +92,14 @@ class ConvSkip(nn.Module):
         return self.conv(x)
 
 
+SKIP_KERNEL = {"bicubic_conv": 5, "bicubic_conv3": 3, "conv": 3, "anchor": 0}   # ModelConfig.skip -> conv size
+
+
 def make_skip(kind: str, scale: int) -> nn.Module:
     """The global skip module named by ModelConfig.skip."""
-    return {"bicubic_conv": BicubicSkip, "conv": ConvSkip, "anchor": AnchorSkip}[kind](scale)
+    if kind.startswith("bicubic_conv"):
+        return BicubicSkip(scale, SKIP_KERNEL[kind])
+    return {"conv": ConvSkip, "anchor": AnchorSkip}[kind](scale)
 
 
 def make_head(cfg: ModelConfig) -> nn.Module:

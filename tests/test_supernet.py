@@ -29,6 +29,23 @@ def test_untrained_supernet_is_exactly_bicubic(scale):
     assert torch.allclose(net(x, path)[inner], ref[inner], atol=1e-5)
 
 
+def test_the_3x3_bicubic_skip_keeps_flat_areas_and_stays_near_bicubic():
+    """bicubic_conv3 drops bicubic's outermost taps: every phase still sums to one (a flat image comes out
+    flat), and on a smooth image it stays within a few percent of bicubic, much nearer than nearest."""
+    from supernet.model import SKIP_KERNEL, make_skip
+    skip = make_skip("bicubic_conv3", 2)
+    assert skip.conv.kernel_size == (SKIP_KERNEL["bicubic_conv3"],) * 2 == (3, 3)
+    flat = torch.full((1, 3, 12, 12), 0.4)
+    with torch.no_grad():
+        assert torch.allclose(torch.nn.functional.pixel_shuffle(skip(flat), 2), torch.full((1, 3, 24, 24), 0.4))
+        yy, xx = torch.meshgrid(torch.linspace(0, 6, 24), torch.linspace(0, 6, 24), indexing="ij")
+        x = (0.5 + 0.4 * torch.sin(yy) * torch.cos(xx)).expand(1, 3, 24, 24)
+        ref = imresize(x, (48, 48))[..., 6:-6, 6:-6]
+        up3 = torch.nn.functional.pixel_shuffle(skip(x), 2)[..., 6:-6, 6:-6]
+        near = torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")[..., 6:-6, 6:-6]
+    assert (up3 - ref).abs().max() < 0.03 and (up3 - ref).abs().mean() < 0.2 * (near - ref).abs().mean()
+
+
 def test_extract_matches_supernet_and_is_independent():
     torch.manual_seed(0)
     net = SuperNet(CFG, 2)
