@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from latency.fingerprint import BACKENDS, PRECISIONS
+from latency.fingerprint import PRECISIONS
+from latency.runtimes.registry import names as backends
 
 # the x264 / x265 speed presets (experiments.video.X264_PRESETS; repeated so --help needs no PyAV import)
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
@@ -65,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--lr-size", default=None, help="latency input HxW (default 360x640: 720p output at x2)")
     b.add_argument("--threads", type=int, default=None, help="torch threads (default: config, else all)")
     b.add_argument("--repeats", type=int, default=7, help="timed runs per model (median reported)")
-    b.add_argument("--backend", default=None, choices=list(BACKENDS),
+    b.add_argument("--backend", default=None, choices=backends(),
                    help="time and score every model in this runtime (default: torch, .onnx files in onnxruntime)")
     b.add_argument("--precision", default=None, choices=list(PRECISIONS),
                    help="force one precision (default: each model its own: abpn_int8 and INT8 files int8, "
@@ -83,7 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     u.add_argument("inputs", nargs="+", help="image and video files and/or folders of them")
     u.add_argument("--out", required=True, help="output folder (created if missing); <name>.png per image, "
                                                 "<name>.<ext> per video")
-    u.add_argument("--backend", default=None, choices=["auto", *BACKENDS],
+    u.add_argument("--backend", default=None, choices=["auto", *backends()],
                    help="runtime (default: the one recorded in the model file; else auto: the fastest here)")
     u.add_argument("--precision", default=None, choices=["auto", *PRECISIONS],
                    help="default: the model's own (int8 for searched INT8 models and abpn_int8, else fp32)")
@@ -249,7 +250,7 @@ def _run_winners(args) -> list[str]:
     infos = sorted((json.loads(f.read_text()) for f in finals), key=lambda i: i["target_ms"])
     args.config = args.config or str(run / "config.yaml")
     args.out = args.out or str(run / "bench")
-    if args.backend is None and infos[0]["backend"] in BACKENDS:
+    if args.backend is None and infos[0]["backend"] in backends():
         args.backend = infos[0]["backend"]   # each model then in its own precision; the winners in the run's
     return [i["files"]["model"] for i in infos]
 

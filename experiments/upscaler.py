@@ -19,15 +19,13 @@ import torch
 from torch import nn
 
 from latency.executors import (auto_candidates, available_executors, check_executor, choose_executor, deploy_file,
-                               executor_name, file_infer, make_infer, pixel_infer)
+                               executor_name, file_backends, file_infer, make_infer, pixel_infer)
 from supernet.errors import UserError
 
 from .models import LoadedModel, load_model
 from .tiling import tiled_upscale
 
 TensorFn = Callable[[torch.Tensor], torch.Tensor]
-FILE_BACKENDS = ("onnxruntime", "openvino")
-
 
 class Upscaler:
     """``model`` (zoo name, srnas_abpn, abpn_int8, .ts / .onnx / pruned .pt file) in one executor, on numpy frames.
@@ -135,7 +133,7 @@ class Upscaler:
         if path.suffix == ".onnx":
             return path
         if path.suffix == ".ts" or isinstance(m.module, torch.jit.ScriptModule):
-            if self.backend in FILE_BACKENDS:
+            if self.backend in file_backends():
                 onnx = path.with_suffix(".onnx")
                 if not onnx.is_file():
                     raise UserError(f"{path}: {self.backend} runs ONNX, and no {onnx.name} lies beside it "
@@ -149,7 +147,7 @@ class Upscaler:
 
     def _calibration(self) -> list[list[torch.Tensor]] | None:
         """INT8 calibration: real LR crops of the embedded training images, as `srnas bench` calibrates."""
-        if self.precision != "int8" or self.backend not in FILE_BACKENDS:
+        if self.precision != "int8" or self.backend not in file_backends():
             return None
         from .bench import calibration_inputs   # bench loads matplotlib and pandas: only when calibrating
         return calibration_inputs(self.scale)
@@ -196,9 +194,9 @@ def resolve_executor(m: LoadedModel, backend: str | None, precision: str | None,
                 raise
             raise UserError(f"{m.name} was searched for {backend}/{prec}, which cannot run here ({e}); pass "
                             "--backend / --precision to run it in another executor") from None
-    if path.suffix == ".onnx" and backend not in FILE_BACKENDS:
+    if path.suffix == ".onnx" and backend not in file_backends():
         raise UserError(f"{path} is an ONNX file: run it with --backend onnxruntime or openvino")
-    if path.suffix == ".ts" and backend not in FILE_BACKENDS and prec != own:
+    if path.suffix == ".ts" and backend not in file_backends() and prec != own:
         raise UserError(f"{path} is a {own} TorchScript file: torch runs it as it is; drop --precision or use "
                         "--backend onnxruntime / openvino with its .onnx")
     return backend, prec, how

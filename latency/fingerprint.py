@@ -6,8 +6,6 @@ import platform
 
 import torch
 
-# torch-cpu-cl: torch CPU in channels_last layout (see supernet/layout.py), exported TorchScript likewise
-BACKENDS = ("torch-cpu", "torch-cpu-cl", "onnxruntime", "openvino", "torch-cuda")
 PRECISIONS = ("fp32", "bf16", "int8")
 FIELDS = ("cpu_model", "cores", "threads", "torch", "onnxruntime", "backend", "precision", "layout", "accelerator")
 # what an executor's latency depends on besides the machine: a LUT whose values differ here prices another executor

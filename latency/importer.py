@@ -8,7 +8,8 @@ from pathlib import Path
 from supernet.config import Config
 from supernet.errors import UserError
 
-from .fingerprint import BACKENDS, FIELDS, layout_of
+from .fingerprint import FIELDS, layout_of
+from .runtimes.registry import names as backends
 from .lut import LUT, read_csv
 
 
@@ -23,8 +24,8 @@ def import_csv(src: Path, out: str | Path | None, cfg: Config, backend: str | No
     fp.update(fields or {})
     col_backend = _column_value(src, "backend")
     fp["backend"] = backend or (fp_in or {}).get("backend") or col_backend or ""
-    if fp["backend"] not in BACKENDS:
-        raise UserError(f"{src}: say which backend these were measured with: --backend one of {list(BACKENDS)}")
+    if fp["backend"] not in backends():
+        raise UserError(f"{src}: say which backend these were measured with: --backend one of {backends()}")
     fp["precision"] = fp.get("precision") or "fp32"
     fp["layout"] = fp.get("layout") or layout_of(fp["backend"])
     if not fp.get("cpu_model"):

@@ -29,11 +29,10 @@ from .onnx_export import export_onnx
 from .probe_runner import MANIFEST, WHOLE_NETS
 from .quantize import quantize_onnx
 from .runtimes.files import random_calibration
-from .runtimes.registry import SUPPORTED
+from .runtimes.registry import SUPPORTED, file_backends
 
 RUNNER = Path(__file__).with_name("probe_runner.py")
 RUNNER_NAME = "run_probes.py"
-FILE_BACKENDS = ("onnxruntime", "openvino")
 CHUNK = 8          # probes timed together, as build_lut's default chunk
 NET_CHUNK = 5      # whole networks timed together, as measure_candidates
 CandidateFn = Callable[[Sequence[str], Plan], nn.Module]
@@ -49,7 +48,7 @@ def check_probe_executor(backend: str, precision: str) -> None:
         raise UserError("latency.backend/precision auto picks the fastest executor on this machine, not on the "
                         "device the probes are for: name the executor you deploy with there, e.g. "
                         "--backend onnxruntime --set latency.precision=int8")
-    if backend not in FILE_BACKENDS:
+    if backend not in file_backends():
         raise UserError(f"backend {backend} cannot be probed on another device: its ops run inside torch, and the "
                         f"probe runner needs only a runtime and numpy. Write the probes for onnxruntime or openvino "
                         f"(--backend onnxruntime), or run `srnas latency build` on that device")

@@ -8,7 +8,8 @@ import warnings
 from pathlib import Path
 
 from latency.build import build_lut, calibrate_lut, default_lut_path, load_lut
-from latency.fingerprint import BACKENDS, FIELDS
+from latency.fingerprint import FIELDS
+from latency.runtimes.registry import names as backends
 from latency.importer import import_csv
 from latency.lut import LUTFingerprintWarning
 from supernet.config import config_of, depths, widths
@@ -23,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = p.add_subparsers(dest="action", required=True)
     b = g.add_parser("build", help="measure every op of the search space into a LUT (resumable)")
     b.add_argument("-c", "--config", required=True)
-    b.add_argument("--backend", choices=BACKENDS, help="default: latency.backend")
+    b.add_argument("--backend", choices=backends(), help="default: latency.backend")
     b.add_argument("--out", help="LUT file (default: latency.lut or <run>/latency/lut-<backend>.csv)")
     b.add_argument("--calib-samples", type=int, help="whole candidates timed to calibrate (default: "
                                                       "latency.calib_samples; 0 = no calibration)")
@@ -32,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c = g.add_parser("check", help="random candidates: predicted vs measured end to end")
     c.add_argument("-c", "--config", required=True)
     c.add_argument("--samples", type=int, default=100)
-    c.add_argument("--backend", choices=BACKENDS)
+    c.add_argument("--backend", choices=backends())
     c.add_argument("--lut", help="LUT file (default as for build)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--warmup", type=int, default=1)
@@ -44,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("-c", "--config", required=True)
     i.add_argument("csv", help="CSV with columns op,cin,cout,k,h,w,scheme,rate,latency_ms[,spread_ms]")
     i.add_argument("--out", help="LUT file to write (default: as for build, with the CSV's backend)")
-    i.add_argument("--backend", choices=BACKENDS, default=None, help="backend the CSV was measured with")
+    i.add_argument("--backend", choices=backends(), default=None, help="backend the CSV was measured with")
     for f in FIELDS:
         if f != "backend":
             i.add_argument(f"--{f.replace('_', '-')}", dest=f"fp_{f}", help=f"fingerprint field {f} of that device")
@@ -52,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     pr = g.add_parser("probes", help="write every LUT row as a model file + run_probes.py, to time on another device")
     pr.add_argument("-c", "--config", required=True)
     pr.add_argument("--out", required=True, help="folder for the probe kit (copy it to the device)")
-    pr.add_argument("--backend", choices=BACKENDS, help="runtime on the device: onnxruntime or openvino "
+    pr.add_argument("--backend", choices=backends(), help="runtime on the device: onnxruntime or openvino "
                                                          "(default: latency.backend)")
     pr.set_defaults(func=_probes)
 

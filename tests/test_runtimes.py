@@ -10,7 +10,6 @@ import torch
 from experiments.bench import run_bench
 from latency.auto import auto_candidates, choose_executor
 from latency.deploy import make_infer
-from latency.fingerprint import BACKENDS
 from latency.runtimes.base import Compiled, Runtime
 from latency.runtimes.onnxruntime_runtime import OnnxRuntime
 from latency.runtimes.registry import available_executors, check_executor, names, register, unregister
@@ -97,8 +96,20 @@ def test_a_runtime_name_is_registered_once():
     assert type(check_executor("torch-cpu", "fp32")).__name__ == "TorchRuntime"
 
 
-def test_the_built_in_runtimes_are_the_backend_names():
-    assert set(names()) == set(BACKENDS)   # the CLI's --backend choices and the config's backends
+def test_the_cli_offers_every_registered_runtime_and_the_config_takes_it(fakes, tmp_path):
+    """--backend lists the registry as it is when the parser is built, so a runtime registered before `srnas`
+    runs is reachable from the command line and from latency.backend; an unknown name is refused clearly."""
+    from search.cli import build_parser
+    from search.resolve import resolve_executor
+    from supernet.config import load_config
+    assert {"torch-cpu", "torch-cpu-cl", "onnxruntime", "openvino", "torch-cuda"} <= set(names())
+    assert build_parser().parse_args(["bench", "--models", "bicubic", "--backend", "fake-fast"]).backend == "fake-fast"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["bench", "--models", "bicubic", "--backend", "no-such-runtime"])
+    cfg = load_config("experiments/configs/quick.yaml", ["latency.backend=fake-fast", "latency.precision=fp32"])
+    assert resolve_executor(cfg, None).latency.backend == "fake-fast"
+    with pytest.raises(UserError, match="unknown latency backend 'no-such-runtime'"):
+        resolve_executor(load_config("experiments/configs/quick.yaml", ["latency.backend=no-such-runtime"]), None)
 
 
 class OrtAs(OnnxRuntime):

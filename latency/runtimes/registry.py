@@ -10,6 +10,7 @@ from supernet.errors import UserError
 
 from ..fingerprint import PRECISIONS
 from .base import Runtime
+from .files import FileRuntime
 from .onnxruntime_runtime import OnnxRuntime
 from .openvino_runtime import OpenVINORuntime
 from .torch_runtime import TorchRuntime
@@ -40,6 +41,11 @@ register(OpenVINORuntime())
 def names() -> list[str]:
     """The registered backend names, in registration order (the order auto tries them in)."""
     return list(_RUNTIMES)
+
+
+def file_backends() -> list[str]:
+    """The backends whose runtime runs an exported file (ONNX or its own IR) rather than a torch module."""
+    return [n for n, rt in _RUNTIMES.items() if isinstance(rt, FileRuntime)]
 
 
 def find(backend: str) -> Runtime | None:
