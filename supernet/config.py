@@ -23,6 +23,11 @@ if TYPE_CHECKING:
     from .rundir import RunDir
 
 
+# The runtimes latency.backend may name: latency.runtimes.registry adds each one it registers (supernet does not
+# import latency). Empty when no runtime is loaded; resolving the executor then checks the name.
+RUNTIME_NAMES: set[str] = set()
+
+
 class ConfigError(UserError, ValueError):
     """A config file that does not match the schema; the message names the key path."""
 
@@ -91,8 +96,8 @@ class TrainConfig:
 @dataclass
 class LatencyConfig:
     backend: str = "torch-cpu"            # auto, or a registered runtime's name (torch-cpu, torch-cpu-cl: channels_last,
-                                          # onnxruntime, openvino, torch-cuda, or one a plugin registers), checked
-                                          # when a command resolves its executor, before anything is trained or timed
+                                          # onnxruntime, openvino, torch-cuda, or one registered in
+                                          # latency.runtimes.registry)
     precision: Literal["fp32", "bf16", "int8", "auto"] = "fp32"   # what the executor computes in
     threads: int = 0                      # threads of every timing (LUT, check, stage 3, bench); 0 = all cores
     lr_height: int = 360                  # input (LR) size the target refers to
@@ -401,6 +406,8 @@ def range_problems(cfg: Config) -> list[str]:
     if probs and (len(probs) != len(cfg.model.blocks) or min(probs) < 0 or sum(probs) <= 0):
         out.append(f"train.block_probs: {probs} must hold one non-negative weight per entry of model.blocks "
                    f"{cfg.model.blocks}, not all zero")
+    if RUNTIME_NAMES and cfg.latency.backend not in RUNTIME_NAMES | {"auto"}:
+        out.append(f"latency.backend: {cfg.latency.backend!r} is not one of {['auto', *sorted(RUNTIME_NAMES)]}")
     rates = cfg.latency.rates
     if not rates or any(not 0 <= r < 1 for r in rates) or 0.0 not in rates:
         out.append(f"latency.rates: {rates} must include 0 and hold rates in [0, 1), e.g. [0, 0.25, 0.5, 0.75]")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Iterator, Mapping, Sequence
 
+from supernet.config import RUNTIME_NAMES
 from supernet.errors import UserError
 
 from ..fingerprint import PRECISIONS
@@ -23,12 +24,14 @@ def register(runtime: Runtime, replace: bool = False) -> Runtime:
     if runtime.name in _RUNTIMES and not replace:
         raise ValueError(f"a runtime named {runtime.name!r} is registered already")
     _RUNTIMES[runtime.name] = runtime
+    RUNTIME_NAMES.add(runtime.name)
     return runtime
 
 
 def unregister(name: str) -> None:
     """Forget the runtime ``name`` (tests undo their registrations so)."""
     _RUNTIMES.pop(name, None)
+    RUNTIME_NAMES.discard(name)
 
 
 register(TorchRuntime("torch-cpu"))
