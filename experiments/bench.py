@@ -40,6 +40,7 @@ from .tiling import tiled_upscale  # noqa: E402
 DEFAULT_MODELS = ["bicubic", "fsrcnn", "espcn", "esr_max", "esr_tm", "esr_tr", "esr_cnn", "abpn", "abpn_int8",
                   "wdsr_b"]
 
+
 @dataclass
 class BenchRow:
     """One model on one dataset: quality (Y), latency in its executor, size; a row of bench.csv."""

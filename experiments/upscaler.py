@@ -27,6 +27,7 @@ from .tiling import tiled_upscale
 
 TensorFn = Callable[[torch.Tensor], torch.Tensor]
 
+
 class Upscaler:
     """``model`` (zoo name, srnas_abpn, abpn_int8, .ts / .onnx / pruned .pt file) in one executor, on numpy frames.
 

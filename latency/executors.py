@@ -23,5 +23,5 @@ from .runtimes.onnxruntime_runtime import ort_session  # noqa: F401
 from .runtimes.openvino_runtime import (check_openvino_precision, openvino_capabilities,  # noqa: F401
                                         openvino_compile, openvino_conv_precisions)
 from .runtimes.registry import (SUPPORTED, available_executors, check_backend, check_executor,  # noqa: F401
-                                executors_for, file_backends, names, register, unregister)
+                                executors_for, file_backends, register, unregister)
 from .runtimes.torch_runtime import torch_cpu_bf16  # noqa: F401

@@ -9,8 +9,8 @@ from supernet.config import Config
 from supernet.errors import UserError
 
 from .fingerprint import FIELDS, layout_of
-from .runtimes.registry import names as backends
 from .lut import LUT, read_csv
+from .runtimes.registry import names as backends
 
 
 def import_csv(src: Path, out: str | Path | None, cfg: Config, backend: str | None = None,

@@ -96,7 +96,7 @@ def test_a_runtime_name_is_registered_once():
     assert type(check_executor("torch-cpu", "fp32")).__name__ == "TorchRuntime"
 
 
-def test_the_cli_offers_every_registered_runtime_and_the_config_takes_it(fakes, tmp_path):
+def test_the_cli_offers_every_registered_runtime_and_the_config_takes_it(fakes):
     """--backend lists the registry as it is when the parser is built, so a runtime registered before `srnas`
     runs is reachable from the command line and from latency.backend; an unknown name is refused clearly."""
     from search.cli import build_parser
