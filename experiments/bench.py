@@ -21,7 +21,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from latency.executors import (check_backend, check_executor, file_backends, file_infer, is_quantized,  # noqa: E402
-                               make_infer, quantize_onnx)
+                               make_infer, pixel_infer, quantize_onnx)
 from latency.runtimes.base import PrecisionFallback  # noqa: E402
 from supernet import checkpoint  # noqa: E402
 from supernet.data import EMBEDDED, load_images, lr_crops, make_pairs  # noqa: E402
@@ -57,6 +57,7 @@ class BenchRow:
     precision: str
     config: str
     steps: int = 0          # optimizer steps its weights saw (0: none, or not recorded)
+    frame_ms: float = math.nan   # latency on 8-bit RGB frames in and out (the upscaler's route), where the runtime has one
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -98,6 +99,7 @@ class Deployed:
     timed: Callable[[torch.Tensor], object]
     backend: str
     precision: str
+    frame: Callable[[], object] | None = None   # one lr_hw 8-bit frame through the runtime's pixel route
 
 
 # each model keeps its fastest of 3 interleaved passes, the estimator stage 3 and ship_winners' targets use: one
@@ -145,8 +147,9 @@ def run_bench(specs: list[str], datasets: list[str], scale: int, out_dir: str | 
                 quality[(d.model.name, ds)] = evaluate(d.run, pairs, scale, ssim=True)
             if crops:
                 write_crops(deployed, pairs[0], out_dir / "crops" / f"{Path(ds).name}.png")
-        lat = measure_latency({d.model.name: d.timed for d in deployed}, lr_hw, repeats=repeats, threads=threads,
-                              passes=BENCH_PASSES)
+        runners = {d.model.name: d.timed for d in deployed}
+        runners.update({(d.model.name, "frame"): (lambda _x, f=d.frame: f()) for d in deployed if d.frame})
+        lat = measure_latency(runners, lr_hw, repeats=repeats, threads=threads, passes=BENCH_PASSES)
     rows = []
     for d in deployed:
         m = d.model
@@ -156,7 +159,8 @@ def run_bench(specs: list[str], datasets: list[str], scale: int, out_dir: str | 
             rows.append(BenchRow(m.name, Path(ds).name, scale, round(q["psnr"], 3), round(q["ssim"], 4),
                                  round(lat[m.name], 2), params, macs,
                                  "" if m.y_only is None else ("yes" if m.y_only else "no"), d.backend, d.precision,
-                                 m.config, int(m.info.get("steps", 0))))
+                                 m.config, int(m.info.get("steps", 0)),
+                                 round(lat.get((m.name, "frame"), math.nan), 2)))
     df = pd.DataFrame([r.to_json() for r in rows], columns=COLUMNS)
     df.to_csv(out_dir / "bench.csv", index=False)
     (out_dir / "bench.md").write_text(markdown_table(df, lr_hw))
@@ -240,17 +244,29 @@ def deploy(m: LoadedModel, backend: str, precision: str | None, scale: int, thre
     calib = calibration_inputs(scale) if prec == "int8" else None
     run = make_infer(module, example, backend, threads, prec, calib, dynamic=True, workdir=workdir)
     timed = run
+    frame = None
     if backend == "openvino":  # OpenVINO compiles for one input size: time the static compile users deploy
-        timed = _file_at(workdir, backend, prec, threads, lr_hw)
-    return Deployed(m, _tiled(run, scale, None), timed, backend, prec)
+        path = _file_at(workdir, prec)
+        infer = file_infer(path, backend, prec, threads, [(1, 3, *lr_hw)])
+        timed = lambda x: infer([_np(x)])  # noqa: E731
+        frame = frame_runner(path, backend, prec, threads, lr_hw)
+    return Deployed(m, _tiled(run, scale, None), timed, backend, prec, frame)
 
 
-def _file_at(workdir: Path, backend: str, precision: str, threads: int, lr_hw: tuple[int, int]):
-    """The file deploy wrote into ``workdir``, compiled for exactly 1x3xHxW at ``lr_hw``."""
-    path = next((workdir / n for n in ("model_int8.xml", "model_int8.onnx", "model.onnx")
+def _file_at(workdir: Path, precision: str) -> Path:
+    """The file deploy wrote into ``workdir`` for ``precision``."""
+    return next((workdir / n for n in ("model_int8.xml", "model_int8.onnx", "model.onnx")
                  if (workdir / n).is_file() and (precision == "int8") == ("int8" in n)))
-    infer = file_infer(path, backend, precision, threads, [(1, 3, *lr_hw)])
-    return lambda x: infer([_np(x)])
+
+
+def frame_runner(path: Path, backend: str, precision: str, threads: int,
+                 lr_hw: tuple[int, int]) -> Callable[[], object] | None:
+    """A call running one random 8-bit lr_hw frame through ``path``'s pixel route (None where ``backend`` has none)."""
+    infer = pixel_infer(path, backend, precision, threads, lr_hw)
+    if infer is None:
+        return None
+    frame = np.random.default_rng(0).integers(0, 256, (1, *lr_hw, 3), dtype=np.uint8)
+    return lambda: infer(frame)
 
 
 def _np(x: torch.Tensor) -> np.ndarray:
@@ -282,11 +298,12 @@ def _deploy_file(m: LoadedModel, path: Path, backend: str, prec: str, own: str, 
         onnx_path = quantize_onnx(onnx_path, workdir / "model_int8.onnx", calib, backend)
     infer = file_infer(onnx_path, backend, prec, threads)
     run = _tiled(lambda x: torch.from_numpy(infer([_np(x)])), scale, m.fixed_hw)
-    timed = run
+    timed, frame = run, None
     if backend == "openvino" and m.fixed_hw is None:
         infer_at = file_infer(onnx_path, backend, prec, threads, [(1, 3, *lr_hw)])
         timed = lambda x: infer_at([_np(x)])  # noqa: E731
-    return Deployed(m, run, timed, backend, prec)
+        frame = frame_runner(onnx_path, backend, prec, threads, lr_hw)
+    return Deployed(m, run, timed, backend, prec, frame)
 
 
 def _fmt_count(v: float, unit: float, digits: int) -> str:
@@ -296,14 +313,18 @@ def _fmt_count(v: float, unit: float, digits: int) -> str:
 def markdown_table(df: pd.DataFrame, lr_hw: tuple[int, int]) -> str:
     """One row per model: Y-only, backend, precision, params, MACs, latency, PSNR/SSIM per dataset."""
     datasets = list(dict.fromkeys(df["dataset"]))
+    frames = "frame_ms" in df and df["frame_ms"].notna().any()
     head = (["model", "Y-only", "backend", "precision", "train steps", "params (K)", f"GMACs @{lr_hw[1]}x{lr_hw[0]}",
-             f"latency ms @{lr_hw[1]}x{lr_hw[0]}"] + [f"{d} PSNR/SSIM" for d in datasets])
+             f"latency ms @{lr_hw[1]}x{lr_hw[0]}"] + (["ms, 8-bit frames"] if frames else [])
+            + [f"{d} PSNR/SSIM" for d in datasets])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, g in df.groupby("model", sort=False):
         r = g.iloc[0]
         steps = int(r["steps"]) if "steps" in r and r["steps"] == r["steps"] else 0
         cells = [name, r["y_only"] or "?", r["backend"], r["precision"], steps or "-", _fmt_count(r["params"], 1e3, 1),
                  _fmt_count(r["macs"], 1e9, 2), f"{r['latency_ms']:.1f}"]
+        if frames:
+            cells.append("-" if r["frame_ms"] != r["frame_ms"] else f"{r['frame_ms']:.1f}")
         by_ds = {row["dataset"]: row for _, row in g.iterrows()}
         cells += [f"{by_ds[d]['psnr']:.2f} / {by_ds[d]['ssim']:.4f}" if d in by_ds else "-" for d in datasets]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
@@ -351,5 +372,7 @@ def summary_json(df: pd.DataFrame) -> str:
     out: dict = {}
     for _, r in df.iterrows():
         d = out.setdefault(r["model"], {"latency_ms": r["latency_ms"], "steps": int(r.get("steps", 0) or 0)})
+        if pd.notna(r.get("frame_ms")):   # the runtime has a pixel route
+            d["frame_ms"] = r["frame_ms"]
         d[f"psnr_{r['dataset']}"] = r["psnr"]
     return json.dumps(out)

@@ -4,10 +4,11 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 import torch
 
 from experiments import zoo
-from experiments.bench import pareto_front, run_bench
+from experiments.bench import pareto_front, run_bench, summary_json
 from experiments.macs import count_macs
 from experiments.quantize import export_torchscript
 from search.cli import main
@@ -60,3 +61,19 @@ def test_bench_missing_weights_is_user_error(tmp_path, capsys):
     rc = main(["bench", "--models", "wdsr_a", "--datasets", "skimage", "--out", str(tmp_path),
                "--weights-dir", str(tmp_path)])
     assert rc == 2 and "srnas zoo train wdsr_a" in capsys.readouterr().err
+
+
+def test_bench_times_8bit_frames_where_the_runtime_has_a_pixel_route(tmp_path):
+    """OpenVINO rows carry frame_ms (uint8 frames in and out, as the upscaler runs them); torch rows do not."""
+    from latency.executors import available_executors
+    if ("openvino", "fp32") not in available_executors():
+        pytest.skip("OpenVINO does not run fp32 here")
+    ov = run_bench(["bicubic", "espcn"], ["skimage"], 2, tmp_path / "ov", lr_hw=(24, 32), threads=1, repeats=1,
+                   backend="openvino")
+    assert (ov["frame_ms"] > 0).all() and (ov["latency_ms"] > 0).all()
+    assert "8-bit frames" in (tmp_path / "ov" / "bench.md").read_text()
+    assert all("frame_ms" in v for v in json.loads(summary_json(ov)).values())
+    pt = run_bench(["bicubic"], ["skimage"], 2, tmp_path / "pt", lr_hw=(24, 32), threads=1, repeats=1,
+                   backend="torch-cpu")
+    assert pt["frame_ms"].isna().all()
+    assert "8-bit frames" not in (tmp_path / "pt" / "bench.md").read_text()
