@@ -246,10 +246,7 @@ def deploy(m: LoadedModel, backend: str, precision: str | None, scale: int, thre
     timed = run
     frame = None
     if backend == "openvino":  # OpenVINO compiles for one input size: time the static compile users deploy
-        path = _file_at(workdir, prec)
-        infer = file_infer(path, backend, prec, threads, [(1, 3, *lr_hw)])
-        timed = lambda x: infer([_np(x)])  # noqa: E731
-        frame = frame_runner(path, backend, prec, threads, lr_hw)
+        timed, frame = _at_size(_file_at(workdir, prec), backend, prec, threads, lr_hw)
     return Deployed(m, _tiled(run, scale, None), timed, backend, prec, frame)
 
 
@@ -259,14 +256,13 @@ def _file_at(workdir: Path, precision: str) -> Path:
                  if (workdir / n).is_file() and (precision == "int8") == ("int8" in n)))
 
 
-def frame_runner(path: Path, backend: str, precision: str, threads: int,
-                 lr_hw: tuple[int, int]) -> Callable[[], object] | None:
-    """A call running one random 8-bit lr_hw frame through ``path``'s pixel route (None where ``backend`` has none)."""
-    infer = pixel_infer(path, backend, precision, threads, lr_hw)
-    if infer is None:
-        return None
+def _at_size(path: Path, backend: str, precision: str, threads: int, lr_hw: tuple[int, int]):
+    """``path`` compiled for exactly 1x3xHxW at ``lr_hw``: a call on a float input, and a call running one 8-bit
+    frame through the runtime's pixel route (None where it has none)."""
+    infer = file_infer(path, backend, precision, threads, [(1, 3, *lr_hw)])
+    pixels = pixel_infer(path, backend, precision, threads, lr_hw)
     frame = np.random.default_rng(0).integers(0, 256, (1, *lr_hw, 3), dtype=np.uint8)
-    return lambda: infer(frame)
+    return (lambda x: infer([_np(x)])), (None if pixels is None else lambda: pixels(frame))
 
 
 def _np(x: torch.Tensor) -> np.ndarray:
@@ -300,9 +296,7 @@ def _deploy_file(m: LoadedModel, path: Path, backend: str, prec: str, own: str, 
     run = _tiled(lambda x: torch.from_numpy(infer([_np(x)])), scale, m.fixed_hw)
     timed, frame = run, None
     if backend == "openvino" and m.fixed_hw is None:
-        infer_at = file_infer(onnx_path, backend, prec, threads, [(1, 3, *lr_hw)])
-        timed = lambda x: infer_at([_np(x)])  # noqa: E731
-        frame = frame_runner(onnx_path, backend, prec, threads, lr_hw)
+        timed, frame = _at_size(onnx_path, backend, prec, threads, lr_hw)
     return Deployed(m, run, timed, backend, prec, frame)
 
 
