@@ -57,7 +57,7 @@ class BenchRow:
     precision: str
     config: str
     steps: int = 0          # optimizer steps its weights saw (0: none, or not recorded)
-    frame_ms: float = math.nan   # latency on 8-bit RGB frames in and out (the upscaler's route), where the runtime has one
+    frame_ms: float = math.nan   # ms on 8-bit RGB frames in and out (the upscaler's route), where the runtime has one
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -318,7 +318,7 @@ def markdown_table(df: pd.DataFrame, lr_hw: tuple[int, int]) -> str:
         cells = [name, r["y_only"] or "?", r["backend"], r["precision"], steps or "-", _fmt_count(r["params"], 1e3, 1),
                  _fmt_count(r["macs"], 1e9, 2), f"{r['latency_ms']:.1f}"]
         if frames:
-            cells.append("-" if r["frame_ms"] != r["frame_ms"] else f"{r['frame_ms']:.1f}")
+            cells.append("-" if pd.isna(r["frame_ms"]) else f"{r['frame_ms']:.1f}")
         by_ds = {row["dataset"]: row for _, row in g.iterrows()}
         cells += [f"{by_ds[d]['psnr']:.2f} / {by_ds[d]['ssim']:.4f}" if d in by_ds else "-" for d in datasets]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
