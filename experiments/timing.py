@@ -6,6 +6,7 @@ from typing import Callable
 import torch
 
 from latency import time_interleaved
+from supernet.progress import progress_bar
 
 Runner = Callable[[torch.Tensor], object]
 
@@ -29,5 +30,7 @@ def measure_latency(runners: dict[str, Runner], lr_hw: tuple[int, int], warmup: 
 
     names = list(runners)
     calls = [bind(runners[n]) for n in names]
-    runs = [time_interleaved(calls, warmup=warmup, repeats=repeats, threads=threads, seed=p) for p in range(passes)]
+    # a bar per pass: a bench of 20 models x 3 passes runs 4-10 minutes with nothing else to show
+    runs = [time_interleaved(calls, warmup=warmup, repeats=repeats, threads=threads, seed=p)
+            for p in progress_bar(range(passes), desc=f"timing {len(names)} runners", unit="pass")]
     return {n: min(float(r[i].median_ms) for r in runs) for i, n in enumerate(names)}
