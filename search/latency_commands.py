@@ -99,9 +99,10 @@ def _check(args) -> int:
         print(f"warning: {w.message}")
     model = LatencyModel.for_config(lut, cfg, calibrate=not args.no_calibration)
     m = cfg.model
+    # the bar goes to stderr and --json's object to stdout, so a check of minutes shows progress either way
     res = run_check(model, candidate_builder(cfg), depths(m) if m.elastic else m.n_cells, cfg.pruning.schemes,
                     lat.rates, args.samples, backend, lat.threads, path.parent, seed=args.seed, warmup=args.warmup,
-                    repeats=args.repeats, progress=not args.json, precision=lat.precision,
+                    repeats=args.repeats, precision=lat.precision,
                     widths=widths(m) if m.elastic else ())
     res["calibration"] = lut.calibration if not args.no_calibration else None
     if args.json:
