@@ -7,7 +7,11 @@ import platform
 import torch
 
 PRECISIONS = ("fp32", "bf16", "int8")
-FIELDS = ("cpu_model", "cores", "threads", "torch", "onnxruntime", "backend", "precision", "layout", "accelerator")
+FIELDS = ("cpu_model", "isa", "cores", "threads", "torch", "onnxruntime", "backend", "precision", "layout",
+          "accelerator")
+# compared only where the LUT records them: LUTs written before srnas recorded the ISA still load (a VM's
+# model name alone, "AMD EPYC", is the same on a Zen 3 without VNNI and on a Zen 5 with it)
+RECORDED_ONLY = ("isa",)
 # what an executor's latency depends on besides the machine: a LUT whose values differ here prices another executor
 EXECUTOR_FIELDS = ("backend", "precision", "layout")
 
@@ -67,6 +71,7 @@ def fingerprint(backend: str = "torch-cpu", threads: int = 0, precision: str = "
         accel = torch.cuda.get_device_name(0)
     return {
         "cpu_model": cpu_model(),
+        "isa": cpu_isa(),
         "cores": str(core_count()),
         "threads": str(resolve_threads(threads)),
         "torch": torch.__version__,
@@ -81,7 +86,8 @@ def fingerprint(backend: str = "torch-cpu", threads: int = 0, precision: str = "
 def fingerprint_diff(have: dict[str, str], want: dict[str, str]) -> list[str]:
     """Human-readable 'field: lut=X, here=Y' for every field that differs."""
     return [f"{k}: lut={have.get(k, '')!r}, here={want.get(k, '')!r}"
-            for k in FIELDS if str(have.get(k, "")) != str(want.get(k, ""))]
+            for k in FIELDS if str(have.get(k, "")) != str(want.get(k, ""))
+            and (k in have or k not in RECORDED_ONLY)]
 
 
 def device_id(fp: dict[str, str]) -> str:

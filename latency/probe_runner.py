@@ -63,6 +63,16 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def cpu_isa() -> str:
+    """The CPU's SIMD flags that decide kernel speed (AVX2, AVX-512 parts, VNNI, AMX), as srnas names them."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    return " ".join(sorted(f for f in flags if f.startswith(("avx2", "avx512", "avx_vnni", "amx"))))
+
+
 def core_count() -> int:
     """Cores this process may use (the affinity mask, not the whole host)."""
     try:
@@ -89,6 +99,7 @@ def fingerprint(manifest: dict, threads: int, cpu: str | None = None) -> dict:
     backend = manifest["backend"]
     fp = {
         "cpu_model": cpu or cpu_model(),
+        "isa": cpu_isa(),
         "cores": str(core_count()),
         "threads": str(resolve_threads(threads)),
         # the torch that exported the probe graphs: what the runtime runs was made by it, and this keeps a

@@ -44,6 +44,22 @@ def test_other_device_is_refused_unless_allowed(tmp_path):
         LUT.load(tmp_path / "lut.csv", expected=fingerprint("torch-cpu", 1), allow_foreign=True)
 
 
+def test_same_model_name_other_isa_is_refused(tmp_path):
+    # a VM names a Zen 3 (AVX2 only) and a Zen 5 (AVX-512 VNNI) alike, "AMD EPYC": the ISA tells them apart
+    here = dict(fingerprint("openvino", 1, "int8"), cpu_model="AMD EPYC", isa="avx2")
+    _lut(tmp_path, dict(here, isa="avx2 avx512_vnni avx512f"))
+    with pytest.raises(FingerprintMismatch, match="another device.*isa: lut='avx2 avx512_vnni avx512f', here='avx2'"):
+        LUT.load(tmp_path / "lut.csv", expected=here)
+
+
+def test_lut_that_predates_the_isa_field_still_loads(tmp_path):
+    old = {k: v for k, v in fingerprint("torch-cpu", 1).items() if k != "isa"}
+    _lut(tmp_path, old)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(LUT.load(tmp_path / "lut.csv", expected=fingerprint("torch-cpu", 1))) == 3
+
+
 @pytest.mark.parametrize("have, want, field", [(("torch-cpu", "fp32"), ("onnxruntime", "fp32"), "backend"),
                                                (("onnxruntime", "fp32"), ("onnxruntime", "int8"), "precision"),
                                                (("torch-cpu", "fp32"), ("torch-cpu-cl", "fp32"), "layout")])
