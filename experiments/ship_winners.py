@@ -3,13 +3,15 @@
     .venv/bin/python experiments/ship_winners.py [-c experiments/configs/cpu_x2.yaml] [--abpn-ms MS]
                                                  [--set KEY=VALUE ...] [--no-copy] [--weights-dir DIR]
 
-One `srnas run` of the config (runs/<name>) with latency.targets at FLOOR (just above the space's fastest member),
-FACTORS x abpn_int8's latency in the executor `auto` picks here (timed as `srnas bench --backend B` times it), and
-50 ms; targets within 10 % of another are searched once (the fixed 50 ms keeping its value). Each target's winner
-(stage 3, QAT where INT8, export) is copied to experiments/weights/<name>_x<scale>.pt, named by size (SIZES,
-tightest first), and weights/searched.json records what each was searched for, on which CPU, with aliases naming the
-members nearest 1x ABPN-INT8 (srnas_abpn) and 50 ms (srnas_50ms). `srnas bench` then runs them all in the executor
-they were searched for, on any machine.
+Prices the space (`srnas latency build`), then runs one `srnas run` of the config (runs/<name>) with
+latency.targets at a floor (QUARTER x abpn_int8's latency in the executor `auto` picks here, timed as
+`srnas bench --backend B` times it, or FLOOR x the space's fastest member where that is more), FACTORS x abpn_int8
+and 50 ms; targets within 10 % of another are searched once (the fixed 50 ms keeping its value). A target's winner
+that scores no higher on the validation images (data.val, not a benchmark set) than a tighter target's is left out:
+that budget's best network is the tighter one. Each kept winner (stage 3, QAT where INT8, export) is copied to
+experiments/weights/<name>_x<scale>.pt, named by size (SIZES, tightest first), and weights/searched.json records
+what each was searched for, on which CPU, with aliases naming the members a budget of 1x ABPN-INT8 (srnas_abpn)
+and of 50 ms (srnas_50ms) gets. `srnas bench` then runs them all in the executor they were searched for, on any machine.
 A rerun resumes the run where it stopped, with the targets it started with (runs/<name>/ship.json).
 """
 from __future__ import annotations
@@ -31,12 +33,14 @@ from search.pipeline import resolve_executor  # noqa: E402
 from supernet.config import load_config  # noqa: E402
 from supernet.writes import atomic_write_text  # noqa: E402
 
-# The tightest budget: 1.1x the space's fastest dense member by the LUT (1 plain cell at 8 with the skip, shuffle
-# and clamp of a 720p output: 7.8 ms, 0.34-0.39x abpn_int8 in OpenVINO INT8 on the EPYC Zen 5), so the smallest
-# member is about as fast as the space goes. As a factor of abpn_int8 it fell under that floor on one day
-# (0.37 x 19.8 ms) and let a 4-cell member in at 0.46x on another, as the VM's speed drifted.
-FLOOR = "1.1x"
-FACTORS = (1.0, 2.0, 3.0)           # x abpn_int8's latency, timed as bench times it
+# The tightest budget: a quarter of abpn_int8's latency, or 1.1x the space's fastest dense member by the LUT (1 plain
+# cell at 8 with the skip, shuffle and clamp of a 720p output) where that is more. On the EPYC Zen 5 the fastest member
+# took 0.34-0.39x abpn_int8 in OpenVINO INT8, so the floor is about as fast as the space goes; on a Zen 3 without
+# VNNI it took 0.17x, and 1.1x of it gave a 2-cell member under FSRCNN's quality.
+QUARTER = 0.25
+FLOOR = 1.1
+FACTORS = (1.0, 1.5, 2.0, 3.0)      # x abpn_int8's latency, timed as bench times it (1.5x: fp32 WDSR-B lands
+#                                     at 1.8x on a CPU without VNNI, 2.6x on a Zen 5)
 FIXED_MS = (50.0,)                  # srnas_50ms's budget, on whichever CPU ships
 MERGE = 1.1                         # budgets closer than this are searched once
 SIZES = ("srnas_xs", "srnas_s", "srnas_m", "srnas_l", "srnas_xl", "srnas_xxl")
@@ -58,10 +62,23 @@ def abpn_int8_ms(cfg, backend: str, precision: str) -> float:
                                passes=BENCH_PASSES)["abpn_int8"]
 
 
-def front_targets(abpn_ms: float) -> list[float]:
-    """The front's budgets in ms: FACTORS x abpn_ms and FIXED_MS, ascending, one of any two within MERGE."""
+def floor_ms(config: str, sets: list[str], ex, abpn_ms: float) -> float:
+    """The tightest budget: QUARTER x abpn_ms, or FLOOR x the fastest dense member by the LUT (built here) if more."""
+    from latency.build import load_lut
+    from latency.model import LatencyModel
+    from search.pipeline import fastest_dense_ms
+
+    rc = srnas(["latency", "build", "-c", config], sets)
+    if rc:
+        raise SystemExit(f"pricing the space failed (exit {rc}); run this again to resume")
+    fastest = fastest_dense_ms(ex, LatencyModel.for_config(load_lut(ex), ex))
+    return round(max(FLOOR * fastest, QUARTER * abpn_ms), 2)
+
+
+def front_targets(abpn_ms: float, floor: float) -> list[float]:
+    """The front's budgets in ms: the floor, FACTORS x abpn_ms and FIXED_MS, ascending, one of any two within MERGE."""
     out: list[float] = []
-    for ms in sorted([round(f * abpn_ms, 2) for f in FACTORS] + list(FIXED_MS)):
+    for ms in sorted([floor] + [round(f * abpn_ms, 2) for f in FACTORS] + list(FIXED_MS)):
         if out and ms <= MERGE * out[-1]:
             out[-1] = ms if ms in FIXED_MS else out[-1]   # a fixed budget (50 ms) keeps its exact value
             continue
@@ -69,16 +86,37 @@ def front_targets(abpn_ms: float) -> list[float]:
     return out
 
 
-def srnas_run(config: str, sets: list[str]) -> int:
-    """`srnas run -c config --set ...` in a child process (its own progress and exit code)."""
-    cmd = [sys.executable, "-m", "search.cli", "run", "-c", config] + [a for s in sets for a in ("--set", s)]
+def srnas(command: list[str], sets: list[str]) -> int:
+    """`srnas <command> --set ...` in a child process (its own progress and exit code)."""
+    cmd = [sys.executable, "-m", "search.cli", *command] + [a for s in sets for a in ("--set", s)]
     print("$", " ".join(cmd), flush=True)
     return subprocess.call(cmd, cwd=ROOT)
 
 
-def nearest(members: dict[str, dict], ms: float) -> str:
-    """The member whose target is nearest ``ms`` (by ratio)."""
-    return min(members, key=lambda n: abs(members[n]["target_ms"] / ms - 1.0))
+def val_psnr(model: str, cfg) -> float:
+    """PSNR-Y of a member's model file on the config's validation images (held out, not a benchmark set)."""
+    from experiments.models import load_model
+    from supernet.data import load_images, make_pairs
+    from supernet.evaluate import evaluate
+
+    pairs = make_pairs(load_images(cfg.data.val, "val", data_root=cfg.data.data_root), cfg.data.scale)
+    return evaluate(load_model(model, cfg.data.scale).run, pairs, cfg.data.scale, ssim=False)["psnr"]
+
+
+def undominated(entries: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(kept, left out): entries (ascending target) kept when their "val_psnr" beats every tighter kept one."""
+    kept: list[dict] = []
+    out: list[dict] = []
+    for e in entries:
+        (kept if not kept or e["val_psnr"] > kept[-1]["val_psnr"] else out).append(e)
+    return kept, out
+
+
+def for_budget(members: dict[str, dict], ms: float) -> str:
+    """The member a budget of ``ms`` gets: the loosest whose target meets it, else the tightest."""
+    meets = [n for n in members if members[n]["target_ms"] <= ms * 1.001]   # 1x abpn's target is rounded
+    target = lambda n: members[n]["target_ms"]  # noqa: E731
+    return max(meets, key=target) if meets else min(members, key=target)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,36 +134,50 @@ def main(argv: list[str] | None = None) -> int:
     ex = resolve_executor(cfg, None)
     backend, precision = ex.latency.backend, ex.latency.precision
     started = run / "ship.json"
+    before = json.loads(started.read_text()) if started.exists() else {}
     if args.abpn_ms > 0:
         abpn = args.abpn_ms
-    elif started.exists():   # a resumed run keeps its targets
-        abpn = json.loads(started.read_text())["abpn_int8_ms"]
+    elif before:   # a resumed run keeps its targets
+        abpn = before["abpn_int8_ms"]
     else:
         abpn = abpn_int8_ms(ex, backend, precision)
-    targets = front_targets(abpn)
-    print(f"abpn_int8 runs in {abpn:.2f} ms in {backend}/{precision}: the front's targets {FLOOR} the fastest "
-          f"member, {', '.join(f'{t:g} ms' for t in targets)}", flush=True)
+    sets = args.set + [f"latency.backend={backend}", f"latency.precision={precision}"]
+    floor = before.get("floor_ms") if before.get("abpn_int8_ms") == abpn else None
+    floor = floor or floor_ms(args.config, sets, ex, abpn)
+    targets = front_targets(abpn, floor)
+    print(f"abpn_int8 runs in {abpn:.2f} ms in {backend}/{precision}: the front's targets "
+          f"{', '.join(f'{t:g} ms' for t in targets)}", flush=True)
     run.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(started, json.dumps({"abpn_int8_ms": abpn, "targets": [FLOOR, *targets], "cpu": cpu_model()}))
-    budgets = ",".join([FLOOR] + [f"{t:g}ms" for t in targets])
-    rc = srnas_run(args.config, args.set + ["latency.target=", f"latency.targets=[{budgets}]",
-                                            f"latency.backend={backend}", f"latency.precision={precision}"])
+    atomic_write_text(started, json.dumps({"abpn_int8_ms": abpn, "floor_ms": floor, "targets": targets,
+                                           "cpu": cpu_model()}))
+    budgets = ",".join(f"{t:g}ms" for t in targets)
+    rc = srnas(["run", "-c", args.config], sets + ["latency.target=", f"latency.targets=[{budgets}]"])
     front = run / "front.json"
     if not front.exists():
         print(f"the front run stopped (exit {rc}) before every target's stage 3 finished; nothing shipped; "
               f"run this again to resume", file=sys.stderr)
         return rc or 1
     entries = json.loads(front.read_text())["targets"]
+    for e in entries:
+        e["val_psnr"] = round(val_psnr(e["model"], cfg), 4)
+    entries, left_out = undominated(entries)
+    for e in left_out:
+        print(f"left out: {e['candidate']} searched at {e['target_ms']:g} ms scores {e['val_psnr']:.3f} dB on "
+              f"{cfg.data.val}, no more than a tighter target's winner")
     members = {}
     for name, e in zip(SIZES, entries):
         members[name] = {"target_ms": e["target_ms"], "x_abpn_int8": round(e["target_ms"] / abpn, 3),
                          "measured_ms": e["measured_ms"], "candidate": e["candidate"], "rate": e["rate"],
-                         "model": e["model"]}
+                         "val_psnr": e["val_psnr"], "model": e["model"]}
     ship = {"cpu": cpu_model(), "isa": cpu_isa(), "backend": backend, "precision": precision, "abpn_int8_ms": abpn,
             "config": cfg.name, "members": members,
-            "aliases": {"srnas_abpn": nearest(members, abpn), "srnas_50ms": nearest(members, FIXED_MS[0])}}
+            "left_out": {f"{e['target_ms']:g}ms": {"candidate": e["candidate"], "val_psnr": e["val_psnr"]}
+                         for e in left_out},
+            "aliases": {"srnas_abpn": for_budget(members, abpn), "srnas_50ms": for_budget(members, FIXED_MS[0])}}
     if not args.no_copy:
         out = Path(args.weights_dir or zoo.WEIGHTS_DIR)
+        for stale in out.glob(f"srnas_*_x{cfg.data.scale}.pt"):   # a member of an earlier front
+            stale.unlink()
         for name, m in members.items():
             dst = zoo.weights_path(name, cfg.data.scale, out)
             shutil.copy2(m.pop("model"), dst)

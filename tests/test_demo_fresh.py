@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -78,23 +79,33 @@ def test_ship_winners_runs_one_front_and_ships_every_member(tmp_path):
             for a in ("--set", s)]
     weights = tmp_path / "weights"
     weights.mkdir()
-    # abpn_int8 "takes" 40 ms here: targets 1.1x the fastest member, 40, 50, 80 and 120 ms
+    (weights / "srnas_xxl_x2.pt").write_bytes(b"a member of an earlier front")
+    # abpn_int8 "takes" 40 ms here: targets a floor (10 ms, or 1.1x the fastest member), 40, 50, 60, 80 and 120 ms
     p = subprocess.run([sys.executable, str(ROOT / "experiments/ship_winners.py"), "--abpn-ms", "40",
                         "--weights-dir", str(weights), *sets], capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
-    assert "the front's targets 1.1x the fastest member, 40 ms, 50 ms, 80 ms, 120 ms" in p.stdout
+    assert re.search(r"the front's targets [\d.]+ ms, 40 ms, 50 ms, 60 ms, 80 ms, 120 ms", p.stdout), p.stdout[-2000:]
     ship = json.loads((weights / "searched.json").read_text())
-    assert list(ship["members"]) == ["srnas_xs", "srnas_s", "srnas_m", "srnas_l", "srnas_xl"]
-    floor, *rest = [m["target_ms"] for m in ship["members"].values()]
-    assert rest == [40, 50, 80, 120] and 0 < floor < 40
-    assert ship["aliases"] == {"srnas_abpn": "srnas_s", "srnas_50ms": "srnas_m"} and ship["cpu"]
+    members = ship["members"]
+    # every target either ships (named by size, tightest first) or is left out as no better than a tighter one
+    assert list(members) == ["srnas_xs", "srnas_s", "srnas_m", "srnas_l", "srnas_xl", "srnas_xxl"][:len(members)]
+    floor, *rest = sorted([m["target_ms"] for m in members.values()] +
+                          [float(t[:-2]) for t in ship["left_out"]])
+    assert rest == [40, 50, 60, 80, 120] and 10 <= floor < 40
+    scores = [m["val_psnr"] for m in members.values()]
+    assert scores == sorted(scores) and len(set(scores)) == len(scores)
+    assert all(v["val_psnr"] <= max(scores) for v in ship["left_out"].values())
+    meets = lambda ms: max((n for n, m in members.items() if m["target_ms"] <= ms),  # noqa: E731
+                           key=lambda n: members[n]["target_ms"], default="srnas_xs")
+    assert ship["aliases"] == {"srnas_abpn": meets(40), "srnas_50ms": meets(50)} and ship["cpu"]
+    assert not (weights / "srnas_xxl_x2.pt").exists()
     from experiments import zoo
     from experiments.models import load_model
     assert zoo.search_members(weights) == list(ship["members"])
-    for name in ("srnas_xs", "srnas_l", "srnas_abpn", "srnas_50ms"):
+    for name in (*members, "srnas_abpn", "srnas_50ms"):
         m = load_model(name, 2, weights_dir=weights)
         assert m.info["steps"] > 0 and "cpu_x2 at" in m.config
-    assert zoo.weights_path("srnas_abpn", 2, weights) == weights / "srnas_s_x2.pt"
+    assert zoo.weights_path("srnas_abpn", 2, weights) == weights / f"{ship['aliases']['srnas_abpn']}_x2.pt"
     # the rank check reads the same run: members spread over the LUT's range, three scores each
     p = subprocess.run([sys.executable, str(ROOT / "experiments/rank_check.py"), str(tmp_path / "runs" / "cpu_x2"),
                         "--paths", "3", "--steps", "2"], capture_output=True, text=True, timeout=600)
