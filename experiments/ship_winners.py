@@ -9,9 +9,10 @@ latency.targets at a floor (QUARTER x abpn_int8's latency in the executor `auto`
 and 50 ms; targets within 10 % of another are searched once (the fixed 50 ms keeping its value). A target's winner
 that scores no higher on the validation images (data.val, not a benchmark set) than a tighter target's is left out:
 that budget's best network is the tighter one. Each kept winner (stage 3, QAT where INT8, export) is copied to
-experiments/weights/<name>_x<scale>.pt, named by size (SIZES, tightest first), and weights/searched.json records
-what each was searched for, on which CPU, with aliases naming the members a budget of 1x ABPN-INT8 (srnas_abpn)
-and of 50 ms (srnas_50ms) gets. `srnas bench` then runs them all in the executor they were searched for, on any machine.
+experiments/weights/fronts/<this CPU's class>/<name>_x<scale>.pt (experiments.zoo.cpu_class: avx2, vnni or amx),
+named by size (SIZES, tightest first), and searched.json beside them records what each was searched for, on which
+CPU, with aliases naming the members a budget of 1x ABPN-INT8 (srnas_abpn) and of 50 ms (srnas_50ms) gets.
+`srnas bench` and the aliases then use the front of the machine's class (zoo.front_dir), in its executor.
 A rerun resumes the run where it stopped, with the targets it started with (runs/<name>/ship.json).
 """
 from __future__ import annotations
@@ -127,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                 "or what the run started with)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     p.add_argument("--no-copy", action="store_true", help="leave the weights folder alone")
-    p.add_argument("--weights-dir", default=None, help="copy the members here (default: experiments/weights/)")
+    p.add_argument("--weights-dir", default=None, help="copy the members here (default: experiments/weights/fronts/"
+                                                       "<this CPU's class: avx2, vnni or amx>/)")
     args = p.parse_args(argv)
     cfg = load_config(args.config, args.set)
     run = cfg.run().root
@@ -175,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
                          for e in left_out},
             "aliases": {"srnas_abpn": for_budget(members, abpn), "srnas_50ms": for_budget(members, FIXED_MS[0])}}
     if not args.no_copy:
-        out = Path(args.weights_dir or zoo.WEIGHTS_DIR)
+        out = Path(args.weights_dir or zoo.WEIGHTS_DIR / zoo.FRONTS / zoo.cpu_class())
+        out.mkdir(parents=True, exist_ok=True)
         for stale in out.glob(f"srnas_*_x{cfg.data.scale}.pt"):   # a member of an earlier front
             stale.unlink()
         for name, m in members.items():

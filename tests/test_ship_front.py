@@ -34,3 +34,35 @@ def test_a_budget_gets_the_loosest_member_that_meets_it():
     assert ship.for_budget(members, 50.0) == "srnas_s"
     assert ship.for_budget(members, 117.415) == "srnas_m"    # a 1x target rounded up by 0.005 ms still meets it
     assert ship.for_budget(members, 5.0) == "srnas_xs"       # nothing meets it: the tightest
+
+
+def test_a_machine_gets_the_front_of_its_cpu_class(tmp_path, monkeypatch):
+    import json
+
+    from experiments import zoo
+
+    fp = importlib.import_module("latency.fingerprint")   # the package's `fingerprint` function hides the module
+
+    assert zoo.cpu_class("avx2 avx512f avx512_vnni") == zoo.cpu_class("avx2 avx_vnni") == "vnni"
+    assert zoo.cpu_class("avx2 amx_int8 amx_tile avx512_vnni") == "amx" and zoo.cpu_class("avx2") == "avx2"
+    for cls, target, isa in (("avx2", 50.0, "avx2"), ("vnni", 18.79, "avx2 avx512_vnni")):
+        (tmp_path / "fronts" / cls).mkdir(parents=True)
+        (tmp_path / "fronts" / cls / zoo.SEARCHED_FILE).write_text(json.dumps(
+            {"cpu": "AMD EPYC", "isa": isa, "members": {"srnas_s": {"target_ms": target}},
+             "aliases": {"srnas_abpn": "srnas_s"}}))
+    monkeypatch.setattr(fp, "cpu_isa", lambda: "avx2 avx512f avx512_vnni")
+    assert zoo.weights_path("srnas_abpn", 2, tmp_path) == tmp_path / "fronts" / "vnni" / "srnas_s_x2.pt"
+    assert "at 18.79 ms" in zoo.searched(tmp_path)["srnas_s"] and "(vnni)" in zoo.searched(tmp_path)["srnas_s"]
+    assert zoo.weights_path("abpn", 2, tmp_path) == tmp_path / "abpn_x2.pt"    # the zoo's own weights stay put
+    monkeypatch.setattr(fp, "cpu_isa", lambda: "avx2")
+    assert zoo.weights_path("srnas_abpn", 2, tmp_path) == tmp_path / "fronts" / "avx2" / "srnas_s_x2.pt"
+    # an AMX machine with no AMX front gets the VNNI one: its INT8 convs are nearest
+    assert zoo.front_dir(tmp_path, "amx_int8 avx512_vnni") == tmp_path / "fronts" / "vnni"
+    # a folder without fronts/ (ship_winners.py --weights-dir) is its own front
+    assert zoo.front_dir(tmp_path / "fronts" / "avx2", "avx512_vnni") == tmp_path / "fronts" / "avx2"
+    # the shipped folder holds a front for each class srnas was searched on, each with its files
+    for cls in ("avx2", "vnni"):
+        shipped = zoo.WEIGHTS_DIR / "fronts" / cls
+        ship = json.loads((shipped / zoo.SEARCHED_FILE).read_text())
+        assert zoo.cpu_class(ship["isa"]) == cls
+        assert all((shipped / f"{n}_x2.pt").is_file() for n in ship["members"])

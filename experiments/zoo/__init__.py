@@ -58,13 +58,39 @@ INT8: dict[str, str] = {f"{n}_int8": n for n in ("fsrcnn", "espcn", "esr_max", "
 
 
 # the searched models shipped in a weights folder: written with their files by experiments/ship_winners.py
-# (the cpu_x2 front: members by size, aliases such as srnas_abpn naming the member nearest a budget)
+# (the cpu_x2 front: members by size, aliases such as srnas_abpn naming the member a budget gets). A front belongs to
+# the CPU class that searched it (INT8 convs cost 3.5-4x more on a Zen 3 without VNNI than on a Zen 5 with it, the
+# float ends less): the shipped folder holds one per class under fronts/<class>/, and this machine gets its own.
 SEARCHED_FILE = "searched.json"
+FRONTS = "fronts"
+# the nearest class first where this one's front is not shipped
+CPU_CLASSES = {"amx": ("amx", "vnni", "avx2"), "vnni": ("vnni", "amx", "avx2"), "avx2": ("avx2", "vnni", "amx")}
+
+
+def cpu_class(isa: str | None = None) -> str:
+    """The CPU's class for INT8 convs, from its SIMD flags (default: this machine's): amx, vnni or avx2."""
+    if isa is None:
+        from latency.fingerprint import cpu_isa
+        isa = cpu_isa()
+    flags = set(isa.split())
+    if any(f.startswith("amx") for f in flags):
+        return "amx"
+    return "vnni" if flags & {"avx512_vnni", "avx_vnni"} else "avx2"
+
+
+def front_dir(weights_dir: str | Path | None = None, isa: str | None = None) -> Path:
+    """The folder of the searched front this CPU gets: <weights>/fronts/<its class, else the nearest>/, or the
+    weights folder itself where it holds no fronts/ (a folder ship_winners.py --weights-dir wrote)."""
+    root = Path(weights_dir or WEIGHTS_DIR)
+    for c in CPU_CLASSES[cpu_class(isa)]:
+        if (root / FRONTS / c / SEARCHED_FILE).is_file():
+            return root / FRONTS / c
+    return root
 
 
 def _shipped(weights_dir: str | Path | None = None) -> dict:
-    """The searched.json of a weights folder (no members where there is none)."""
-    path = Path(weights_dir or WEIGHTS_DIR) / SEARCHED_FILE
+    """The searched.json of a weights folder's front for this CPU (no members where there is none)."""
+    path = front_dir(weights_dir) / SEARCHED_FILE
     if not path.is_file():
         return {"members": {}, "aliases": {}}
     try:
@@ -77,8 +103,9 @@ def _shipped(weights_dir: str | Path | None = None) -> dict:
 def searched(weights_dir: str | Path | None = None) -> dict[str, str]:
     """Searched model names of a weights folder, aliases included -> what each was searched for."""
     ship = _shipped(weights_dir)
+    cpu = f"{ship.get('cpu', '?')} ({cpu_class(ship['isa'])})" if "isa" in ship else ship.get("cpu", "?")
     out = {n: f"{ship.get('config', 'cpu_x2')} at {m['target_ms']:g} ms "
-              f"({m.get('x_abpn_int8', 0):g}x abpn_int8) on {ship.get('cpu', '?')}"
+              f"({m.get('x_abpn_int8', 0):g}x abpn_int8) on {cpu}"
            for n, m in ship["members"].items()}
     return {**out, **{a: f"{out[n]}, as {n}" for a, n in ship["aliases"].items() if n in out}}
 
@@ -116,6 +143,7 @@ def weights_path(name: str, scale: int, weights_dir: str | Path | None = None) -
     """Where the shipped (or given) weights of ``name`` at ``scale`` live (an alias: its member's)."""
     if name.startswith("srnas_"):
         name = _shipped(weights_dir)["aliases"].get(name, name)
+        return front_dir(weights_dir) / f"{name}_x{scale}.pt"
     return Path(weights_dir or WEIGHTS_DIR) / f"{name}_x{scale}.pt"
 
 
@@ -160,5 +188,6 @@ def load(name: str, scale: int, weights: str | Path | None = None, weights_dir: 
     return model.eval()
 
 
-__all__ = ["ZOO", "INT8", "SEARCHED_FILE", "searched", "search_members", "ZooEntry", "YOnly", "rgb_to_y", "names",
-           "entry", "build", "load", "trainable_core", "weights_path", "export_state", "trained_steps", "int8_method", "WEIGHTS_DIR"]
+__all__ = ["ZOO", "INT8", "SEARCHED_FILE", "cpu_class", "front_dir", "searched", "search_members", "ZooEntry", "YOnly",
+           "rgb_to_y", "names", "entry", "build", "load", "trainable_core", "weights_path", "export_state",
+           "trained_steps", "int8_method", "WEIGHTS_DIR"]
