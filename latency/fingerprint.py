@@ -1,10 +1,10 @@
 """Device fingerprint: what makes a latency measurement belong to one machine and runtime."""
 from __future__ import annotations
 
-import os
-import platform
-
 import torch
+
+# the probe runner reads the machine without srnas (it runs on a device as it is); srnas reads it the same way
+from .probe_runner import core_count, cpu_isa, cpu_model, resolve_threads  # noqa: F401
 
 PRECISIONS = ("fp32", "bf16", "int8")
 FIELDS = ("cpu_model", "isa", "cores", "threads", "torch", "onnxruntime", "backend", "precision", "layout",
@@ -14,41 +14,6 @@ FIELDS = ("cpu_model", "isa", "cores", "threads", "torch", "onnxruntime", "backe
 RECORDED_ONLY = ("isa",)
 # what an executor's latency depends on besides the machine: a LUT whose values differ here prices another executor
 EXECUTOR_FIELDS = ("backend", "precision", "layout")
-
-
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo (platform.processor() elsewhere)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
-def cpu_isa() -> str:
-    """The CPU's SIMD flags that decide kernel speed (AVX2, AVX-512 parts, VNNI, AMX), space-separated."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        flags = []
-    return " ".join(sorted(f for f in flags if f.startswith(("avx2", "avx512", "avx_vnni", "amx"))))
-
-
-def core_count() -> int:
-    """Cores this process may use (the affinity mask, not the whole host)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def resolve_threads(threads: int) -> int:
-    """Config threads (0 = all cores of this machine) to a concrete count."""
-    return threads if threads > 0 else core_count()
 
 
 def _ort_version() -> str:

@@ -48,8 +48,7 @@ class ProbeError(Exception):
 
 
 # ---- the device -----------------------------------------------------------------------------------------
-# (repeats latency/fingerprint.py on purpose: this file runs on the device without srnas; the round-trip
-# test checks that both name this machine alike)
+# (this file runs on the device without srnas; latency/fingerprint.py imports these, so both name a machine alike)
 
 def cpu_model() -> str:
     """The CPU model name from /proc/cpuinfo (platform.processor() elsewhere), as srnas names it."""
