@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from pruning import Executor, PrunedModel, Timer, apply_plan, prune_to_target
-from pruning.stage3 import record
 from pruning.quant import fake_quantized, prepare_qat, qat_finetune
+from pruning.stage3 import record
 from supernet.blocks import fuse_weight_norm
 from supernet.config import ModelConfig, PruningConfig, build_section, config_from_dict
 from supernet.data import PatchSampler, load_images, lr_crops
