@@ -20,15 +20,15 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from latency.executors import (check_backend, check_executor, file_backends, file_infer, is_quantized,  # noqa: E402
-                               make_infer, pixel_infer, quantize_onnx)
-from latency.runtimes.base import PrecisionFallback  # noqa: E402
-from supernet import checkpoint  # noqa: E402
-from supernet.data import EMBEDDED, load_images, lr_crops, make_pairs  # noqa: E402
-from supernet.errors import UserError  # noqa: E402
-from supernet.evaluate import evaluate  # noqa: E402
-from supernet.imaging import write_png  # noqa: E402
-from supernet.progress import progress_bar  # noqa: E402
+from srnas.latency.executors import (check_backend, check_executor, file_backends, file_infer, is_quantized,  # noqa: E402
+                                     make_infer, pixel_infer, quantize_onnx)
+from srnas.latency.runtimes.base import PrecisionFallback  # noqa: E402
+from srnas.supernet import checkpoint  # noqa: E402
+from srnas.supernet.data import EMBEDDED, load_images, lr_crops, make_pairs  # noqa: E402
+from srnas.supernet.errors import UserError  # noqa: E402
+from srnas.supernet.evaluate import evaluate  # noqa: E402
+from srnas.supernet.imaging import write_png  # noqa: E402
+from srnas.supernet.progress import progress_bar  # noqa: E402
 
 from . import zoo  # noqa: E402
 from .crops import crop_sheet  # noqa: E402
@@ -170,7 +170,7 @@ def run_bench(specs: list[str], datasets: list[str], scale: int, out_dir: str | 
 
 def write_crops(deployed: list[Deployed], pair, path: Path) -> Path:
     """Zoomed crops of one image: bicubic, each model (as deployed) and the HR image, side by side."""
-    from supernet.imaging import to_tensor
+    from srnas.supernet.imaging import to_tensor
     lr = to_tensor(pair.lr)
     with torch.inference_mode():
         outputs = {d.model.name: d.run(lr) for d in deployed if d.model.name != "bicubic"}

@@ -25,14 +25,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from experiments import zoo
-from latency.executors import (available_executors, choose_executor, deploy_file, executor_name, executor_summary,
-                               executor_table_markdown, export_onnx, file_infer, make_runner, openvino_compile,
-                               openvino_conv_precisions, quantize_onnx, random_calibration)
-from latency.timing import time_interleaved
-from supernet.blocks import fuse_weight_norm
-from supernet.config import load_config
-from supernet.model import build_path_net
+from srnas.experiments import zoo
+from srnas.latency.executors import (available_executors, choose_executor, deploy_file, executor_name, executor_summary,
+                                     executor_table_markdown, export_onnx, file_infer, make_runner, openvino_compile,
+                                     openvino_conv_precisions, quantize_onnx, random_calibration)
+from srnas.latency.timing import time_interleaved
+from srnas.supernet.blocks import fuse_weight_norm
+from srnas.supernet.config import load_config
+from srnas.supernet.model import build_path_net
 
 ROOT = Path(__file__).resolve().parents[1]
 OV_NNCF = ("openvino", "int8-nncf")   # OpenVINO running NNCF's INT8 file instead of ONNX Runtime's QDQ file

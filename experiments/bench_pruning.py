@@ -22,14 +22,14 @@ from torch import nn
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from latency.timing import make_runner  # noqa: E402
-from latency.timing import time_interleaved as latency_time_interleaved  # noqa: E402
-from pruning import masked_finetune, apply_plan, compact, count_macs, mac_latency_fn, reweighted_prune  # noqa: E402
-from supernet.blocks import fuse_weight_norm  # noqa: E402
-from supernet.config import PruningConfig, load_config  # noqa: E402
-from supernet.data import PatchSampler, load_images, make_pairs  # noqa: E402
-from supernet.evaluate import evaluate  # noqa: E402
-from supernet.model import build_path_net  # noqa: E402
+from srnas.latency.timing import make_runner  # noqa: E402
+from srnas.latency.timing import time_interleaved as latency_time_interleaved  # noqa: E402
+from srnas.pruning import masked_finetune, apply_plan, compact, count_macs, mac_latency_fn, reweighted_prune  # noqa: E402
+from srnas.supernet.blocks import fuse_weight_norm  # noqa: E402
+from srnas.supernet.config import PruningConfig, load_config  # noqa: E402
+from srnas.supernet.data import PatchSampler, load_images, make_pairs  # noqa: E402
+from srnas.supernet.evaluate import evaluate  # noqa: E402
+from srnas.supernet.model import build_path_net  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from experiments.timing import measure_latency
-from experiments.upscaler import Upscaler
-from experiments.video import VideoReader, VideoWriter, probe
-from experiments.video_samples import make_video, moving_frames
-from experiments.video_upscale import upscale_video
-from latency.fingerprint import resolve_threads
+from srnas.experiments.timing import measure_latency
+from srnas.experiments.upscaler import Upscaler
+from srnas.experiments.video import VideoReader, VideoWriter, probe
+from srnas.experiments.video_samples import make_video, moving_frames
+from srnas.experiments.video_upscale import upscale_video
+from srnas.latency.fingerprint import resolve_threads
 
 SIZES = {"360p": (640, 360), "540p": (960, 540), "720p": (1280, 720)}
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from latency.fingerprint import PRECISIONS
-from latency.runtimes.registry import names as backends
+from srnas.latency.fingerprint import PRECISIONS
+from srnas.latency.runtimes.registry import names as backends
 
 # the x264 / x265 speed presets (experiments.video.X264_PRESETS; repeated so --help needs no PyAV import)
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
-from supernet.cli import add_training_args
-from supernet.errors import UserError
+from srnas.supernet.cli import add_training_args
+from srnas.supernet.errors import UserError
 
 DEFAULT_CONFIG = str(Path(__file__).resolve().parent / "configs" / "zoo.yaml")
 
@@ -99,14 +99,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                           "split-screen video, or for images zoomed crops side by side")
     u.add_argument("--tile", type=int, default=0, help="LR tile side in pixels (0: whole image at once)")
     u.add_argument("--margin", type=int, default=16, help="LR context pixels around each tile")
-    u.add_argument("--scale", type=int, default=2)
+    u.add_argument("--scale", type=int, default=None, choices=(2, 3, 4),
+                   help="the scale of a model name (default: x2, or the one it ships at); a model file says its own")
     u.add_argument("--weights-dir", default=None)
     u.add_argument("--threads", type=int, default=0)
     u.set_defaults(func=_upscale)
 
 
 def _zoo_train(args) -> int:
-    from supernet.config import config_of
+    from srnas.supernet.config import config_of
 
     cfg = config_of(args)
     out = Path(args.out) if args.out else None
@@ -162,7 +163,7 @@ def _zoo_export(args) -> int:
 def _bench(args) -> int:
     if not args.run:
         return _bench_unlocked(args)
-    from supernet.runlock import run_lock   # --run appends to the run's report: one process at a time
+    from srnas.supernet.runlock import run_lock   # --run appends to the run's report: one process at a time
     with run_lock(Path(args.run)):
         return _bench_unlocked(args)
 
@@ -170,15 +171,15 @@ def _bench(args) -> int:
 def _bench_unlocked(args) -> int:
     from .bench import DEFAULT_MODELS, run_bench, summary_json
 
-    from supernet.data import EMBEDDED, default_benchmarks, resolve_dataset
-    from supernet.imaging import list_images
+    from srnas.supernet.data import EMBEDDED, default_benchmarks, resolve_dataset
+    from srnas.supernet.imaging import list_images
 
     datasets, scale, data_root, lr_hw, threads = None, 2, None, (360, 640), 0
     winners = _run_winners(args) if args.run else []
     if not args.out:
         raise UserError("--out is required (or --run, which writes into RUN/bench)")
     if args.config:
-        from supernet.config import config_of
+        from srnas.supernet.config import config_of
         cfg = config_of(args)
         datasets, scale, data_root = list(cfg.data.benchmarks), cfg.data.scale, cfg.data.data_root or None
         lr_hw, threads = (cfg.latency.lr_height, cfg.latency.lr_width), cfg.latency.threads
@@ -199,7 +200,8 @@ def _bench_unlocked(args) -> int:
         except ValueError:
             raise UserError(f"--lr-size {args.lr_size!r}: write HxW, e.g. 360x640") from None
         lr_hw = (h, w)
-    models = [m.strip() for m in args.models.split(",") if m.strip()] or DEFAULT_MODELS + _shipped(args, scale)
+    models = [m.strip() for m in args.models.split(",") if m.strip()] or DEFAULT_MODELS + shipped_models(
+        scale, args.backend, args.precision, args.weights_dir)
     models = winners + models
     if args.precision and not args.backend:
         raise UserError("--precision needs --backend (the runtime that runs that precision)")
@@ -213,24 +215,25 @@ def _bench_unlocked(args) -> int:
     return 0
 
 
-def _shipped(args, scale: int) -> list[str]:
-    """The shipped INT8 zoo forms and searched models the default list takes: those whose weights are there and
-    whose precision this bench's runtime runs."""
-    from latency.executors import check_executor
-    from pruning.model_file import PrunedModel
+def shipped_models(scale: int, backend: str | None = None, precision: str | None = None,
+                   weights_dir: str | None = None, say=print) -> list[str]:
+    """The shipped INT8 zoo forms and searched models a default bench takes: those whose weights are there and
+    whose precision ``backend`` (None: torch) runs; ``say`` gets one line for each one left out."""
+    from srnas.latency.executors import check_executor
+    from srnas.pruning.model_file import PrunedModel
 
     from . import zoo
     out = []
-    for name in list(zoo.INT8) + zoo.search_members(args.weights_dir):
-        path = zoo.weights_path(name, scale, args.weights_dir)
+    for name in list(zoo.INT8) + zoo.search_members(weights_dir):
+        path = zoo.weights_path(name, scale, weights_dir)
         if not path.is_file():
             continue
-        precision = args.precision or ("int8" if name in zoo.INT8 else PrunedModel.load(path).precision)
+        own = precision or ("int8" if name in zoo.INT8 else PrunedModel.load(path).precision)
         try:
-            check_executor(args.backend or "torch-cpu", precision)
+            check_executor(backend or "torch-cpu", own)
         except UserError:
-            print(f"{name}: left out, it runs in {precision} and {args.backend or 'torch-cpu'} does not "
-                  f"(bench it with --backend onnxruntime or openvino)")
+            say(f"{name}: left out, it runs in {own} and {backend or 'torch-cpu'} does not "
+                f"(bench it with --backend onnxruntime or openvino)")
             continue
         out.append(name)
     return out
@@ -266,7 +269,7 @@ def _append_to_report(run: Path, out: Path, backend: str | None) -> None:
     rel = Path("bench") / "bench.png" if out == run / "bench" else out / "bench.png"
     text += (f"\n{head} ({backend or 'torch'}, each model in its own precision; one `srnas bench` run)\n\n"
              f"{(out / 'bench.md').read_text()}\n![PSNR vs latency]({rel})\n")
-    from supernet.writes import atomic_write_text
+    from srnas.supernet.writes import atomic_write_text
     atomic_write_text(report, text)
     print(f"appended the zoo comparison to {report}")
 

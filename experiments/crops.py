@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from supernet.imaging import imresize
+from srnas.supernet.imaging import imresize
 
 
 def crop_sheet(lr: torch.Tensor, outputs: dict[str, torch.Tensor], side: int = 96, zoom: int = 4) -> np.ndarray:

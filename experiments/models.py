@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from supernet.errors import UserError
+from srnas.supernet.errors import UserError
 
 from . import zoo
 
@@ -93,7 +93,7 @@ def is_torchscript(path: Path) -> bool:
 
 def load_pruned(path: Path) -> LoadedModel:
     """A pruned-model file (stage 3 of `srnas run`, `srnas prune`): its compact network, as it was measured."""
-    from pruning.model_file import PrunedModel
+    from srnas.pruning.model_file import PrunedModel
 
     pm = PrunedModel.load(path)
     module = pm.compact().eval()
@@ -104,8 +104,21 @@ def load_pruned(path: Path) -> LoadedModel:
                        info={"path": str(path), "steps": pm.train_steps, "backend": pm.backend})
 
 
-def load_model(spec: str, scale: int = 2, weights_dir: str | Path | None = None, threads: int = 0) -> LoadedModel:
-    """A zoo name ('fsrcnn', 'abpn_int8', ...), a .ts TorchScript or .onnx file, or a .pt (TorchScript or pruned)."""
+SCALES = (2, 3, 4)
+
+
+def name_scale(spec: str, weights_dir: str | Path | None = None) -> int:
+    """The scale a name loads at when none is asked for: x2 where it ships at x2, else the first it ships at."""
+    shipped = [s for s in SCALES if zoo.weights_path(spec, s, weights_dir).is_file()] if spec != "bicubic" else []
+    return 2 if not shipped or 2 in shipped else shipped[0]
+
+
+def load_model(spec: str, scale: int | None = None, weights_dir: str | Path | None = None,
+               threads: int = 0) -> LoadedModel:
+    """A zoo name ('fsrcnn', 'abpn_int8', ...), a .ts TorchScript or .onnx file, or a .pt (TorchScript or pruned).
+
+    A file upscales at its own scale (``scale``, where given, must agree); a name loads at ``scale``, or where
+    None at x2 (the first scale it ships at where it has no x2)."""
     p = Path(spec)
     if p.suffix in (".ts", ".onnx") or (p.suffix == ".pt" and p.is_file()):
         if not p.is_file():
@@ -114,9 +127,11 @@ def load_model(spec: str, scale: int = 2, weights_dir: str | Path | None = None,
             m = load_onnx(p, threads)
         else:
             m = load_torchscript(p) if p.suffix == ".ts" or is_torchscript(p) else load_pruned(p)
-        if m.scale != scale:
-            raise UserError(f"{p} upscales x{m.scale}, but --scale is {scale}; pass --scale {m.scale}")
+        if scale is not None and m.scale != scale:
+            raise UserError(f"{p} upscales x{m.scale}, but --scale {scale} was asked for: leave --scale out (a model "
+                            f"file says its scale) or pass a model of x{scale}")
         return m
+    scale = scale or name_scale(spec, weights_dir)
     found = zoo.searched(weights_dir) if spec.startswith("srnas_") else {}
     if spec in found or spec in ("srnas_abpn", "srnas_50ms"):
         path = zoo.weights_path(spec, scale, weights_dir)
@@ -125,6 +140,7 @@ def load_model(spec: str, scale: int = 2, weights_dir: str | Path | None = None,
                             f"writes it (experiments/weights/README.md)")
         m = load_pruned(path)
         m.name, m.config = spec, f"{found.get(spec, 'searched')}: {m.config}"
+        m.info["searched_for"] = found.get(spec, "")
         return m
     if spec == "abpn_int8":
         from .quantize import load_abpn_int8

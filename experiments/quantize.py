@@ -15,14 +15,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pruning import quant
-from supernet import checkpoint
-from supernet.config import Config
-from supernet.data import PatchSampler, load_images, make_pairs
-from supernet.distributed import init_distributed
-from supernet.errors import UserError
-from supernet.evaluate import evaluate
-from supernet.train import Recipe, load_train_images, stage_done, train_loop
+from srnas.pruning import quant
+from srnas.supernet import checkpoint
+from srnas.supernet.config import Config
+from srnas.supernet.data import PatchSampler, load_images, make_pairs
+from srnas.supernet.distributed import init_distributed
+from srnas.supernet.errors import UserError
+from srnas.supernet.evaluate import evaluate
+from srnas.supernet.train import Recipe, load_train_images, stage_done, train_loop
 
 from . import zoo
 from .zoo.abpn import ABPN
@@ -110,7 +110,7 @@ def export_torchscript(model: nn.Module, path: str | Path, lr_hw: tuple[int, int
     ts = torch.jit.freeze(ts) if hasattr(torch.jit, "freeze") else ts
     # made in memory and written atomically: TorchScript's own file writer aborts the process on a full disk
     import io
-    from supernet.writes import atomic_write_bytes
+    from srnas.supernet.writes import atomic_write_bytes
     buf = io.BytesIO()
     torch.jit.save(ts, buf)
     atomic_write_bytes(path, buf.getvalue())

@@ -23,22 +23,21 @@ import torch
 from scipy.stats import kendalltau
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from latency.build import load_lut  # noqa: E402
-from latency.model import LatencyModel  # noqa: E402
-from pruning import masked_finetune  # noqa: E402
-from search.candidate import Candidate  # noqa: E402
-from search.evaluator import member_net  # noqa: E402
-from search.pipeline import make_evaluator, make_space, train_sampler  # noqa: E402
-from supernet.config import load_config  # noqa: E402
-from supernet.data import load_images, make_pairs  # noqa: E402
-from supernet.distributed import DistInfo  # noqa: E402
-from supernet.evaluate import evaluate  # noqa: E402
-from supernet.progress import progress_bar  # noqa: E402
-from supernet.rundir import RunDir  # noqa: E402
-from supernet.train import load_supernet  # noqa: E402
-from supernet.writes import atomic_write_text, save_figure  # noqa: E402
+from srnas.latency.build import load_lut  # noqa: E402
+from srnas.latency.model import LatencyModel  # noqa: E402
+from srnas.pruning import masked_finetune  # noqa: E402
+from srnas.search.candidate import Candidate  # noqa: E402
+from srnas.search.evaluator import member_net  # noqa: E402
+from srnas.search.pipeline import make_evaluator, make_space, train_sampler  # noqa: E402
+from srnas.supernet.config import load_config  # noqa: E402
+from srnas.supernet.data import load_images, make_pairs  # noqa: E402
+from srnas.supernet.distributed import DistInfo  # noqa: E402
+from srnas.supernet.evaluate import evaluate  # noqa: E402
+from srnas.supernet.progress import progress_bar  # noqa: E402
+from srnas.supernet.rundir import RunDir  # noqa: E402
+from srnas.supernet.train import load_supernet  # noqa: E402
+from srnas.supernet.writes import atomic_write_text, save_figure  # noqa: E402
 
 
 def spread_members(space, lat_model, n: int, max_ms: float, seed: int = 0, pool: int = 4000) -> list[tuple]:

@@ -26,13 +26,12 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from experiments import zoo  # noqa: E402
-from latency.fingerprint import cpu_isa, cpu_model  # noqa: E402
-from search.pipeline import resolve_executor  # noqa: E402
-from supernet.config import load_config  # noqa: E402
-from supernet.writes import atomic_write_text  # noqa: E402
+from srnas.experiments import zoo  # noqa: E402
+from srnas.latency.fingerprint import cpu_isa, cpu_model  # noqa: E402
+from srnas.search.pipeline import resolve_executor  # noqa: E402
+from srnas.supernet.config import load_config  # noqa: E402
+from srnas.supernet.writes import atomic_write_text  # noqa: E402
 
 # The tightest budget: a quarter of abpn_int8's latency, or 1.1x the space's fastest dense member by the LUT (1 plain
 # cell at 8 with the skip, shuffle and clamp of a 720p output) where that is more. On the EPYC Zen 5 the fastest member
@@ -49,9 +48,9 @@ SIZES = ("srnas_xs", "srnas_s", "srnas_m", "srnas_l", "srnas_xl", "srnas_xxl")
 
 def abpn_int8_ms(cfg, backend: str, precision: str) -> float:
     """abpn_int8's median latency in (backend, precision) at the config's input size, as bench times it."""
-    from experiments.bench import BENCH_PASSES, deploy
-    from experiments.models import load_model
-    from experiments.timing import measure_latency
+    from srnas.experiments.bench import BENCH_PASSES, deploy
+    from srnas.experiments.models import load_model
+    from srnas.experiments.timing import measure_latency
 
     lat = cfg.latency
     hw = (lat.lr_height, lat.lr_width)
@@ -65,9 +64,9 @@ def abpn_int8_ms(cfg, backend: str, precision: str) -> float:
 
 def floor_ms(config: str, sets: list[str], ex, abpn_ms: float) -> float:
     """The tightest budget: QUARTER x abpn_ms, or FLOOR x the fastest dense member by the LUT (built here) if more."""
-    from latency.build import load_lut
-    from latency.model import LatencyModel
-    from search.pipeline import fastest_dense_ms
+    from srnas.latency.build import load_lut
+    from srnas.latency.model import LatencyModel
+    from srnas.search.pipeline import fastest_dense_ms
 
     rc = srnas(["latency", "build", "-c", config], sets)
     if rc:
@@ -89,16 +88,16 @@ def front_targets(abpn_ms: float, floor: float) -> list[float]:
 
 def srnas(command: list[str], sets: list[str]) -> int:
     """`srnas <command> --set ...` in a child process (its own progress and exit code)."""
-    cmd = [sys.executable, "-m", "search.cli", *command] + [a for s in sets for a in ("--set", s)]
+    cmd = [sys.executable, "-m", "srnas", *command] + [a for s in sets for a in ("--set", s)]
     print("$", " ".join(cmd), flush=True)
     return subprocess.call(cmd, cwd=ROOT)
 
 
 def val_psnr(model: str, cfg) -> float:
     """PSNR-Y of a member's model file on the config's validation images (held out, not a benchmark set)."""
-    from experiments.models import load_model
-    from supernet.data import load_images, make_pairs
-    from supernet.evaluate import evaluate
+    from srnas.experiments.models import load_model
+    from srnas.supernet.data import load_images, make_pairs
+    from srnas.supernet.evaluate import evaluate
 
     pairs = make_pairs(load_images(cfg.data.val, "val", data_root=cfg.data.data_root), cfg.data.scale)
     return evaluate(load_model(model, cfg.data.scale).run, pairs, cfg.data.scale, ssim=False)["psnr"]

@@ -5,8 +5,8 @@ from typing import Callable
 
 import torch
 
-from latency import time_interleaved
-from supernet.progress import progress_bar
+from srnas.latency import time_interleaved
+from srnas.supernet.progress import progress_bar
 
 Runner = Callable[[torch.Tensor], object]
 

@@ -19,14 +19,13 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from experiments import zoo  # noqa: E402
-from experiments.zoo.training import train_zoo_model  # noqa: E402
-from pruning.stage3 import winner_steps  # noqa: E402
-from supernet.config import load_config  # noqa: E402
-from supernet.data import PatchSampler  # noqa: E402
-from supernet.train import load_train_images  # noqa: E402
+from srnas.experiments import zoo  # noqa: E402
+from srnas.experiments.zoo.training import train_zoo_model  # noqa: E402
+from srnas.pruning.stage3 import winner_steps  # noqa: E402
+from srnas.supernet.config import load_config  # noqa: E402
+from srnas.supernet.data import PatchSampler  # noqa: E402
+from srnas.supernet.train import load_train_images  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,10 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     sampler = PatchSampler(load_train_images(cfg), d.scale, d.patch_size, d.batch_size, d.augment, cfg.train.seed)
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
         if name == "abpn_int8":
-            from experiments.quantize import train_abpn_int8
+            from srnas.experiments.quantize import train_abpn_int8
             out = train_abpn_int8(cfg, resume=args.resume, sampler=sampler)
         elif name in zoo.INT8:   # after its fp32 model (earlier in --models, or the shipped weights)
-            from experiments.zoo.int8 import train_zoo_int8
+            from srnas.experiments.zoo.int8 import train_zoo_int8
             out = train_zoo_int8(cfg, name, resume=args.resume, sampler=sampler)
         else:
             out = train_zoo_model(cfg, name, resume=args.resume, sampler=sampler)

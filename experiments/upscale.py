@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from supernet.errors import UserError
-from supernet.progress import progress_bar
-from supernet.imaging import ImageError, imresize, list_images, read_pixels, write_png
-from supernet.writes import disk_full, is_full
+from srnas.supernet.errors import UserError
+from srnas.supernet.progress import progress_bar
+from srnas.supernet.imaging import ImageError, imresize, list_images, read_pixels, write_png
+from srnas.supernet.writes import disk_full, is_full
 
 from .crops import crop_sheet
 from .tiling import tiled_upscale  # noqa: F401  (bench and tests import it from here)

@@ -1,6 +1,6 @@
 """A small API for apps: a searched or zoo model as a function of numpy frames, in the executor it runs best in.
 
-    from experiments.upscaler import Upscaler
+    from srnas.experiments.upscaler import Upscaler
     with Upscaler("srnas_abpn") as up:        # executor: the one recorded in the model file (OpenVINO INT8)
         hr = up(frame)                        # HxWx3 uint8 (or uint16) RGB -> (2H)x(2W)x3, same dtype
 
@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from latency.executors import (auto_candidates, available_executors, check_executor, choose_executor, deploy_file,
-                               executor_name, file_backends, file_infer, make_infer, pixel_infer)
-from supernet.errors import UserError
+from srnas.latency.executors import (auto_candidates, available_executors, check_executor, choose_executor, deploy_file,
+                                     executor_name, file_backends, file_infer, make_infer, pixel_infer)
+from srnas.supernet.errors import UserError
 
 from .models import LoadedModel, load_model
 from .tiling import tiled_upscale
@@ -37,7 +37,7 @@ class Upscaler:
     """
 
     def __init__(self, model: str = "srnas_abpn", backend: str | None = None, precision: str | None = None, *,
-                 scale: int = 2, threads: int = 0, tile: int = 0, margin: int = 16,
+                 scale: int | None = None, threads: int = 0, tile: int = 0, margin: int = 16,
                  weights_dir: str | Path | None = None, lr_hw: tuple[int, int] = (360, 640)):
         self.model: LoadedModel = load_model(model, scale, weights_dir, threads)
         self.name, self.scale, self.threads = self.model.name, self.model.scale, threads

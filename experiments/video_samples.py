@@ -12,8 +12,8 @@ import av
 import numpy as np
 import torch
 
-from supernet.data import EMBEDDED, load_images
-from supernet.imaging import imresize
+from srnas.supernet.data import EMBEDDED, load_images
+from srnas.supernet.imaging import imresize
 
 from .video import DEFAULT_CODEC, Colour, VideoInfo, VideoWriter
 

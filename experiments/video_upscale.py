@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from supernet.progress import progress_bar
+from srnas.supernet.progress import progress_bar
 
 from .crops import draw_labels
 from .upscaler import Upscaler
@@ -272,7 +272,7 @@ def _abort(out: dict) -> None:
 
 def split_screen(lr: torch.Tensor, sr: np.ndarray, label: str) -> np.ndarray:
     """Left half bicubic, right half the model, a line between and each half labelled."""
-    from supernet.imaging import imresize
+    from srnas.supernet.imaging import imresize
     h, w = sr.shape[:2]
     top = 255.0 if sr.dtype == np.uint8 else 65535.0
     bic = imresize(lr, (h, w))[0].mul(top).add_(0.5).clamp_(0, top).permute(1, 2, 0).numpy().astype(sr.dtype)

@@ -7,9 +7,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from supernet.blocks import fuse_weight_norm
-from supernet.errors import UserError
-from supernet.model import build_path_net
+from srnas.supernet.blocks import fuse_weight_norm
+from srnas.supernet.errors import UserError
+from srnas.supernet.model import build_path_net
 
 from .deploy import make_runner
 from .runtimes.registry import SUPPORTED, available_executors

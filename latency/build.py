@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from supernet.config import Config, depths, widths
-from supernet.progress import progress_bar
-from supernet.rundir import RunDir
-from supernet.widths import WidthRule
+from srnas.supernet.config import Config, depths, widths
+from srnas.supernet.progress import progress_bar
+from srnas.supernet.rundir import RunDir
+from srnas.supernet.widths import WidthRule
 
 from .catalogue import OpKey, block_templates, catalogue, chain_probe, chained, op_inputs, op_module
 from .check import candidate_templates, fit_calibration, measure_candidates, random_candidate

@@ -15,10 +15,10 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from supernet.blocks import BLOCKS, Block, ResidualBlock, fuse_weight_norm, is_depthwise
-from supernet.config import ModelConfig, at_size, depths, widths
-from supernet.model import SKIP_KERNEL, build_path_net, convs_of, make_skip
-from supernet.widths import DENSE, CellSpec, Chain, ConvSpec, WidthRule, normalise, zero_options
+from srnas.supernet.blocks import BLOCKS, Block, ResidualBlock, fuse_weight_norm, is_depthwise
+from srnas.supernet.config import ModelConfig, at_size, depths, widths
+from srnas.supernet.model import SKIP_KERNEL, build_path_net, convs_of, make_skip
+from srnas.supernet.widths import DENSE, CellSpec, Chain, ConvSpec, WidthRule, normalise, zero_options
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ import torch
 from scipy.stats import spearmanr
 from torch import nn
 
-from supernet.progress import progress_bar
-from supernet.writes import save_figure
+from srnas.supernet.progress import progress_bar
+from srnas.supernet.writes import save_figure
 
 from .catalogue import block_templates
 from .deploy import make_runner
@@ -76,7 +76,7 @@ def measure_candidates(cands: Sequence[tuple], candidate_fn: CandidateFn,
 
 def candidate_templates(model_cfg, scale: int) -> dict:
     """The block templates random candidates are drawn from (conv names do not depend on the width)."""
-    from supernet.config import at_size, depths, widths
+    from srnas.supernet.config import at_size, depths, widths
 
     if model_cfg.elastic:
         model_cfg = at_size(model_cfg, max(depths(model_cfg)), max(widths(model_cfg)))

@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from supernet.errors import UserError
+from srnas.supernet.errors import UserError
 
 from .runtimes.base import Compiled, Runner, Samples
 from .runtimes.files import FileRuntime

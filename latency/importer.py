@@ -5,8 +5,8 @@ import csv
 import json
 from pathlib import Path
 
-from supernet.config import Config
-from supernet.errors import UserError
+from srnas.supernet.config import Config
+from srnas.supernet.errors import UserError
 
 from .fingerprint import FIELDS, layout_of
 from .lut import LUT, read_csv

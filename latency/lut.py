@@ -14,8 +14,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from supernet.errors import UserError
-from supernet.writes import append_text, atomic_write_text
+from srnas.supernet.errors import UserError
+from srnas.supernet.writes import append_text, atomic_write_text
 
 from .catalogue import OpKey, normalise
 from .fingerprint import EXECUTOR_FIELDS, device_id, fingerprint, fingerprint_diff, layout_of

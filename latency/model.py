@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from supernet.config import Config, ModelConfig, at_size, depths, widths
-from supernet.errors import UserError
-from supernet.widths import DENSE, WIDTH_SCHEMES, Chain, WidthRule, normalise
+from srnas.supernet.config import Config, ModelConfig, at_size, depths, widths
+from srnas.supernet.errors import UserError
+from srnas.supernet.widths import DENSE, WIDTH_SCHEMES, Chain, WidthRule, normalise
 
 from .catalogue import (OpKey, Step, block_templates, cell_spec, conv_key, end_templates, fixed_keys, row_trunk,
                         row_widths, specs, whole_block_key)

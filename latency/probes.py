@@ -15,9 +15,9 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from supernet.config import Config
-from supernet.errors import UserError
-from supernet.progress import progress_bar
+from srnas.supernet.config import Config
+from srnas.supernet.errors import UserError
+from srnas.supernet.progress import progress_bar
 
 from .build import anchor_key, anchor_module, calibration_candidates, lut_keys
 from .catalogue import OpKey, chain_probe, chained, op_module

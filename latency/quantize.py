@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from supernet.errors import UserError
+from srnas.supernet.errors import UserError
 
 from .onnx_export import as_arrays
 

@@ -9,9 +9,9 @@ import argparse
 import json
 from pathlib import Path
 
-from supernet import checkpoint
-from supernet.config import config_of
-from supernet.runlock import lock_folder, run_lock
+from srnas.supernet import checkpoint
+from srnas.supernet.config import config_of
+from srnas.supernet.runlock import lock_folder, run_lock
 
 from . import PrunedModel, export_model
 from .masks import Masks

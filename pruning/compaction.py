@@ -6,10 +6,10 @@ import copy
 import torch
 from torch import nn
 
-from supernet.blocks import fuse_weight_norm
-from supernet.config import ModelConfig, PruningConfig
-from supernet.model import build_path_net
-from supernet.widths import Chain, padded
+from srnas.supernet.blocks import fuse_weight_norm
+from srnas.supernet.config import ModelConfig, PruningConfig
+from srnas.supernet.model import build_path_net
+from srnas.supernet.widths import Chain, padded
 
 from .executors import masked_conv
 from .masks import Masks, Plan, apply_plan

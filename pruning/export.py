@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from supernet.layout import ChannelsLast
-from supernet.writes import atomic_write_bytes
+from srnas.supernet.layout import ChannelsLast
+from srnas.supernet.writes import atomic_write_bytes
 
 
 def export_model(model: nn.Module, out_dir: str | Path, lr_hw: tuple[int, int] = (360, 640),

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from supernet.blocks import fuse_weight_norm
-from supernet.config import PruningConfig
-from supernet.errors import UserError
-from supernet.rep import fold_branches
+from srnas.supernet.blocks import fuse_weight_norm
+from srnas.supernet.config import PruningConfig
+from srnas.supernet.errors import UserError
+from srnas.supernet.rep import fold_branches
 
 from .schemes import SCHEMES, check_rate
 

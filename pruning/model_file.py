@@ -15,11 +15,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from supernet import checkpoint
-from supernet.blocks import fuse_weight_norm
-from supernet.config import ModelConfig, build_section
-from supernet.errors import UserError
-from supernet.model import build_path_net
+from srnas.supernet import checkpoint
+from srnas.supernet.blocks import fuse_weight_norm
+from srnas.supernet.config import ModelConfig, build_section
+from srnas.supernet.errors import UserError
+from srnas.supernet.model import build_path_net
 
 from .compaction import compact
 from .masks import Masks, Plan

@@ -7,8 +7,8 @@ from typing import Any, Callable
 
 from torch import nn
 
-from supernet import checkpoint
-from supernet.errors import UserError
+from srnas.supernet import checkpoint
+from srnas.supernet.errors import UserError
 
 REGULARIZATION, FINETUNE = "regularization", "finetune"
 

@@ -18,11 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from supernet.blocks import fuse_weight_norm
-from supernet.config import PruningConfig
-from supernet.progress import progress_bar
-from supernet.errors import UserError
-from supernet.train import non_finite_loss
+from srnas.supernet.blocks import fuse_weight_norm
+from srnas.supernet.config import PruningConfig
+from srnas.supernet.progress import progress_bar
+from srnas.supernet.errors import UserError
+from srnas.supernet.train import non_finite_loss
 
 from .masks import Masks, Plan, apply_plan, fold_masked, tied_layers
 from .resume import FINETUNE, REGULARIZATION, Phase, Progress

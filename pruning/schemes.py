@@ -14,9 +14,9 @@ from collections import Counter
 
 import torch
 
-from supernet.config import PruningConfig
-from supernet.errors import UserError
-from supernet.widths import n_keep
+from srnas.supernet.config import PruningConfig
+from srnas.supernet.errors import UserError
+from srnas.supernet.widths import n_keep
 
 
 def check_rate(scheme: str, rate: float) -> None:

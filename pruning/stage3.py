@@ -15,11 +15,11 @@ from typing import Callable, Sequence
 
 from torch import nn
 
-from supernet.config import Config
-from supernet.data import PatchSampler
-from supernet.errors import UserError
-from supernet.rep import fold_branches
-from supernet.train import load_train_images
+from srnas.supernet.config import Config
+from srnas.supernet.data import PatchSampler
+from srnas.supernet.errors import UserError
+from srnas.supernet.rep import fold_branches
+from srnas.supernet.train import load_train_images
 
 from .compaction import compact
 from .masks import Masks, Plan, apply_plan

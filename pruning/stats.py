@@ -7,7 +7,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from supernet.config import PruningConfig
+from srnas.supernet.config import PruningConfig
 
 from .compaction import compact
 from .masks import Plan, apply_plan

@@ -16,9 +16,9 @@ from typing import Callable
 
 import numpy as np
 
-from supernet.config import Config, SearchConfig, config_of
-from supernet.rundir import RunDir
-from supernet.writes import atomic_write_text, save_figure
+from srnas.supernet.config import Config, SearchConfig, config_of
+from srnas.supernet.rundir import RunDir
+from srnas.supernet.writes import atomic_write_text, save_figure
 
 from .candidate import Space
 from .constraints import Constraints
@@ -99,7 +99,7 @@ def write_ablation(summary: dict, out_dir: Path) -> Path:
 
 def ablate_command(cfg: Config, run: RunDir, seeds: int) -> dict:
     """The run's supernet and LUT (made when missing), then guided vs random for each seed, into <run>/ablate/."""
-    from supernet.errors import UserError
+    from srnas.supernet.errors import UserError
 
     from .pipeline import lut_stage, make_constraints, make_evaluator, make_space, one_process_supernet, resolve_target
 
@@ -134,7 +134,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _ablate(args) -> int:
-    from supernet.runlock import run_lock
+    from srnas.supernet.runlock import run_lock
 
     cfg = config_of(args)
     run = cfg.run(args.out)

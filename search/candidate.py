@@ -12,11 +12,11 @@ from typing import Sequence
 import numpy as np
 import yaml
 
-from supernet.config import ModelConfig, at_size, depths, widths
-from supernet.errors import UserError
-from supernet.model import SKIP_KERNEL, cell_specs, path_chain
-from supernet.widths import DENSE, WIDTH_SCHEMES, ConvSpec, WidthRule, kept, normalise
-from supernet.writes import atomic_write_text
+from srnas.supernet.config import ModelConfig, at_size, depths, widths
+from srnas.supernet.errors import UserError
+from srnas.supernet.model import SKIP_KERNEL, cell_specs, path_chain
+from srnas.supernet.widths import DENSE, WIDTH_SCHEMES, ConvSpec, WidthRule, kept, normalise
+from srnas.supernet.writes import atomic_write_text
 
 Plan = dict[str, tuple[str, float]]
 Slot = ConvSpec   # one prunable conv of a block type: its name inside the block ('body.0') and its shape

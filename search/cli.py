@@ -4,18 +4,20 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from importlib import metadata
 
-from supernet.errors import UserError
-from supernet.writes import disk_full, is_full, torch_write_failed, write_failed
+from srnas.supernet.errors import UserError
+from srnas.supernet.writes import disk_full, is_full, torch_write_failed, write_failed
 
 # Each module exposes register(subparsers); the order is the order of --help.
-COMMAND_MODULES = ["supernet.cli", "search.latency_commands", "search.commands", "search.ablate", "search.stage3",
-                   "pruning.cli", "experiments.cli"]
+COMMAND_MODULES = [f"srnas.{m}" for m in ("supernet.cli", "search.latency_commands", "search.commands", "search.ablate",
+                                           "search.stage3", "pruning.cli", "experiments.cli")]
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser."""
     parser = argparse.ArgumentParser(prog="srnas", description="Latency-aware NAS + pruning search for real-time SR")
+    parser.add_argument("--version", action="version", version=f"srnas {metadata.version('srnas')}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
         try:

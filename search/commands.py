@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from supernet.config import config_of
-from supernet.rundir import RunDir
-from supernet.runlock import run_lock
+from srnas.supernet.config import config_of
+from srnas.supernet.rundir import RunDir
+from srnas.supernet.runlock import run_lock
 
 
 def register(sub: argparse._SubParsersAction) -> None:

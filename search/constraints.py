@@ -4,13 +4,13 @@ from __future__ import annotations
 import warnings
 from typing import Callable, Sequence
 
-from supernet.errors import UserError
+from srnas.supernet.errors import UserError
 
 from .candidate import Candidate, Plan, Space
 
 try:  # the latency package defines the shared error types; keep search importable without it
-    from latency.lut import MissingRow
-    from latency.model import InfeasibleTarget
+    from srnas.latency.lut import MissingRow
+    from srnas.latency.model import InfeasibleTarget
 except ImportError:  # pragma: no cover - only while latency is not installed
     class InfeasibleTarget(UserError):
         """A target no candidate can meet."""

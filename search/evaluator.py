@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import torch
 
-from pruning import apply_plan, masked_finetune
-from supernet.config import Config
-from supernet.data import Pair, PatchSampler
-from supernet.evaluate import evaluate
-from supernet.model import SRNet, SuperNet
+from srnas.pruning import apply_plan, masked_finetune
+from srnas.supernet.config import Config
+from srnas.supernet.data import Pair, PatchSampler
+from srnas.supernet.evaluate import evaluate
+from srnas.supernet.model import SRNet, SuperNet
 
 from .candidate import Candidate, Space
 

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from supernet.config import Config, parse_target, save_config
-from supernet.errors import UserError
-from supernet.rundir import RunDir
-from supernet.writes import atomic_write_text, save_figure
+from srnas.supernet.config import Config, parse_target, save_config
+from srnas.supernet.errors import UserError
+from srnas.supernet.rundir import RunDir
+from srnas.supernet.writes import atomic_write_text, save_figure
 
 from .candidate import Candidate, Space, save_candidate
 from .constraints import Constraints

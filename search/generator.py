@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from supernet.errors import UserError
+from srnas.supernet.errors import UserError
 
 from .candidate import Candidate, Space
 from .constraints import Constraints

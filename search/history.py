@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from supernet.writes import append_text, atomic_write_text
+from srnas.supernet.writes import append_text, atomic_write_text
 
 COLUMNS = ["search", "iteration", "order", "key", "candidate", "encoding", "rate", "pred_mean", "pred_std", "acq",
            "psnr", "lat_pred_ms", "lat_meas_ms", "macs", "params", "eval_s", "rank", "time"]

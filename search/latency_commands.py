@@ -7,13 +7,13 @@ import json
 import warnings
 from pathlib import Path
 
-from latency.build import build_lut, calibrate_lut, default_lut_path, load_lut
-from latency.fingerprint import FIELDS
-from latency.runtimes.registry import names as backends
-from latency.importer import import_csv
-from latency.lut import LUTFingerprintWarning
-from supernet.config import config_of, depths, widths
-from supernet.runlock import lock_folder, run_lock
+from srnas.latency.build import build_lut, calibrate_lut, default_lut_path, load_lut
+from srnas.latency.fingerprint import FIELDS
+from srnas.latency.runtimes.registry import names as backends
+from srnas.latency.importer import import_csv
+from srnas.latency.lut import LUTFingerprintWarning
+from srnas.supernet.config import config_of, depths, widths
+from srnas.supernet.runlock import lock_folder, run_lock
 
 from .pipeline import candidate_builder, resolve_executor
 
@@ -86,8 +86,8 @@ def _build_locked(args, plain) -> int:
 
 
 def _check(args) -> int:
-    from latency.check import run_check
-    from latency.model import LatencyModel
+    from srnas.latency.check import run_check
+    from srnas.latency.model import LatencyModel
     cfg = _config(args)
     backend = cfg.latency.backend
     path = Path(args.lut) if args.lut else default_lut_path(cfg, backend)
@@ -132,7 +132,7 @@ def _import_locked(args, cfg) -> int:
     fields = {f: getattr(args, f"fp_{f}") for f in FIELDS if f != "backend" and getattr(args, f"fp_{f}")}
     lut = import_csv(Path(args.csv), args.out, cfg, backend=args.backend, fields=fields)
     if lut.calibration is None:   # a probe kit's CSV carries whole networks' times instead of a fitted calibration
-        from latency.probes import kit_calibration
+        from srnas.latency.probes import kit_calibration
         cal = kit_calibration(lut, cfg, args.csv)
         if cal is not None:
             lut.set_calibration(cal)
@@ -155,7 +155,7 @@ def _where_used(cfg, lut, config: str) -> str:
 
 
 def _probes(args) -> int:
-    from latency.probes import RUNNER_NAME, check_probe_executor, write_probes
+    from srnas.latency.probes import RUNNER_NAME, check_probe_executor, write_probes
     # as _config, but no `auto` resolution and no check of this machine's runtimes: the kit runs elsewhere
     cfg = config_of(args)
     if args.backend:

@@ -16,10 +16,10 @@ from typing import Callable
 import numpy as np
 import torch.distributed as tdist
 
-from supernet.config import SearchConfig
-from supernet.distributed import DistInfo, broadcast_object
-from supernet.errors import UserError
-from supernet.progress import progress_bar
+from srnas.supernet.config import SearchConfig
+from srnas.supernet.distributed import DistInfo, broadcast_object
+from srnas.supernet.errors import UserError
+from srnas.supernet.progress import progress_bar
 
 from .candidate import Candidate, Space
 from .constraints import Constraints

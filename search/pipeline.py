@@ -13,15 +13,15 @@ from pathlib import Path
 
 import torch
 
-import latency
-import pruning
-from supernet.config import Config, at_size, save_config
-from supernet.data import PatchSampler, load_images, make_pairs
-from supernet.distributed import DistInfo, barrier, init_distributed
-from supernet.errors import UserError
-from supernet.evaluate import evaluate
-from supernet.rundir import RunDir
-from supernet.train import load_supernet, load_train_images, train_supernet
+import srnas.latency as latency
+import srnas.pruning as pruning
+from srnas.supernet.config import Config, at_size, save_config
+from srnas.supernet.data import PatchSampler, load_images, make_pairs
+from srnas.supernet.distributed import DistInfo, barrier, init_distributed
+from srnas.supernet.errors import UserError
+from srnas.supernet.evaluate import evaluate
+from srnas.supernet.rundir import RunDir
+from srnas.supernet.train import load_supernet, load_train_images, train_supernet
 
 from .candidate import Candidate, Space, save_candidate
 from .constraints import Constraints

@@ -9,7 +9,7 @@ from botorch.acquisition.analytic import LogExpectedImprovement, UpperConfidence
 from botorch.models.ensemble import EnsembleModel
 from torch import nn
 
-from supernet import checkpoint
+from srnas.supernet import checkpoint
 
 
 def _mlp(d: int, hidden: int) -> nn.Sequential:

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from supernet.writes import atomic_write_text, save_figure  # noqa: E402
+from srnas.supernet.writes import atomic_write_text, save_figure  # noqa: E402
 
 
 def _best_so_far(df: pd.DataFrame) -> np.ndarray:

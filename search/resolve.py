@@ -8,12 +8,12 @@ import dataclasses
 import json
 from pathlib import Path
 
-from latency.auto import auto_candidates, choose_executor, executor_summary, reference_nets
-from latency.runtimes.registry import check_executor
-from supernet.config import Config, at_size, widths
-from supernet.errors import UserError
-from supernet.rundir import RunDir
-from supernet.widths import WidthRule
+from srnas.latency.auto import auto_candidates, choose_executor, executor_summary, reference_nets
+from srnas.latency.runtimes.registry import check_executor
+from srnas.supernet.config import Config, at_size, widths
+from srnas.supernet.errors import UserError
+from srnas.supernet.rundir import RunDir
+from srnas.supernet.widths import WidthRule
 
 from .candidate import Space
 from .history import atomic_write_json

@@ -6,9 +6,9 @@ import dataclasses
 import json
 from pathlib import Path
 
-from supernet.config import AUTO_CELLS, AUTO_FEATS, Config, size_choices
-from supernet.distributed import barrier, broadcast_object
-from supernet.rundir import RunDir
+from srnas.supernet.config import AUTO_CELLS, AUTO_FEATS, Config, size_choices
+from srnas.supernet.distributed import barrier, broadcast_object
+from srnas.supernet.rundir import RunDir
 
 from .history import atomic_write_json
 
@@ -16,7 +16,7 @@ from .history import atomic_write_json
 def size_table(cfg: Config, lut_path: Path) -> list[dict]:
     """Per allowed width: the most cells whose fastest candidate (every layer at its cheapest scheme and rate)
     meets the target by the LUT, measuring the rows of that width into the run's LUT first."""
-    from latency import InfeasibleTarget, LatencyModel, build_lut
+    from srnas.latency import InfeasibleTarget, LatencyModel, build_lut
 
     m, target = cfg.model, cfg.latency.target_ms
     cells = size_choices(m.n_cells, AUTO_CELLS)
@@ -46,7 +46,7 @@ def resolve_size(cfg: Config, run: RunDir, main: bool = True) -> Config:
         if run.size.exists():
             chosen = json.loads(run.size.read_text())
         else:
-            from latency import InfeasibleTarget, default_lut_path
+            from srnas.latency import InfeasibleTarget, default_lut_path
             table = size_table(cfg, default_lut_path(cfg, run=run))
             feasible = [r for r in table if r["n_cells"] > 0]
             if not feasible:

@@ -16,27 +16,27 @@ from typing import Sequence
 import torch
 from torch import nn
 
-import latency
-import pruning
-from latency import is_foreign
-from latency.deploy import make_infer, torch_infer
-from latency.fingerprint import layout_of
-from latency.quantize import int8_weight_bits
-from latency.timing import measure_module
-from pruning.reweighted import LatencyFn
-from pruning.stage3 import qat_steps_for
-from supernet import checkpoint
-from supernet.blocks import fuse_weight_norm
-from supernet.config import Config, ModelConfig, build_section, config_of
-from supernet.data import load_images, lr_crops, make_pairs
-from supernet.errors import UserError
-from supernet.elastic import is_elastic
-from supernet.evaluate import evaluate, evaluate_bicubic
-from supernet.model import parse_path
-from supernet.rundir import RunDir
-from supernet.runlock import lock_folder, run_lock
-from supernet.train import load_supernet, load_train_images
-from supernet.writes import atomic_write_text
+import srnas.latency as latency
+import srnas.pruning as pruning
+from srnas.latency import is_foreign
+from srnas.latency.deploy import make_infer, torch_infer
+from srnas.latency.fingerprint import layout_of
+from srnas.latency.quantize import int8_weight_bits
+from srnas.latency.timing import measure_module
+from srnas.pruning.reweighted import LatencyFn
+from srnas.pruning.stage3 import qat_steps_for
+from srnas.supernet import checkpoint
+from srnas.supernet.blocks import fuse_weight_norm
+from srnas.supernet.config import Config, ModelConfig, build_section, config_of
+from srnas.supernet.data import load_images, lr_crops, make_pairs
+from srnas.supernet.errors import UserError
+from srnas.supernet.elastic import is_elastic
+from srnas.supernet.evaluate import evaluate, evaluate_bicubic
+from srnas.supernet.model import parse_path
+from srnas.supernet.rundir import RunDir
+from srnas.supernet.runlock import lock_folder, run_lock
+from srnas.supernet.train import load_supernet, load_train_images
+from srnas.supernet.writes import atomic_write_text
 
 from .candidate import Candidate
 from .evaluator import member_net

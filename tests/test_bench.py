@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
-from experiments import zoo
-from experiments.bench import pareto_front, run_bench, summary_json
-from experiments.macs import count_macs
-from experiments.quantize import export_torchscript
-from search.cli import main
+from srnas.experiments import zoo
+from srnas.experiments.bench import pareto_front, run_bench, summary_json
+from srnas.experiments.macs import count_macs
+from srnas.experiments.quantize import export_torchscript
+from srnas.search.cli import main
 
 from conftest import need_benchmarks
 
@@ -65,7 +65,7 @@ def test_bench_missing_weights_is_user_error(tmp_path, capsys):
 
 def test_bench_times_8bit_frames_where_the_runtime_has_a_pixel_route(tmp_path):
     """OpenVINO rows carry frame_ms (uint8 frames in and out, as the upscaler runs them); torch rows do not."""
-    from latency.executors import available_executors
+    from srnas.latency.executors import available_executors
     if ("openvino", "fp32") not in available_executors():
         pytest.skip("OpenVINO does not run fp32 here")
     ov = run_bench(["bicubic", "espcn"], ["skimage"], 2, tmp_path / "ov", lr_hw=(24, 32), threads=1, repeats=1,

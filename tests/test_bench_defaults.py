@@ -1,7 +1,7 @@
 """`srnas bench` with its defaults on a bare clone: the embedded images stand in for the benchmark sets."""
 from __future__ import annotations
 
-from search.cli import main
+from srnas.search.cli import main
 
 
 def test_bench_defaults_without_benchmark_sets(tmp_path, monkeypatch, capsys):
@@ -24,7 +24,7 @@ def test_bench_missing_dataset_fails_before_any_work(tmp_path, monkeypatch, caps
 
 def test_bench_rows_are_typed_and_round_trip(tmp_path):
     import pandas as pd
-    from experiments.bench import COLUMNS, BenchRow, run_bench
+    from srnas.experiments.bench import COLUMNS, BenchRow, run_bench
     df = run_bench(["bicubic"], ["skimage"], 2, tmp_path, lr_hw=(24, 32), threads=1, repeats=1)
     assert list(df.columns) == COLUMNS
     rows = [BenchRow.from_json(r) for r in pd.read_csv(tmp_path / "bench.csv", keep_default_na=False).to_dict("records")]

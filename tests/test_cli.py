@@ -9,7 +9,7 @@ from conftest import ROOT, tiny_config
 
 
 def _run(*args):
-    return subprocess.run([sys.executable, "-m", "search.cli", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "srnas", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=600)
 
 
@@ -45,7 +45,7 @@ def test_train_then_eval_table(tmp_path):
 
 
 def test_every_command_with_a_config_takes_set_and_allow_foreign_lut():
-    from search.cli import _commands, build_parser
+    from srnas.search.cli import _commands, build_parser
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     with_config = [c for c in _commands(sub) if any(a.dest == "config" for a in c._actions)]
     names = {c.prog.split(" ", 1)[1] for c in with_config}

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from supernet.config import ConfigError, config_from_dict, load_config
+from srnas.supernet.config import ConfigError, config_from_dict, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,7 +91,7 @@ def test_unknown_section_is_an_error():
     ({"data": {"augment": "yes"}}, "data.augment"),
 ])
 def test_wrong_types_name_the_key(data, where):
-    import latency.runtimes.registry  # noqa: F401 (the runtimes latency.backend may name, loaded as the CLI loads them)
+    import srnas.latency.runtimes.registry  # noqa: F401 (the runtimes latency.backend may name, loaded as the CLI loads them)
     with pytest.raises(ConfigError, match=where):
         config_from_dict(data)
 

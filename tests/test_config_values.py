@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import tiny_config
-from search.cli import main
-from supernet.config import ConfigError, config_from_dict, load_config
+from srnas.search.cli import main
+from srnas.supernet.config import ConfigError, config_from_dict, load_config
 
 
 @pytest.mark.parametrize("text", [".inf", "-.inf", ".nan", ".NaN"])

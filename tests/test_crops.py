@@ -6,9 +6,9 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 
-from experiments.bench import run_bench
-from experiments.crops import crop_sheet
-from search.cli import main
+from srnas.experiments.bench import run_bench
+from srnas.experiments.crops import crop_sheet
+from srnas.search.cli import main
 
 torch.set_num_threads(1)
 

@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 
 from conftest import tiny_config
-from latency.build import build_lut
-from latency.lut import LUT, DamagedLUTWarning, read_csv
-from search.cli import main
-from search.history import COLUMNS, DamagedHistoryWarning, History
-from supernet.config import load_config
-from supernet.errors import UserError
-from supernet.train import _append_log, _truncate_log
+from srnas.latency.build import build_lut
+from srnas.latency.lut import LUT, DamagedLUTWarning, read_csv
+from srnas.search.cli import main
+from srnas.search.history import COLUMNS, DamagedHistoryWarning, History
+from srnas.supernet.config import load_config
+from srnas.supernet.errors import UserError
+from srnas.supernet.train import _append_log, _truncate_log
 
 
 def _lut_config(tmp_path):

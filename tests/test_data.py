@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import imageio.v3 as iio
 
-from supernet.data import PatchSampler, load_images, make_pairs, resolve_dataset
-from supernet.errors import UserError
-from supernet.imaging import ImageError, downscale, load_folder, read_image
+from srnas.supernet.data import PatchSampler, load_images, make_pairs, resolve_dataset
+from srnas.supernet.errors import UserError
+from srnas.supernet.imaging import ImageError, downscale, load_folder, read_image
 
 
 def _write(folder, name, shape, seed=0):

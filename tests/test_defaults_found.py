@@ -7,11 +7,11 @@ import dataclasses
 import pytest
 
 from conftest import tiny_config
-from latency.build import default_lut_path, load_lut, lut_keys
-from latency.lut import LUT, LUTFingerprintWarning, Row
-from latency.catalogue import OpKey
-from search.cli import main
-from supernet.config import config_from_dict, load_config
+from srnas.latency.build import default_lut_path, load_lut, lut_keys
+from srnas.latency.lut import LUT, LUTFingerprintWarning, Row
+from srnas.latency.catalogue import OpKey
+from srnas.search.cli import main
+from srnas.supernet.config import config_from_dict, load_config
 
 PHONE = "op,cin,cout,k,h,w,scheme,rate,latency_ms\nconv,8,16,3,4,4,none,0,2.5\nconv,8,16,3,4,4,filter,0.5,1.5\n"
 

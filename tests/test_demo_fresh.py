@@ -30,7 +30,7 @@ def run_on_bare_clone(config: str, tmp_path: Path, extra: list[str]) -> Path:
     work.mkdir()
     assert not (work.parent / "shared").exists()
     env = {k: v for k, v in os.environ.items() if k != "SRNAS_DATA"}
-    args = [sys.executable, "-m", "search.cli", "run", "-c", str(ROOT / f"experiments/configs/{config}.yaml"),
+    args = [sys.executable, "-m", "srnas", "run", "-c", str(ROOT / f"experiments/configs/{config}.yaml"),
             "--set", f"run_dir={work / 'runs'}"]
     for s in SHRINK + extra:
         args += ["--set", s]
@@ -48,7 +48,7 @@ def test_demo_config_runs_with_only_the_clone(tmp_path):
     saved = (run / "config.yaml").read_text()
     assert "target: 1.2x" not in saved and "ms" in saved.split("target:")[1].splitlines()[0]
     # make demo's second step: the winner against the zoo, in the run's executor, into its report
-    p = subprocess.run([sys.executable, "-m", "search.cli", "bench", "--run", str(run), "--models", "bicubic,espcn",
+    p = subprocess.run([sys.executable, "-m", "srnas", "bench", "--run", str(run), "--models", "bicubic,espcn",
                         "--lr-size", "12x16", "--repeats", "1", "--threads", "1"], cwd=run.parent.parent,
                        capture_output=True, text=True, timeout=600,
                        env={k: v for k, v in os.environ.items() if k != "SRNAS_DATA"})
@@ -99,8 +99,8 @@ def test_ship_winners_runs_one_front_and_ships_every_member(tmp_path):
                            key=lambda n: members[n]["target_ms"], default="srnas_xs")
     assert ship["aliases"] == {"srnas_abpn": meets(40), "srnas_50ms": meets(50)} and ship["cpu"]
     assert not (weights / "srnas_xxl_x2.pt").exists()
-    from experiments import zoo
-    from experiments.models import load_model
+    from srnas.experiments import zoo
+    from srnas.experiments.models import load_model
     assert zoo.search_members(weights) == list(ship["members"])
     for name in (*members, "srnas_abpn", "srnas_50ms"):
         m = load_model(name, 2, weights_dir=weights)

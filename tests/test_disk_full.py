@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-import supernet.writes as writes
+import srnas.supernet.writes as writes
 from conftest import tiny_config
-from latency.lut import LUT
-from search.cli import main
-from supernet import checkpoint
+from srnas.latency.lut import LUT
+from srnas.search.cli import main
+from srnas.supernet import checkpoint
 
 
 class _Full:
@@ -159,7 +159,7 @@ def test_full_disk_during_export_leaves_no_tmp_and_the_rerun_writes_both(tmp_pat
                   "write failed"), "writing a file failed (")])
 def test_a_full_disk_in_any_write_is_one_line(tmp_path, capsys, monkeypatch, error, said):
     """A write no stage wrapped still ends in one line, not a traceback (the CLI's last handler)."""
-    import supernet.cli as supernet_cli
+    import srnas.supernet.cli as supernet_cli
     cfg = tiny_config(tmp_path)
 
     def train(*a, **k):
@@ -172,7 +172,7 @@ def test_a_full_disk_in_any_write_is_one_line(tmp_path, capsys, monkeypatch, err
 
 
 def test_other_errors_are_not_taken_for_a_full_disk(tmp_path, monkeypatch):
-    import supernet.cli as supernet_cli
+    import srnas.supernet.cli as supernet_cli
     cfg = tiny_config(tmp_path)
     monkeypatch.setattr(supernet_cli, "train_supernet", lambda *a, **k: (_ for _ in ()).throw(
         OSError(errno.EIO, "Input/output error")))

@@ -7,15 +7,15 @@ import pytest
 import torch
 
 from conftest import ROOT, tiny_config
-from supernet.elastic import build_supernet
-from supernet.train import load_supernet
+from srnas.supernet.elastic import build_supernet
+from srnas.supernet.train import load_supernet
 
 
 @pytest.mark.slow
 def test_torchrun_two_processes(tmp_path):
     cfg = tiny_config(tmp_path, train={"steps": 30, "epoch_steps": 15, "threads": 1})
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-           "-m", "search.cli", "supernet", "train", "-c", str(cfg)]
+           "-m", "srnas", "supernet", "train", "-c", str(cfg)]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     stage = tmp_path / "runs" / "tiny" / "supernet"

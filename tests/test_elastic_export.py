@@ -6,9 +6,9 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from pruning import apply_plan, compact, export_model
-from pruning.compaction import pruned_path_net
-from supernet.config import ModelConfig, PruningConfig
+from srnas.pruning import apply_plan, compact, export_model
+from srnas.pruning.compaction import pruned_path_net
+from srnas.supernet.config import ModelConfig, PruningConfig
 
 from test_elastic_supernet import perturbed
 

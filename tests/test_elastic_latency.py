@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from latency.build import build_lut, calibration_candidates, lut_keys
-from latency.catalogue import OpKey, catalogue, chain_probe, op_module
-from latency.fingerprint import fingerprint
-from latency.lut import LUT, Row
-from latency.model import ElasticLatencyModel, LatencyModel
-from supernet.config import at_size, load_config
-from supernet.widths import WidthRule
+from srnas.latency.build import build_lut, calibration_candidates, lut_keys
+from srnas.latency.catalogue import OpKey, catalogue, chain_probe, op_module
+from srnas.latency.fingerprint import fingerprint
+from srnas.latency.lut import LUT, Row
+from srnas.latency.model import ElasticLatencyModel, LatencyModel
+from srnas.supernet.config import at_size, load_config
+from srnas.supernet.widths import WidthRule
 
 from conftest import tiny_config
 
@@ -102,7 +102,7 @@ def test_cli_builds_calibrates_and_checks_an_elastic_lut(tmp_path, capsys):
     """`srnas latency build` / `check` over an elastic space: calibration and check draw members of every size."""
     import json
 
-    from search.cli import main
+    from srnas.search.cli import main
     cfg_path = tiny_config(tmp_path, model={"n_cells": [1, 2], "n_feats": [4, 8], "blocks": ["plain", "wdsr_b"],
                                             "elastic": True},
                            latency={"lr_height": HW[0], "lr_width": HW[1], "warmup": 0, "repeats": 2, "threads": 1,

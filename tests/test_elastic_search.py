@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from search.candidate import Candidate, Space
-from search.constraints import Constraints
-from search.evaluator import member_net
-from search.generator import evolve, random_valid
-from supernet.config import ModelConfig
-from supernet.errors import UserError
-from supernet.elastic import build_supernet
+from srnas.search.candidate import Candidate, Space
+from srnas.search.constraints import Constraints
+from srnas.search.evaluator import member_net
+from srnas.search.generator import evolve, random_valid
+from srnas.supernet.config import ModelConfig
+from srnas.supernet.errors import UserError
+from srnas.supernet.elastic import build_supernet
 
 CFG = ModelConfig(n_cells=[1, 2, 4], n_feats=[8, 16, 24], blocks=["plain", "wdsr_b"], expansion_b=2, elastic=True)
 SPACE = Space(CFG, ["none", "filter", "unstructured"], 2)

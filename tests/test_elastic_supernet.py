@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from supernet.config import ConfigError, ModelConfig, config_from_dict, load_config
-from supernet.elastic import Arch, ElasticSuperNet, leading
-from supernet.elastic import build_supernet
-from supernet.model import SRNet
-from supernet.train import load_supernet, sandwich_loss, train_supernet
+from srnas.supernet.config import ConfigError, ModelConfig, config_from_dict, load_config
+from srnas.supernet.elastic import Arch, ElasticSuperNet, leading
+from srnas.supernet.elastic import build_supernet
+from srnas.supernet.model import SRNet
+from srnas.supernet.train import load_supernet, sandwich_loss, train_supernet
 
 from conftest import tiny_config
 
@@ -99,9 +99,9 @@ def test_sandwich_draws_largest_smallest_and_random():
 
 def test_a_training_budget_bounds_the_sandwich():
     """train.max_gmacs: the largest trained is the costliest member within it, random members are drawn within it."""
-    from experiments.macs import count_macs
-    from supernet.errors import UserError
-    from supernet.model import build_path_net
+    from srnas.experiments.macs import count_macs
+    from srnas.supernet.errors import UserError
+    from srnas.supernet.model import build_path_net
 
     net = build_supernet(CFG, 2)
 
@@ -163,7 +163,7 @@ def test_elastic_supernet_trains_saves_loads_and_evaluates(tmp_path, capsys):
     with torch.no_grad():
         assert torch.allclose(net(x, ("plain",), 4), net.extract(("plain",), 4)(x), atol=1e-6)
     # `srnas supernet eval` takes a member's width and samples members of every size
-    from search.cli import main
+    from srnas.search.cli import main
     capsys.readouterr()
     assert main(["supernet", "eval", "-c", str(path), "--datasets", "skimage", "--path", "plain,b", "--width", "4",
                  "--sample", "3", "--json"]) == 0

@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from search.pipeline import resolve_executor
-from supernet.config import load_config
+from srnas.search.pipeline import resolve_executor
+from srnas.supernet.config import load_config
 
 from conftest import tiny_config
 
@@ -38,9 +38,9 @@ def test_int8_run_deploys_and_scores_the_quantized_file(tmp_path, capsys):
     """`srnas run` for ONNX Runtime INT8: stage 3 QAT fine-tunes the winner, writes the QDQ file that executor
     runs and scores that file."""
     import onnxruntime as ort
-    from latency.executors import is_quantized
-    from pruning import PrunedModel
-    from search.cli import main
+    from srnas.latency.executors import is_quantized
+    from srnas.pruning import PrunedModel
+    from srnas.search.cli import main
 
     cfg = tiny_config(tmp_path, data={"benchmarks": ["skimage"]}, train={"qat_steps": 3},
                       latency={"backend": "onnxruntime", "precision": "int8", "lr_height": 12, "lr_width": 16,

@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from latency.executors import (SUPPORTED, available_executors, check_executor, check_openvino_precision,
-                               choose_executor, deploy_file, executor_summary, file_infer, float_output_nodes,
-                               is_quantized,
-                               make_infer, make_runner, openvino_compile, quantize_onnx)
-from latency.timing import measure_module
-from supernet.blocks import fuse_weight_norm
-from supernet.config import ModelConfig
-from supernet.errors import UserError
-from supernet.model import build_path_net
+from srnas.latency.executors import (SUPPORTED, available_executors, check_executor, check_openvino_precision,
+                                     choose_executor, deploy_file, executor_summary, file_infer, float_output_nodes,
+                                     is_quantized,
+                                     make_infer, make_runner, openvino_compile, quantize_onnx)
+from srnas.latency.timing import measure_module
+from srnas.supernet.blocks import fuse_weight_norm
+from srnas.supernet.config import ModelConfig
+from srnas.supernet.errors import UserError
+from srnas.supernet.model import build_path_net
 
 HW = (32, 48)
 ALL = [(b, p) for b, ps in SUPPORTED.items() for p in ps]
@@ -204,7 +204,7 @@ def test_file_infer_runs_the_int8_file_it_was_given(tmp_path):
 def test_bench_in_a_runtime_scores_and_labels_what_it_runs(tmp_path):
     """srnas bench --backend onnxruntime: abpn_int8 runs as the INT8 QDQ file, scored in ORT near torch's INT8."""
     skip_unless_runs("onnxruntime", "int8")
-    from experiments.bench import run_bench
+    from srnas.experiments.bench import run_bench
     specs, kw = ["bicubic", "abpn_int8"], dict(lr_hw=(24, 32), threads=1, repeats=1)
     ort = run_bench(specs, ["skimage"], 2, tmp_path / "ort", backend="onnxruntime", **kw).set_index("model")
     base = run_bench(specs, ["skimage"], 2, tmp_path / "torch", **kw).set_index("model")
@@ -217,7 +217,7 @@ def test_bench_in_a_runtime_scores_and_labels_what_it_runs(tmp_path):
 
 
 def test_bench_refuses_a_precision_its_runtime_cannot_run(tmp_path, capsys):
-    from search.cli import main
+    from srnas.search.cli import main
     rc = main(["bench", "--models", "abpn", "--datasets", "skimage", "--out", str(tmp_path), "--backend", "torch-cpu",
                "--precision", "int8"])
     assert rc == 2 and "onnxruntime, openvino" in capsys.readouterr().err
@@ -226,7 +226,7 @@ def test_bench_refuses_a_precision_its_runtime_cannot_run(tmp_path, capsys):
 
 
 def test_auto_candidates_follow_what_the_config_fixes():
-    from latency.executors import auto_candidates
+    from srnas.latency.executors import auto_candidates
     assert ("openvino", "int8") in auto_candidates() and ("onnxruntime", "bf16") not in auto_candidates()
     assert auto_candidates("openvino", "auto") == [("openvino", p) for p in ("fp32", "bf16", "int8")]
     assert auto_candidates("auto", "int8") == [("onnxruntime", "int8"), ("openvino", "int8")]

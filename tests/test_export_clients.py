@@ -23,10 +23,10 @@ import numpy as np
 import pytest
 import torch
 
-from experiments import zoo
-from pruning import apply_plan, compact, export_model
-from supernet.config import ModelConfig, PruningConfig
-from supernet.model import build_path_net
+from srnas.experiments import zoo
+from srnas.pruning import apply_plan, compact, export_model
+from srnas.supernet.config import ModelConfig, PruningConfig
+from srnas.supernet.model import build_path_net
 
 TOL = 1e-4
 TRACE_HW = (24, 32)          # the size export traces at

@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from conftest import ROOT, tiny_config
-from supernet import checkpoint
+from srnas.supernet import checkpoint
 from test_search_pipeline import TINY
 from test_train_resume import _srnas
 

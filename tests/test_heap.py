@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PROBE = """
 import ctypes, sys
 import torch
-from latency.heap import keep_heap
+from srnas.latency.heap import keep_heap
 if sys.argv[1] == "kept":
     assert keep_heap()
 class MallInfo2(ctypes.Structure):
@@ -40,7 +40,7 @@ def test_keep_heap_serves_large_tensors_from_the_heap():
 
 
 def test_timing_sets_the_policy(monkeypatch):
-    import latency.timing as timing
+    import srnas.latency.timing as timing
     calls = []
     monkeypatch.setattr(timing, "keep_heap", lambda: calls.append(1))
     timing.time_interleaved([lambda: None], warmup=0, repeats=1)

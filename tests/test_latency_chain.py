@@ -7,11 +7,11 @@ import time
 import pytest
 import torch
 
-from latency.catalogue import CHAIN, OpKey, catalogue, chain_probe, chained, op_module
-from latency.check import fit_calibration
-from latency.timing import STEADY_TOL, time_steady
-from supernet.config import load_config
-from supernet.widths import WidthRule
+from srnas.latency.catalogue import CHAIN, OpKey, catalogue, chain_probe, chained, op_module
+from srnas.latency.check import fit_calibration
+from srnas.latency.timing import STEADY_TOL, time_steady
+from srnas.supernet.config import load_config
+from srnas.supernet.widths import WidthRule
 
 from conftest import tiny_config
 
@@ -108,14 +108,14 @@ def test_the_harness_times_the_second_call_of_a_turn():
             last["op"] = name
         return run
 
-    from latency.timing import time_interleaved
+    from srnas.latency.timing import time_interleaved
     ts = time_interleaved([op("a"), op("b")], warmup=0, repeats=3, extra_rounds=0)
     assert all(t.median_ms < 10.0 for t in ts)
 
 
 def test_each_candidate_keeps_its_fastest_pass(monkeypatch):
     # a load slows the whole first pass over candidates 2 and 3 (the sentinel, candidate 0, is not hit)
-    import latency.check as check
+    import srnas.latency.check as check
     built: dict[int, int] = {}
 
     def make_runner(net, *a, **k):
@@ -137,7 +137,7 @@ def test_each_candidate_keeps_its_fastest_pass(monkeypatch):
 
 
 def test_measure_module_keeps_the_fastest_pass(monkeypatch):
-    import latency.timing as timing
+    import srnas.latency.timing as timing
     calls = {"n": 0}
 
     def runner():   # a load during the first 6 calls (one pass of 3 rounds x 2 calls)

@@ -5,12 +5,12 @@ import warnings
 
 import pytest
 
-from latency.catalogue import OpKey
-from latency.fingerprint import fingerprint
-from latency.importer import import_csv
-from latency.lut import LUT, FingerprintMismatch, LUTFingerprintWarning, MissingRow, Row
-from supernet.config import load_config
-from supernet.errors import UserError
+from srnas.latency.catalogue import OpKey
+from srnas.latency.fingerprint import fingerprint
+from srnas.latency.importer import import_csv
+from srnas.latency.lut import LUT, FingerprintMismatch, LUTFingerprintWarning, MissingRow, Row
+from srnas.supernet.config import load_config
+from srnas.supernet.errors import UserError
 
 from conftest import tiny_config
 
@@ -79,7 +79,7 @@ def test_edited_header_backend_is_caught_by_the_rows(tmp_path):
 
 def test_config_lut_check_at_run_start(tmp_path, capsys):
     """A torch-cpu LUT where the onnxruntime config's LUT belongs stops `srnas run` before any work."""
-    from search.cli import main
+    from srnas.search.cli import main
     cfg_file = tiny_config(tmp_path, latency={"backend": "onnxruntime", "target": "50ms", "threads": 1})
     run = tmp_path / "runs" / "tiny"
     (run / "latency").mkdir(parents=True)
@@ -179,7 +179,7 @@ def test_build_uses_an_imported_lut_as_it_is_when_allowed(tmp_path):
     """A complete LUT of another device (imported) is used unchanged by a build, never measured into; an
     incomplete one says what to measure on that device; without allow_foreign_lut it is refused."""
     import dataclasses
-    from latency.build import build_lut
+    from srnas.latency.build import build_lut
     cfg = load_config(tiny_config(tmp_path, latency={"lr_height": 8, "lr_width": 8, "warmup": 0, "repeats": 1,
                                                      "threads": 1, "calib_samples": 0},
                                   pruning={"schemes": ["none"]}))

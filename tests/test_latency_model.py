@@ -9,17 +9,17 @@ import pytest
 import torch
 from torch import nn
 
-from latency.build import build_lut
-from latency.catalogue import OpKey, block_templates, catalogue
-from latency.check import accuracy
-from latency.fingerprint import fingerprint
-from latency.lut import LUT, MissingRow, Row
-from latency.model import InfeasibleTarget, LatencyModel
-from latency.timing import measure_module, time_interleaved
-from supernet.blocks import fuse_weight_norm
-from supernet.config import load_config
-from supernet.model import build_path_net, path_chain
-from supernet.widths import WidthRule, kept
+from srnas.latency.build import build_lut
+from srnas.latency.catalogue import OpKey, block_templates, catalogue
+from srnas.latency.check import accuracy
+from srnas.latency.fingerprint import fingerprint
+from srnas.latency.lut import LUT, MissingRow, Row
+from srnas.latency.model import InfeasibleTarget, LatencyModel
+from srnas.latency.timing import measure_module, time_interleaved
+from srnas.supernet.blocks import fuse_weight_norm
+from srnas.supernet.config import load_config
+from srnas.supernet.model import build_path_net, path_chain
+from srnas.supernet.widths import WidthRule, kept
 
 from conftest import tiny_config
 
@@ -114,8 +114,8 @@ def test_build_is_resumable_and_complete(tmp_path):
 
 
 def test_load_drift_during_a_build_is_flagged(tmp_path, monkeypatch):
-    import latency.build as build
-    from latency.timing import Timing
+    import srnas.latency.build as build
+    from srnas.latency.timing import Timing
     cfg = _cfg(tmp_path)
     chunks = {"n": 0}
 
@@ -149,7 +149,7 @@ def test_timing_harness_and_measure_module():
 
 
 def load_config_default():
-    from supernet.config import Config
+    from srnas.supernet.config import Config
     return Config()
 
 
@@ -166,7 +166,7 @@ def test_onnxruntime_backend_times_an_op():
 
 
 def test_cli_build_and_check(tmp_path, capsys):
-    from search.cli import main
+    from srnas.search.cli import main
     cfg_path = tiny_config(tmp_path, latency={"lr_height": HW[0], "lr_width": HW[1], "warmup": 0, "repeats": 2,
                                               "threads": 1, "calib_samples": 2})
     assert main(["latency", "build", "-c", str(cfg_path)]) == 0
@@ -195,7 +195,7 @@ ALL_BLOCKS = ["wdsr_a", "wdsr_b", "plain", "dws"]
 
 def _widths_agree(cfg, path, layers_by_name, seed):
     """Compact the path pruned by the plan; compare every conv's widths (head and tail too) with the rule's."""
-    from pruning import pruned_path_net
+    from srnas.pruning import pruned_path_net
     chain = path_chain(cfg.model, cfg.data.scale, path)
     layers = [layers_by_name.get(c.name, ("none", 0.0)) for c in chain.convs]
     plan = {n: lay for n, lay in layers_by_name.items() if lay[0] != "none"}
@@ -249,7 +249,7 @@ def test_whole_block_granularity_prices_blocks_by_their_own_rows(tmp_path):
     row = lut.ms(OpKey("block_wdsr_b", w[0][1], w[1][1], 0, *HW))
     assert m.block_ms("wdsr_b", tuple(layers)) == pytest.approx(row)
     # the whole-block module is the block as compaction leaves it: dense convs at those widths
-    from latency.catalogue import block_at_widths
+    from srnas.latency.catalogue import block_at_widths
     blk = block_at_widths("wdsr_b", (w[0][1], w[1][1]), cfg.model, cfg.data.scale)
     assert [(c.in_channels, c.out_channels) for c in blk.body if isinstance(c, nn.Conv2d)] == w
     assert blk(torch.rand(1, cfg.model.n_feats, *HW)).shape == (1, cfg.model.n_feats, *HW)
@@ -291,7 +291,7 @@ def test_a_plain_path_is_priced_op_by_op_with_its_narrowed_neighbours(tmp_path):
 def test_the_fast_space_is_timed_and_priced_in_full(tmp_path, granularity):
     """A built LUT of plain / dws / wdsr_b cells prices every path under every grid plan (no missing row), and
     its whole-block probes are the blocks as compaction leaves them."""
-    from latency.catalogue import block_at_widths, row_widths
+    from srnas.latency.catalogue import block_at_widths, row_widths
     cfg = _fast_cfg(tmp_path, granularity=granularity)
     lut = build_lut(cfg, out=tmp_path / "f.csv", progress=False)
     ops = {k.op for k in lut.rows}

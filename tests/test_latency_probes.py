@@ -12,18 +12,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from latency.build import build_lut, executor_fingerprint, lut_keys
-from latency.catalogue import block_templates, catalogue
-from latency.check import random_candidate
-from latency.executors import is_quantized
-from latency.fingerprint import fingerprint_diff
-from latency.lut import LUT
-from latency.model import LatencyModel
-from latency.probes import write_probes
-from search.cli import main
-from supernet.config import load_config
-from supernet.errors import UserError
-from supernet.widths import WidthRule
+from srnas.latency.build import build_lut, executor_fingerprint, lut_keys
+from srnas.latency.catalogue import block_templates, catalogue
+from srnas.latency.check import random_candidate
+from srnas.latency.executors import is_quantized
+from srnas.latency.fingerprint import fingerprint_diff
+from srnas.latency.lut import LUT
+from srnas.latency.model import LatencyModel
+from srnas.latency.probes import write_probes
+from srnas.search.cli import main
+from srnas.supernet.config import load_config
+from srnas.supernet.errors import UserError
+from srnas.supernet.widths import WidthRule
 
 from conftest import tiny_config
 

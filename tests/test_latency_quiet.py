@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from latency import build as build_mod
-from latency.quiet import BUSY_CORES, busy_message, other_cores_busy
-from supernet.config import load_config
+from srnas.latency import build as build_mod
+from srnas.latency.quiet import BUSY_CORES, busy_message, other_cores_busy
+from srnas.supernet.config import load_config
 
 from conftest import tiny_config
 

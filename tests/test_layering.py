@@ -1,6 +1,8 @@
 """The import direction of ../shared/DESIGN.md, checked on the source: supernet imports none of the other
 packages; latency and pruning import supernet only (not each other); search may import those three;
-nothing imports experiments but the CLI (search/cli.py lists command modules by name). And no two files of the
+nothing imports experiments but the CLI (search/cli.py lists command modules by name) and the front door
+(srnas/, the public API). Every import of the project goes through the one namespace (srnas.supernet, ...,
+mapped from the folders by pyproject.toml): a bare `import supernet` works only beside the source. And no two files of the
 project import each other, directly or round a circle, counting imports inside functions: a circle hidden in a
 function-local import still breaks the module that loads second."""
 from __future__ import annotations
@@ -11,20 +13,37 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+NAMESPACE = "srnas"
 PACKAGES = {"supernet", "latency", "pruning", "search", "experiments"}
+# the front door (srnas/: the API, `python -m srnas`) may import everything; no package imports it
 ALLOWED = {"supernet": set(), "latency": {"supernet"}, "pruning": {"supernet"},
-           "search": {"supernet", "latency", "pruning"}, "experiments": PACKAGES}
+           "search": {"supernet", "latency", "pruning"}, "experiments": PACKAGES, NAMESPACE: PACKAGES}
+
+
+def canonical(name: str) -> str:
+    """A dotted import name as the module of the source tree it loads: srnas.supernet.config -> supernet.config;
+    the front door's own modules keep their name (srnas, srnas.api)."""
+    head, _, rest = name.partition(".")
+    return rest if head == NAMESPACE and rest.split(".")[0] in PACKAGES else name
 
 
 def imported_packages(path: Path) -> set[str]:
-    """Top-level project packages a module imports (absolute imports; relative ones stay inside)."""
-    out = set()
+    """Top-level project packages a module imports (absolute imports; relative ones stay inside); a package
+    imported without the namespace is named as 'bare <name>'."""
+    names = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            out |= {a.name.split(".")[0] for a in node.names}
+            names += [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            out.add(node.module.split(".")[0])
-    return out & PACKAGES
+            names += [f"{node.module}.{a.name}" for a in node.names] if node.module == NAMESPACE else [node.module]
+    out = set()
+    for name in names:
+        head = name.split(".")[0]
+        if head in PACKAGES:
+            out.add(f"bare {head}")
+        elif head == NAMESPACE:
+            out.add(canonical(name).split(".")[0])
+    return out
 
 
 @pytest.mark.parametrize("package", sorted(ALLOWED))
@@ -37,10 +56,17 @@ def test_imports_flow_one_way(package):
     assert not bad, f"imports against the layering of DESIGN.md: {bad}"
 
 
+def test_tests_import_through_the_namespace():
+    bare = {str(f.relative_to(ROOT)): sorted(w for w in imported_packages(f) if w.startswith("bare "))
+            for f in sorted((ROOT / "tests").rglob("*.py"))}
+    assert not {k: v for k, v in bare.items() if v}, f"imports that miss the srnas namespace: {bare}"
+
+
 def test_the_check_sees_a_wrong_import(tmp_path):
     f = tmp_path / "m.py"
-    f.write_text("import torch\nfrom pruning.masks import apply_plan\nfrom . import sibling\n")
-    assert imported_packages(f) == {"pruning"}
+    f.write_text("import torch\nfrom srnas.pruning.masks import apply_plan\nfrom . import sibling\n"
+                 "from srnas import latency\nimport search.loop\nimport srnas\n")
+    assert imported_packages(f) == {"pruning", "latency", "bare search", NAMESPACE}
 
 
 # ---- no import cycles between the project's files ---------------------------------------------------------
@@ -70,14 +96,14 @@ def module_graph(root: Path, packages: set[str]) -> dict[str, set[str]]:
     import of pkg.mod also points at pkg/__init__.py when the importer lies outside pkg.
     """
     files = {}
-    for package in sorted(packages):
+    for package in sorted(packages | ({NAMESPACE} if (root / NAMESPACE).is_dir() else set())):
         for f in sorted((root / package).rglob("*.py")):
             parts = list(f.relative_to(root).with_suffix("").parts)
             files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = f
 
     def known(name: str) -> str | None:
         """The longest prefix of a dotted name that is a project module."""
-        parts = name.split(".")
+        parts = canonical(name).split(".")
         while parts and ".".join(parts) not in files:
             parts.pop()
         return ".".join(parts) or None
@@ -93,14 +119,16 @@ def module_graph(root: Path, packages: set[str]) -> dict[str, set[str]]:
                 if node.level:
                     up = package.split(".")[:len(package.split(".")) - (node.level - 1)]
                     base = ".".join(up + ([base] if base else []))
-                targets = [known(f"{base}.{a.name}") if f"{base}.{a.name}" in files else known(base)
+                targets = [known(full) if (full := canonical(f"{base}.{a.name}")) in files else known(base)
                            for a in node.names]
             for t in filter(None, targets):
                 # importing a.b.c runs a/__init__ and a/b/__init__ first, unless they are the importer's own
                 # (already running) packages
                 parts = t.split(".")
-                graph[mod] |= {p for p in (".".join(parts[:i]) for i in range(1, len(parts) + 1))
-                               if p in files and p != mod and not mod.startswith(p + ".")}
+                runs = {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
+                if t.split(".")[0] in PACKAGES and NAMESPACE in files:
+                    runs.add(NAMESPACE)   # srnas.supernet.x runs srnas/__init__ first
+                graph[mod] |= {p for p in runs if p in files and p != mod and not mod.startswith(p + ".")}
     return graph
 
 

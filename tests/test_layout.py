@@ -1,10 +1,10 @@
 """channels_last execution (the layout torch runs fastest on CPU) changes no output."""
 import torch
 
-from supernet.blocks import fuse_weight_norm
-from supernet.config import ModelConfig
-from supernet.layout import ChannelsLast, as_channels_last
-from supernet.model import build_path_net
+from srnas.supernet.blocks import fuse_weight_norm
+from srnas.supernet.config import ModelConfig
+from srnas.supernet.layout import ChannelsLast, as_channels_last
+from srnas.supernet.model import build_path_net
 
 
 def test_channels_last_wrapper_keeps_outputs_and_layout():
@@ -23,7 +23,7 @@ def test_channels_last_wrapper_keeps_outputs_and_layout():
 
 
 def test_torch_cpu_cl_backend_times_in_channels_last_and_plain_torch_cpu_does_not():
-    from latency.timing import make_runner
+    from srnas.latency.timing import make_runner
 
     plain, cl = torch.nn.Conv2d(4, 8, 3, padding=1), torch.nn.Conv2d(4, 8, 3, padding=1)
     x = torch.rand(1, 4, 10, 10)
@@ -34,7 +34,7 @@ def test_torch_cpu_cl_backend_times_in_channels_last_and_plain_torch_cpu_does_no
 
 
 def test_channels_last_export_matches(tmp_path):
-    from pruning import export_model
+    from srnas.pruning import export_model
 
     torch.manual_seed(0)
     net = fuse_weight_norm(build_path_net(ModelConfig(n_cells=1, n_feats=8), 2, ("wdsr_b",))).eval()

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 
 from conftest import need_benchmarks
-from supernet.data import load_images, make_pairs
-from supernet.evaluate import evaluate_bicubic
-from supernet.metrics import psnr_y, rgb_to_y, ssim_y
+from srnas.supernet.data import load_images, make_pairs
+from srnas.supernet.evaluate import evaluate_bicubic
+from srnas.supernet.metrics import psnr_y, rgb_to_y, ssim_y
 
 LITERATURE = {("Set5", 2): 33.66, ("Set5", 3): 30.39, ("Set5", 4): 28.42,
               ("Set14", 2): 30.24, ("Set14", 3): 27.55, ("Set14", 4): 26.00}

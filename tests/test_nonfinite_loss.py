@@ -7,14 +7,14 @@ import math
 import pytest
 import torch
 
-import supernet.train as train_mod
+import srnas.supernet.train as train_mod
 from conftest import tiny_config
-from pruning.reweighted import masked_finetune
-from search.cli import main
-from supernet import checkpoint
-from supernet.config import load_config
-from supernet.data import PatchSampler
-from supernet.train import NonFiniteLoss, train_supernet
+from srnas.pruning.reweighted import masked_finetune
+from srnas.search.cli import main
+from srnas.supernet import checkpoint
+from srnas.supernet.config import load_config
+from srnas.supernet.data import PatchSampler
+from srnas.supernet.train import NonFiniteLoss, train_supernet
 
 
 class NaNFrom(PatchSampler):

@@ -6,7 +6,7 @@ import sys
 
 SCRIPT = """
 import time
-from supernet.progress import progress_bar
+from srnas.supernet.progress import progress_bar
 bar = progress_bar(total=3000, desc="steps")
 for i in range(3000):
     time.sleep(0.001)

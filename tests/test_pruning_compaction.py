@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from pruning import apply_plan, compact
-from supernet.config import PruningConfig, load_config
-from supernet.blocks import fuse_weight_norm
-from supernet.model import build_path_net
+from srnas.pruning import apply_plan, compact
+from srnas.supernet.config import PruningConfig, load_config
+from srnas.supernet.blocks import fuse_weight_norm
+from srnas.supernet.model import build_path_net
 
 torch.set_num_threads(1)
 CFG = PruningConfig()
@@ -83,7 +83,7 @@ def _cell_params(net, i):
 def test_compact_new_cells_equals_masked_and_removes_work(block, scheme, multiple):
     """Each new cell, beside its own kind, a residual block, the head and the ABPN tail: the compact net
     computes what the masked one does, and where pruning leaves fewer channels it computes fewer."""
-    from pruning import count_macs
+    from srnas.pruning import count_macs
     path = (block, block, "wdsr_b", block)
     net = _fast_net(path)
     names = [n for n, _ in net.prunable()]

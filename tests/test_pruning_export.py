@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from pruning import apply_plan, compact, export_model
-from supernet.config import PruningConfig, load_config
-from supernet.errors import UserError
-from supernet.model import build_path_net
+from srnas.pruning import apply_plan, compact, export_model
+from srnas.supernet.config import PruningConfig, load_config
+from srnas.supernet.errors import UserError
+from srnas.supernet.model import build_path_net
 
 torch.set_num_threads(1)
 MC = load_config("experiments/configs/quick.yaml").model
@@ -48,8 +48,8 @@ def test_export_matches(tmp_path):
 
 def _stage3_model(tmp_path):
     """A tiny config and the pruned.pt that stage 3 (pruning.prune_to_target) writes for one of its paths."""
-    from pruning import prune_to_target
-    from search.stage3 import timer_for
+    from srnas.pruning import prune_to_target
+    from srnas.search.stage3 import timer_for
     from conftest import tiny_config
 
     cfg_path = tiny_config(tmp_path, latency={"lr_height": 12, "lr_width": 16, "threads": 1, "repeats": 3},
@@ -65,8 +65,8 @@ def _stage3_model(tmp_path):
 
 def test_export_command_rebuilds_the_stage3_model_file(tmp_path, capsys):
     """`srnas export --model <run>/stage3/pruned.pt` needs nothing but the file: TorchScript + ONNX match it."""
-    from pruning import PrunedModel
-    from search.cli import main
+    from srnas.pruning import PrunedModel
+    from srnas.search.cli import main
 
     cfg_path, model, pm = _stage3_model(tmp_path)
     again = PrunedModel.load(model)
@@ -90,8 +90,8 @@ def test_export_command_rebuilds_the_stage3_model_file(tmp_path, capsys):
 
 def test_old_model_file_asks_for_a_redo(tmp_path, capsys):
     """A pruned.pt of the earlier format (no model config / path) is refused with the fix, not a KeyError."""
-    from search.cli import main
-    from supernet import checkpoint
+    from srnas.search.cli import main
+    from srnas.supernet import checkpoint
 
     cfg_path, model, pm = _stage3_model(tmp_path)
     old = tmp_path / "old.pt"
@@ -135,7 +135,7 @@ def test_export_of_the_new_cells_carries_only_the_live_work(tmp_path, block):
 def test_bench_and_upscale_take_the_model_file_and_its_exports(tmp_path, capsys):
     """The pruned.pt itself, and what `srnas export` wrote from it, run in `srnas bench` and `srnas upscale`."""
     import imageio.v3 as iio
-    from search.cli import main
+    from srnas.search.cli import main
 
     cfg_path, model, _ = _stage3_model(tmp_path)
     out = tmp_path / "X"
@@ -155,9 +155,9 @@ def test_bench_and_upscale_take_the_model_file_and_its_exports(tmp_path, capsys)
 def test_searched_zoo_models_load_from_their_pruned_file_with_precision_and_steps(tmp_path):
     """srnas_abpn / srnas_50ms are stage-3 files in the weights folder: their own precision, their steps."""
     import dataclasses
-    from experiments import zoo
-    from experiments.models import load_model
-    from pruning.stage3 import winner_steps
+    from srnas.experiments import zoo
+    from srnas.experiments.models import load_model
+    from srnas.pruning.stage3 import winner_steps
 
     import json
     with pytest.raises(UserError, match="ship_winners.py"):
@@ -172,23 +172,22 @@ def test_searched_zoo_models_load_from_their_pruned_file_with_precision_and_step
     m = load_model("srnas_abpn", 2, weights_dir=tmp_path)
     assert (m.name, m.precision, m.info["steps"]) == ("srnas_abpn", "int8", pm.train_steps)
     assert "cpu_x2 at 20 ms (1x abpn_int8) on here, as srnas_s" in m.config
-    from experiments.bench import _size_counts
-    from experiments.macs import count_params
+    from srnas.experiments.bench import _size_counts
+    from srnas.experiments.macs import count_params
     assert _size_counts(m, (8, 8))[0] == count_params(m.module)   # its own size, not ABPN-INT8's
     assert m.run(torch.rand(1, 3, 8, 8)).shape == (1, 3, 16, 16)
     assert load_model("espcn", 2).info["steps"] == zoo.trained_steps("espcn", 2)
     # bench's default list takes it only where the runtime runs its precision
-    import argparse
-    from experiments.cli import _shipped
-    args = argparse.Namespace(weights_dir=str(tmp_path), precision=None, backend=None)
-    assert _shipped(args, 2) == []
-    args.backend = "onnxruntime"
-    assert _shipped(args, 2) == ["srnas_s"]      # members only: an alias is not benched twice
+    from srnas.experiments.cli import shipped_models
+    said = []
+    assert shipped_models(2, None, None, str(tmp_path), say=said.append) == []
+    assert said and "srnas_s: left out, it runs in int8" in said[-1]
+    assert shipped_models(2, "onnxruntime", None, str(tmp_path)) == ["srnas_s"]   # members only, not the alias
 
 
 def test_a_damaged_searched_json_names_itself_and_the_fix(tmp_path):
-    from experiments import zoo
-    from experiments.models import load_model
+    from srnas.experiments import zoo
+    from srnas.experiments.models import load_model
     (tmp_path / zoo.SEARCHED_FILE).write_text('{"members": {"srnas_s": ')   # cut short
     with pytest.raises(UserError, match=r"searched.json is damaged .*ship_winners.py"):
         load_model("srnas_abpn", 2, weights_dir=tmp_path)

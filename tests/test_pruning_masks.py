@@ -4,10 +4,10 @@ import pickle
 import torch
 import torch.nn.functional as F
 
-from pruning import Masks, apply_plan
-from supernet.config import PruningConfig, load_config
-from supernet.errors import UserError
-from supernet.model import build_path_net
+from srnas.pruning import Masks, apply_plan
+from srnas.supernet.config import PruningConfig, load_config
+from srnas.supernet.errors import UserError
+from srnas.supernet.model import build_path_net
 import pytest
 
 torch.set_num_threads(1)
@@ -53,7 +53,7 @@ FAST = load_config("experiments/configs/fast_x2.yaml", {"model": {"n_feats": 8}}
 def test_tied_layers_follow_the_chain():
     """A plain conv is tied (its outputs all stay) only before a residual block; the last conv of a residual
     block always is; a plain conv before the tail is not."""
-    from pruning import tied_layers
+    from srnas.pruning import tied_layers
     net = build_path_net(FAST, 2, ["plain", "dws", "plain", "plain"])
     assert tied_layers(net) == {"body.0.body.0", "body.1.body.4"}
 

@@ -8,14 +8,14 @@ import pytest
 import torch
 from torch import nn
 
-from pruning import Executor, PrunedModel, Timer, apply_plan, prune_to_target
-from pruning.quant import fake_quantized, prepare_qat, qat_finetune
-from pruning.stage3 import record
-from supernet.blocks import fuse_weight_norm
-from supernet.config import ModelConfig, PruningConfig, build_section, config_from_dict
-from supernet.data import PatchSampler, load_images, lr_crops
-from supernet.errors import UserError
-from supernet.model import build_path_net
+from srnas.pruning import Executor, PrunedModel, Timer, apply_plan, prune_to_target
+from srnas.pruning.quant import fake_quantized, prepare_qat, qat_finetune
+from srnas.pruning.stage3 import record
+from srnas.supernet.blocks import fuse_weight_norm
+from srnas.supernet.config import ModelConfig, PruningConfig, build_section, config_from_dict
+from srnas.supernet.data import PatchSampler, load_images, lr_crops
+from srnas.supernet.errors import UserError
+from srnas.supernet.model import build_path_net
 
 from conftest import DiesAt, Killed
 
@@ -82,8 +82,8 @@ def test_the_int8_file_of_qat_weights_is_closer_to_the_float_net_than_ptq(tmp_pa
     clearly closer to the float net than PTQ of the un-adapted weights; without fake quantization, or
     with the weights not handed back, the two files are the same.
     """
-    from latency.executors import make_infer
-    from search.stage3 import qat_grid
+    from srnas.latency.executors import make_infer
+    from srnas.search.stage3 import qat_grid
 
     net = _net(["wdsr_a"]).eval()
     with torch.no_grad():
@@ -189,7 +189,7 @@ def test_a_float_trained_pruned_model_gets_only_the_qat_it_lacks(tmp_path):
 
 def test_stage3_killed_in_qat_resumes_there(tmp_path, monkeypatch):
     """Killed mid-QAT, stage 3 keeps its pruning (no step redone) and QAT resumes: same weights as one go."""
-    import pruning.stage3 as stage3
+    import srnas.pruning.stage3 as stage3
 
     cfg = _stage3_cfg(tmp_path / "ref", "int8", qat_steps=6)
     ref = _stage3(cfg, [], qat_grid="qdq")

@@ -2,11 +2,11 @@
 import pytest
 import torch
 
-from pruning import reweighted_prune
-from supernet.config import PruningConfig, load_config
-from supernet.data import PatchSampler, load_images
-from supernet.errors import UserError
-from supernet.model import build_path_net
+from srnas.pruning import reweighted_prune
+from srnas.supernet.config import PruningConfig, load_config
+from srnas.supernet.data import PatchSampler, load_images
+from srnas.supernet.errors import UserError
+from srnas.supernet.model import build_path_net
 
 from conftest import DiesAt, Killed
 
@@ -62,8 +62,8 @@ def test_measured_fallback_never_leaves_the_estimate_above_the_target():
     The stand-in prices a layer's first pruning step above dense (as the LUT prices a sparse kernel at a low
     rate): stepping on while the measurement disagrees once left a front winner 9 % over its target.
     """
-    from pruning import apply_plan
-    from pruning.reweighted import plan_for_target
+    from srnas.pruning import apply_plan
+    from srnas.pruning.reweighted import plan_for_target
     net, _, cfg, _ = _setup(1, 1)
     apply_plan(net, {}, cfg)
     names = [n for n, _ in net.prunable()]
@@ -80,8 +80,8 @@ def test_measured_fallback_never_leaves_the_estimate_above_the_target():
 
 def test_meet_target_crosses_plateaus():
     """Padding can make one layer's step save nothing while two together pay: the search steps on."""
-    from pruning import apply_plan
-    from pruning.reweighted import meet_target
+    from srnas.pruning import apply_plan
+    from srnas.pruning.reweighted import meet_target
     net, _, cfg, _ = _setup(1, 1)
     apply_plan(net, {}, cfg)   # fuse weight norm as stage 3 does
     plan = {n: ("filter", 0.0) for n, _ in net.prunable()}
@@ -137,7 +137,7 @@ def test_progress_of_other_settings_is_refused(tmp_path):
 def test_reweighted_prunes_a_fast_path_to_its_target():
     """Stage 3 on plain and dws cells (a chain without residual ties, depthwise convs): the target is met,
     and the compact model computes what the masked one does with less work."""
-    from pruning import compact, count_macs
+    from srnas.pruning import compact, count_macs
     mc = load_config("experiments/configs/fast_x2.yaml", {"model": {"n_feats": 8}}).model
     torch.manual_seed(0)
     path = ["plain", "dws", "plain", "plain"]
@@ -156,7 +156,7 @@ def test_reweighted_prunes_a_fast_path_to_its_target():
 
 
 def test_lr_comes_from_the_pruning_config(monkeypatch):
-    import pruning.reweighted as rw
+    import srnas.pruning.reweighted as rw
     seen = []
     real = rw.masked_finetune
     monkeypatch.setattr(rw, "masked_finetune",
@@ -169,7 +169,7 @@ def test_lr_comes_from_the_pruning_config(monkeypatch):
 
 def test_rates_are_lowered_while_the_target_still_holds():
     """Regularization may collapse more groups than the target needs: the plan keeps only what it must."""
-    from pruning.reweighted import plan_for_target, relax_to_target
+    from srnas.pruning.reweighted import plan_for_target, relax_to_target
 
     net, _, cfg, lat = _setup(0, 0)
     top = {n: ("filter", 0.75) for n, _ in net.prunable()}
@@ -187,7 +187,7 @@ def test_rates_are_lowered_while_the_target_still_holds():
 
 
 def test_no_regularization_when_the_dense_network_meets_the_target(monkeypatch):
-    import pruning.reweighted as rw
+    import srnas.pruning.reweighted as rw
     penalties = []
     real = rw.masked_finetune
     monkeypatch.setattr(rw, "masked_finetune", lambda *a, penalty=None, **k: penalties.append(penalty) or

@@ -2,11 +2,11 @@
 import pytest
 import torch
 
-from pruning import SCHEMES
-from pruning.schemes import check_rate
-from supernet.config import PruningConfig
-from supernet.errors import UserError
-from supernet.widths import kept_in_channels, kept_out_channels
+from srnas.pruning import SCHEMES
+from srnas.pruning.schemes import check_rate
+from srnas.supernet.config import PruningConfig
+from srnas.supernet.errors import UserError
+from srnas.supernet.widths import kept_in_channels, kept_out_channels
 
 torch.set_num_threads(1)
 CFG = PruningConfig()

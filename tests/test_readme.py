@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from search.cli import build_parser
+from srnas.search.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "experiments/weights/README.md"]

@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pruning import PrunedModel, apply_plan, compact, prune_to_target
-from supernet.config import ConfigError, ModelConfig, PruningConfig, build_section, config_from_dict
-from supernet.model import SuperNet
-from supernet.rep import EdgeBranches, fold_branches, has_branches, rep_conv
+from srnas.pruning import PrunedModel, apply_plan, compact, prune_to_target
+from srnas.supernet.config import ConfigError, ModelConfig, PruningConfig, build_section, config_from_dict
+from srnas.supernet.model import SuperNet
+from srnas.supernet.rep import EdgeBranches, fold_branches, has_branches, rep_conv
 
 torch.set_num_threads(1)
 MODEL = {"n_cells": 2, "n_feats": 8, "blocks": ["plain", "wdsr_b"], "expansion_b": 2, "rep": "ecb"}
@@ -67,7 +67,7 @@ def test_masks_fold_the_pruned_convs_and_the_file_holds_plain_convs(tmp_path):
     with torch.no_grad():
         assert torch.allclose(compact(net, masks)(x), net.eval()(x), atol=1e-4)
 
-    from pruning import Executor, Timer
+    from srnas.pruning import Executor, Timer
 
     timer = Timer(Executor("onnxruntime", "int8", "nchw", (12, 16), 1), lambda m, r: {"median_ms": 1.0, "iqr_ms": 0.0})
     pm = prune_to_target(cfg, lambda: SuperNet(cfg.model, 2).extract(("plain", "plain")), ["plain", "plain"],
@@ -85,8 +85,8 @@ def test_folding_or_fusing_a_copy_leaves_the_original_intact():
     plans on copies) once took the original's weight away."""
     import copy
 
-    from supernet.blocks import fuse_weight_norm, make_block
-    from supernet.rep import fold_branches
+    from srnas.supernet.blocks import fuse_weight_norm, make_block
+    from srnas.supernet.rep import fold_branches
 
     for block, undo in (("plain", fold_branches), ("wdsr_b", fuse_weight_norm)):
         blk = make_block(block, 8, rep="ecb" if block == "plain" else "none")

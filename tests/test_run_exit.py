@@ -5,10 +5,10 @@ import dataclasses
 
 import pytest
 
-import search.pipeline as pipeline
-from search.cli import main
-from search.pipeline import RunResult, latency_warnings
-from search.results import Stage3Result
+import srnas.search.pipeline as pipeline
+from srnas.search.cli import main
+from srnas.search.pipeline import RunResult, latency_warnings
+from srnas.search.results import Stage3Result
 
 from conftest import tiny_config
 

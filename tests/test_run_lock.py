@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, tiny_config
-from search.cli import main
-from supernet.runlock import HOLDER_NAME, LOCK_NAME, RunLocked, holder, lock_folder, run_lock
+from srnas.search.cli import main
+from srnas.supernet.runlock import HOLDER_NAME, LOCK_NAME, RunLocked, holder, lock_folder, run_lock
 
 HOLD = ("import sys, time; from supernet.runlock import run_lock\n"
         "with run_lock(sys.argv[1], 'srnas run -c held.yaml'):\n"
@@ -111,7 +111,7 @@ def test_two_runs_on_one_name_at_once(tmp_path):
     from test_search_pipeline import TINY
     cfg = tiny_config(tmp_path, **{**TINY, "latency": {**TINY["latency"], "target": "1000ms"}})
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "search.cli", "run", "-c", str(cfg)]
+    cmd = [sys.executable, "-m", "srnas", "run", "-c", str(cfg)]
     first = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     root = tmp_path / "runs" / "tiny"
     deadline = time.time() + 60

@@ -1,8 +1,8 @@
 """One layout of a run directory: every command and --out name the same files."""
 from __future__ import annotations
 
-from supernet.config import config_from_dict
-from supernet.rundir import RunDir
+from srnas.supernet.config import config_from_dict
+from srnas.supernet.rundir import RunDir
 
 
 def test_paths_follow_the_root_and_the_executor(tmp_path):
@@ -17,7 +17,7 @@ def test_paths_follow_the_root_and_the_executor(tmp_path):
 
 
 def test_lut_path_with_out_agrees_everywhere(tmp_path):
-    from latency.build import default_lut_path
+    from srnas.latency.build import default_lut_path
     cfg = config_from_dict({"run_dir": str(tmp_path), "latency": {"backend": "onnxruntime"}})
     out = tmp_path / "o"
     assert default_lut_path(cfg, run=cfg.run(out)) == cfg.run(out).lut("onnxruntime") == out / "latency/lut-onnxruntime.csv"

@@ -7,14 +7,14 @@ import time
 import pytest
 import torch
 
-from experiments.bench import run_bench
-from latency.auto import auto_candidates, choose_executor
-from latency.deploy import make_infer
-from latency.runtimes.base import Compiled, Runtime
-from latency.runtimes.onnxruntime_runtime import OnnxRuntime
-from latency.runtimes.registry import available_executors, check_executor, names, register, unregister
-from latency.timing import measure_module
-from supernet.errors import UserError
+from srnas.experiments.bench import run_bench
+from srnas.latency.auto import auto_candidates, choose_executor
+from srnas.latency.deploy import make_infer
+from srnas.latency.runtimes.base import Compiled, Runtime
+from srnas.latency.runtimes.onnxruntime_runtime import OnnxRuntime
+from srnas.latency.runtimes.registry import available_executors, check_executor, names, register, unregister
+from srnas.latency.timing import measure_module
+from srnas.supernet.errors import UserError
 
 torch.set_num_threads(1)
 
@@ -99,9 +99,9 @@ def test_a_runtime_name_is_registered_once():
 def test_the_cli_offers_every_registered_runtime_and_the_config_takes_it(fakes):
     """--backend lists the registry as it is when the parser is built, so a runtime registered before `srnas`
     runs is reachable from the command line and from latency.backend; an unknown name is refused clearly."""
-    from search.cli import build_parser
-    from search.resolve import resolve_executor
-    from supernet.config import load_config
+    from srnas.search.cli import build_parser
+    from srnas.search.resolve import resolve_executor
+    from srnas.supernet.config import load_config
     assert {"torch-cpu", "torch-cpu-cl", "onnxruntime", "openvino", "torch-cuda"} <= set(names())
     assert build_parser().parse_args(["bench", "--models", "bicubic", "--backend", "fake-fast"]).backend == "fake-fast"
     with pytest.raises(SystemExit):

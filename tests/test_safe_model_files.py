@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from experiments import zoo
-from pruning.model_file import PrunedModel
-from search.cli import main
-from supernet import checkpoint
-from supernet.errors import UserError
+from srnas.experiments import zoo
+from srnas.pruning.model_file import PrunedModel
+from srnas.search.cli import main
+from srnas.supernet import checkpoint
+from srnas.supernet.errors import UserError
 
 from conftest import tiny_config
 
@@ -120,7 +120,7 @@ def test_run_folder_files_refused_on_resume_and_eval(tmp_path: Path, marker: Pat
 
 def test_stage3_progress_refused(tmp_path: Path, marker: Path):
     """pruning's progress file (stage3/checkpoint.pt) is read through the same door."""
-    from pruning.resume import Progress
+    from srnas.pruning.resume import Progress
     f = tmp_path / "checkpoint.pt"
     torch.save({"signature": {}, "phase": "finetune", "x": Payload(marker)}, f)
     with pytest.raises(UserError, match="convert-model"):
@@ -139,7 +139,7 @@ def test_damaged_checkpoint_names_file_and_fix(tmp_path: Path):
 
 def test_convert_trusted_round_trip(tmp_path: Path):
     """An older file (pickled Masks object) is refused, converted once on request, then loads as data."""
-    from pruning.masks import Masks
+    from srnas.pruning.masks import Masks
     pm = PrunedModel.load(SHIPPED)
     old = tmp_path / "old.pt"
     blob = {"format": "srnas-pruned/2", **{k: getattr(pm, k) for k in pm.__dataclass_fields__}}

@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from search.ablate import ablate_seeds, write_ablation
-from search.candidate import Space
-from search.cli import main
-from search.constraints import Constraints
-from supernet.config import ModelConfig, SearchConfig
+from srnas.search.ablate import ablate_seeds, write_ablation
+from srnas.search.candidate import Space
+from srnas.search.cli import main
+from srnas.search.constraints import Constraints
+from srnas.supernet.config import ModelConfig, SearchConfig
 
 from conftest import tiny_config
 from test_search_pipeline import TINY

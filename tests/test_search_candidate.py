@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from search.candidate import Candidate, Space, load_candidate, save_candidate
-from search.constraints import Constraints, InfeasibleTarget
-from search.generator import evolve, random_valid
-from supernet.config import ModelConfig
-from supernet.errors import UserError
+from srnas.search.candidate import Candidate, Space, load_candidate, save_candidate
+from srnas.search.constraints import Constraints, InfeasibleTarget
+from srnas.search.generator import evolve, random_valid
+from srnas.supernet.config import ModelConfig
+from srnas.supernet.errors import UserError
 
 SCHEMES = ["none", "unstructured", "filter", "block", "pattern"]
 
@@ -142,9 +142,9 @@ def test_impossible_target_fails_early_with_fastest_latency():
 def test_cost_counts_the_macs_of_the_compacted_network(schemes, rate):
     """Space.cost (cheap, per candidate) agrees with counting the non-zero weights of the real pruned net."""
     import torch
-    from pruning import count_macs, pruned_path_net
-    from supernet.config import load_config
-    from supernet.widths import WidthRule
+    from srnas.pruning import count_macs, pruned_path_net
+    from srnas.supernet.config import load_config
+    from srnas.supernet.widths import WidthRule
     cfg = load_config("experiments/configs/quick.yaml")
     sp = Space(cfg.model, SCHEMES, 2, WidthRule.of(cfg.pruning))
     cand = Candidate(("wdsr_b", "wdsr_b"), (schemes, schemes), rate)
@@ -161,8 +161,8 @@ def test_cost_counts_the_macs_of_the_compacted_network(schemes, rate):
 
 def test_search_ends_short_when_the_space_runs_out(tmp_path):
     """A space with fewer valid candidates than the budget: both searches stop short instead of failing."""
-    from search.loop import run_search
-    from supernet.config import SearchConfig
+    from srnas.search.loop import run_search
+    from srnas.supernet.config import SearchConfig
     sp = Space(ModelConfig(n_cells=1, n_feats=8, expansion_a=2, expansion_b=2), ["none"], 2)
     cons = Constraints(sp, [0.0], None)
     cfg = SearchConfig(iterations=2, init_candidates=2, top_h=1, pool_c=2, pick_b=1, ensemble=2)
@@ -198,9 +198,9 @@ def test_cost_of_the_fast_space_counts_the_compacted_network(path, scheme):
     """Space.cost follows the chain: a filtered plain cell narrows its neighbours, the ABPN head and tail
     included; a depthwise conv costs its channels x k^2."""
     import torch
-    from pruning import count_macs, pruned_path_net
-    from supernet.config import load_config
-    from supernet.widths import WidthRule
+    from srnas.pruning import count_macs, pruned_path_net
+    from srnas.supernet.config import load_config
+    from srnas.supernet.widths import WidthRule
     cfg = load_config("experiments/configs/fast_x2.yaml")
     sp = Space(cfg.model, SCHEMES, 2, WidthRule.of(cfg.pruning))
     mix = ["filter", "unstructured", "filter", "none", "block"]
@@ -230,7 +230,7 @@ def test_features_are_costs_that_rank_unseen_placements():
     follows the kept MACs is ranked on candidates never seen (the one-hot encoding cannot generalise that)."""
     from scipy.stats import kendalltau
 
-    from search.predictor import MLPEnsemble
+    from srnas.search.predictor import MLPEnsemble
 
     sp = space()
     rng = np.random.default_rng(0)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, tiny_config
-from search.cli import main
+from srnas.search.cli import main
 
 SEARCH = {"iterations": 1, "init_candidates": 4, "top_h": 2, "pool_c": 6, "pick_b": 2, "ensemble": 2,
           "eval_steps": 2, "eval_batch": 2, "val_crop": 32, "ablation": False}
@@ -22,7 +22,7 @@ def test_torchrun_search_matches_one_process(tmp_path):
     one = pd.read_csv(run / "search" / "history.csv")
     (run / "search").rename(run / "search_one")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
-           "-m", "search.cli", "search", "-c", str(cfg), "--out", str(run)]
+           "-m", "srnas", "search", "-c", str(cfg), "--out", str(run)]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     two = pd.read_csv(run / "search" / "history.csv")

@@ -4,12 +4,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from search.candidate import Space
-from search.evaluator import Evaluator, center_crop_pairs
-from search.history import History
-from supernet.config import load_config
-from supernet.data import PatchSampler, load_images, make_pairs
-from supernet.elastic import build_supernet
+from srnas.search.candidate import Space
+from srnas.search.evaluator import Evaluator, center_crop_pairs
+from srnas.search.history import History
+from srnas.supernet.config import load_config
+from srnas.supernet.data import PatchSampler, load_images, make_pairs
+from srnas.supernet.elastic import build_supernet
 from conftest import tiny_config
 
 

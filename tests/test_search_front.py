@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from search.candidate import Candidate, Space
-from search.cli import main
-from search.constraints import Constraints
-from search.front import FrontLoop, best_under, front_winners
-from supernet.config import ConfigError, ModelConfig, SearchConfig, load_config
+from srnas.search.candidate import Candidate, Space
+from srnas.search.cli import main
+from srnas.search.constraints import Constraints
+from srnas.search.front import FrontLoop, best_under, front_winners
+from srnas.supernet.config import ConfigError, ModelConfig, SearchConfig, load_config
 
 from conftest import tiny_config
 from test_search_pipeline import TINY

@@ -8,7 +8,7 @@ import json
 
 import pandas as pd
 
-from search.cli import main
+from srnas.search.cli import main
 from conftest import tiny_config
 
 TINY = dict(

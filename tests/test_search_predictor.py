@@ -6,7 +6,7 @@ import pytest
 import torch
 from botorch.posteriors.ensemble import EnsemblePosterior
 
-from search.predictor import MLPEnsemble, acquisition, select_top
+from srnas.search.predictor import MLPEnsemble, acquisition, select_top
 
 
 def data(n=40, d=12, seed=0):

@@ -18,10 +18,10 @@ DRIVER = r'''
 import sys, time
 import torch
 torch.set_num_threads(1)
-from supernet.config import ModelConfig, SearchConfig
-from search.candidate import Space
-from search.constraints import Constraints
-from search.loop import run_search
+from srnas.supernet.config import ModelConfig, SearchConfig
+from srnas.search.candidate import Space
+from srnas.search.constraints import Constraints
+from srnas.search.loop import run_search
 
 sp = Space(ModelConfig(n_cells=3, n_feats=8, expansion_a=2, expansion_b=2),
            ["none", "unstructured", "filter", "block", "pattern"], 2)

@@ -39,9 +39,9 @@ def test_a_budget_gets_the_loosest_member_that_meets_it():
 def test_a_machine_gets_the_front_of_its_cpu_class(tmp_path, monkeypatch):
     import json
 
-    from experiments import zoo
+    from srnas.experiments import zoo
 
-    fp = importlib.import_module("latency.fingerprint")   # the package's `fingerprint` function hides the module
+    fp = importlib.import_module("srnas.latency.fingerprint")   # the package's `fingerprint` function hides the module
 
     assert zoo.cpu_class("avx2 avx512f avx512_vnni") == zoo.cpu_class("avx2 avx_vnni") == "vnni"
     assert zoo.cpu_class("avx2 amx_int8 amx_tile avx512_vnni") == "amx" and zoo.cpu_class("avx2") == "avx2"

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from latency import LatencyModel, load_lut
-from search.sizing import resolve_size
-from supernet.config import ConfigError, load_config
+from srnas.latency import LatencyModel, load_lut
+from srnas.search.sizing import resolve_size
+from srnas.supernet.config import ConfigError, load_config
 
 from conftest import tiny_config
 
@@ -38,7 +38,7 @@ def test_the_choice_meets_the_target_and_one_size_more_would_not(tmp_path):
 
 
 def test_no_feasible_size_says_so(tmp_path):
-    from latency import InfeasibleTarget
+    from srnas.latency import InfeasibleTarget
     with pytest.raises(InfeasibleTarget, match="no size"):
         sized(tmp_path, 0.01, [1, 2], [4, 8])   # the smallest budget the config takes
 
@@ -49,7 +49,7 @@ def test_a_list_needs_an_absolute_target(tmp_path):
 
 
 def test_run_trains_the_supernet_at_the_chosen_size(tmp_path, monkeypatch):
-    import search.pipeline as pipeline
+    import srnas.search.pipeline as pipeline
     cfg = load_config(tiny_config(tmp_path, model={"n_cells": [1, 2], "n_feats": [4, 8]},
                                   latency={**LAT, "target": "1000000ms"}, pruning={"schemes": ["none", "filter"]}))
     seen = {}

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from supernet.blocks import BLOCKS, fuse_weight_norm, register_block
-from supernet.config import ModelConfig
-from supernet.imaging import imresize
-from supernet.model import SuperNet, build_path_net, parse_path
+from srnas.supernet.blocks import BLOCKS, fuse_weight_norm, register_block
+from srnas.supernet.config import ModelConfig
+from srnas.supernet.imaging import imresize
+from srnas.supernet.model import SuperNet, build_path_net, parse_path
 
 CFG = ModelConfig(n_cells=3, n_feats=8, expansion_a=2, expansion_b=2)
 
@@ -32,7 +32,7 @@ def test_untrained_supernet_is_exactly_bicubic(scale):
 def test_the_3x3_bicubic_skip_keeps_flat_areas_and_stays_near_bicubic():
     """bicubic_conv3 drops bicubic's outermost taps: every phase still sums to one (a flat image comes out
     flat), and on a smooth image it stays within a few percent of bicubic, much nearer than nearest."""
-    from supernet.model import SKIP_KERNEL, make_skip
+    from srnas.supernet.model import SKIP_KERNEL, make_skip
     skip = make_skip("bicubic_conv3", 2)
     assert skip.conv.kernel_size == (SKIP_KERNEL["bicubic_conv3"],) * 2 == (3, 3)
     flat = torch.full((1, 3, 12, 12), 0.4)
@@ -134,7 +134,7 @@ FAST = ModelConfig(n_cells=3, blocks=["plain", "dws", "wdsr_b"], n_feats=8, expa
 def test_abpn_is_a_member_of_the_space():
     """ABPN's shipped weights load into the supernet path plain x4 (28 features, ABPN head / tail / anchor /
     clamp) by key; the path computes exactly what the zoo's ABPN does."""
-    from experiments import zoo
+    from srnas.experiments import zoo
     ref = zoo.load("abpn", 2)
     cfg = ModelConfig(n_cells=4, blocks=["plain", "dws", "wdsr_b"], n_feats=28, head_act="relu", tail="abpn",
                       skip="anchor", clamp=True)
@@ -149,12 +149,12 @@ def test_abpn_is_a_member_of_the_space():
     x = torch.rand(2, 3, 36, 44)
     with torch.no_grad():
         assert (net(x) - ref(x)).abs().max().item() <= 1e-5
-    from pruning import count_macs
+    from srnas.pruning import count_macs
     assert count_macs(net, (36, 44)) == count_macs(ref.body, (36, 44))   # same work, conv for conv
 
 
 def test_new_blocks_are_registered_with_their_structure():
-    from supernet.blocks import make_block
+    from srnas.supernet.blocks import make_block
     plain, dws = make_block("plain", 8), make_block("dws", 8, expansion_dws=3)
     assert not plain.residual and dws.residual
     assert [(c.in_channels, c.out_channels, c.kernel_size[0], c.groups) for _, c in plain.convs()] == [(8, 8, 3, 1)]
@@ -182,7 +182,7 @@ def test_untrained_fast_supernet_is_nearest_upscaling(skip):
 
 def test_extract_and_chain_of_the_fast_space():
     """An extracted path matches the supernet, and its conv chain is the one the width rule reads off the config."""
-    from supernet.model import path_chain
+    from srnas.supernet.model import path_chain
     torch.manual_seed(0)
     sn = perturbed(FAST)
     x = torch.rand(1, 3, 12, 10)
@@ -198,7 +198,7 @@ def test_extract_and_chain_of_the_fast_space():
 
 
 def test_model_options_are_checked_at_load():
-    from supernet.config import ConfigError, config_from_dict
+    from srnas.supernet.config import ConfigError, config_from_dict
     cfg = config_from_dict({"model": {"blocks": ["plain", "dws"], "head_act": "relu", "tail": "abpn",
                                       "skip": "conv", "clamp": True, "expansion_dws": 3}})
     assert (cfg.model.head_act, cfg.model.tail, cfg.model.skip, cfg.model.clamp) == ("relu", "abpn", "conv", True)
@@ -211,9 +211,9 @@ def test_model_options_are_checked_at_load():
 
 def test_supernet_training_keeps_the_skip_and_trains_the_paths(tmp_path):
     """A learnable skip would take the linear residual and leave the zero-started tail (and every path) at zero."""
-    from supernet.config import load_config
-    from supernet.elastic import build_supernet
-    from supernet.train import load_supernet, train_supernet
+    from srnas.supernet.config import load_config
+    from srnas.supernet.elastic import build_supernet
+    from srnas.supernet.train import load_supernet, train_supernet
 
     from conftest import tiny_config
     cfg = load_config(tiny_config(tmp_path), check_data=False)

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-import search.pipeline as pipeline
-from supernet.config import load_config
-from supernet.distributed import init_distributed
+import srnas.search.pipeline as pipeline
+from srnas.supernet.config import load_config
+from srnas.supernet.distributed import init_distributed
 
 from conftest import tiny_config
 

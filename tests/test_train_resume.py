@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from conftest import ROOT, tiny_config
-from supernet import checkpoint
-from supernet.config import load_config
-from supernet.train import StageExists, load_supernet, train_supernet
+from srnas.supernet import checkpoint
+from srnas.supernet.config import load_config
+from srnas.supernet.train import StageExists, load_supernet, train_supernet
 
 
 def _srnas(*args):
-    return [sys.executable, "-m", "search.cli", *args]
+    return [sys.executable, "-m", "srnas", *args]
 
 
 @pytest.mark.slow

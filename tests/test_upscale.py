@@ -13,12 +13,12 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 
-from experiments import zoo
-from experiments.quantize import export_torchscript
-from experiments import upscale as upscale_mod
-from experiments.upscale import tiled_upscale
-from search.cli import main
-from supernet.imaging import read_pixels, write_png
+from srnas.experiments import zoo
+from srnas.experiments.quantize import export_torchscript
+from srnas.experiments import upscale as upscale_mod
+from srnas.experiments.upscale import tiled_upscale
+from srnas.search.cli import main
+from srnas.supernet.imaging import read_pixels, write_png
 
 torch.set_num_threads(1)
 

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from experiments import upscaler as upscaler_mod
-from experiments import zoo
-from experiments.upscaler import Upscaler
-from supernet.errors import UserError
+from srnas.experiments import upscaler as upscaler_mod
+from srnas.experiments import zoo
+from srnas.experiments.upscaler import Upscaler
+from srnas.supernet.errors import UserError
 
 torch.set_num_threads(1)
 
@@ -100,7 +100,7 @@ def test_file_executor_agrees_with_torch():
 def test_searched_model_runs_in_its_recorded_executor():
     from pathlib import Path
 
-    from pruning.model_file import PrunedModel
+    from srnas.pruning.model_file import PrunedModel
     path = zoo.weights_path("srnas_abpn", 2)
     if not Path(path).is_file():
         pytest.skip("srnas_abpn weights not shipped here")
@@ -118,7 +118,7 @@ def test_searched_model_runs_in_its_recorded_executor():
 
 
 def test_onnx_file_refuses_torch_backend(tmp_path):
-    from latency.executors import export_onnx
+    from srnas.latency.executors import export_onnx
     path = export_onnx(zoo.build("abpn", 2).eval(), [torch.rand(1, 3, 16, 16)], tmp_path / "m.onnx", dynamic=True)
     with pytest.raises(UserError, match="ONNX file"):
         Upscaler(str(path), "torch-cpu")
@@ -127,7 +127,7 @@ def test_onnx_file_refuses_torch_backend(tmp_path):
 
 
 def test_recorded_executor_missing_here_is_said(monkeypatch):
-    import experiments.upscaler as upscaler
+    import srnas.experiments.upscaler as upscaler
     if not zoo.weights_path("srnas_abpn", 2).is_file():
         pytest.skip("srnas_abpn weights not shipped here")
 

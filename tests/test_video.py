@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 import torch
 
-from experiments.upscaler import Upscaler
-from experiments.video import VideoReader, VideoWriter, probe
-from experiments.video_samples import make_video, moving_frames
-from search.cli import main
-from supernet.imaging import downscale, write_png
-from supernet.metrics import psnr_y
+from srnas.experiments.upscaler import Upscaler
+from srnas.experiments.video import VideoReader, VideoWriter, probe
+from srnas.experiments.video_samples import make_video, moving_frames
+from srnas.search.cli import main
+from srnas.supernet.imaging import downscale, write_png
+from srnas.supernet.metrics import psnr_y
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -255,7 +255,7 @@ def test_compare_split_screen_video_and_image_crops(tmp_path):
 @pytest.mark.slow
 def test_killed_run_leaves_a_playable_partial_and_a_rerun_replaces_it(tmp_path):
     src = make_video(tmp_path / "long.mkv", moving_frames(160, 120, 150), 25)
-    cmd = [sys.executable, "-m", "search.cli", "upscale", "abpn", str(src), "--out", str(tmp_path / "out"),
+    cmd = [sys.executable, "-m", "srnas", "upscale", "abpn", str(src), "--out", str(tmp_path / "out"),
            "--backend", "torch-cpu", "--threads", "1"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     part = tmp_path / "out" / "long.partial.mkv"
@@ -338,7 +338,7 @@ def test_codec_the_container_does_not_take_is_one_line(tmp_path, capsys):
 
 def test_decoder_runs_ahead_by_a_few_frames_only(tmp_path, monkeypatch):
     """Memory stays flat in the video's length: with a slow encoder the decoder waits instead of piling up frames."""
-    from experiments import video_upscale
+    from srnas.experiments import video_upscale
     src = make_video(tmp_path / "clip.mkv", moving_frames(64, 48, 40), 25)
     decoded, ahead = [0], []
     real_picture, real_write = VideoReader.picture, VideoWriter.write_tensor

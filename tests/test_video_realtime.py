@@ -8,10 +8,10 @@ import re
 
 import pytest
 
-from experiments import zoo
-from experiments.video import VideoReader, probe
-from experiments.video_samples import make_video, moving_frames
-from search.cli import main
+from srnas.experiments import zoo
+from srnas.experiments.video import VideoReader, probe
+from srnas.experiments.video_samples import make_video, moving_frames
+from srnas.search.cli import main
 
 
 def _count(path):

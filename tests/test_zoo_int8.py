@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from experiments import zoo
-from experiments.models import load_model
-from experiments.zoo.int8 import train_zoo_int8
-from search.stage3 import qat_grid
-from experiments.zoo.training import train_zoo_model
-from search.cli import main
-from supernet.errors import UserError
+from srnas.experiments import zoo
+from srnas.experiments.models import load_model
+from srnas.experiments.zoo.int8 import train_zoo_int8
+from srnas.search.stage3 import qat_grid
+from srnas.experiments.zoo.training import train_zoo_model
+from srnas.search.cli import main
+from srnas.supernet.errors import UserError
 
 from test_zoo_train import tiny_cfg
 
@@ -48,19 +48,17 @@ def test_qat_writes_int8_weights_that_load_as_int8(tmp_path, name):
 
 def test_int8_form_runs_as_int8_in_an_int8_executor_and_is_listed(tmp_path):
     """bench deploys it in its own precision: a quantized QDQ file in ONNX Runtime."""
-    from experiments.bench import deploy
+    from srnas.experiments.bench import deploy
 
     m = load_model("esr_max_int8", 2)   # the shipped weights
     d = deploy(m, "onnxruntime", None, 2, 1, (16, 16), tmp_path / "w")
     assert d.precision == "int8" and (tmp_path / "w" / "model_int8.onnx").is_file()
     y = d.run(torch.rand(1, 3, 16, 16))
     assert y.shape == (1, 3, 32, 32)
-    import argparse
-    from experiments.cli import _shipped
-    args = argparse.Namespace(weights_dir=None, precision=None, backend="onnxruntime")
-    assert set(zoo.INT8) <= set(_shipped(args, 2))
-    args.backend = None   # torch eager runs no INT8 QDQ file: left out, and said so
-    assert not set(zoo.INT8) & set(_shipped(args, 2))
+    from srnas.experiments.cli import shipped_models
+    assert set(zoo.INT8) <= set(shipped_models(2, "onnxruntime"))
+    # torch eager runs no INT8 QDQ file: left out, and said so
+    assert not set(zoo.INT8) & set(shipped_models(2, None, say=lambda line: None))
 
 
 def test_unknown_int8_name_lists_the_forms(tmp_path):
@@ -72,8 +70,8 @@ def test_unknown_int8_name_lists_the_forms(tmp_path):
 def test_bench_leaves_out_a_model_the_runtime_runs_in_another_precision(tmp_path, monkeypatch, capsys):
     """OpenVINO keeps some INT8 graphs in f32 (eSR's 1-channel convs on some CPUs): that model is left out and
     said so, the others are benched."""
-    from experiments import bench
-    from latency.runtimes.base import PrecisionFallback
+    from srnas.experiments import bench
+    from srnas.latency.runtimes.base import PrecisionFallback
 
     real = bench.deploy
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from experiments import zoo
-from experiments.zoo.common import rgb_to_ycbcr, ycbcr_to_rgb
-from experiments.zoo.edgesr import ESRMax, ESRTM
-from supernet.errors import UserError
+from srnas.experiments import zoo
+from srnas.experiments.zoo.common import rgb_to_ycbcr, ycbcr_to_rgb
+from srnas.experiments.zoo.edgesr import ESRMax, ESRTM
+from srnas.supernet.errors import UserError
 
 torch.set_num_threads(1)
 
@@ -79,8 +79,8 @@ def test_unknown_model_lists_the_zoo():
 
 def test_bicubic_matches_literature_on_set5():
     from conftest import need_benchmarks
-    from supernet.data import load_images, make_pairs
-    from supernet.evaluate import evaluate
+    from srnas.supernet.data import load_images, make_pairs
+    from srnas.supernet.evaluate import evaluate
 
     need_benchmarks()
     pairs = make_pairs(load_images("Set5", "val"), 2)

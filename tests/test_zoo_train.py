@@ -4,12 +4,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from experiments import zoo
-from experiments.quantize import load_abpn_int8, train_abpn_int8
-from experiments.zoo.training import train_zoo_model
-from search.cli import main
-from supernet.config import config_from_dict
-from supernet.train import StageExists
+from srnas.experiments import zoo
+from srnas.experiments.quantize import load_abpn_int8, train_abpn_int8
+from srnas.experiments.zoo.training import train_zoo_model
+from srnas.search.cli import main
+from srnas.supernet.config import config_from_dict
+from srnas.supernet.train import StageExists
 
 torch.set_num_threads(1)
 
@@ -61,10 +61,7 @@ def test_qat_int8_abpn_close_to_fp32(tmp_path):
 
 def test_zoo_budget_is_the_searched_winners(tmp_path, monkeypatch):
     """train_zoo.py trains every model for the steps a winner of its config sees (supernet + stage 3)."""
-    import sys
-    from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "experiments"))
-    import train_zoo
+    from srnas.experiments import train_zoo
     seen = {}
     monkeypatch.setattr(train_zoo, "train_zoo_model", lambda cfg, name, **kw: seen.setdefault(name, cfg.train.steps)
                         and tmp_path / "x.pt")

@@ -13,9 +13,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from supernet import checkpoint
-from supernet.blocks import fuse_weight_norm
-from supernet.errors import UserError
+from srnas.supernet import checkpoint
+from srnas.supernet.blocks import fuse_weight_norm
+from srnas.supernet.errors import UserError
 
 from .abpn import ABPN
 from .bicubic import Bicubic
@@ -70,7 +70,7 @@ CPU_CLASSES = {"amx": ("amx", "vnni", "avx2"), "vnni": ("vnni", "amx", "avx2"), 
 def cpu_class(isa: str | None = None) -> str:
     """The CPU's class for INT8 convs, from its SIMD flags (default: this machine's): amx, vnni or avx2."""
     if isa is None:
-        from latency.fingerprint import cpu_isa
+        from srnas.latency.fingerprint import cpu_isa
         isa = cpu_isa()
     flags = set(isa.split())
     if any(f.startswith("amx") for f in flags):

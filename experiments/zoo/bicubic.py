@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from supernet.model import bicubic_phase_kernels
+from srnas.supernet.model import bicubic_phase_kernels
 
 
 class Bicubic(nn.Module):

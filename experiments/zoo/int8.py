@@ -16,15 +16,15 @@ from pathlib import Path
 
 import torch
 
-from latency.deploy import make_infer
-from pruning.quant import qat_finetune
-from search.stage3 import qat_grid
-from supernet import checkpoint
-from supernet.config import Config
-from supernet.data import PatchSampler, load_images, make_pairs
-from supernet.distributed import init_distributed
-from supernet.evaluate import evaluate
-from supernet.train import load_train_images, stage_done
+from srnas.latency.deploy import make_infer
+from srnas.pruning.quant import qat_finetune
+from srnas.search.stage3 import qat_grid
+from srnas.supernet import checkpoint
+from srnas.supernet.config import Config
+from srnas.supernet.data import PatchSampler, load_images, make_pairs
+from srnas.supernet.distributed import init_distributed
+from srnas.supernet.evaluate import evaluate
+from srnas.supernet.train import load_train_images, stage_done
 
 from . import INT8, YOnly, export_state, load, trainable_core, trained_steps, weights_path
 from .training import Offset, YSampler

@@ -6,13 +6,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from supernet import checkpoint
-from supernet.config import Config, save_config
-from supernet.data import PatchSampler, load_images, make_pairs
-from supernet.distributed import DistInfo, init_distributed
-from supernet.errors import UserError
-from supernet.evaluate import evaluate
-from supernet.train import Recipe, load_train_images, stage_done, train_loop
+from srnas.supernet import checkpoint
+from srnas.supernet.config import Config, save_config
+from srnas.supernet.data import PatchSampler, load_images, make_pairs
+from srnas.supernet.distributed import DistInfo, init_distributed
+from srnas.supernet.errors import UserError
+from srnas.supernet.evaluate import evaluate
+from srnas.supernet.train import Recipe, load_train_images, stage_done, train_loop
 
 from . import YOnly, build, entry, export_state, trainable_core
 from .common import rgb_to_y

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from supernet.config import ModelConfig
-from supernet.model import build_path_net
+from srnas.supernet.config import ModelConfig
+from srnas.supernet.model import build_path_net
 
 
 def wdsr(scale: int, block: str, n_blocks: int, n_feats: int = 32) -> nn.Module:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from supernet.errors import UserError
+from srnas.supernet.errors import UserError
 
 Runner = Callable[[], None]
 Infer = Callable[[Sequence[np.ndarray]], np.ndarray]   # inputs (NCHW float32) -> first output

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Iterator, Mapping, Sequence
 
-from supernet.config import RUNTIME_NAMES
-from supernet.errors import UserError
+from srnas.supernet.config import RUNTIME_NAMES
+from srnas.supernet.errors import UserError
 
 from ..fingerprint import PRECISIONS
 from .base import Runtime

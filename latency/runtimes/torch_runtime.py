@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from supernet.layout import as_channels_last, channels_last
+from srnas.supernet.layout import as_channels_last, channels_last
 
 from .base import Compiled, Runner, Runtime, Samples
 
