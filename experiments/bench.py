@@ -4,7 +4,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,13 +17,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-from torch import nn  # noqa: E402
 
-from srnas.latency.executors import (check_backend, check_executor, file_backends, file_infer, is_quantized,  # noqa: E402
-                                     make_infer, pixel_infer, quantize_onnx)
+from srnas.latency.executors import (auto_candidates, available_executors, check_backend, check_executor,  # noqa: E402
+                                     file_backends, file_infer, make_infer, pixel_infer, quantize_onnx)
 from srnas.latency.runtimes.base import PrecisionFallback  # noqa: E402
-from srnas.supernet import checkpoint  # noqa: E402
-from srnas.supernet.data import EMBEDDED, load_images, lr_crops, make_pairs  # noqa: E402
+from srnas.pruning.model_file import PrunedModel  # noqa: E402
+from srnas.supernet.data import load_images, make_pairs  # noqa: E402
 from srnas.supernet.errors import UserError  # noqa: E402
 from srnas.supernet.evaluate import evaluate  # noqa: E402
 from srnas.supernet.imaging import write_png  # noqa: E402
@@ -34,11 +32,51 @@ from . import zoo  # noqa: E402
 from .crops import crop_sheet  # noqa: E402
 from .macs import count_macs, count_params  # noqa: E402
 from .models import LoadedModel, load_model  # noqa: E402
+from .precision import calibration_inputs, own_precision  # noqa: E402
+from .quantize import abpn_float_from_qat  # noqa: E402
 from .timing import measure_latency  # noqa: E402
 from .tiling import tiled_upscale  # noqa: E402
 
+BEST = "best"   # --backend best: every model in the executor it runs best in here
 DEFAULT_MODELS = ["bicubic", "fsrcnn", "espcn", "esr_max", "esr_tm", "esr_tr", "esr_cnn", "abpn", "abpn_int8",
                   "wdsr_b"]
+
+
+
+def default_models(scale: int, backend: str | None = None, precision: str | None = None,
+                   weights_dir: str | None = None, say: Callable[[str], None] = print) -> list[str]:
+    """What a bench without --models compares: DEFAULT_MODELS that have weights at ``scale`` (bicubic needs
+    none; one line names the ones left out), then the shipped INT8 forms and this CPU's front (shipped_models)."""
+    have = [n for n in DEFAULT_MODELS if n == "bicubic" or zoo.weights_path(n, scale, weights_dir).is_file()]
+    missing = [n for n in DEFAULT_MODELS if n not in have]
+    if missing:
+        say(f"left out, no x{scale} weights: {', '.join(missing)} (`python experiments/train_zoo.py -c "
+            f"experiments/configs/cpu_x{scale}.yaml` trains them)")
+    return have + shipped_models(scale, backend, precision, weights_dir, say)
+
+
+def shipped_models(scale: int, backend: str | None = None, precision: str | None = None,
+                   weights_dir: str | None = None, say: Callable[[str], None] = print) -> list[str]:
+    """The shipped INT8 zoo forms and searched models a default bench takes: those whose weights are there and
+    whose precision ``backend`` (None: torch; best: any executor here) runs; ``say`` gets a line for each left out."""
+    out = []
+    for name in list(zoo.INT8) + zoo.search_members(weights_dir, scale):
+        path = zoo.weights_path(name, scale, weights_dir)
+        if not path.is_file():
+            continue
+        own = precision or ("int8" if name in zoo.INT8 else PrunedModel.load(path).precision)
+        try:
+            if backend == BEST:   # some executor here runs it
+                if not available_executors(auto_candidates("auto", own)):
+                    raise UserError(f"no executor here runs {own}")
+            else:
+                check_executor(backend or "torch-cpu", own)
+        except UserError:
+            say(f"{name}: left out, it runs in {own} and {backend or 'torch-cpu'} does not "
+                f"(bench it with --backend onnxruntime or openvino)")
+            continue
+        out.append(name)
+    return out
 
 
 @dataclass
@@ -113,8 +151,10 @@ def run_bench(specs: list[str], datasets: list[str], scale: int, out_dir: str | 
               crops: bool = False) -> pd.DataFrame:
     """Benchmark ``specs`` on ``datasets``; writes bench.csv, bench.md and bench.png into ``out_dir``.
 
-    ``backend`` None: each model as torch runs it (exported .onnx files in ONNX Runtime). Otherwise every
-    model is timed and scored in that runtime, each in its own precision (abpn_int8 and INT8 files as
+    ``backend`` None: each model as torch runs it (exported .onnx files in ONNX Runtime); ``"best"``: each in
+    the executor it runs best in here (a searched model: the one it was searched for; the others: the fastest
+    here in their own precision, timed, as the Upscaler picks). Otherwise every model is timed and scored in
+    that runtime, each in its own precision (abpn_int8 and INT8 files as
     INT8, the rest fp32) unless ``precision`` forces one: the PSNR is that of what the user deploys.
     ``crops``: also write crops/<dataset>.png, zoomed crops of every model and the HR image side by side.
     """
@@ -122,9 +162,9 @@ def run_bench(specs: list[str], datasets: list[str], scale: int, out_dir: str | 
     out_dir.mkdir(parents=True, exist_ok=True)
     if threads > 0:
         torch.set_num_threads(threads)
-    if backend is not None and precision is not None:  # an executor that cannot run here fails before any model
+    if backend not in (None, BEST) and precision is not None:  # an executor that cannot run here fails first
         check_executor(backend, precision)
-    elif backend is not None:
+    elif backend not in (None, BEST):
         check_backend(backend)
     models = [load_model(s, scale, weights_dir, threads) for s in specs]  # fail fast on a missing model
     with tempfile.TemporaryDirectory() as work:
@@ -133,9 +173,10 @@ def run_bench(specs: list[str], datasets: list[str], scale: int, out_dir: str | 
         else:
             deployed = []
             for i, m in enumerate(models):
+                b, p = (backend, precision) if backend != BEST else best_executor(m, precision, threads, lr_hw,
+                                                                                  weights_dir)
                 try:
-                    deployed.append(deploy(m, backend, precision, scale, threads, lr_hw, Path(work) / f"m{i}",
-                                           weights_dir))
+                    deployed.append(deploy(m, b, p, scale, threads, lr_hw, Path(work) / f"m{i}", weights_dir))
                 except PrecisionFallback as e:   # e.g. a 1-channel conv OpenVINO keeps f32 in an INT8 file
                     print(f"{m.name}: left out, {e}")
             if not deployed:
@@ -184,50 +225,27 @@ def _tiled(run: Callable[[torch.Tensor], torch.Tensor], scale: int, fixed_hw: tu
     return lambda x: tiled_upscale(run, x, scale, 0, 16, fixed_hw)
 
 
-def _own_precision(m: LoadedModel) -> str:
-    """The precision a model is deployed in unless forced: INT8 for abpn_int8 and quantized files, else fp32."""
-    path = Path(m.info.get("path", ""))
-    if m.precision == "int8":
-        return "int8"
-    if path.suffix == ".onnx":
-        return "int8" if is_quantized(path) else "fp32"
-    if m.module is not None and isinstance(m.module, torch.jit.ScriptModule):
-        try:
-            return "int8" if "quantized::" in str(m.module.inlined_graph) else "fp32"
-        except RuntimeError:
-            return "fp32"
-    return "fp32"
-
-
 def _as_loaded(m: LoadedModel, scale: int) -> Deployed:
     """Today's default: torch runs torch models, ONNX Runtime runs .onnx files."""
     backend = "onnxruntime" if Path(m.info.get("path", "")).suffix == ".onnx" else "torch-cpu"
     run = _tiled(m.run, scale, m.fixed_hw)
-    return Deployed(m, run, run, backend, _own_precision(m))
+    return Deployed(m, run, run, backend, own_precision(m))
 
 
-def abpn_float_from_qat(scale: int, weights_dir: str | Path | None = None) -> nn.Module:
-    """The float ABPN holding abpn_int8's QAT-trained weights (what the ONNX INT8 route quantizes)."""
-    from .quantize import int8_weights_path
-    from .zoo.abpn import ABPN
-
-    state = checkpoint.load(int8_weights_path(scale, weights_dir))["state"]
-    # prepare_qat_fx keeps the body's module names (body.<i>); the fake-quant entries beside them are dropped
-    net = ABPN(scale)
-    net.load_state_dict({k: v for k, v in state.items() if re.fullmatch(r"body\.\d+\.(weight|bias)", k)})
-    return net.eval()
-
-
-def calibration_inputs(scale: int, n: int = 8, size: int = 96) -> list[list[torch.Tensor]]:
-    """Real LR crops for INT8 calibration, from the embedded training images (never the benchmark sets)."""
-    return [[c] for c in lr_crops(load_images(EMBEDDED, "train"), scale, n, size)]
+def best_executor(m: LoadedModel, precision: str | None, threads: int, lr_hw: tuple[int, int],
+                  weights_dir: str | None) -> tuple[str, str]:
+    """(backend, precision) ``m`` runs best in here: recorded in a searched file, else the fastest executor
+    here in its own precision (or ``precision``)."""
+    from .upscaler import resolve_executor
+    backend, prec, _ = resolve_executor(m, None, precision, threads, lr_hw, weights_dir)
+    return backend, prec
 
 
 def deploy(m: LoadedModel, backend: str, precision: str | None, scale: int, threads: int, lr_hw: tuple[int, int],
            workdir: Path, weights_dir: str | None = None) -> Deployed:
     """``m`` in executor (backend, own precision or ``precision``): quality and timing functions, labelled."""
     workdir.mkdir(parents=True, exist_ok=True)
-    own = _own_precision(m)
+    own = own_precision(m)
     # bicubic is the reference every table starts from, not a network anyone quantizes: always fp32
     prec = "fp32" if m.name == "bicubic" else (precision or own)
     path = Path(m.info.get("path", ""))

@@ -10,6 +10,7 @@ too), on torch's own x86 grid, which the shipped state and the conversion to int
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import torch
@@ -18,6 +19,7 @@ from torch import nn
 from srnas.pruning import quant
 from srnas.supernet import checkpoint
 from srnas.supernet.config import Config
+from srnas.supernet.console import muted
 from srnas.supernet.data import PatchSampler, load_images, make_pairs
 from srnas.supernet.distributed import init_distributed
 from srnas.supernet.errors import UserError
@@ -47,7 +49,8 @@ def convert_int8(qat_model: ABPN) -> ABPN:
 
     quant.select_engine()
     m = copy.deepcopy(qat_model).eval()
-    m.body = convert_fx(m.body)
+    with muted():   # torch.ao on torch's int8 tensors, which its int8 kernels run
+        m.body = convert_fx(m.body)
     return m
 
 
@@ -115,3 +118,12 @@ def export_torchscript(model: nn.Module, path: str | Path, lr_hw: tuple[int, int
     torch.jit.save(ts, buf)
     atomic_write_bytes(path, buf.getvalue())
     return path
+
+
+def abpn_float_from_qat(scale: int, weights_dir: str | Path | None = None) -> nn.Module:
+    """The float ABPN holding abpn_int8's QAT-trained weights (what the ONNX INT8 route quantizes)."""
+    state = checkpoint.load(int8_weights_path(scale, weights_dir))["state"]
+    # prepare_qat_fx keeps the body's module names (body.<i>); the fake-quant entries beside them are dropped
+    net = ABPN(scale)
+    net.load_state_dict({k: v for k, v in state.items() if re.fullmatch(r"body\.\d+\.(weight|bias)", k)})
+    return net.eval()

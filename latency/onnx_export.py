@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import contextlib
 import io
-import warnings
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
+
+from srnas.supernet.console import muted
 
 
 def input_names(n: int) -> list[str]:
@@ -23,8 +24,7 @@ def export_onnx(module: nn.Module, inputs: Sequence[torch.Tensor], path: str | P
     names = input_names(len(inputs))
     axes = {n: {2: f"h{i}", 3: f"w{i}"} for i, n in enumerate(names)} if dynamic else None
     # the TorchScript-based exporter works offline and is quiet for these plain graphs
-    with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()), muted():
         torch.onnx.export(module.eval(), tuple(inputs), str(path), input_names=names, output_names=["out"],
                           opset_version=17, dynamo=False, dynamic_axes=axes)
     return path

@@ -11,13 +11,13 @@ import contextlib
 import importlib.util
 import io
 import logging
-import warnings
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
+from srnas.supernet.console import muted
 from srnas.supernet.errors import UserError
 
 from .onnx_export import as_arrays
@@ -145,8 +145,7 @@ def _quantize_ort(src: Path, out: Path, samples: list[list[np.ndarray]]) -> Path
             return next(self.it, None)
 
     pre = out.with_name(out.stem + "_pre.onnx")
-    with warnings.catch_warnings(), quiet_logging("onnxruntime", ""):
-        warnings.simplefilter("ignore")
+    with muted(), quiet_logging("onnxruntime", ""):
         # ORT's own pre-processing (shape inference, constant folding) first, as its docs advise: it also
         # folds WDSR's multiply by res_scale 1.0, whose quantized form OpenVINO's int8 pass cannot compile
         pre = _pre_process(quant_pre_process, src, pre)

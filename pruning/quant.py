@@ -9,12 +9,13 @@ weights: what an INT8 route (ONNX Runtime's static QDQ) then quantizes.
 from __future__ import annotations
 
 import copy
-import warnings
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
+
+from srnas.supernet.console import muted
 
 from .masks import Masks
 from .resume import Progress
@@ -72,8 +73,7 @@ def prepare_qat(net: nn.Module, grid: str = "qdq", keep_float: Sequence[str] = (
     mapping = qconfig_mapping(grid)
     for name in keep_float:
         mapping.set_module_name(name, None)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")   # torch.ao's deprecation notice and observer chatter, on every call
+    with muted():   # torch.ao's deprecation notice and observer chatter, on every call
         gm = prepare_qat_fx(net.train(), mapping, example_inputs=example_inputs or (torch.rand(1, 3, 16, 16),))
     if keep_float:
         _float_downstream(gm, keep_float)

@@ -6,6 +6,7 @@ import importlib
 import sys
 from importlib import metadata
 
+from srnas.supernet.console import plain_warnings
 from srnas.supernet.errors import UserError
 from srnas.supernet.writes import disk_full, is_full, torch_write_failed, write_failed
 
@@ -51,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `srnas` console script."""
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with plain_warnings():
+            return int(args.func(args) or 0)
     except UserError as e:
         print(f"srnas {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ then the loop goes on.
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Callable
@@ -181,6 +182,22 @@ def heldout_predictions(space: Space, train_rows: list[dict], test_rows: list[di
     model = fit_predictor(space, train_rows, cfg, seed=cfg.seed + 7)
     mu, _ = model.predict(np.stack([space.features(Candidate.from_json(r["candidate"])) for r in test]))
     return mu, np.asarray([float(r["psnr"]) for r in test])
+
+
+MIN_TAU_POINTS = 6   # below this a rank correlation says nothing: not reported
+
+
+def tau_text(tau: float, n: int) -> str:
+    """A Kendall tau from ``n`` points with its 95 % band under no correlation (tau's null standard error,
+    sqrt(2(2n+5) / 9n(n-1))), and whether it tells anything; too few points: said so, no number."""
+    if tau != tau and n >= MIN_TAU_POINTS:
+        return f"not measured ({n} held-out points)"
+    if n < MIN_TAU_POINTS:
+        return f"not reported: {n} held-out point(s), a rank correlation needs {MIN_TAU_POINTS} or more"
+    band = 1.96 * math.sqrt(2 * (2 * n + 5) / (9 * n * (n - 1)))
+    verdict = "ranks better than chance" if tau > band else \
+        "ranks worse than chance" if tau < -band else "no evidence either way"
+    return f"{tau:.3f} ± {band:.2f} (95 % band of chance, {n} held-out points: {verdict})"
 
 
 def kendall_tau_heldout(space: Space, train_rows: list[dict], test_rows: list[dict], cfg: SearchConfig) -> float:

@@ -12,6 +12,8 @@ import pandas as pd  # noqa: E402
 
 from srnas.supernet.writes import atomic_write_text, save_figure  # noqa: E402
 
+from .loop import tau_text  # noqa: E402
+
 
 def _best_so_far(df: pd.DataFrame) -> np.ndarray:
     return np.maximum.accumulate(df["psnr"].astype(float).to_numpy()) if len(df) else np.array([])
@@ -118,9 +120,10 @@ def write_report(out_dir: str | Path, summary: dict, guided: pd.DataFrame, rando
     lines += [_table([["predictor-guided", ablation.get("guided_evals"), _f(ablation.get("guided_best"), ".3f")],
                       ["random among valid", ablation.get("random_evals"), _f(ablation.get("random_best"), ".3f")]],
                      ["search", "real evaluations", "best validation PSNR (dB)"]), ""]
-    lines += [f"Predictor Kendall tau on held-out evaluated candidates: **{_f(ablation.get('kendall_tau'), '.3f')}** "
-              f"(ensemble trained on the guided history, tested on the {ablation.get('heldout_n', 0)} "
-              f"random-search candidates it never saw). Both searches share the same "
+    tau = tau_text(float(ablation.get("kendall_tau", float("nan"))), int(ablation.get("heldout_n", 0)))
+    lines += [f"Predictor Kendall tau on held-out evaluated candidates: **{tau}** "
+              f"(ensemble trained on the guided history, tested on the random-search candidates it never saw). "
+              f"Both searches share the same "
               f"{ablation.get('shared_init', 0)} initial random evaluations.", ""]
     lines += ["## Figures", "", f"![search progress]({p1.relative_to(out_dir)})",
               f"![PSNR vs latency]({p2.relative_to(out_dir)})", f"![predictor]({p3.relative_to(out_dir)})", ""]

@@ -63,12 +63,12 @@ def bench(models: list[str] | None = None, *, datasets: list[str] | None = None,
     """``srnas bench``: PSNR / SSIM (Y) and latency of ``models`` (default: the zoo and this CPU's front) on
     ``datasets`` (default: Set5, Set14, B100 where found, else the embedded images); writes bench.csv,
     bench.md and bench.png into ``out`` and returns the table."""
-    from srnas.experiments.cli import shipped_models
-    from srnas.experiments.bench import DEFAULT_MODELS, run_bench
+    from srnas.experiments.bench import default_models, run_bench
     from srnas.supernet.data import default_benchmarks
 
     if models is None:
-        models = DEFAULT_MODELS + shipped_models(scale, backend, precision, weights_dir, say=_stderr)
+        models = default_models(scale, backend, precision, None if weights_dir is None else str(weights_dir),
+                                say=_stderr)
     datasets = datasets or default_benchmarks(data_root)
     return run_bench(list(models), list(datasets), scale, out, data_root, lr_hw, threads,
                      None if weights_dir is None else str(weights_dir), repeats, backend, precision)

@@ -54,7 +54,8 @@ def test_demo_config_runs_with_only_the_clone(tmp_path):
                        env={k: v for k, v in os.environ.items() if k != "SRNAS_DATA"})
     assert p.returncode == 0, p.stderr[-3000:]
     report = (run / "report.md").read_text()
-    assert "## Against the zoo (torch-cpu" in report and "| espcn |" in report and "stage3/pruned.pt" in report
+    assert "## Against the zoo and the shipped front (each model in the executor it runs best in here" in report
+    assert "| espcn |" in report and "stage3/pruned.pt" in report and "this run's winner" in report
     assert (run / "bench" / "bench.png").is_file()
 
 
@@ -71,7 +72,7 @@ def test_fast_config_runs_with_only_the_clone(tmp_path):
 @pytest.mark.slow
 def test_ship_winners_runs_one_front_and_ships_every_member(tmp_path):
     """experiments/ship_winners.py on cpu_x2 (shrunk): one front run, every target's winner in the weights folder
-    by size, searched.json naming what each was searched for, and the aliases loading by name."""
+    by size, searched_x2.json naming what each was searched for, and the aliases loading by name."""
     shrink = [s for s in SHRINK if not s.startswith(("latency.target=", "model.n_feats="))]
     sets = [a for s in shrink + [f"run_dir={tmp_path / 'runs'}", "pruning.schemes=[none,filter]",
                                  "data.train=[skimage]", "data.benchmarks=[skimage]", "model.n_cells=[1,2]",
@@ -85,7 +86,7 @@ def test_ship_winners_runs_one_front_and_ships_every_member(tmp_path):
                         "--weights-dir", str(weights), *sets], capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     assert re.search(r"the front's targets [\d.]+ ms, 40 ms, 50 ms, 60 ms, 80 ms, 120 ms", p.stdout), p.stdout[-2000:]
-    ship = json.loads((weights / "searched.json").read_text())
+    ship = json.loads((weights / "searched_x2.json").read_text())
     members = ship["members"]
     # every target either ships (named by size, tightest first) or is left out as no better than a tighter one
     assert list(members) == ["srnas_xs", "srnas_s", "srnas_m", "srnas_l", "srnas_xl", "srnas_xxl"][:len(members)]

@@ -178,7 +178,7 @@ def test_searched_zoo_models_load_from_their_pruned_file_with_precision_and_step
     assert m.run(torch.rand(1, 3, 8, 8)).shape == (1, 3, 16, 16)
     assert load_model("espcn", 2).info["steps"] == zoo.trained_steps("espcn", 2)
     # bench's default list takes it only where the runtime runs its precision
-    from srnas.experiments.cli import shipped_models
+    from srnas.experiments.bench import shipped_models
     said = []
     assert shipped_models(2, None, None, str(tmp_path), say=said.append) == []
     assert said and "srnas_s: left out, it runs in int8" in said[-1]

@@ -55,7 +55,7 @@ def test_int8_form_runs_as_int8_in_an_int8_executor_and_is_listed(tmp_path):
     assert d.precision == "int8" and (tmp_path / "w" / "model_int8.onnx").is_file()
     y = d.run(torch.rand(1, 3, 16, 16))
     assert y.shape == (1, 3, 32, 32)
-    from srnas.experiments.cli import shipped_models
+    from srnas.experiments.bench import shipped_models
     assert set(zoo.INT8) <= set(shipped_models(2, "onnxruntime"))
     # torch eager runs no INT8 QDQ file: left out, and said so
     assert not set(zoo.INT8) & set(shipped_models(2, None, say=lambda line: None))

@@ -32,7 +32,7 @@ from .training import Offset, YSampler
 
 def int8_psnr(model: torch.nn.Module, pairs, scale: int, workdir: Path) -> float:
     """PSNR (Y) of ``model`` as the INT8 route runs it: ONNX Runtime's QDQ file, calibrated as bench calibrates."""
-    from ..bench import calibration_inputs   # bench imports the zoo: resolved when training, not at import
+    from ..precision import calibration_inputs   # precision imports the zoo (models): resolved when training
 
     infer = make_infer(model, [torch.rand(1, 3, 32, 32)], "onnxruntime", 0, "int8", calibration_inputs(scale),
                        dynamic=True, workdir=workdir)
