@@ -10,9 +10,10 @@ and 50 ms; targets within 10 % of another are searched once (the fixed 50 ms kee
 that scores no higher on the validation images (data.val, not a benchmark set) than a tighter target's is left out:
 that budget's best network is the tighter one. Each kept winner (stage 3, QAT where INT8, export) is copied to
 experiments/weights/fronts/<this CPU's class>/<name>_x<scale>.pt (experiments.zoo.cpu_class: avx2, vnni or amx),
-named by size (SIZES, tightest first), and searched.json beside them records what each was searched for, on which
-CPU, with aliases naming the members a budget of 1x ABPN-INT8 (srnas_abpn) and of 50 ms (srnas_50ms) gets.
-`srnas bench` and the aliases then use the front of the machine's class (zoo.front_dir), in its executor.
+named by size (SIZES, tightest first), and searched_x<scale>.json beside them records what each was searched for
+(with its val_psnr), on which CPU, with aliases naming the members a budget of 1x ABPN-INT8 (srnas_abpn) and of 50 ms
+(srnas_50ms) gets there. A machine's names come from the members of every class at that scale, timed on it and
+reduced to their Pareto set (experiments/zoo/front.py, `srnas zoo front`): this class's members join that set.
 A rerun resumes the run where it stopped, with the targets it started with (runs/<name>/ship.json).
 """
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 from srnas.experiments import zoo  # noqa: E402
+from srnas.experiments.zoo.front import LEGACY_FILE  # noqa: E402
 from srnas.latency.fingerprint import cpu_isa, cpu_model  # noqa: E402
 from srnas.search.pipeline import resolve_executor  # noqa: E402
 from srnas.supernet.config import load_config  # noqa: E402
@@ -160,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         return rc or 1
     entries = json.loads(front.read_text())["targets"]
     for e in entries:
+        e["model"] = str(run / e["model"])   # front.json names it relative to the run (older ones: absolute)
         e["val_psnr"] = round(val_psnr(e["model"], cfg), 4)
     entries, left_out = undominated(entries)
     for e in left_out:
@@ -177,17 +180,28 @@ def main(argv: list[str] | None = None) -> int:
             "aliases": {"srnas_abpn": for_budget(members, abpn), "srnas_50ms": for_budget(members, FIXED_MS[0])}}
     if not args.no_copy:
         out = Path(args.weights_dir or zoo.WEIGHTS_DIR / zoo.FRONTS / zoo.cpu_class())
-        out.mkdir(parents=True, exist_ok=True)
-        for stale in out.glob(f"srnas_*_x{cfg.data.scale}.pt"):   # a member of an earlier front
-            stale.unlink()
-        for name, m in members.items():
-            dst = zoo.weights_path(name, cfg.data.scale, out)
-            shutil.copy2(m.pop("model"), dst)
-            print(f"{name}: {m['candidate']} searched at {m['target_ms']:g} ms ({m['x_abpn_int8']:g}x abpn_int8), "
-                  f"measured {m['measured_ms']:.2f} ms -> {dst}")
-        atomic_write_text(out / zoo.SEARCHED_FILE, json.dumps(ship, indent=1) + "\n")
-        print(f"aliases: {ship['aliases']} ({out / zoo.SEARCHED_FILE})")
+        path = write_front(out, cfg.data.scale, ship)
+        print(f"aliases: {ship['aliases']} ({path}); `srnas zoo front` shows the names a machine gets from every "
+              f"class's members")
     return rc
+
+
+def write_front(out: Path, scale: int, ship: dict) -> Path:
+    """Copy the members (each record's "model" file) to out/<name>_x<scale>.pt, dropping an earlier front's at that
+    scale, and write out/searched_x<scale>.json (an x2 front replaces an old searched.json)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(f"srnas_*_x{scale}.pt"):   # a member of an earlier front
+        stale.unlink()
+    for name, m in ship["members"].items():
+        dst = out / f"{name}_x{scale}.pt"
+        shutil.copy2(m.pop("model"), dst)
+        print(f"{name}: {m['candidate']} searched at {m['target_ms']:g} ms ({m['x_abpn_int8']:g}x abpn_int8), "
+              f"measured {m['measured_ms']:.2f} ms -> {dst}")
+    path = out / zoo.searched_name(scale)
+    atomic_write_text(path, json.dumps(ship, indent=1) + "\n")
+    if scale == 2 and (out / LEGACY_FILE).is_file():   # an older x2 front's; read only where no searched_x2.json is
+        (out / LEGACY_FILE).unlink()
+    return path
 
 
 if __name__ == "__main__":

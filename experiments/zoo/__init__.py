@@ -5,7 +5,6 @@ Y->Y network in :class:`YOnly`. ``trainable_core(model)`` is the part training s
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -22,10 +21,10 @@ from .bicubic import Bicubic
 from .common import YOnly, rgb_to_y
 from .edgesr import ESRCNN, ESRTM, ESRTR, ESRMax
 from .espcn import ESPCN
+from .front import (CPU_CLASSES, FRONTS, SEARCHED_FILE, WEIGHTS_DIR, cpu_class, front_dir, machine_front,
+                    searched_name)
 from .fsrcnn import FSRCNN
 from .wdsr import wdsr
-
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 
 @dataclass(frozen=True)
@@ -57,63 +56,19 @@ ZOO: dict[str, ZooEntry] = {
 INT8: dict[str, str] = {f"{n}_int8": n for n in ("fsrcnn", "espcn", "esr_max", "esr_tm", "esr_tr", "esr_cnn", "wdsr_b")}
 
 
-# the searched models shipped in a weights folder: written with their files by experiments/ship_winners.py
-# (the cpu_x2 front: members by size, aliases such as srnas_abpn naming the member a budget gets). A front belongs to
-# the CPU class that searched it (INT8 convs cost 3.5-4x more on a Zen 3 without VNNI than on a Zen 5 with it, the
-# float ends less): the shipped folder holds one per class under fronts/<class>/, and this machine gets its own.
-SEARCHED_FILE = "searched.json"
-FRONTS = "fronts"
-# the nearest class first where this one's front is not shipped
-CPU_CLASSES = {"amx": ("amx", "vnni", "avx2"), "vnni": ("vnni", "amx", "avx2"), "avx2": ("avx2", "vnni", "amx")}
+# the searched models shipped in a weights folder: written with their files by experiments/ship_winners.py, one
+# front per CPU class under fronts/<class>/ (searched_x<scale>.json + <member>_x<scale>.pt). The names a machine gets
+# (srnas_xs, ..., the aliases srnas_abpn / srnas_50ms) come from every class's members timed on it (front.py).
 
 
-def cpu_class(isa: str | None = None) -> str:
-    """The CPU's class for INT8 convs, from its SIMD flags (default: this machine's): amx, vnni or avx2."""
-    if isa is None:
-        from srnas.latency.fingerprint import cpu_isa
-        isa = cpu_isa()
-    flags = set(isa.split())
-    if any(f.startswith("amx") for f in flags):
-        return "amx"
-    return "vnni" if flags & {"avx512_vnni", "avx_vnni"} else "avx2"
+def searched(weights_dir: str | Path | None = None, scale: int = 2) -> dict[str, str]:
+    """Searched model names this machine gets at ``scale``, aliases included -> what each was searched for."""
+    return machine_front(scale, weights_dir).describe()
 
 
-def front_dir(weights_dir: str | Path | None = None, isa: str | None = None) -> Path:
-    """The folder of the searched front this CPU gets: <weights>/fronts/<its class, else the nearest>/, or the
-    weights folder itself where it holds no fronts/ (a folder ship_winners.py --weights-dir wrote)."""
-    root = Path(weights_dir or WEIGHTS_DIR)
-    for c in CPU_CLASSES[cpu_class(isa)]:
-        if (root / FRONTS / c / SEARCHED_FILE).is_file():
-            return root / FRONTS / c
-    return root
-
-
-def _shipped(weights_dir: str | Path | None = None) -> dict:
-    """The searched.json of a weights folder's front for this CPU (no members where there is none)."""
-    path = front_dir(weights_dir) / SEARCHED_FILE
-    if not path.is_file():
-        return {"members": {}, "aliases": {}}
-    try:
-        ship = json.loads(path.read_text())
-        return {**ship, "members": dict(ship["members"]), "aliases": dict(ship.get("aliases", {}))}
-    except (ValueError, KeyError, TypeError) as e:
-        raise UserError(f"{path} is damaged ({e}): restore it from git or rerun experiments/ship_winners.py") from e
-
-
-def searched(weights_dir: str | Path | None = None) -> dict[str, str]:
-    """Searched model names of a weights folder, aliases included -> what each was searched for."""
-    ship = _shipped(weights_dir)
-    cpu = f"{ship.get('cpu', '?')} ({cpu_class(ship['isa'])})" if "isa" in ship else ship.get("cpu", "?")
-    out = {n: f"{ship.get('config', 'cpu_x2')} at {m['target_ms']:g} ms "
-              f"({m.get('x_abpn_int8', 0):g}x abpn_int8) on {cpu}"
-           for n, m in ship["members"].items()}
-    return {**out, **{a: f"{out[n]}, as {n}" for a, n in ship["aliases"].items() if n in out}}
-
-
-def search_members(weights_dir: str | Path | None = None) -> list[str]:
-    """The searched models of a weights folder without their aliases, tightest budget first."""
-    members = _shipped(weights_dir)["members"]
-    return sorted(members, key=lambda n: members[n]["target_ms"])
+def search_members(weights_dir: str | Path | None = None, scale: int = 2) -> list[str]:
+    """The searched models this machine gets at ``scale`` without their aliases, fastest (tightest budget) first."""
+    return list(machine_front(scale, weights_dir).names)
 
 
 def names() -> list[str]:
@@ -140,10 +95,10 @@ def trainable_core(model: nn.Module) -> nn.Module:
 
 
 def weights_path(name: str, scale: int, weights_dir: str | Path | None = None) -> Path:
-    """Where the shipped (or given) weights of ``name`` at ``scale`` live (an alias: its member's)."""
+    """Where the shipped (or given) weights of ``name`` at ``scale`` live (a searched name or alias: the file of the
+    member this machine gets by it)."""
     if name.startswith("srnas_"):
-        name = _shipped(weights_dir)["aliases"].get(name, name)
-        return front_dir(weights_dir) / f"{name}_x{scale}.pt"
+        return machine_front(scale, weights_dir).path(name)
     return Path(weights_dir or WEIGHTS_DIR) / f"{name}_x{scale}.pt"
 
 
@@ -188,6 +143,7 @@ def load(name: str, scale: int, weights: str | Path | None = None, weights_dir: 
     return model.eval()
 
 
-__all__ = ["ZOO", "INT8", "SEARCHED_FILE", "cpu_class", "front_dir", "searched", "search_members", "ZooEntry", "YOnly",
+__all__ = ["ZOO", "INT8", "SEARCHED_FILE", "FRONTS", "CPU_CLASSES", "searched_name", "cpu_class", "front_dir",
+           "machine_front", "searched", "search_members", "ZooEntry", "YOnly",
            "rgb_to_y", "names", "entry", "build", "load", "trainable_core", "weights_path", "export_state",
            "trained_steps", "int8_method", "WEIGHTS_DIR"]
