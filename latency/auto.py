@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from srnas.supernet.blocks import fuse_weight_norm
-from srnas.supernet.errors import UserError
+from srnas.supernet.errors import UserError, first_line
 from srnas.supernet.model import build_path_net
 
 from .deploy import make_runner
@@ -47,7 +47,7 @@ def choose_executor(reference_modules: dict[str, nn.Module], lr_hw: tuple[int, i
         try:
             built = [make_runner(m, [x], b, threads, p) for m in reference_modules.values()]
         except Exception as e:  # an executor that cannot build a reference net loses, saying why
-            row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+            row["error"] = f"{type(e).__name__}: {first_line(e)}"
             rows.append(row)
             continue
         for name, r in zip(reference_modules, built):

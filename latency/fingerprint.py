@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import torch
 
+from srnas.supernet.config import PRECISIONS  # noqa: F401  (re-exported: latency's readers name it here)
+
 # the probe runner reads the machine without srnas (it runs on a device as it is); srnas reads it the same way
 from .probe_runner import core_count, cpu_isa, cpu_model, resolve_threads  # noqa: F401
 
-PRECISIONS = ("fp32", "bf16", "int8")
 FIELDS = ("cpu_model", "isa", "cores", "threads", "torch", "onnxruntime", "backend", "precision", "layout",
           "accelerator")
 # compared only where the LUT records them: LUTs written before srnas recorded the ISA still load (a VM's

@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from srnas.supernet.config import config_of
+from srnas.supernet.record import STAGES
 from srnas.supernet.rundir import RunDir
 from srnas.supernet.runlock import run_lock
 
@@ -19,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("run", help="supernet -> LUT -> search -> stage 3 -> export -> report, skipping finished stages")
     r.add_argument("-c", "--config", required=True)
     r.add_argument("--out", help="run directory (default: <run_dir>/<name> from the config)")
+    r.add_argument("--redo", action="append", default=[], choices=STAGES, metavar="STAGE",
+                   help=f"make this stage again, and every stage made from it ({', '.join(STAGES)}; repeatable): "
+                        f"what it wrote is removed first")
     r.set_defaults(func=_run)
 
 
@@ -36,13 +40,15 @@ def _run(args) -> int:
     cfg = config_of(args)
     run = cfg.run(args.out)
     with run_lock(run.root):
-        return _run_locked(cfg, run)
+        return _run_locked(cfg, run, args.redo)
 
 
-def _run_locked(cfg, run: RunDir) -> int:
+def _run_locked(cfg, run: RunDir, redo: list[str] = ()) -> int:
     from .front import run_front
-    from .pipeline import run_all
+    from .pipeline import redo_stages, run_all
 
+    if redo:
+        redo_stages(cfg, run, list(redo))
     if cfg.latency.targets:
         front = run_front(cfg, run)
         if front.missed and not cfg.latency.soft_target:

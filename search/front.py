@@ -19,8 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+import srnas.latency as latency
 from srnas.supernet.config import Config, parse_target, save_config
 from srnas.supernet.errors import UserError
+from srnas.supernet.record import Recorder, check_run
 from srnas.supernet.rundir import RunDir
 from srnas.supernet.writes import atomic_write_text, save_figure
 
@@ -161,8 +163,11 @@ def run_front(cfg: Config, run: RunDir) -> FrontResult:
     from .stage3 import stage3
 
     t0 = time.time()
-    cfg, dist_info = one_process_supernet(cfg, run, "a front search (latency.targets)")
+    check_run(cfg, run)
+    rec = Recorder(cfg, run)   # the config as given: what each stage records it was made from
+    cfg, dist_info = one_process_supernet(cfg, run, "a front search (latency.targets)", rec)
     save_config(cfg, run.config)   # what `srnas bench --run` reads, whether or not the supernet was trained now
+    rec("lut", lut=latency.default_lut_path(cfg, run=run))
     lat_model = lut_stage(cfg, run, dist_info)
     targets = resolve_targets(cfg, lat_model)
     atomic_write_json({"targets_ms": targets, "asked": list(cfg.latency.targets)}, run.target)
@@ -174,6 +179,7 @@ def run_front(cfg: Config, run: RunDir) -> FrontResult:
     fronts = [make_constraints(target_config(cfg, t), space, lat_model) for t in targets]
     fronts[0].check_feasible()    # the tightest: the others are then feasible too
     evaluator = make_evaluator(cfg, space, run.supernet, dist_info)
+    rec("search", [run.supernet, lat_model.lut.path])
     hist = FrontLoop(space, fronts, evaluator, cfg.search, run.search_dir, dist_info).run()
     rows, finals = [], []
     for t, row in zip(targets, front_winners(hist.rows, targets)):
@@ -186,7 +192,7 @@ def run_front(cfg: Config, run: RunDir) -> FrontResult:
         save_candidate(winner, space, trun.winner, {"val_psnr": float(row["psnr"]),
                                                            "lat_pred_ms": float(row["lat_pred_ms"])})
         print(f"front: {t:g} ms -> {winner.key()} (rate {winner.rate:g}), search PSNR {float(row['psnr']):.3f} dB")
-        finals.append(stage3(tcfg, trun, winner, lat_model, supernet=run.supernet))
+        finals.append(stage3(tcfg, trun, winner, lat_model, supernet=run.supernet, rec=rec.at(trun)))
         rows.append(row)
     report = write_front(run, targets, rows, finals, hist)
     print(f"front report: {report} ({time.time() - t0:.0f} s)")
@@ -201,7 +207,8 @@ def write_front(run: RunDir, targets: list[float], rows: list[dict], finals: lis
         entries.append({"target_ms": t, "candidate": Candidate.from_json(row["candidate"]).key(),
                         "rate": float(row["rate"]), "search_psnr": float(row["psnr"]), "lut_ms": f.lut_ms,
                         "measured_ms": f.measured_ms, "meets_target": f.meets_target,
-                        "psnr": {k: q["psnr"] for k, q in f.benchmarks.items()}, "model": f.files.get("model")})
+                        "psnr": {k: q["psnr"] for k, q in f.benchmarks.items()},
+                        "model": run.store(f.files["model"]) if "model" in f.files else None})
     atomic_write_json({"targets": entries, "evaluations": len(hist.rows)}, run.root / "front.json")
     sets = list(entries[0]["psnr"]) if entries else []
     lines = [f"# Front: {len(targets)} targets from one supernet, one LUT and one search ({len(hist.rows)} "

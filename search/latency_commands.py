@@ -13,6 +13,7 @@ from srnas.latency.runtimes.registry import names as backends
 from srnas.latency.importer import import_csv
 from srnas.latency.lut import LUTFingerprintWarning
 from srnas.supernet.config import config_of, depths, widths
+from srnas.supernet.record import Recorder, check_run
 from srnas.supernet.runlock import lock_folder, run_lock
 
 from .pipeline import candidate_builder, resolve_executor
@@ -74,8 +75,13 @@ def _build(args) -> int:
 
 
 def _build_locked(args, plain) -> int:
+    own = not args.out and not args.backend   # the run's own LUT: the one its stages are made from
+    if own:
+        check_run(plain, plain.run(), ("lut",))
     cfg = _config(args, plain)
     backend = cfg.latency.backend
+    if own:
+        Recorder(plain, plain.run())("lut", lut=default_lut_path(cfg, backend))
     lut = build_lut(cfg, backend=backend, out=args.out)
     n = cfg.latency.calib_samples if args.calib_samples is None else args.calib_samples
     if lut.calibration is None or args.recalibrate:

@@ -5,6 +5,7 @@ constraints and to stage 3, and writes the report.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -20,6 +21,8 @@ from srnas.supernet.data import PatchSampler, load_images, make_pairs
 from srnas.supernet.distributed import DistInfo, barrier, init_distributed
 from srnas.supernet.errors import UserError
 from srnas.supernet.evaluate import evaluate
+from srnas.supernet.record import (STAGES, Recorder, check_run, discard, downstream, redo_hint, removals,
+                                   run_records, stage_outputs)
 from srnas.supernet.rundir import RunDir
 from srnas.supernet.train import load_supernet, load_train_images, train_supernet
 
@@ -27,7 +30,7 @@ from .candidate import Candidate, Space, save_candidate
 from .constraints import Constraints
 from .evaluator import Evaluator, center_crop_pairs
 from .history import History, atomic_write_json
-from .loop import heldout_predictions, kendall_tau_heldout, run_search
+from .loop import heldout_predictions, kendall_tau_heldout, run_search, tau_text
 from .results import SearchResult, Stage3Result
 from .resolve import fastest_dense_ms, lr_hw, make_space, resolve_executor, resolve_target  # noqa: F401 (front.py)
 from .sizing import resolve_size
@@ -168,7 +171,7 @@ def report_stage(cfg: Config, run: RunDir, found: SearchResult, final: Stage3Res
             "measured / target": "n/a" if final.ratio_to_target is None else
                 f"{final.ratio_to_target:.3f} ({'meets' if final.meets_target else 'MISSES'} the "
                 f"{Stage3Result.BOUND} x bound)",
-            **{f"file: {k}": v for k, v in final.files.items()}}
+            **{f"file: {k}": run.store(v) for k, v in final.files.items()}}   # beside report.md: it moves with it
     return write_report(run.root, summary, guided.frame(), random.frame() if random is not None else None,
                         found.ablation, heldout)
 
@@ -178,6 +181,8 @@ def search_command(cfg: Config, run: RunDir) -> SearchResult | None:
     """`srnas search`: the LUT must exist (no build); supernet weights must exist."""
     if cfg.latency.targets:
         raise UserError("latency.targets (a front) is searched by `srnas run`, which runs stage 3 for each target")
+    check_run(cfg, run, ("supernet", "lut", "search"))
+    rec = Recorder(cfg, run)
     cfg = resolve_executor(cfg, run)
     preflight(cfg, run)
     dist_info = init_distributed(cfg.search.threads)
@@ -185,6 +190,8 @@ def search_command(cfg: Config, run: RunDir) -> SearchResult | None:
     wants = bool(cfg.latency.target)
     lat_model = lut_stage(cfg, run, dist_info, build=False) if wants else None
     cfg = resolve_target(cfg, lat_model)
+    if run.supernet.exists():
+        rec("search", [run.supernet, lat_model.lut.path if lat_model is not None else None])
     found = search_stage(cfg, run, dist_info, lat_model)
     if dist_info.main:
         _print_winner(found)
@@ -198,7 +205,8 @@ def preflight(cfg: Config, run: RunDir) -> None:
         latency.load_lut(cfg, path)
 
 
-def one_process_supernet(cfg: Config, run: RunDir, command: str) -> tuple[Config, DistInfo]:
+def one_process_supernet(cfg: Config, run: RunDir, command: str,
+                         rec: Recorder | None = None) -> tuple[Config, DistInfo]:
     """The executor, size and trained supernet (made when missing) of a command that runs in one process on
     a run's supernet (`srnas run` with latency.targets, `srnas ablate`); its search threads."""
     cfg = resolve_executor(cfg, run)
@@ -206,6 +214,8 @@ def one_process_supernet(cfg: Config, run: RunDir, command: str) -> tuple[Config
     if init_distributed(cfg.train.threads).world > 1:
         raise UserError(f"{command} runs in one process: start it without torchrun")
     cfg = resolve_size(cfg, run)
+    if rec is not None:
+        rec("supernet")
     train_supernet(cfg, run, resume=True)
     return cfg, init_distributed(cfg.search.threads)
 
@@ -221,8 +231,11 @@ class RunResult:
 
 
 def run_all(cfg: Config, run: RunDir) -> RunResult | None:
-    """`srnas run`: every stage in order, skipping finished ones."""
+    """`srnas run`: every stage in order, skipping finished ones; a begun stage made from another config or
+    other inputs stops it before anything is written (StageChanged)."""
     t0 = time.time()
+    check_run(cfg, run)
+    rec = Recorder(cfg, run)   # the config as given: what each stage records it was made from
     cfg = resolve_executor(cfg, run)   # before anything is timed: every stage prices in this executor
     preflight(cfg, run)
     dist_info = init_distributed(cfg.train.threads)
@@ -231,10 +244,14 @@ def run_all(cfg: Config, run: RunDir) -> RunResult | None:
         run.root.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run.config)
     times = {}
+    rec("supernet")
     train_supernet(cfg, run, resume=True)
     dist_info = init_distributed(cfg.search.threads)   # each stage runs with its own threads setting
     times["supernet"] = time.time() - t0
     wants = bool(cfg.latency.target)
+    lut = latency.default_lut_path(cfg, run=run) if wants else None
+    if wants:
+        rec("lut", lut=lut)
     lat_model = lut_stage(cfg, run, dist_info) if wants else None
     cfg = resolve_target(cfg, lat_model, run if dist_info.main else None)
     if dist_info.main:  # the saved config states the absolute target the run aims at
@@ -242,11 +259,12 @@ def run_all(cfg: Config, run: RunDir) -> RunResult | None:
     if lat_model is not None:  # an impossible target fails here, before any evaluation
         make_constraints(cfg, make_space(cfg), lat_model).check_feasible()
     times["lut"] = time.time() - t0 - sum(times.values())
+    rec("search", [run.supernet, lut])
     found = search_stage(cfg, run, dist_info, lat_model)
     times["search"] = time.time() - t0 - sum(times.values())
     if not dist_info.main:
         return None
-    final = stage3(cfg, run, found.winner, lat_model)
+    final = stage3(cfg, run, found.winner, lat_model, rec=rec)
     times["stage3+export"] = time.time() - t0 - sum(times.values())
     report = report_stage(cfg, run, found, final)
     times["total"] = time.time() - t0
@@ -257,11 +275,38 @@ def run_all(cfg: Config, run: RunDir) -> RunResult | None:
     return RunResult(found, final, report, times, warnings)
 
 
+def redo_stages(cfg: Config, run: RunDir, stages: list[str]) -> None:
+    """`srnas run --redo STAGE`: remove what ``stages`` and the stages made from them wrote (a front's targets'
+    too), once every other begun stage is found to fit the config (else StageChanged, nothing removed)."""
+    todo = downstream(stages)
+    check_run(cfg, run, [s for s in STAGES if s not in todo], hint=lambda more: redo_hint([*stages, *more]))
+    lut = lut_file(cfg, run)
+    plan = []
+    for rec in reversed(run_records(run)):   # the targets' folders first: the search's removal takes them along
+        mine = todo if rec.root == run.root else [s for s in todo if s in ("stage3", "export")]
+        plan.append((rec, mine, {s: stage_outputs(RunDir(rec.root), s, lut) for s in mine}))
+    for step in plan:   # every removal is checked before the first is made
+        removals(*step)
+    for step in plan:
+        discard(*step)
+
+
+def lut_file(cfg: Config, run: RunDir) -> Path | None:
+    """The LUT file of the config's executor (an `auto` one as the run chose it), or None before it is chosen."""
+    lat = cfg.latency
+    if "auto" in (lat.backend, lat.precision):
+        if not run.executor.exists():
+            return Path(lat.lut) if lat.lut else None
+        chosen = json.loads(run.executor.read_text())
+        lat = dataclasses.replace(lat, backend=chosen["backend"], precision=chosen["precision"])
+    return latency.default_lut_path(dataclasses.replace(cfg, latency=lat), run=run)
+
+
 def latency_warnings(final: Stage3Result) -> list[str]:
     """What a user should know about the measured winner: a missed target, a LUT that priced it wrongly."""
     out = []
     fix = ("refit the LUT on a quiet machine: `srnas latency build -c CONFIG --recalibrate` (or delete the LUT "
-           "file and build it again)")
+           "file and build it again), then search with it: `srnas run -c CONFIG --redo search`")
     # NaN (no LUT) compares False; a foreign LUT prices another device, so this machine's ms is no check of it
     ratio = final.measured_ms / final.lut_ms if final.lut_ms > 0 and final.judged_by == "measured" else None
     if ratio is not None and not 0.8 <= ratio <= 1.25:
@@ -283,7 +328,8 @@ def _print_winner(found: SearchResult, final: Stage3Result | None = None, report
     if "random_best" in ab:
         print(f"ablation ({ab['guided_evals']} guided / {ab['random_evals']} random evaluations): guided best "
               f"{ab['guided_best']:.3f} dB, "
-              f"random best {ab['random_best']:.3f} dB, predictor Kendall tau (held-out) {ab['kendall_tau']:.3f}")
+              f"random best {ab['random_best']:.3f} dB, predictor Kendall tau (held-out) "
+              f"{tau_text(ab['kendall_tau'], ab.get('heldout_n', 0))}")
     if final:
         for name, q in final.benchmarks.items():
             print(f"final: {name} PSNR {q['psnr']:.2f} dB (bicubic {q['bicubic_psnr']:.2f}, "

@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from srnas.supernet.rundir import RunDir
+
 from .candidate import Candidate
 from .history import History, atomic_write_json
 
@@ -76,9 +78,15 @@ class Stage3Result:
             raise KeyError(f"final.json lacks {sorted(missing)}")
         return cls(**{k: data[k] for k in names if k in data})
 
-    def save(self, path: Path) -> None:
-        atomic_write_json(self.to_json(), path)
+    def save(self, path: Path, root: Path | None = None) -> None:
+        """Write final.json; the files it names relative to the run folder ``root`` (default: the folder above
+        stage3/), so a copied or moved run names its own."""
+        run = RunDir(root or Path(path).parent.parent)
+        atomic_write_json({**self.to_json(), "files": {k: run.store(v) for k, v in self.files.items()}}, path)
 
     @classmethod
-    def load(cls, path: Path) -> "Stage3Result":
-        return cls.from_json(json.loads(Path(path).read_text()))
+    def load(cls, path: Path, root: Path | None = None) -> "Stage3Result":
+        """Read final.json; its files as paths of the run folder where it lies now (RunDir.resolve)."""
+        res = cls.from_json(json.loads(Path(path).read_text()))
+        run = RunDir(root or Path(path).parent.parent)
+        return dataclasses.replace(res, files={k: str(run.resolve(v)) for k, v in res.files.items()})

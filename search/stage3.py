@@ -33,6 +33,7 @@ from srnas.supernet.errors import UserError
 from srnas.supernet.elastic import is_elastic
 from srnas.supernet.evaluate import evaluate, evaluate_bicubic
 from srnas.supernet.model import parse_path
+from srnas.supernet.record import Recorder
 from srnas.supernet.rundir import RunDir
 from srnas.supernet.runlock import lock_folder, run_lock
 from srnas.supernet.train import load_supernet, load_train_images
@@ -65,18 +66,25 @@ def qat_grid() -> str:
 
 
 # ---- stage 3 of `srnas run` ------------------------------------------------------------------------
-def stage3(cfg: Config, run: RunDir, winner: Candidate, lat_model, supernet: Path | None = None) -> Stage3Result:
+def stage3(cfg: Config, run: RunDir, winner: Candidate, lat_model, supernet: Path | None = None,
+           rec: Recorder | None = None) -> Stage3Result:
     """Reweighted dynamic regularization of the winner under the target, fine-tune, compact, export, measure.
 
     Resumable at every point: pruning continues from its checkpoint, a finished pruned.pt is
     exported again if final.json is missing, and a complete final.json ends the stage.
     ``supernet``: the weights to start from (default: the run's own; a front's targets share one).
+    ``rec``: records what stage 3 and the export are made from (record.json) as each starts.
     """
     sdir = run.stage3_dir
+    record = rec or (lambda *a, **k: None)
+    sources = [run.winner, supernet or run.supernet, lat_model.lut.path if lat_model is not None else None]
     done = _finished(run.final, winner, qat_steps_for(cfg))
     if done is not None:
         print(f"stage 3: {run.final} exists; skipping pruning and export")
+        record("stage3", sources)
+        record("export", [sdir / "pruned.pt"])
         return done
+    record("stage3", sources)
     target = cfg.latency.target_ms
     if winner.width:
         # a member of an elastic space: pruning, QAT and export see only the fixed-size network it is
@@ -93,6 +101,7 @@ def stage3(cfg: Config, run: RunDir, winner: Candidate, lat_model, supernet: Pat
     pm = pruning.prune_to_target(
         cfg, lambda: member_net(load_supernet(supernet or run.supernet), winner), winner.path, schemes, sdir,
         timer_for(cfg, foreign), latency_fn, target, candidate=winner.to_dict(), qat_grid=qat_grid())
+    record("export", [sdir / "pruned.pt"])
     compact = pm.compact()
     files = pruning.export_model(compact, run.export_dir, lr_hw=tuple(pm.lr_hw), channels_last=pm.layout == "nhwc")
     infer, deployed = deployed_infer(compact, cfg, run)
@@ -109,7 +118,7 @@ def stage3(cfg: Config, run: RunDir, winner: Candidate, lat_model, supernet: Pat
         threads=pm.threads, candidate=winner.to_dict(), plan={k: list(v) for k, v in pm.plan.items()},
         qat_steps=pm.qat_steps, judged_by="lut" if foreign else "measured",
         files={"model": str(sdir / "pruned.pt"), **{k: str(v) for k, v in (files or {}).items()}})
-    res.save(run.final)
+    res.save(run.final, run.root)
     return res
 
 

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import torch
 
-from .errors import UserError
+from .errors import UserError, clip
 from .writes import atomic_write_bytes
 
 CONVERT = "srnas convert-model"
@@ -38,6 +38,7 @@ def load(path: str | Path, fix: str = "") -> Any:
     """
     path = Path(path)
     try:
+        _check_kind(path, fix)
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise UserError(f"{path} holds Python objects, not only tensors and plain data (a file of an older srnas, "
@@ -45,14 +46,29 @@ def load(path: str | Path, fix: str = "") -> Any:
                         f"converts once with `{CONVERT} {path}`") from e
     except (FileNotFoundError, PermissionError, IsADirectoryError) as e:
         raise UserError(f"cannot read {path}: {e.strerror or e}") from e
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:  # a cut file: OSError EINVAL
-        raise UserError(f"{path} is damaged (cut short, or not a torch file: {_first_line(e)}); "
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as e:  # cut: OSError EINVAL
+        raise UserError(f"{path} is damaged (cut short, or not a torch file: {first_line(e)}); "
                         f"{fix or 'remove it and run the command again'}") from e
 
 
-def _first_line(e: Exception) -> str:
+# what a torch.save file starts with: a zip archive (torch >= 1.6), or the legacy format's pickle protocol byte
+TORCH_MAGIC = (b"PK", b"\x80")
+
+
+def _check_kind(path: Path, fix: str) -> None:
+    """UserError when ``path`` is plainly no torch file (text, an image): the unpickler would call it code or fail
+    with its opcode (``KeyError: 101``)."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head and not head.startswith(TORCH_MAGIC):
+        raise UserError(f"{path} is not a torch file (it starts with {head!r}: text or another format); "
+                        f"{fix or 'remove it and run the command again'}")
+
+
+def first_line(e: Exception) -> str:
+    """An exception's first message line (at most 120 characters), for one-line errors; its class if it has none."""
     lines = str(e).strip().splitlines()
-    return lines[0][:120] if lines else type(e).__name__
+    return clip(lines[0], 120) if lines else type(e).__name__   # cut at a word, marked ...
 
 
 def plain(obj: Any) -> Any:
@@ -85,7 +101,7 @@ def convert_old(path: str | Path, known: Sequence[type]) -> Path:
         with torch.serialization.safe_globals(list(known)):
             blob = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise UserError(f"{path} holds Python objects that no srnas version wrote ({_first_line(e)}); "
+        raise UserError(f"{path} holds Python objects that no srnas version wrote ({first_line(e)}); "
                         f"it is not converted: do not use it") from e
     if isinstance(blob, dict) and blob.get("format") == "srnas-pruned/2":
         blob["format"] = "srnas-pruned/3"   # /3 differs only in holding the masks as a dict

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -13,18 +14,21 @@ from .data import load_images, make_pairs
 from .evaluate import evaluate, evaluate_bicubic
 from .elastic import arch_name, is_elastic
 from .model import parse_path
+from .record import Recorder, check_run
 from .runlock import run_lock
 from .train import load_supernet, path_name, train_supernet
 
 
-def add_training_args(p: argparse.ArgumentParser, config_default: str | None = None) -> None:
-    """The options every resumable training stage takes: -c, --out, --resume, --redo."""
+def add_training_args(p: argparse.ArgumentParser, config_default: str | None = None, resumes: bool = False) -> None:
+    """The options every resumable training stage takes: -c, --out, --resume, --redo (``resumes``: the command
+    continues from a checkpoint without --resume, which it still takes)."""
     if config_default is None:
         p.add_argument("-c", "--config", required=True)
     else:
         p.add_argument("-c", "--config", default=config_default)
     p.add_argument("--out", help="run directory (default: <run_dir>/<name> from the config)")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--resume", action="store_true", help="(the default) continue from the last checkpoint" if resumes
+                   else "continue from the last checkpoint")
     p.add_argument("--redo", action="store_true", help="discard earlier outputs and train from scratch")
 
 
@@ -32,8 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the `supernet` command group."""
     p = sub.add_parser("supernet", help="train or evaluate the weight-sharing supernet")
     g = p.add_subparsers(dest="action", required=True)
-    t = g.add_parser("train", help="single-path sampling training (resumable; runs under torchrun too)")
-    add_training_args(t)
+    t = g.add_parser("train", help="single-path sampling training (a killed run resumes with the same command; "
+                                   "runs under torchrun too)")
+    add_training_args(t, resumes=True)
     t.set_defaults(func=_train)
     e = g.add_parser("eval", help="PSNR/SSIM (Y) of supernet paths on benchmark folders")
     e.add_argument("-c", "--config", required=True)
@@ -53,8 +58,18 @@ def _train(args) -> int:
     cfg = config_of(args)
     run = cfg.run(args.out)
     with run_lock(run.root):
-        train_supernet(cfg, run, resume=args.resume, redo=args.redo)
+        if not args.redo:   # a supernet begun from another config is not continued or taken as it is
+            check_run(cfg, run, ("supernet",), hint=_redo_hint)
+        rec = Recorder(cfg, run)
+        # the same command resumes a killed run, as `srnas run` does (--resume is still taken)
+        train_supernet(cfg, run, resume=True, redo=args.redo, started=lambda: rec("supernet"))
     return 0
+
+
+def _redo_hint(stages: Sequence[str]) -> str:
+    """What `srnas supernet train` takes to train a supernet begun from another config again."""
+    return ("pass --redo to train it again from this config (`srnas run` then redoes the stages made from it), "
+            "or give this config another name (--set name=NEW)")
 
 
 def _eval(args) -> int:

@@ -32,6 +32,8 @@ class ConfigError(UserError, ValueError):
     """A config file that does not match the schema; the message names the key path."""
 
 
+PRECISIONS = ("fp32", "bf16", "int8")   # what an executor computes in (latency.precision, a model file)
+
 @dataclass
 class DataConfig:
     train: list[str] = field(default_factory=lambda: ["skimage"])  # HR folders, or "skimage" (embedded)
@@ -463,10 +465,15 @@ def load_config(path: str | Path, overrides: dict | list[str] | None = None, che
     With ``check_data`` every dataset the config names must exist, so a run fails before any work.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a directory; -c takes a YAML config file (e.g. experiments/configs/quick.yaml, "
+                          f"or a run's own config.yaml)")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; see experiments/configs/ for examples")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=UniqueKeyLoader)
+    except DuplicateKey as e:
+        raise ConfigError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if data is None:   # an empty file would silently start a long run of every default
@@ -489,6 +496,26 @@ def load_config(path: str | Path, overrides: dict | list[str] | None = None, che
     return cfg
 
 
+class DuplicateKey(yaml.YAMLError):
+    """A mapping of a YAML file names one key twice (YAML would silently keep the last)."""
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping, naming it and both lines."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise DuplicateKey(f"key {key!r} appears twice in the same mapping (lines {seen[key]} and {line}); "
+                                   f"YAML would keep only the last one: remove one of them")
+            if isinstance(key, typing.Hashable):
+                seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
 def config_of(args) -> Config:
     """The config a command line names: ``-c FILE`` plus every ``--set KEY=VALUE``."""
     return load_config(args.config, list(getattr(args, "set", None) or []))
@@ -502,7 +529,9 @@ def parse_overrides(items: list[str]) -> dict:
         if not sep or not key.strip():
             raise ConfigError(f"--set {item!r}: write KEY=VALUE with a dotted key, e.g. --set latency.target=50ms")
         try:
-            value = yaml.safe_load(text) if text.strip() else ""
+            value = yaml.load(text, Loader=UniqueKeyLoader) if text.strip() else ""
+        except DuplicateKey as e:
+            raise ConfigError(f"--set {item!r}: {e}") from None
         except yaml.YAMLError:
             value = text
         node = out

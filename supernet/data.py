@@ -68,12 +68,25 @@ def dataset_problems(train: list[str], val: str, benchmarks: list[str], data_roo
         if source == EMBEDDED:
             continue
         try:
-            list_images(resolve_dataset(source, data_root or None))
+            _one_readable(list_images(resolve_dataset(source, data_root or None)))
         except (UserError, ImageError) as e:
             out.append(f"{where}: {e}")
     if not train:
         out.append(f"data.train: list at least one HR folder, or '{EMBEDDED}' for the embedded images")
     return out
+
+
+def _one_readable(files: list[Path]) -> None:
+    """ImageError unless one of ``files`` reads as an image (the loader skips the others, warned); reads up to the
+    first that does: one file for a sound folder."""
+    for f in files:
+        try:
+            read_image(f)
+            return
+        except ImageError:
+            continue
+    raise ImageError(f"none of the {len(files)} image files in {files[0].parent} is readable (corrupt, or not an "
+                     f"image); point the config at a folder of images")
 
 
 def load_images(source: str, split: str = "train", min_side: int = 1, data_root: str | None = None) -> list[HRImage]:

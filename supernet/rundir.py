@@ -1,6 +1,7 @@
 """Every path inside one run directory (<run_dir>/<name>/), named once for every command and --out."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,34 @@ class RunDir:
 
     def __post_init__(self):
         object.__setattr__(self, "root", Path(self.root))
+
+    def store(self, path: str | Path) -> str:
+        """``path`` as the run's own files (final.json, front.json) keep it: relative to the run folder when it
+        lies inside it (a copied or moved folder then names its own files), else absolute."""
+        p = Path(os.path.abspath(path))
+        try:
+            return str(p.relative_to(os.path.abspath(self.root)))
+        except ValueError:
+            return str(p)
+
+    def resolve(self, stored: str | Path) -> Path:
+        """The file a stored path names now: relative ones under the run folder; an absolute one (older srnas)
+        that lies under a folder of this run's name, which is gone or whose file this folder holds too (a moved
+        or copied run), here as well; any other absolute one as it is."""
+        p = Path(stored)
+        if not p.is_absolute():
+            return self.root / p
+        parts = p.parts
+        for i in range(len(parts) - 2, 0, -1):   # the innermost folder of this run's name
+            if parts[i] == self.root.name:
+                here = self.root.joinpath(*parts[i + 1:])
+                return here if here.exists() or not Path(*parts[:i + 1]).exists() else p
+        return p
+
+    @property
+    def record(self) -> Path:
+        """What each stage was made from (supernet/record.py)."""
+        return self.root / "record.json"
 
     @property
     def config(self) -> Path:

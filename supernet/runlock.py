@@ -63,7 +63,7 @@ def run_lock(root: str | Path, command: str | None = None) -> Iterator[Path]:
     if _rank() != 0:
         yield root
         return
-    made = not root.exists()
+    made = [d for d in (root, *root.parents) if not d.exists()]   # innermost first: removed again if left empty
     root.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(root / LOCK_NAME), timeout=0)
     try:
@@ -83,7 +83,8 @@ def run_lock(root: str | Path, command: str | None = None) -> Iterator[Path]:
         lock.release()
         if empty:
             try:
-                root.rmdir()
+                for d in made:
+                    d.rmdir()
             except OSError:   # another process made something there meanwhile
                 pass
 

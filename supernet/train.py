@@ -68,11 +68,12 @@ def _all_finite(value: float, dist_info: DistInfo) -> float:
     return float("nan") if flag.item() else value
 
 
-def stage_done(label: str, stage_dir: Path, final: Path, redo: bool, main: bool = True) -> bool:
+def stage_done(label: str, stage_dir: Path, final: Path, redo: bool, main: bool = True,
+               again: str = "pass --redo to train again") -> bool:
     """True when a training stage's ``final`` output exists (skip it); with ``redo``, clear its outputs."""
     if final.exists() and not redo:
         if main:
-            print(f"{label}: {final} exists; skipping (pass --redo to train again)")
+            print(f"{label}: {final} exists; skipping ({again})")
         return True
     if redo and main:
         for f in (stage_dir / "checkpoint.pt", stage_dir / "train_log.csv", final):
@@ -216,8 +217,10 @@ def val_paths(net: SuperNet, n: int, seed: int) -> list[tuple[str, ...]]:
     return paths[:max(n, 1)]
 
 
-def train_supernet(cfg: Config, run: RunDir | None = None, resume: bool = False, redo: bool = False) -> Path:
-    """Stage 0: single-path sampling training of the supernet; returns the weights file."""
+def train_supernet(cfg: Config, run: RunDir | None = None, resume: bool = False, redo: bool = False,
+                   started: Callable[[], None] | None = None) -> Path:
+    """Stage 0: single-path sampling training of the supernet; returns the weights file. ``started`` is called
+    (rank 0) once the stage is found done or about to write (the command records what it is made from)."""
     dist_info = init_distributed(cfg.train.threads)
     torch.manual_seed(cfg.train.seed)
     if not cfg.model.elastic and not (isinstance(cfg.model.n_cells, int) and isinstance(cfg.model.n_feats, int)):
@@ -225,7 +228,11 @@ def train_supernet(cfg: Config, run: RunDir | None = None, resume: bool = False,
                         f"by `srnas run`, which trains the supernet at the size it chose; run that, or give numbers")
     run = run or cfg.run()
     stage_dir, final = run.supernet_dir, run.supernet
-    if stage_done("supernet", stage_dir, final, redo, dist_info.main):
+    done = stage_done("supernet", stage_dir, final, redo, dist_info.main,
+                      "`srnas run --redo supernet` or `srnas supernet train --redo` trains it again")
+    if started is not None and dist_info.main:
+        started()
+    if done:
         return final
     barrier()
     if dist_info.main:

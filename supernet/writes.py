@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .errors import UserError
+from .errors import UserError, first_line
 
 # errno values that mean "no room": a full disk, or the user's quota spent
 FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -101,8 +101,7 @@ def torch_write_failed(e: BaseException) -> bool:
 
 
 def _first_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return lines[0][:160] if lines else type(e).__name__
+    return first_line(e, 160)
 
 
 def _nearly_full(folder: Path) -> bool:

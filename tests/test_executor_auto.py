@@ -51,9 +51,9 @@ def test_int8_run_deploys_and_scores_the_quantized_file(tmp_path, capsys):
                               "ensemble": 2, "eval_steps": 1, "eval_batch": 2, "val_crop": 32, "ablation": False})
     assert main(["run", "-c", str(cfg)]) == 0
     final = json.loads((tmp_path / "runs/tiny/stage3/final.json").read_text())
-    deployed = final["files"]["deploy"]
+    deployed = str(tmp_path / "runs/tiny" / final["files"]["deploy"])   # relative to the run folder
     assert final["precision"] == "int8" and deployed.endswith("model_int8.onnx") and is_quantized(deployed)
-    assert final["qat_steps"] == 3 and PrunedModel.load(final["files"]["model"]).qat_adapted
+    assert final["qat_steps"] == 3 and PrunedModel.load(tmp_path / "runs/tiny" / final["files"]["model"]).qat_adapted
     sess = ort.InferenceSession(deployed, providers=["CPUExecutionProvider"])
     out = sess.run(None, {sess.get_inputs()[0].name: np.random.rand(1, 3, 20, 24).astype(np.float32)})[0]
     assert out.shape == (1, 3, 40, 48)

@@ -1,6 +1,8 @@
 """The Upscaler API: numpy frames in and out, the executor recorded in a searched model, one compile per size."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -138,3 +140,58 @@ def test_recorded_executor_missing_here_is_said(monkeypatch):
     with pytest.raises(UserError, match=r"srnas_abpn was searched for openvino/int8, which cannot run here .*"
                                         r"pip install openvino.*pass --backend / --precision"):
         Upscaler("srnas_abpn", threads=1)
+
+
+@pytest.fixture(scope="module")
+def openvino_up():
+    """One OpenVINO Upscaler: uint8 frames take its own 8-bit route (Upscaler.pixel_route)."""
+    with Upscaler("abpn", "openvino", threads=1) as up:
+        yield up
+
+
+@pytest.mark.parametrize("shape", [(24, 32, 1), (24, 32, 4), (3, 24, 32), (0, 0, 3), (24, 0, 3)])
+def test_odd_8_bit_frames_are_refused_before_the_runtime(openvino_up, monkeypatch, shape):
+    """The 8-bit route checks frames as the 16-bit one does: one UserError naming the shape, OpenVINO never
+    sees them (it raised its own internal errors)."""
+    calls = []
+    real = upscaler_mod.pixel_infer
+    monkeypatch.setattr(upscaler_mod, "pixel_infer", lambda *a: calls.append(a[-1]) or real(*a))
+    with pytest.raises(UserError) as e:
+        openvino_up(np.zeros(shape, np.uint8))
+    msg = str(e.value)
+    assert "HxWx3" in msg and f"{shape} uint8" in msg and "H, W >= 1" in msg and "\n" not in msg
+    assert not calls
+    assert openvino_up(_frame()).shape == (48, 64, 3)   # and the Upscaler still works
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_empty_frames_are_refused_on_every_route(dtype):
+    with Upscaler("abpn", "torch-cpu", threads=1) as up:
+        for shape in [(0, 0, 3), (0, 8, 3), (8, 0, 3)]:
+            with pytest.raises(UserError, match=r"H, W >= 1, got shape \(\d+, \d+, 3\)"):
+                up(np.zeros(shape, dtype))
+
+
+def test_channels_first_grey_and_rgba_frames_say_how_to_fix():
+    with Upscaler("bicubic", threads=1) as up:
+        for shape, hint in [((3, 8, 8), "transpose(1, 2, 0)"), ((8, 8, 1), "grey?"), ((8, 8, 4), "RGBA?")]:
+            with pytest.raises(UserError, match=re.escape(hint)):
+                up(np.zeros(shape, np.uint8))
+
+
+def test_a_list_is_refused_in_one_line():
+    with Upscaler("bicubic", threads=1) as up:
+        with pytest.raises(UserError, match=r"numpy HxWx3 .* got a list: pass np\.asarray"):
+            up(_frame().tolist())
+
+
+def test_use_after_close_is_refused():
+    up = Upscaler("bicubic", threads=1)
+    assert up(_frame()).shape == (48, 64, 3)
+    up.close()
+    with pytest.raises(UserError, match=r"this Upscaler \(bicubic\) was closed: make a new one"):
+        up(_frame())
+    with Upscaler("bicubic", threads=1) as up:
+        pass
+    with pytest.raises(UserError, match="was closed"):
+        up(_frame())
