@@ -31,8 +31,10 @@ def default_lut_path(cfg: Config, backend: str | None = None, run: RunDir | None
 
 
 def executor_fingerprint(cfg: Config, backend: str | None = None) -> dict:
-    """This machine's fingerprint for the config's executor (what its LUT must match)."""
-    return fingerprint(backend or cfg.latency.backend, cfg.latency.threads, cfg.latency.precision)
+    """This machine's fingerprint for the config's executor (what its LUT must match), and the scale its
+    models upscale by (the tail and upsampler rows are the scale's)."""
+    fp = fingerprint(backend or cfg.latency.backend, cfg.latency.threads, cfg.latency.precision)
+    return {**fp, "scale": str(cfg.data.scale)}
 
 
 def load_lut(cfg: Config, path: str | Path | None = None, backend: str | None = None) -> LUT:

@@ -9,7 +9,7 @@ from srnas.supernet.config import Config
 from srnas.supernet.errors import UserError
 
 from .fingerprint import FIELDS, layout_of
-from .lut import LUT, read_csv
+from .lut import LUT, check_scale, read_csv
 from .runtimes.registry import names as backends
 
 
@@ -26,6 +26,8 @@ def import_csv(src: Path, out: str | Path | None, cfg: Config, backend: str | No
     fp["backend"] = backend or (fp_in or {}).get("backend") or col_backend or ""
     if fp["backend"] not in backends():
         raise UserError(f"{src}: say which backend these were measured with: --backend one of {backends()}")
+    check_scale(src, fp, {"scale": str(cfg.data.scale)})
+    fp["scale"] = fp.get("scale") or str(cfg.data.scale)   # the config's models: what the probe kit timed
     fp["precision"] = fp.get("precision") or "fp32"
     fp["layout"] = fp.get("layout") or layout_of(fp["backend"])
     if not fp.get("cpu_model"):

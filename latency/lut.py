@@ -187,6 +187,7 @@ class LUT:
             raise UserError(f"{path}: its header says backend {fp.get('backend')!r} but rows were measured with "
                             f"{sorted(backends)}: the file was edited or mixed; rebuild it with "
                             f"`srnas latency build -c CONFIG`")
+        check_scale(path, fp, expected)
         lut = cls(fp, rows, path, cal, damaged)
         lut.verify(expected=expected, allow_foreign=allow_foreign)
         return lut
@@ -220,6 +221,15 @@ class LUT:
         warnings.warn(msg + "; allowed: predictions describe that device/executor, not this one",
                       LUTFingerprintWarning, stacklevel=2)
         return diff
+
+
+def check_scale(path: Path, have: dict, expected: dict | None) -> None:
+    """Refuse a LUT of another scale, foreign LUTs allowed or not: its tail and upsampler rows price other ops.
+    A LUT written before srnas recorded the scale passes."""
+    want = (expected or {}).get("scale")
+    if want and have.get("scale") and str(have["scale"]) != str(want):
+        raise UserError(f"{path} is a LUT of x{have['scale']} models, and this config upscales x{want}: build "
+                        f"one for it (`srnas latency build -c CONFIG`) or give latency.lut an x{want} LUT")
 
 
 def _bracket(x: int, values: set[int]) -> tuple[int, int] | None:

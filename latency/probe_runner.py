@@ -112,6 +112,8 @@ def fingerprint(manifest: dict, threads: int, cpu: str | None = None) -> dict:
     }
     if backend == "openvino":   # not a field srnas compares, but what a reader of the LUT wants to know
         fp["openvino"] = module_version("openvino")
+    if "scale" in manifest:      # the scale of the models the kit prices (kits before it was recorded: x2)
+        fp["scale"] = str(manifest["scale"])
     return fp
 
 

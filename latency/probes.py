@@ -170,7 +170,7 @@ def write_probes(cfg: Config, out_dir: str | Path, candidate_fn: CandidateFn | N
     bar.close()
     nets = write_whole_nets(cfg, out, candidate_fn, progress) if candidate_fn and lat.calib_samples > 0 else None
     manifest = {
-        "kit": "srnas latency probes", "version": 1, "config": cfg.name,
+        "kit": "srnas latency probes", "version": 1, "config": cfg.name, "scale": cfg.data.scale,
         "backend": backend, "precision": precision, "layout": layout_of(backend),
         "exported_with": {"torch": torch.__version__},
         "timing": {"threads": lat.threads, "warmup": lat.warmup, "repeats": lat.repeats, "chunk": CHUNK},

@@ -195,3 +195,29 @@ def test_build_uses_an_imported_lut_as_it_is_when_allowed(tmp_path):
     wider = dataclasses.replace(allowed, pruning=dataclasses.replace(cfg.pruning, schemes=["none", "filter"]))
     with pytest.warns(LUTFingerprintWarning), pytest.raises(FingerprintMismatch, match="Phone SoC and lacks .* row.*srnas latency probes"):
         build_lut(wider, progress=False)
+
+
+def test_a_lut_of_another_scale_is_refused_allowed_or_not(tmp_path):
+    """An x3 LUT prices x3 tails and upsamplers: an x4 config gets one line naming both scales, even where a
+    foreign LUT is allowed; a LUT from before srnas recorded the scale still loads."""
+    here = fingerprint("torch-cpu", 1)
+    _lut(tmp_path, {**here, "scale": "3"})
+    for allow in (False, True):
+        with pytest.raises(UserError, match=r"a LUT of x3 models, and this config upscales x4"):
+            LUT.load(tmp_path / "lut.csv", expected={**here, "scale": "4"}, allow_foreign=allow)
+    assert len(LUT.load(tmp_path / "lut.csv", expected={**here, "scale": "3"})) == 3
+    _lut(tmp_path, here)
+    assert len(LUT.load(tmp_path / "lut.csv", expected={**here, "scale": "4"})) == 3
+
+
+def test_the_config_scale_is_recorded_and_checked(tmp_path):
+    from srnas.latency.build import executor_fingerprint
+    cfg = load_config(tiny_config(tmp_path), ["data.scale=3"])
+    assert executor_fingerprint(cfg)["scale"] == "3"
+    src = tmp_path / "theirs.csv"
+    src.write_text("device,op,cin,cout,k,h,w,scheme,rate,latency_ms\nphone,conv,8,16,3,4,4,none,0,1.5\n")
+    lut = import_csv(src, tmp_path / "imported.csv", cfg, backend="torch-cpu")
+    assert lut.fingerprint["scale"] == "3"
+    with pytest.raises(UserError, match="x3 models, and this config upscales x2"):
+        import_csv(tmp_path / "imported.csv", tmp_path / "again.csv", load_config(tiny_config(tmp_path)),
+                   backend="torch-cpu")
