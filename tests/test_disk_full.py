@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import builtins
 import errno
+import os
 
 import imageio.v3 as iio
 import numpy as np
@@ -19,15 +20,16 @@ from srnas.supernet import checkpoint
 
 
 class _Full:
-    """A file whose next write stores ``room`` bytes of its data and then fails for want of space."""
+    """A file whose next write stores ``room`` bytes of its data and then fails for want of space (or with
+    ``code``)."""
 
-    def __init__(self, f, room: int):
-        self._f, self._room = f, room
+    def __init__(self, f, room: int, code: int = errno.ENOSPC):
+        self._f, self._room, self._code = f, room, code
 
     def write(self, data):
         self._f.write(data[:self._room])
         self._f.flush()
-        raise OSError(errno.ENOSPC, "No space left on device")
+        raise OSError(self._code, os.strerror(self._code))
 
     def __getattr__(self, name):
         return getattr(self._f, name)
@@ -100,7 +102,7 @@ def test_full_disk_during_the_lut_build_leaves_whole_rows_and_the_rebuild_comple
     cfg = tiny_config(tmp_path, latency={"lr_height": 8, "lr_width": 8, "warmup": 0, "repeats": 1, "threads": 1,
                                          "calib_samples": 0}, pruning={"schemes": ["none"]})
     path = tmp_path / "runs" / "tiny" / "latency" / "lut-torch-cpu.csv"
-    monkeypatch.setattr(writes, "open", FullFrom(6), raising=False)    # the file, then 4 rows, then full
+    monkeypatch.setattr(writes, "open", FullFrom(7), raising=False)    # record.json, the file, 4 rows, then full
     assert main(["latency", "build", "-c", str(cfg)]) == 2
     line = _one_error_line(capsys.readouterr().err)
     assert f"no space left on device writing {path}" in line
@@ -135,6 +137,46 @@ def test_full_disk_during_upscale_leaves_no_empty_png_and_the_rerun_writes_all(t
     assert main(["upscale", "bicubic", str(frames), "--out", str(out)]) == 0
     assert _files(out) == ["f0.png", "f1.png", "f2.png"]
     assert all(iio.imread(out / f"f{i}.png").shape == (24, 20, 3) for i in range(3))
+
+
+@pytest.mark.parametrize("where", ["write", "fsync", "rename"])
+def test_an_image_whose_write_fails_anywhere_is_absent_and_listed(tmp_path, capsys, monkeypatch, where):
+    """Issue 33: an I/O error part-way through one image's write, at its fsync or at its rename leaves nothing of
+    it under its name or as a .tmp; the other images are written whole and the run exits 1 naming it."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        iio.imwrite(frames / f"f{i}.png", (rng.random((12, 10, 3)) * 255).astype(np.uint8))
+    out = tmp_path / "up"
+    bad = out / "f1.png"
+    eio = OSError(errno.EIO, "Input/output error")
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def open_(file, mode="r", *args, **kwargs):
+        f = builtins.open(file, mode, *args, **kwargs)
+        return _Full(f, 100, errno.EIO) if str(file) == f"{bad}.tmp" else f
+
+    def fsync(fd):
+        if os.readlink(f"/proc/self/fd/{fd}") == f"{bad}.tmp":
+            raise eio
+        real_fsync(fd)
+
+    def replace(src, dst):
+        if str(dst) == str(bad):
+            raise eio
+        real_replace(src, dst)
+
+    if where == "write":
+        monkeypatch.setattr(writes, "open", open_, raising=False)
+    else:   # writes.os is os itself: undone by monkeypatch when the test ends
+        monkeypatch.setattr(writes.os, where.replace("rename", "replace"), fsync if where == "fsync" else replace)
+    assert main(["upscale", "bicubic", str(frames), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"cannot write {bad} (Input/output error)" in err
+    assert _files(out) == ["f0.png", "f2.png"]
+    assert all(iio.imread(out / f"f{i}.png").shape == (24, 20, 3) for i in (0, 2))
+    _no_tmp(tmp_path)
 
 
 def test_full_disk_during_export_leaves_no_tmp_and_the_rerun_writes_both(tmp_path, capsys, monkeypatch):
