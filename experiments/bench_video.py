@@ -1,58 +1,181 @@
-"""Video benchmark: end-to-end frames/s of `srnas upscale` on a made-up video against the model alone, one run.
+"""Video benchmark on natural content: end-to-end frames/s of `srnas upscale` beside the model alone, one run.
 
-For each size (360p -> 720p, 540p -> 1080p) it makes a test video (moving content cut from the embedded
-images, with an AAC tone; nothing downloaded), then in the same process and executor:
-  - model alone: the Upscaler's compiled model on LR frames back to back (and, for reference, the median
-    latency from the harness `srnas bench` times with);
-  - end to end: decode + model + encode with the three overlapped threads `srnas upscale` uses;
-  - end to end, one thread: the same steps one after another (what the overlap buys);
-in interleaved rounds on a short clip (the ratio is the median of the rounds' ratios), then runs the full
-video end to end and checks it decodes to the same frame count, rate, duration and audio as the input.
-Prints a markdown table; the LAST line is JSON. Timings on a loaded machine are indicative; the ratios
-are side by side in one run.
+The clips are photographs panned and zoomed (experiments/video_samples.py: scikit-image's photos and, where
+present, B100's, at their own scale), with an AAC tone, encoded as a camera or a download would be (x264
+medium, crf 20); nothing is downloaded. Two tables, then checks:
 
-    .venv/bin/python experiments/bench_video.py                                  # srnas_abpn, its executor
-    .venv/bin/python experiments/bench_video.py --seconds 2 --sizes 360p         # smoke run
+  1. pipeline choices, side by side: one model (--model, default srnas_abpn) at --choice-sizes, each variant
+     of --variants (frames in flight, OpenVINO streams, decoder / encoder threads and their priority, the
+     model's threads, the x264 preset) end to end on the pan and the zoom clip, in interleaved rounds (load
+     that comes and goes hits every variant alike; the median of the rounds is reported);
+  2. the front: every member of this CPU's front (zoo.search_members) at each input size (360p, 540p, 720p):
+     the model alone (`srnas bench`'s harness: median ms of one 8-bit frame through the runtime's route) beside
+     end to end on the pan and the zoom clip with the default pipeline, the real-time verdict at --fps, and
+     the member `srnas upscale auto` picks at each size (the largest that keeps the rate);
+  3. every output decodes to the input's frame count, rate, duration and audio.
+
+End to end leaves start-up out (opening, compile, first frame; given apart). Prints markdown tables; the LAST
+line is JSON. It warns when other processes keep the cores busy: figures taken then are not valid.
+
+    .venv/bin/python experiments/bench_video.py            # docs/video.md's tables (quiet machine, ~20 min on 2 cores)
+    .venv/bin/python experiments/bench_video.py --quick    # smoke run: 360p, two members, 1 s clips, one round
 """
 from __future__ import annotations
 
 import argparse
 import json
-import platform
+import statistics
 import tempfile
-import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from srnas.experiments.timing import measure_latency
-from srnas.experiments.upscaler import Upscaler
-from srnas.experiments.video import VideoReader, VideoWriter, probe
-from srnas.experiments.video_samples import make_video, moving_frames
-from srnas.experiments.video_upscale import upscale_video
-from srnas.latency.fingerprint import resolve_threads
+from srnas.experiments.upscaler import Upscaler, front_members
+from srnas.experiments.video import VideoReader, probe
+from srnas.experiments.video_samples import MOTIONS, natural_video
+from srnas.experiments.video_upscale import Pipeline, VideoResult, upscale_video
+from srnas.latency.fingerprint import cpu_isa, cpu_model, resolve_threads
+from srnas.latency.quiet import busy_message, other_cores_busy
 
 SIZES = {"360p": (640, 360), "540p": (960, 540), "720p": (1280, 720)}
+# each choice against the default (jobs=2): jobs=0 is the pipeline before the async queue
+DEFAULT_VARIANTS = ("jobs=0;jobs=1;jobs=2;jobs=3;jobs=2,streams=2;jobs=2,decode=1;jobs=2,decode=2;"
+                    "jobs=2,decode=1,dtype=SLICE;jobs=2,encode=1;jobs=2,encode=2;jobs=2,nice=5;jobs=2,threads=1")
+QUICK_VARIANTS = "jobs=0;jobs=2"
+KEYS = {"jobs": ("jobs", int), "streams": ("streams", int), "decode": ("decode_threads", int),
+        "dtype": ("decode_thread_type", str), "encode": ("encode_threads", int), "nice": ("nice", int)}
 
 
-def sequential_video(up: Upscaler, src: Path, dst: Path, preset: str | None = None) -> tuple[int, float]:
-    """Decode, model and encode one frame after another in one thread: (frames, seconds)."""
-    t0, n = time.perf_counter(), 0
-    with VideoReader(src) as r:
-        w = None
-        for item in r:
-            if not hasattr(item, "rgb"):
-                if w is not None:
-                    w.mux_audio(item)
-                continue
-            sr = up(item.rgb)   # OpenVINO takes 8-bit frames itself, as the threaded pipeline does
-            if w is None:
-                w = VideoWriter(dst, r.info, sr.shape[1], sr.shape[0], "libx264", None, r.audio, preset=preset)
-            w.write(sr, item.pts)
-            n += 1
-        w.close()
-    return n, time.perf_counter() - t0
+@dataclass(frozen=True)
+class Variant:
+    """One way to run the pipeline: its label as given, the Pipeline, the model's threads and the x264 preset."""
+
+    label: str
+    pipeline: Pipeline
+    threads: int = 0            # the model's threads (0: --threads)
+    preset: str | None = None   # x264 preset (None: ultrafast, the default)
+
+
+def parse_variants(spec: str) -> list[Variant]:
+    """'jobs=2,decode=1;jobs=0' -> Variants; keys: jobs, streams, decode, dtype, encode, nice, threads, preset."""
+    out = []
+    for part in (p.strip() for p in spec.split(";")):
+        if not part:
+            continue
+        pipe, threads, preset = Pipeline(), 0, None
+        for kv in part.split(","):
+            key, _, value = kv.strip().partition("=")
+            if key == "threads":
+                threads = int(value)
+            elif key == "preset":
+                preset = value
+            elif key in KEYS:
+                name, kind = KEYS[key]
+                pipe = replace(pipe, **{name: kind(value.upper() if key == "dtype" else value)})
+            else:
+                keys = ", ".join([*KEYS, "threads", "preset"])
+                raise SystemExit(f"--variants: unknown key {key!r} in {part!r}; keys: {keys}")
+        out.append(Variant(part, pipe, threads, preset))
+    return out
+
+
+class Bench:
+    """The clips and the Upscalers of one run, each made once: clips per (size, motion), models per (name, threads)."""
+
+    def __init__(self, work: Path, seconds: float, fps: float, threads: int, benchmarks: bool):
+        self.work, self.seconds, self.fps, self.threads, self.benchmarks = work, seconds, fps, threads, benchmarks
+        self._clips: dict[tuple[str, str], Path] = {}
+        self._models: dict[tuple[str, int], Upscaler] = {}
+
+    def clip(self, size: str, motion: str) -> Path:
+        """The natural clip of ``motion`` at input ``size``, made on first use."""
+        if (size, motion) not in self._clips:
+            w, h = SIZES[size]
+            self._clips[size, motion] = natural_video(self.work / f"{motion}_{size}.mp4", motion, w, h, self.seconds,
+                                                      self.fps, benchmarks=self.benchmarks)
+        return self._clips[size, motion]
+
+    def model(self, name: str, threads: int = 0) -> Upscaler:
+        """``name`` in its own executor with ``threads`` model threads (0: the run's)."""
+        key = (name, threads or self.threads)
+        if key not in self._models:
+            self._models[key] = Upscaler(name, threads=key[1])
+        return self._models[key]
+
+    def close(self) -> None:
+        for up in self._models.values():
+            up.close()
+
+    def run(self, up: Upscaler, size: str, motion: str, pipe: Pipeline, preset: str | None = None) -> VideoResult:
+        """One end-to-end run of ``up`` on a clip, into a scratch file (kept for the output checks)."""
+        dst = self.work / f"out_{up.name}_{motion}_{size}.mp4"
+        return upscale_video(up, self.clip(size, motion), dst, progress=False, preset=preset, pipeline=pipe)
+
+
+def model_alone(up: Upscaler, size: str, repeats: int) -> dict:
+    """`srnas bench`'s harness on this model: median ms of one LR frame at ``size``, as 8-bit pixels through the
+    runtime's route where it has one (what the pipeline runs), else on floats."""
+    w, h = SIZES[size]
+    frame = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    run = up.pixel_route(frame)
+    fn = (lambda x: run(frame)) if run is not None else up.infer
+    ms = measure_latency({"model": fn}, (h, w), repeats=repeats, threads=up.threads)["model"]
+    return {"ms": round(ms, 2), "fps": round(1000.0 / ms, 1), "input": "8-bit frames" if run is not None else "float"}
+
+
+def _median(values: list[float]) -> float:
+    return round(float(statistics.median(values)), 1) if values else float("nan")
+
+
+def bench_variants(b: Bench, model: str, sizes: list[str], variants: list[Variant], rounds: int,
+                   repeats: int) -> list[dict]:
+    """Table 1: each variant end to end on the pan and zoom clips, in interleaved rounds (the order turns each
+    round), beside the model alone in the variant's thread count."""
+    rows = []
+    for size in sizes:
+        runs: dict[str, list[VideoResult]] = {v.label: [] for v in variants}
+        for r in range(rounds):
+            for v in variants[r % len(variants):] + variants[:r % len(variants)]:
+                for motion in MOTIONS:
+                    runs[v.label].append(b.run(b.model(model, v.threads), size, motion, v.pipeline, v.preset))
+        for v in variants:
+            up = b.model(model, v.threads)
+            alone = model_alone(up, size, repeats)
+            res = runs[v.label]
+            e2e = {m: _median([x.fps for x in res if x.src.stem.startswith(m)]) for m in MOTIONS}
+            busy = {k: _median([x.to_json()["busy_ms_per_frame"][k] for x in res]) for k in ("decode", "model",
+                                                                                            "encode")}
+            rows.append({"size": size, "variant": v.label, "pipeline": v.pipeline.describe(), "model": up.name,
+                         "executor": up.executor, "model_threads": resolve_threads(up.threads),
+                         "preset": v.preset or "ultrafast", "model_alone": alone, "e2e_fps": e2e,
+                         "e2e_ratio": round(min(e2e.values()) / alone["fps"], 3),
+                         "model_fps_in_pipeline": _median([x.model_fps for x in res]),
+                         "startup_s": round(float(np.median([x.startup_s for x in res])), 2),
+                         "busy_ms_per_frame": busy})
+    return rows
+
+
+def bench_front(b: Bench, members: list[str], sizes: list[str], rounds: int, repeats: int,
+                pipe: Pipeline) -> list[dict]:
+    """Table 2: every member at every size, model alone beside end to end (pan, zoom), real time at the run's fps."""
+    rows = []
+    for size in sizes:
+        for name in members:
+            up = b.model(name)
+            alone = model_alone(up, size, repeats)
+            res = [b.run(up, size, motion, pipe) for _ in range(rounds) for motion in MOTIONS]
+            e2e = {m: _median([x.fps for x in res if x.src.stem.startswith(m)]) for m in MOTIONS}
+            rows.append({"size": size, "member": name, "executor": up.executor, "model_alone": alone,
+                         "e2e_fps": e2e, "e2e_ratio": round(min(e2e.values()) / alone["fps"], 3),
+                         "real_time": min(e2e.values()) >= b.fps, "startup_s": round(res[0].startup_s, 2),
+                         "checks": [check_output(x) for x in res[:len(MOTIONS)]]})
+        keeping = [r for r in rows if r["size"] == size and r["real_time"]]
+        for r in rows:   # members run fastest first: auto's pick is the last that keeps the rate
+            if r["size"] == size:
+                r["auto_pick"] = bool(keeping) and r is keeping[-1]
+    return rows
 
 
 def count_frames(path: Path) -> tuple[int, int]:
@@ -65,97 +188,110 @@ def count_frames(path: Path) -> tuple[int, int]:
     return frames, audio
 
 
-def model_alone_fps(up: Upscaler, hw: tuple[int, int], n: int) -> float:
-    """Frames/s of the Upscaler's compiled model alone, ``n`` LR frames back to back (no video around it)."""
-    x = torch.rand(1, 3, *hw, generator=torch.Generator().manual_seed(0))
-    up.infer(x)
-    t0 = time.perf_counter()
-    with torch.inference_mode():
-        for _ in range(n):
-            up.infer(x)
-    return n / (time.perf_counter() - t0)
+def check_output(res: VideoResult) -> dict:
+    """Whether a run's output holds the input's frames, audio packets, rate and duration."""
+    a, b = probe(res.src), probe(res.dst)
+    (fa, aa), (fb, ab) = count_frames(res.src), count_frames(res.dst)
+    return {"output": res.dst.name, "same_frames": fa == fb, "same_audio_packets": aa == ab,
+            "same_rate": a.rate == b.rate, "duration_in_out": [round(a.duration_s, 3), round(b.duration_s, 3)],
+            "ok": fa == fb and aa == ab and a.rate == b.rate and abs(a.duration_s - b.duration_s) < 0.05,
+            "errors": res.errors}
 
 
-def bench_size(up: Upscaler, name: str, seconds: float, fps: float, work: Path, threads: int, repeats: int,
-               rounds: int, clip_s: float, preset: str | None = None) -> dict:
-    """One size: the ratio end to end / model alone from interleaved rounds, and the full video's run and checks.
-
-    Each round times the model alone on as many frames as a short clip holds, then the clip end to end
-    (threads), then one thread: load from other processes that comes and goes hits all three alike, and the
-    median of the per-round ratios is reported.
-    """
-    w, h = SIZES[name]
-    src = make_video(work / f"{name}.mp4", moving_frames(w, h, int(round(seconds * fps))), fps)
-    clip = make_video(work / f"{name}_clip.mp4", moving_frames(w, h, int(round(clip_s * fps))), fps)
-    n_clip = int(round(clip_s * fps))
-    up.warm((h, w))
-    bench_ms = measure_latency({"model": up.infer}, (h, w), repeats=repeats, threads=threads)["model"]
-    per_round = []
-    for _ in range(rounds):
-        alone = model_alone_fps(up, (h, w), n_clip)
-        e2e = upscale_video(up, clip, work / f"{name}_clip_sr.mp4", progress=False, preset=preset).fps
-        n_seq, s_seq = sequential_video(up, clip, work / f"{name}_clip_seq.mp4", preset)
-        per_round.append({"model_fps": round(alone, 2), "e2e_fps": round(e2e, 2), "seq_fps": round(n_seq / s_seq, 2)})
-    res = upscale_video(up, src, work / f"{name}_sr.mp4", progress=False, preset=preset)
-    a, b = probe(src), probe(work / f"{name}_sr.mp4")
-    (fa, aa), (fb, ab) = count_frames(src), count_frames(work / f"{name}_sr.mp4")
-
-    def med(key: str, of: str | None = None) -> float:
-        vals = [r[key] / (r[of] if of else 1) for r in per_round]
-        return float(np.median(vals))
-    return {"size": f"{name} {w}x{h} -> {w * up.scale}x{h * up.scale}", "executor": up.executor,
-            "preset": preset or "ultrafast",
-            "source_fps": fps, "bench_median_ms": round(bench_ms, 2),
-            "model_fps": round(med("model_fps"), 1), "e2e_fps": round(med("e2e_fps"), 1),
-            "e2e_ratio": round(med("e2e_fps", "model_fps"), 3), "seq_fps": round(med("seq_fps"), 1),
-            "seq_ratio": round(med("seq_fps", "model_fps"), 3), "rounds": per_round,
-            "full_video": {"seconds": seconds, "frames": res.frames, "e2e_fps": round(res.fps, 1),
-                           "real_time": res.real_time, "busy_ms_per_frame": res.to_json()["busy_ms_per_frame"],
-                           "same_frames": fa == fb, "same_audio_packets": aa == ab, "same_rate": a.rate == b.rate,
-                           "duration_in_out": [round(a.duration_s, 3), round(b.duration_s, 3)],
-                           "errors": res.errors}}
-
-
-def markdown(rows: list[dict]) -> str:
-    """The rows as a markdown table."""
-    head = ["size", "executor", "x264 preset", "model alone fps", "end to end fps", "e2e / model", "one thread fps",
-            "1-thread / model", "full video: fps, real time", "output = input (frames, audio, rate)"]
+def variants_markdown(rows: list[dict]) -> str:
+    """Table 1 as markdown."""
+    head = ["input", "variant", "model threads", "x264", "model alone fps (ms)", "e2e fps pan", "e2e fps zoom",
+            "e2e / model", "model in pipeline fps", "busy ms decode / model / encode", "start-up s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        v = r["full_video"]
-        same = "yes" if v["same_frames"] and v["same_audio_packets"] and v["same_rate"] else "NO"
-        lines.append(f"| {r['size']} | {r['executor']} | {r['preset']} | {r['model_fps']} | {r['e2e_fps']} | "
-                     f"{r['e2e_ratio']:.2f} | {r['seq_fps']} | {r['seq_ratio']:.2f} | {v['e2e_fps']}, "
-                     f"{'yes' if v['real_time'] else 'no'} (source {r['source_fps']:g} fps) | {same} |")
+        a, e, busy = r["model_alone"], r["e2e_fps"], r["busy_ms_per_frame"]
+        lines.append(f"| {r['size']} | `{r['variant']}` | {r['model_threads']} | {r['preset']} | {a['fps']} "
+                     f"({a['ms']}) | {e['pan']} | {e['zoom']} | {r['e2e_ratio']:.2f} | {r['model_fps_in_pipeline']} "
+                     f"| {busy['decode']} / {busy['model']} / {busy['encode']} | {r['startup_s']} |")
     return "\n".join(lines)
+
+
+def front_markdown(rows: list[dict], fps: float) -> str:
+    """Table 2 as markdown: the table a user reads to pick a model."""
+    head = ["input -> output", "member", "model alone fps (ms)", "end to end fps: pan", "zoom", "e2e / model",
+            f"real time at {fps:g} fps", "output = input"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        w, h = SIZES[r["size"]]
+        a, e = r["model_alone"], r["e2e_fps"]
+        verdict = ("**yes (auto's pick)**" if r.get("auto_pick") else "yes") if r["real_time"] else "no"
+        same = "yes" if all(c["ok"] for c in r["checks"]) else "NO"
+        lines.append(f"| {r['size']} {w}x{h} -> {2 * w}x{2 * h} | {r['member']} | {a['fps']} ({a['ms']}) | "
+                     f"{e['pan']} | {e['zoom']} | {r['e2e_ratio']:.2f} | {verdict} | {same} |")
+    return "\n".join(lines)
+
+
+def quick(args: argparse.Namespace) -> argparse.Namespace:
+    """--quick: a smoke run of every step in a minute or two."""
+    args.sizes, args.choice_sizes = "360p", "360p"
+    args.variants, args.seconds, args.rounds, args.repeats = QUICK_VARIANTS, 1.0, 1, 3
+    args.members = args.members or "first2"
+    return args
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="srnas_abpn")
-    ap.add_argument("--backend", default=None)
-    ap.add_argument("--precision", default=None)
-    ap.add_argument("--sizes", default="360p,540p")
-    ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--fps", type=float, default=30.0)
-    ap.add_argument("--threads", type=int, default=0, help="runtime threads (0: all cores)")
-    ap.add_argument("--repeats", type=int, default=15, help="timed runs of srnas bench's latency harness")
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of model alone / end to end / one thread")
-    ap.add_argument("--clip", type=float, default=2.0, help="seconds of video per round")
-    ap.add_argument("--presets", default="ultrafast", help="comma-separated x264 presets, each measured")
+    ap.add_argument("--model", default="srnas_abpn", help="the model table 1 compares the pipeline choices on")
+    ap.add_argument("--members", default="", help="comma-separated members for table 2 (default: this CPU's front)")
+    ap.add_argument("--sizes", default="360p,540p,720p", help="input sizes of table 2")
+    ap.add_argument("--choice-sizes", default="360p,540p", help="input sizes of table 1")
+    ap.add_argument("--variants", default=DEFAULT_VARIANTS,
+                    help="table 1's pipelines, ';'-separated, each ','-separated key=value: jobs (frames in flight; "
+                         "0: one synchronous call at a time), streams (OpenVINO), decode / encode (threads; 0: the "
+                         "codec's count), dtype (decoder FRAME / SLICE / AUTO), nice (decode and encode threads' "
+                         "priority lowered), threads (the model's), preset (x264); '' skips table 1")
+    ap.add_argument("--presets", default="", help="comma-separated x264 presets: table 1 compares the default "
+                                                  "pipeline with each (instead of --variants)")
+    ap.add_argument("--seconds", type=float, default=4.0, help="length of each clip")
+    ap.add_argument("--fps", type=float, default=30.0, help="the clips' frame rate, and the rate real time means")
+    ap.add_argument("--threads", type=int, default=0, help="the model's threads (0: all cores)")
+    ap.add_argument("--repeats", type=int, default=15, help="timed runs of srnas bench's harness")
+    ap.add_argument("--rounds", type=int, default=2, help="end-to-end runs of each clip per variant / member")
+    ap.add_argument("--no-benchmarks", action="store_true", help="the embedded photos only (not B100's)")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 360p, two members, 1 s clips, one round")
     args = ap.parse_args()
+    if args.quick:
+        args = quick(args)
     threads = resolve_threads(args.threads)
-    torch.set_num_threads(threads)
-    rows = []
-    with tempfile.TemporaryDirectory() as work, Upscaler(args.model, args.backend, args.precision,
-                                                         threads=args.threads) as up:
-        print(f"{up.name} in {up.executor} ({up.chosen_by}), {threads} threads, {platform.processor() or ''}")
-        for name in args.sizes.split(","):
-            for preset in args.presets.split(","):
-                rows.append(bench_size(up, name.strip(), args.seconds, args.fps, Path(work), args.threads,
-                                       args.repeats, args.rounds, args.clip, preset.strip()))
-    print(markdown(rows))
-    print(json.dumps({"model": args.model, "threads": threads, "rows": rows}))
+    busy_before = other_cores_busy()
+    warn = busy_message()
+    if warn:
+        print(f"WARNING: {warn}: the figures of this run are not valid")
+    members = front_members(2)
+    chosen = [m.strip() for m in args.members.split(",") if m.strip()]
+    members = members[:2] if chosen == ["first2"] else (chosen or members)
+    print(f"{cpu_model()} ({cpu_isa()}), {threads} model threads; front: {', '.join(members)}")
+    with tempfile.TemporaryDirectory(prefix="srnas-bench-video-") as work:
+        b = Bench(Path(work), args.seconds, args.fps, args.threads, not args.no_benchmarks)
+        try:
+            presets = [p.strip() for p in args.presets.split(",") if p.strip()]
+            variants = parse_variants(";".join(f"jobs={Pipeline().jobs},preset={p}" for p in presets)
+                                      if presets else args.variants)
+            table1 = bench_variants(b, args.model, args.choice_sizes.split(","), variants, args.rounds,
+                                    args.repeats) if variants else []
+            table2 = bench_front(b, members, args.sizes.split(","), args.rounds, args.repeats, Pipeline())
+        finally:
+            b.close()
+    busy_after = other_cores_busy()
+    if table1:
+        print(f"\n## Pipeline choices ({args.model}, natural content, {args.seconds:g} s clips at {args.fps:g} fps, "
+              f"median of {args.rounds} round(s))\n")
+        print(variants_markdown(table1))
+    print(f"\n## This CPU's front on natural content (default pipeline: {Pipeline().describe()})\n")
+    print(front_markdown(table2, args.fps))
+    ok = all(c["ok"] for r in table2 for c in r["checks"])
+    print(f"\noutputs keep every frame, the rate, the duration and the audio: {'yes' if ok else 'NO'}")
+    if warn or (busy_after or 0) > 0.3:
+        print("WARNING: other processes used the cores during this run: rerun on a quiet machine")
+    print(json.dumps({"cpu": cpu_model(), "isa": cpu_isa(), "threads": threads, "fps": args.fps,
+                      "seconds": args.seconds, "rounds": args.rounds, "other_cores_busy": [busy_before, busy_after],
+                      "default_pipeline": Pipeline().describe(), "variants": table1, "front": table2,
+                      "outputs_ok": ok}))
 
 
 if __name__ == "__main__":

@@ -7,25 +7,30 @@ that cannot be read or written are listed at the end; a bad --out is refused bef
 """
 from __future__ import annotations
 
+import functools
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
 from srnas.supernet.errors import UserError
 from srnas.supernet.progress import progress_bar
-from srnas.supernet.imaging import ImageError, imresize, list_images, read_pixels, write_png
+from srnas.supernet.imaging import IMAGE_EXTS, ImageError, imresize, read_pixels, write_png
 from srnas.supernet.writes import disk_full, is_full
 
 from .crops import crop_sheet
 from .tiling import tiled_upscale  # noqa: F401  (bench and tests import it from here)
-from .upscaler import Upscaler
-from .video import VIDEO_SUFFIXES, VideoError, check_codec
+from .upscaler import AutoChoice, Upscaler, front_members, pick_member
+from .video import DEFAULT_CODEC, VIDEO_SUFFIXES, VideoError, check_codec, check_quality, probe
 from .video_upscale import partial_path, upscale_video
+
+AUTO = "auto"        # the model name that picks a front member per video
+AUTO_FRAMES = 48     # frames of a video's start each candidate is timed on: past start-up, a second or two of video
 
 
 # BT.601 luma weights (full range). On grey images replicated to RGB and run x2 through the RGB zoo
@@ -58,7 +63,7 @@ def collect_inputs(inputs: list[str]) -> list[Path]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(set(list_images(p)) | {f for f in p.iterdir() if f.is_file() and is_video(f)})
+            found = sorted(f for f in p.iterdir() if f.is_file() and (f.suffix.lower() in IMAGE_EXTS or is_video(f)))
             if not found:
                 raise UserError(f"folder {p} holds no images (png, jpg, bmp, ...) or videos (mp4, mkv, webm, mov)")
             files += found
@@ -202,27 +207,33 @@ def _first_line(e: Exception) -> str:
     return lines[0] if lines else type(e).__name__
 
 
-def upscale_command(spec: str, inputs: list[str], out_dir: str, scale: int = 2, tile: int = 0, margin: int = 16,
-                    weights_dir: str | None = None, threads: int = 0, backend: str | None = None,
+def upscale_command(spec: str, inputs: list[str], out_dir: str, scale: int | None = 2, tile: int = 0,
+                    margin: int = 16, weights_dir: str | None = None, threads: int = 0, backend: str | None = None,
                     precision: str | None = None, codec: str | None = None, crf: int | None = None,
-                    compare: bool = False, preset: str | None = None) -> dict:
-    """What `srnas upscale` runs: check inputs and --out, load the model in its executor, upscale images and
-    videos, print speed and failures."""
+                    compare: bool = False, preset: str | None = None, fps: float | None = None) -> dict:
+    """What `srnas upscale` runs: check inputs and --out, load the model in its executor (``auto``: per video, the
+    front member that keeps its rate), upscale images and videos, print speed and failures."""
     if threads > 0:
         torch.set_num_threads(threads)
     if tile < 0 or margin < 0:
         raise UserError("--tile and --margin must be >= 0")
-    if crf is not None and crf < 0:
-        raise UserError("--crf must be >= 0 (0: lossless with libx264; 18-28: usual)")
+    if fps is not None and not fps > 0:
+        raise UserError(f"--fps {fps:g}: give the frame rate to keep, > 0 (e.g. 30, or 60 for live use)")
     files = collect_inputs(inputs)
+    videos = [f for f in files if is_video(f)]
+    if spec == AUTO and len(videos) < len(files):
+        raise UserError("auto picks the member that keeps a video's frame rate: give videos only (for images, "
+                        "name a model, e.g. srnas_abpn)")
+    check_video_options(videos, codec, crf, preset)
     jobs = plan_outputs(files, prepare_out_dir(out_dir))
-    if codec is not None:
-        try:
-            check_codec(codec)
-        except VideoError as e:
-            raise UserError(str(e)) from None
-    with Upscaler(spec, backend, precision, scale=scale, threads=threads, tile=tile, margin=margin,
-                  weights_dir=weights_dir) as up:
+    make = functools.partial(_make_upscaler, backend=backend, precision=precision, scale=scale, threads=threads,
+                             tile=tile, margin=margin, weights_dir=weights_dir)
+    if spec == AUTO:
+        res = {"model": AUTO, "frames": 0, "outputs": [], "failed": [], "videos": [], "auto": []}
+        for f, dst in jobs:
+            _auto_video(f, dst, make, scale or 2, weights_dir, (codec, crf, preset), compare, fps, res)
+        return _report_failures(res, len(jobs))
+    with make(spec) as up:
         print(f"{up.name} x{up.scale} in {up.executor} ({up.chosen_by})")
         images = [(f, d) for f, d in jobs if not is_video(f)]
         res = upscale_files(up, images, compare)
@@ -232,19 +243,121 @@ def upscale_command(spec: str, inputs: list[str], out_dir: str, scale: int = 2, 
             print(f"{res['frames']} frame(s) -> {out_dir}{speed}, tile={tile or 'none'} margin={margin}")
         res["videos"] = []
         for f, dst in ((f, d) for f, d in jobs if is_video(f)):
-            res["videos"].append(_one_video(up, f, dst, codec, crf, compare, res["failed"], preset))
+            res["videos"].append(_one_video(up, f, dst, codec, crf, compare, res["failed"], preset, fps))
+    return _report_failures(res, len(jobs))
+
+
+def _make_upscaler(name: str, **kw) -> Upscaler:
+    """An Upscaler of ``name`` with the command's executor, scale, threads and tiles."""
+    return Upscaler(name, kw["backend"], kw["precision"], scale=kw["scale"], threads=kw["threads"], tile=kw["tile"],
+                    margin=kw["margin"], weights_dir=kw["weights_dir"])
+
+
+def _report_failures(res: dict, n_inputs: int) -> dict:
+    """List the inputs not upscaled on stderr; ``res`` as it is."""
     if res["failed"]:
-        print(f"{len(res['failed'])} of {len(jobs)} input(s) not upscaled:", file=sys.stderr)
+        print(f"{len(res['failed'])} of {n_inputs} input(s) not upscaled:", file=sys.stderr)
         for fail in res["failed"]:
             print(f"  {fail['reason']}", file=sys.stderr)
     return res
 
 
+def _auto_video(src: Path, dst: Path, make: Callable[[str], Upscaler], scale: int, weights_dir: str | None,
+                video: tuple, compare: bool, fps: float | None, res: dict) -> None:
+    """`auto` on one video: pick the member that keeps its rate (one line on why), then upscale it with that one."""
+    codec, crf, preset = video
+    try:
+        rate = fps or probe(src).fps
+    except VideoError as e:
+        res["failed"].append({"path": str(src), "reason": str(e)})
+        return
+    if not rate:
+        res["failed"].append({"path": str(src), "reason": f"{src}: the file gives no frame rate for auto to keep; "
+                                                          "pass --fps"})
+        return
+    try:
+        up, choice = choose_for_video(src, rate, make, scale, weights_dir, video)
+    except (VideoError, RuntimeError, ValueError) as e:
+        reason = str(e) if isinstance(e, VideoError) else f"{src}: the model failed on it ({_first_line(e)})"
+        res["failed"].append({"path": str(src), "reason": reason})
+        return
+    with up:
+        print(f"{up.name} x{up.scale} in {up.executor} ({up.chosen_by})")
+        print(f"{src.name}: {choice.line()}")
+        res["auto"].append({"input": str(src), **choice.to_json()})
+        res["videos"].append(_one_video(up, src, dst, codec, crf, compare, res["failed"], preset, fps))
+    res["frames"] += res["videos"][-1].get("frames", 0)
+
+
+def choose_for_video(src: Path, target: float, make: Callable[[str], Upscaler], scale: int,
+                     weights_dir: str | None, video: tuple = (None, None, None)) -> tuple[Upscaler, AutoChoice]:
+    """The largest member of this CPU's front at ``scale`` that keeps ``target`` frames/s end to end on ``src``'s
+    first frames here, as an Upscaler ready to run (the one timed, where it was), and the choice."""
+    made: dict[str, Upscaler] = {}
+
+    def rate_of(name: str) -> float:
+        rate, up = time_member(name, src, target, make, video)
+        if up is not None:
+            made[name] = up
+        return rate
+    try:
+        choice = pick_member(front_members(scale, weights_dir), rate_of, target,
+                             f"end to end on the first {AUTO_FRAMES} frames")
+    except BaseException:
+        for up in made.values():
+            up.close()
+        raise
+    for name, up in made.items():
+        if name != choice.name:
+            up.close()
+    up = made.get(choice.name) or make(choice.name)
+    up.choice = choice
+    return up, choice
+
+
+def time_member(name: str, src: Path, target: float, make: Callable[[str], Upscaler],
+                video: tuple = (None, None, None)) -> tuple[float, Upscaler | None]:
+    """Frames/s end to end of member ``name`` on ``src``'s first AUTO_FRAMES frames through the real pipeline
+    (decode, model, encode into a scratch file), start-up left out; a run that falls short of ``target`` stops
+    as soon as that is certain. Returns the rate and the Upscaler, compiled for this video (tests replace this)."""
+    codec, crf, preset = video
+    up = make(name)
+    try:
+        with tempfile.TemporaryDirectory(prefix="srnas-auto-") as d:
+            r = upscale_video(up, src, Path(d) / f"sample{src.suffix}", codec, crf, progress=False, preset=preset,
+                              max_frames=AUTO_FRAMES, give_up_s=(AUTO_FRAMES - 1) / target)
+    except BaseException:
+        up.close()
+        raise
+    if r.dst is None:   # not one frame through: the video's own problem, said by the real run
+        up.close()
+        raise VideoError(f"{src}: auto could not time {name} on it ({'; '.join(r.errors) or 'no frame decoded'})")
+    return r.fps, up
+
+
+def check_video_options(videos: list[Path], codec: str | None, crf: int | None, preset: str | None) -> None:
+    """UserError (one line) unless --codec exists and the codec of each video takes --crf and --preset; before
+    any folder is made or frame read."""
+    try:
+        if codec is not None:
+            check_codec(codec)
+            check_quality(codec, crf, preset)
+            return
+        # without --codec each video gets its container's default; no video: --crf / --preset are still checked
+        chosen = {DEFAULT_CODEC.get(v.suffix.lower(), "libx264"): v for v in videos} or {"libx264": None}
+        for name, video in chosen.items():
+            why = f" (the default for {video.name}; --codec picks another)" if video is not None else ""
+            check_quality(name, crf, preset, why)
+    except VideoError as e:
+        raise UserError(str(e)) from None
+
+
 def _one_video(up: Upscaler, src: Path, dst: Path, codec: str | None, crf: int | None, compare: bool,
-               failed: list[dict], preset: str | None = None) -> dict:
+               failed: list[dict], preset: str | None = None, fps: float | None = None) -> dict:
     """Upscale one video, print its closing line and notes, and add what went wrong to ``failed``."""
     try:
-        r = upscale_video(up, src, dst, codec, crf, compare_path(dst) if compare else None, preset=preset)
+        r = upscale_video(up, src, dst, codec, crf, compare_path(dst) if compare else None, preset=preset,
+                          target_fps=fps)
     except (VideoError, RuntimeError, ValueError) as e:   # RuntimeError: e.g. out of memory in the model
         reason = str(e) if isinstance(e, VideoError) else f"{src}: the model failed on it ({_first_line(e)})"
         failed.append({"path": str(src), "reason": reason})

@@ -4,25 +4,37 @@
     with Upscaler("srnas_abpn") as up:        # executor: the one recorded in the model file (OpenVINO INT8)
         hr = up(frame)                        # HxWx3 uint8 (or uint16) RGB -> (2H)x(2W)x3, same dtype
 
+    with Upscaler("auto", fps=30, sample=frames) as up:   # the largest member of this CPU's front that keeps 30 fps
+        print(up.choice.line())                           # on these frames here (Upscaler.auto)
+
 The model is deployed once (exported, and for INT8 quantized to its QDQ file); OpenVINO compiles it once per
 input size (its fast static-shape form), so the frames of one video pay one compile. ``srnas upscale`` runs
-every image and video through this class.
+every image and video through this class; a video through ``flight``: frames in flight in the runtime's own
+asynchronous queue (OpenVINO's AsyncInferQueue), so the model starts its next frame the moment one is done.
 """
 from __future__ import annotations
 
+import collections
+import functools
 import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from srnas.latency.deploy import pixel_infer_async
 from srnas.latency.executors import (auto_candidates, available_executors, check_executor, choose_executor, deploy_file,
                                      executor_name, file_backends, file_infer, make_infer, pixel_infer)
 from srnas.supernet.errors import UserError
 
+from . import zoo
 from .models import LoadedModel, load_model
+from .precision import calibration_inputs, own_precision
 from .tiling import tiled_upscale
 
 TensorFn = Callable[[torch.Tensor], torch.Tensor]
@@ -34,11 +46,26 @@ class Upscaler:
     ``backend`` / ``precision`` None (or "auto"): the executor recorded in a searched model's file; for
     other models the fastest executor here in the model's own precision (timed, as `latency.backend: auto`
     picks). ``tile`` > 0 runs large frames in LR tiles of that side with ``margin`` pixels of context.
+    ``model="auto"``: the largest member of this CPU's front that keeps ``fps`` frames/s on ``sample`` (a few
+    dozen of your frames), timed here (``Upscaler.auto``; ``choice`` says which and why).
     """
+
+    _closed = False   # set by close(): the compiled models and their files are gone
+    choice: "AutoChoice | None" = None   # set where the model was picked by `auto`
 
     def __init__(self, model: str = "srnas_abpn", backend: str | None = None, precision: str | None = None, *,
                  scale: int | None = None, threads: int = 0, tile: int = 0, margin: int = 16,
-                 weights_dir: str | Path | None = None, lr_hw: tuple[int, int] = (360, 640)):
+                 weights_dir: str | Path | None = None, lr_hw: tuple[int, int] = (360, 640),
+                 fps: float | None = None, sample: Sequence[np.ndarray] | None = None):
+        if model == "auto":
+            chosen = Upscaler.auto(fps or DEFAULT_FPS, sample, backend, precision, scale=scale or 2, threads=threads,
+                                   weights_dir=weights_dir)
+            # the winner was deployed and compiled while it was timed: this instance takes it over as it is
+            self.__dict__.update(chosen.__dict__)
+            return
+        if fps is not None or sample is not None:
+            raise UserError("fps= and sample= are for Upscaler('auto', fps=..., sample=frames); a named model "
+                            "takes neither")
         self.model: LoadedModel = load_model(model, scale, weights_dir, threads)
         self.name, self.scale, self.threads = self.model.name, self.model.scale, threads
         self.tile, self.margin = tile, margin
@@ -46,6 +73,7 @@ class Upscaler:
         self._tmp = tempfile.TemporaryDirectory(prefix="srnas-upscaler-")
         self._compiled: dict[tuple[int, int] | None, TensorFn] = {}
         self._pixels: dict[tuple[int, int], Callable[[np.ndarray], np.ndarray] | None] = {}
+        self._queues: dict[tuple[tuple[int, int], int], Callable[[int], object] | None] = {}
         self.backend, self.precision, self.chosen_by = resolve_executor(self.model, backend, precision, threads,
                                                                          lr_hw, weights_dir)
         self._source = self._deploy_source()
@@ -63,16 +91,56 @@ class Upscaler:
 
     def close(self) -> None:
         """Drop the compiled models and the files they were made from."""
+        self._closed = True
         self._compiled.clear()
         self._pixels.clear()
+        self._queues.clear()
         self._tmp.cleanup()
+
+    @classmethod
+    def auto(cls, fps: float, sample: Sequence[np.ndarray] | None, backend: str | None = None,
+             precision: str | None = None, *, scale: int = 2, threads: int = 0, weights_dir: str | Path | None = None,
+             jobs: int = 2) -> "Upscaler":
+        """The largest member of this CPU's front at ``scale`` whose model keeps ``fps`` frames/s on ``sample``
+        (your frames, the model alone: your app decodes and shows them), timed here; else the fastest, with
+        ``choice.keeps`` False. Its ``choice`` says which member and why in one line."""
+        frames = list(sample or [])
+        if not frames:
+            raise UserError("Upscaler('auto') times the front's members on your frames: pass sample=[a few dozen "
+                            "HxWx3 frames] (and fps=, default 30)")
+        for f in frames:
+            check_frame(f)
+        made: dict[str, Upscaler] = {}
+
+        def rate_of(name: str) -> float:
+            made[name] = up = cls(name, backend, precision, scale=scale, threads=threads, weights_dir=weights_dir)
+            return frames_rate(up, frames, jobs)
+        try:
+            choice = pick_member(front_members(scale, weights_dir), rate_of, fps, f"on {len(frames)} of your frames")
+        except BaseException:
+            for up in made.values():
+                up.close()
+            raise
+        for name, up in made.items():
+            if name != choice.name:
+                up.close()
+        made[choice.name].choice = choice
+        return made[choice.name]
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         """Upscale one HxWx3 RGB frame (uint8, or uint16 for more than 8 bits) to (sH)x(sW)x3 of the same dtype."""
+        self._check_open()
+        check_frame(frame)   # before any route: the 8-bit one hands the frame straight to the runtime
         run = self.pixel_route(frame)
         if run is not None:
             return run(frame)
         return self.to_pixels(self.infer(self.to_input(frame)), frame.dtype)
+
+    def _check_open(self) -> None:
+        """UserError once ``close`` has run (its compiled models and files are gone)."""
+        if self._closed:
+            raise UserError(f"this Upscaler ({self.name}) was closed: make a new one, or upscale inside its "
+                            "`with` block")
 
     def pixel_route(self, frame: np.ndarray) -> Callable[[np.ndarray], np.ndarray] | None:
         """The runtime's own 8-bit route for frames like ``frame`` (HxWx3 uint8 -> (sH)x(sW)x3 uint8, the float
@@ -90,6 +158,32 @@ class Upscaler:
                 (lambda f, c=compiled: np.asarray(c(np.ascontiguousarray(f)[None]))[0])
         return self._pixels[hw]
 
+    def flight(self, like: np.ndarray, jobs: int = 2, streams: int = 1) -> "Flight":
+        """Frames of ``like``'s size and dtype through the model with up to ``jobs`` in flight, answered in order:
+        the runtime's own queue where it has one (OpenVINO on 8-bit frames: ``streams`` frames at once, the
+        threads shared), else one call at a time (torch, ONNX Runtime, 16-bit frames, tiles; ``jobs`` 0: always)."""
+        self._check_open()
+        check_frame(like)
+        hw = tuple(like.shape[:2])
+        if jobs > 0 and self._takes_pixels(like):
+            key = (hw, max(1, int(streams)))
+            if key not in self._queues and len(self._queues) < MAX_STATIC:
+                file = _file(self._source, self.backend, self.precision, self._calibration, Path(self._tmp.name))
+                self._queues[key] = pixel_infer_async(file, self.backend, self.precision, self.threads, hw, key[1])
+            make = self._queues.get(key)
+            if make is not None:
+                return AsyncFlight(like, make(jobs))
+        run = self.pixel_route(like)
+        if run is not None:
+            return Flight(like, np.ascontiguousarray, run)
+        return Flight(like, self.to_input, self.infer)
+
+    def _takes_pixels(self, frame: np.ndarray) -> bool:
+        """Whether frames like ``frame`` may go to the runtime as 8-bit pixels (no tiles, a file runtime)."""
+        torch_module = isinstance(self._source, nn.Module) and self.backend.startswith("torch")
+        return (frame.dtype == np.uint8 and self.tile <= 0 and self.model.fixed_hw is None and not torch_module
+                and self.backend in file_backends())
+
     def warm(self, hw: tuple[int, int]) -> None:
         """Compile for LR frames of size ``hw`` now (the first frame of that size otherwise pays it)."""
         self._for_size(tuple(hw))
@@ -97,9 +191,7 @@ class Upscaler:
     @staticmethod
     def to_input(frame: np.ndarray) -> torch.Tensor:
         """An HxWx3 uint8 / uint16 frame as the model's 1x3xHxW float input in [0, 1]."""
-        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype not in (np.uint8, np.uint16):
-            raise UserError(f"Upscaler takes HxWx3 RGB frames of uint8 or uint16, got shape {frame.shape} "
-                            f"{frame.dtype}")
+        check_frame(frame)
         top = 255.0 if frame.dtype == np.uint8 else 65535.0
         x = torch.empty(1, 3, frame.shape[0], frame.shape[1])
         x[0].copy_(torch.from_numpy(frame).permute(2, 0, 1))
@@ -142,7 +234,7 @@ class Upscaler:
                 return onnx
             return m.module
         if m.name == "abpn_int8" and not (self.backend.startswith("torch") and self.precision == "int8"):
-            from .bench import abpn_float_from_qat   # the ONNX INT8 route quantizes its QAT-trained float weights
+            from .quantize import abpn_float_from_qat   # the ONNX INT8 route quantizes its QAT-trained float weights
             return abpn_float_from_qat(self.scale, self._weights_dir)
         return m.module
 
@@ -150,14 +242,211 @@ class Upscaler:
         """INT8 calibration: real LR crops of the embedded training images, as `srnas bench` calibrates."""
         if self.precision != "int8" or self.backend not in file_backends():
             return None
-        from .bench import calibration_inputs   # bench loads matplotlib and pandas: only when calibrating
         return calibration_inputs(self.scale)
 
 
-def own_precision(m: LoadedModel) -> str:
-    """The precision a model was made for: INT8 for abpn_int8, quantized files and INT8-searched models."""
-    from .bench import _own_precision   # bench loads matplotlib and pandas
-    return _own_precision(m)
+class Flight:
+    """Frames of one size and dtype through the model, answered in the order given: this base runs each at
+    ``submit`` (torch, ONNX Runtime: one call at a time); AsyncFlight keeps several in the runtime's queue.
+
+    ``prepare`` makes a decoded frame model-ready (off the model's thread in a video); ``busy_s`` is the wall
+    time the model had at least one frame, the model's share of a pipeline.
+    """
+
+    jobs = 1
+
+    def __init__(self, like: np.ndarray, prepare: Callable[[np.ndarray], object], run: Callable[[object], object]):
+        self.shape, self.dtype = like.shape, like.dtype
+        self.prepare, self.run = prepare, run
+        self.busy_s = 0.0
+        self._done: collections.deque = collections.deque()
+
+    def accepts(self, frame: np.ndarray) -> bool:
+        """Whether ``frame`` has this flight's size and dtype (a stream may change size midway)."""
+        return frame.shape == self.shape and frame.dtype == self.dtype
+
+    @property
+    def pending(self) -> int:
+        """Frames submitted and not yet taken."""
+        return len(self._done)
+
+    @property
+    def ready(self) -> bool:
+        """Whether the oldest frame in flight is answered (``take`` would not wait)."""
+        return bool(self._done)
+
+    def submit(self, x) -> None:
+        """Start the model on a prepared frame."""
+        t = time.perf_counter()
+        self._done.append(self.run(x))
+        self.busy_s += time.perf_counter() - t
+
+    def take(self):
+        """The model's output for the oldest frame not yet taken (waits for it)."""
+        return self._done.popleft()
+
+    def close(self) -> None:
+        """Wait for every frame in flight."""
+
+
+class AsyncFlight(Flight):
+    """Up to ``jobs`` frames in the runtime's asynchronous queue (``queue.start(frame, done)``, ``idle()``,
+    ``wait()``): the next frame starts inside the runtime the moment one finishes, with no Python thread (and
+    no GIL) between them; answers come back on the runtime's threads and are handed out in submit order."""
+
+    def __init__(self, like: np.ndarray, queue):
+        super().__init__(like, np.ascontiguousarray, None)
+        self.queue, self.jobs = queue, queue.jobs
+        self._cv = threading.Condition()
+        self._out: dict[int, object] = {}
+        self._inputs: dict[int, np.ndarray] = {}   # the runtime reads these buffers in place until done
+        self._sent = self._taken = self._running = 0
+        self._since = 0.0
+
+    @property
+    def pending(self) -> int:
+        return self._sent - self._taken
+
+    @property
+    def ready(self) -> bool:
+        with self._cv:
+            return self._taken in self._out
+
+    def submit(self, x: np.ndarray) -> None:
+        with self._cv:
+            seq, self._sent = self._sent, self._sent + 1
+            self._inputs[seq] = x
+            if self._running == 0:
+                self._since = time.perf_counter()
+            self._running += 1
+        self.queue.start(x, functools.partial(self._finished, seq))
+
+    def _finished(self, seq: int, out) -> None:
+        """The runtime's callback (its thread): keep the answer, count the model's busy time."""
+        with self._cv:
+            self._out[seq] = out
+            self._inputs.pop(seq, None)
+            self._running -= 1
+            if self._running == 0:
+                self.busy_s += time.perf_counter() - self._since
+            self._cv.notify_all()
+
+    def take(self) -> np.ndarray:
+        seq = self._taken
+        with self._cv:
+            while seq not in self._out:
+                if not self._cv.wait(timeout=1.0) and seq not in self._out and self.queue.idle():
+                    # idle with no answer: the inference failed inside the runtime and no callback came
+                    raise RuntimeError(f"the runtime stopped without upscaling frame {seq} of this flight")
+            out = self._out.pop(seq)
+        self._taken += 1
+        if isinstance(out, BaseException):
+            raise out
+        return out
+
+    def close(self) -> None:
+        self.queue.wait()
+
+
+def frames_rate(up: Upscaler, frames: Sequence[np.ndarray], jobs: int = 2) -> float:
+    """Frames/s of ``up``'s model on ``frames`` through a flight, the first frame (compile, warm-up) left out."""
+    frames = list(frames)
+    flight = up.flight(frames[0], jobs)
+    flight.submit(flight.prepare(frames[0]))
+    flight.take()
+    t0, n = time.perf_counter(), 0
+    try:
+        for f in frames[1:] or frames:
+            if flight.pending >= max(1, flight.jobs):
+                flight.take()
+            flight.submit(flight.prepare(f))
+            n += 1
+        while flight.pending:
+            flight.take()
+    finally:
+        flight.close()
+    return n / max(time.perf_counter() - t0, 1e-9)
+
+
+DEFAULT_FPS = 30.0     # the rate `auto` keeps where none is given (Upscaler; srnas upscale takes the source's)
+RateOf = Callable[[str], float]   # a member's name -> the frames/s it keeps here
+
+
+@dataclass
+class AutoChoice:
+    """Which member of the front `auto` picked to keep ``target`` frames/s, and the rates that decided it."""
+
+    name: str
+    target: float
+    members: list[str]                               # this machine's front, fastest first
+    rates: dict[str, float] = field(default_factory=dict)   # the members timed, frames/s
+    how: str = "end to end"                          # what was timed, for the line
+
+    def to_json(self) -> dict:
+        return {"model": self.name, "target_fps": self.target, "keeps": self.keeps, "members": self.members,
+                "fps": {k: round(v, 2) for k, v in self.rates.items()}, "line": self.line()}
+
+    @property
+    def keeps(self) -> bool:
+        """Whether the chosen member keeps the target rate (False: the fastest, and still too slow)."""
+        return self.rates.get(self.name, 0.0) >= self.target
+
+    def line(self) -> str:
+        """One line: which member, its rate, and why not the next larger one (or that none keeps the rate)."""
+        rate = self.rates.get(self.name, 0.0)
+        if not self.keeps:
+            return (f"auto: {self.name} (the fastest member), {rate:.1f} frames/s {self.how}: NOT real time, "
+                    f"{rate / self.target:.2f}x the {self.target:g} fps to keep; no member of this CPU's front "
+                    f"keeps it here (a lower rate or a smaller input would)")
+        i = self.members.index(self.name)
+        larger = self.members[i + 1] if i + 1 < len(self.members) else None
+        # the bisection has timed the next larger member wherever there is one: it fell short
+        why = ("the largest member of this CPU's front" if larger is None else
+               f"the next larger, {larger}, does not ({self.rates.get(larger, 0.0):.1f})")
+        return f"auto: {self.name} keeps {self.target:g} fps here ({rate:.1f} frames/s {self.how}); {why}"
+
+
+def pick_member(members: Sequence[str], rate_of: RateOf, target: float, how: str = "end to end") -> AutoChoice:
+    """The largest of ``members`` (fastest first) whose rate keeps ``target``, by bisection over the order (a
+    larger member is slower): each is timed at most once, and the search stops when the next larger is known
+    to fall short; none keeps it: the fastest."""
+    members = list(members)
+    if not members:
+        raise UserError("auto: this machine has no searched front at this scale (srnas zoo front lists it)")
+    rates: dict[str, float] = {}
+    lo, hi = -1, len(members)   # members[lo] keeps the rate, members[hi] does not (virtual ends)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        rates[members[mid]] = rate = float(rate_of(members[mid]))
+        lo, hi = (mid, hi) if rate >= target else (lo, mid)
+    return AutoChoice(members[max(lo, 0)], float(target), members, rates, how)
+
+
+def front_members(scale: int, weights_dir: str | Path | None = None) -> list[str]:
+    """This CPU's front at ``scale``, fastest first (zoo.search_members; timed here once where not cached)."""
+    return zoo.search_members(weights_dir, scale)
+
+
+def check_frame(frame: np.ndarray) -> None:
+    """UserError unless ``frame`` is what every route takes: an HxWx3 RGB numpy array of uint8 or uint16, H, W >= 1."""
+    if not isinstance(frame, np.ndarray):
+        raise UserError(f"Upscaler takes numpy HxWx3 RGB frames of uint8 or uint16, got a {type(frame).__name__}: "
+                        "pass np.asarray(frame, np.uint8)")
+    ok = frame.ndim == 3 and frame.shape[2] == 3 and min(frame.shape[:2]) >= 1
+    if not ok or frame.dtype not in (np.uint8, np.uint16):
+        raise UserError(f"Upscaler takes HxWx3 RGB frames of uint8 or uint16 with H, W >= 1, got shape "
+                        f"{frame.shape} {frame.dtype}{_frame_hint(frame)}")
+
+
+def _frame_hint(frame: np.ndarray) -> str:
+    """How a near-miss frame becomes an RGB one (grey, RGBA, channels first), or nothing."""
+    if frame.ndim == 3 and frame.shape[0] == 3 and frame.shape[2] != 3:
+        return "; channels first? pass frame.transpose(1, 2, 0)"
+    if frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 1):
+        return "; grey? pass np.dstack([frame] * 3) (srnas upscale keeps grey images grey)"
+    if frame.ndim == 3 and frame.shape[2] == 4:
+        return "; RGBA? pass frame[..., :3] (srnas upscale keeps the alpha)"
+    return ""
 
 
 def resolve_executor(m: LoadedModel, backend: str | None, precision: str | None, threads: int,
@@ -210,7 +499,7 @@ def _fastest(m: LoadedModel, executors: list[tuple[str, str]], threads: int, lr_
         return executors[0][0]
     module = m.module
     if m.name == "abpn_int8":
-        from .bench import abpn_float_from_qat   # bench loads matplotlib and pandas
+        from .quantize import abpn_float_from_qat
         module = abpn_float_from_qat(m.scale, weights_dir)
     backend, _, _ = choose_executor({m.name: module}, lr_hw, threads, executors, repeats=3)
     return backend

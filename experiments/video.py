@@ -8,6 +8,8 @@ as they are (not re-encoded), the display rotation is re-tagged, and input above
 """
 from __future__ import annotations
 
+import errno
+import os
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -18,6 +20,8 @@ import av.error
 import numpy as np
 import torch
 from av.video.reformatter import Interpolation
+
+from srnas.supernet.writes import is_full
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".m4v", ".avi")
 # accurate rounding and full chroma interpolation: without them swscale's RGB <-> YUV is off by a few levels
@@ -35,6 +39,9 @@ FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+delay_moov+default_base_moof
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 STREAMABLE = {".mp4": FRAGMENTED, ".m4v": FRAGMENTED, ".mov": FRAGMENTED}
 DEFAULT_CODEC = {".webm": "libvpx-vp9"}   # WebM takes VP8/VP9/AV1 only; everything else defaults to H.264
+# the codecs --crf is passed to, and the range each takes (x264 / x265: 0-51 at 8 and 10 bits; libvpx: 0-63)
+CRF_RANGE = {"libx264": (0, 51), "libx265": (0, 51), "libvpx-vp9": (0, 63)}
+PRESET_CODECS = ("libx264", "libx265")   # the codecs --preset is passed to
 
 
 class VideoError(Exception):
@@ -139,11 +146,13 @@ class Picture:
 class VideoReader:
     """Demux a video in file order: Pictures for the first video stream, Packets of the first audio stream.
 
+    ``threads`` / ``thread_type`` (AUTO, FRAME, SLICE): the decoder's own threads (PyAV's codec context).
+
     A packet that fails to decode is recorded in ``errors`` and skipped, so a damaged file still gives
     every frame that can be decoded; ``closed_early`` says the file ended in the middle of a packet.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, threads: int = 0, thread_type: str = "AUTO"):
         self.path = Path(path)
         self.container = open_input(path)
         try:
@@ -152,7 +161,9 @@ class VideoReader:
             self.container.close()
             raise
         self.video = self.container.streams.video[0]
-        self.video.thread_type = "AUTO"   # frame threads: decode keeps up while the model uses the cores
+        # frame threads: decode keeps up while the model uses the cores; ``threads`` 0: FFmpeg's count (cores + 1)
+        self.video.thread_type = thread_type
+        self.video.codec_context.thread_count = int(threads)
         self.audio = self.container.streams.audio[0] if self.container.streams.audio else None
         self.errors: list[str] = []
         self._first: int | None = None
@@ -250,13 +261,108 @@ def check_codec(codec: str) -> None:
         raise VideoError(f"--codec {codec} is an {c.type} codec; give a video one (libx264, libvpx-vp9, ...)")
 
 
+def check_quality(codec: str, crf: int | None, preset: str | None, why: str = "") -> None:
+    """VideoError unless ``codec`` takes ``crf`` (within its range) and ``preset``; ``why``: how it was chosen."""
+    ranges = ", ".join(f"{c} {lo}-{hi}" for c, (lo, hi) in CRF_RANGE.items())
+    if crf is not None and codec not in CRF_RANGE:
+        raise VideoError(f"--crf {crf}: {codec}{why} takes no crf (only {ranges}); leave --crf out")
+    if crf is not None and not CRF_RANGE[codec][0] <= crf <= CRF_RANGE[codec][1]:
+        lo, hi = CRF_RANGE[codec]
+        usual = "; 18-28 usual, 0 lossless" if codec == "libx264" else ""
+        raise VideoError(f"--crf {crf} is out of range for {codec}{why}: it takes {lo}-{hi} (lower is better{usual})")
+    if preset is not None and codec not in PRESET_CODECS:
+        raise VideoError(f"--preset {preset}: {codec}{why} takes no preset (only {' and '.join(PRESET_CODECS)} do); "
+                         "leave --preset out")
+
+
+class OutputFile:
+    """The file a VideoWriter's muxer writes through: every write, the fsync and the close are checked here.
+
+    FFmpeg can lose a failed write: with MP4, av_write_trailer returns a positive value (not its I/O error)
+    when its final flush fails, so a full disk at the end of a short MP4 (all of it one fragment, written by
+    the trailer) finished "successfully" with a truncated file. So the first failure is kept in ``error``
+    and the writer checks it after each mux and at the end; it is not raised into PyAV, which prints a
+    traceback whenever a second exception comes from the file before the first was reported.
+    """
+
+    def __init__(self, path: Path):
+        self.name = str(path)   # PyAV picks the container from this name's suffix
+        # unbuffered: FFmpeg flushes each packet (FLUSH), and a kill must find it in the file, not in a buffer here
+        self._f = open(path, "wb", buffering=0)
+        self.error: OSError | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self._f.closed
+
+    def write(self, data: bytes) -> int:
+        """Write all of ``data``; after a failure nothing more is written."""
+        view = memoryview(data)
+        while view and self.error is None:
+            try:
+                n = self._f.write(view)   # short when the disk fills up: the rest goes again, and fails
+            except OSError as e:
+                self.error = e
+                break
+            if not n:   # never for a regular file; an endless loop if it were
+                self.error = OSError(errno.EIO, "the write stored nothing")
+            view = view[n or 0:]
+        return len(data)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        """Seek; after a failure, nothing is done."""
+        if self.error is None:
+            try:
+                return self._f.seek(offset, whence)
+            except OSError as e:
+                self.error = e
+        return max(0, offset)   # FFmpeg keeps its own position and only checks for < 0
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def seekable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def finish(self) -> None:
+        """fsync and close: OSError for the first write that failed, or for these."""
+        if self.error is None:
+            try:
+                _fsync(self._f.fileno())
+            except OSError as e:   # delayed allocation, NFS, a quota: the data may fail to land only now
+                self.error = e
+        self.close()
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        """Close the file, whatever it holds (after a failure: what was written stays as it is)."""
+        try:
+            self._f.close()
+        except OSError as e:   # NFS reports some failed writes only at close
+            self.error = self.error or e
+
+
+def _fsync(fd: int) -> None:
+    """fsync, where the file takes one (not a character device such as /dev/full)."""
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise
+
+
 @dataclass
 class VideoWriter:
     """Encode RGB frames at ``width`` x ``height`` into ``path``, with ``info``'s time base, colour and audio.
 
     ``crf`` sets the quality of libx264 / libx265 / libvpx-vp9 (0 with libx264: lossless). The container
     is the one ``path``'s suffix names; MP4 and MOV are written fragmented, so a killed run leaves a
-    file that plays up to its last fragment.
+    file that plays up to its last fragment. ``close`` raises VideoError unless every byte reached the file;
+    errors name ``final`` (the name the file gets once complete) where given.
     """
 
     path: Path
@@ -269,6 +375,8 @@ class VideoWriter:
     rotation: int = 0
     preset: str | None = None              # libx264 / libx265 speed preset (default ultrafast)
     notes: list[str] = field(default_factory=list)
+    final: Path | None = None              # the name ``path`` is renamed to when complete: errors name it
+    threads: int = 0                       # the encoder's own threads (x264: 0 picks 1.5x the cores)
 
     def __post_init__(self) -> None:
         check_codec(self.codec)
@@ -282,16 +390,32 @@ class VideoWriter:
                               "(last column / row dropped)")
             self.width, self.height = w, h
         try:
-            self.container = av.open(str(self.path), mode="w",
+            self.sink = OutputFile(self.path)
+        except OSError as e:
+            raise VideoError(f"cannot write {self.shown}: {_reason(e)}") from None
+        try:
+            self.container = av.open(self.sink, mode="w",
                                      options={**FLUSH, **STREAMABLE.get(self.path.suffix.lower(), {})})
-        except (av.error.FFmpegError, OSError) as e:
-            raise VideoError(f"cannot write {self.path}: {_reason(e)}") from None
+        except (av.error.FFmpegError, OSError, ValueError) as e:
+            self._discard()
+            raise VideoError(f"cannot write {self.shown}: {_reason(e)}") from None
         try:
             self._add_streams()
         except (av.error.FFmpegError, ValueError) as e:
-            self.container.close()
-            raise VideoError(f"cannot write {self.path} with {self.codec}: {_reason(e)}") from None
+            self.abort()
+            self._discard()
+            raise VideoError(f"cannot write {self.shown} with {self.codec}: {_reason(e)}") from None
         self.frames = 0
+
+    @property
+    def shown(self) -> Path:
+        """The name errors give: the final one, not the partial file that is removed on failure."""
+        return self.final or self.path
+
+    def _discard(self) -> None:
+        """Close and remove the file (a writer that could not be set up leaves none)."""
+        self.sink.close()
+        self.path.unlink(missing_ok=True)
 
     def _add_streams(self) -> None:
         info, colour = self.info, self.info.colour
@@ -304,14 +428,14 @@ class VideoWriter:
         cc.color_primaries, cc.color_trc = colour.primaries_tag, colour.trc_tag
         # x264's own frame threads: encode() returns at once and the encode thread only converts RGB -> YUV;
         # with one x264 thread that thread became the bottleneck once the model ran at ~30 frames/s
-        cc.thread_count = 0
+        cc.thread_count = int(self.threads)
         cc.gop_size = max(1, round(2 * float(info.rate or 25)))   # a fragment / cluster every 2 s: a kill loses little
         opts = {}
-        if self.crf is not None and self.codec in ("libx264", "libx265", "libvpx-vp9"):
+        if self.crf is not None and self.codec in CRF_RANGE:
             opts = {"crf": str(self.crf)} if not (self.codec == "libx264" and self.crf == 0) else {"qp": "0"}
             if self.codec == "libvpx-vp9":
                 opts["b"] = "0"
-        if self.codec in ("libx264", "libx265"):
+        if self.codec in PRESET_CODECS:
             # encode shares the cores with the model: ultrafast takes under half veryfast's CPU time (files
             # ~2.5x larger at the same crf); on 2 cores (EPYC Zen 5, 720p out) the pipeline ran at 0.81 of the
             # model alone with ultrafast and 0.73 with veryfast, so real time is the default and size the option
@@ -372,20 +496,34 @@ class VideoWriter:
     def _mux(self, packets) -> None:
         try:
             self.container.mux(packets)
-        except OSError as e:
-            raise VideoError(f"cannot write {self.path}: {e.strerror or e}") from None
-        except av.error.FFmpegError as e:
-            raise VideoError(f"cannot write {self.path}: {_reason(e)}") from None
+        except (OSError, av.error.FFmpegError) as e:
+            raise self._failed("cannot write", e) from None
+        if self.sink.error is not None:   # FFmpeg was told the write went through: the file kept the failure
+            raise self._failed("cannot write", self.sink.error)
+
+    def _failed(self, what: str, e: BaseException) -> VideoError:
+        """The one-line error for a write that failed: the file's own error where it kept one (the real cause)."""
+        e = self.sink.error or e
+        hint = "; free some space and run the command again" if is_full(e) else ""
+        return VideoError(f"{what} {self.shown}: {_reason(e)}{hint}")
 
     def close(self) -> None:
-        """Drain the encoder and finish the file."""
+        """Drain the encoder and finish the file: VideoError unless every byte of it reached the disk."""
+        error = None
         try:
             self._mux(self.stream.encode(None))
-        finally:
-            try:
-                self.container.close()
-            except (OSError, av.error.FFmpegError) as e:
-                raise VideoError(f"cannot finish {self.path}: {_reason(e)}") from None
+        except VideoError as e:
+            error = e
+        try:
+            self.container.close()   # the trailer
+        except (OSError, av.error.FFmpegError) as e:
+            error = error or self._failed("cannot finish", e)
+        try:
+            self.sink.finish()       # the file's own record of its writes decides; then fsync
+        except OSError as e:
+            error = error or self._failed("cannot finish", e)
+        if error is not None:
+            raise error
 
     def abort(self) -> None:
         """Close without draining (after an error): what was written stays as it is."""
@@ -393,6 +531,7 @@ class VideoWriter:
             self.container.close()
         except (OSError, av.error.FFmpegError):
             pass
+        self.sink.close()
 
 
 def even_size(width: int, height: int, pix_fmt: str) -> tuple[int, int]:

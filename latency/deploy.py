@@ -68,6 +68,14 @@ def pixel_infer(path: str | Path, backend: str, precision: str, threads: int,
     return rt.load_pixels(path, precision, threads, hw) if isinstance(rt, FileRuntime) else None
 
 
+def pixel_infer_async(path: str | Path, backend: str, precision: str, threads: int, hw: tuple[int, int],
+                      streams: int = 1) -> Callable[[int], object] | None:
+    """``pixel_infer`` with frames in flight: a function of ``jobs`` giving a queue (``start(frame, done)``,
+    ``idle()``, ``wait()``; runtimes/openvino_runtime.PixelQueue), or None where the runtime has no such API."""
+    load = getattr(find(backend), "load_pixels_async", None)   # a runtime opts in by defining it
+    return None if load is None else load(path, precision, threads, hw, streams)
+
+
 def file_infer(path: str | Path, backend: str, precision: str, threads: int,
                shapes: Sequence[Sequence[int]] | None = None) -> Compiled:
     """A callable running an exported file in ``backend`` (onnxruntime or openvino): inputs -> first output."""

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from ..fingerprint import resolve_threads
 from .base import Compiled, PrecisionFallback
@@ -19,9 +19,10 @@ def openvino_capabilities() -> set[str]:
 
 
 def openvino_compile(path: str | Path, precision: str, threads: int,
-                     shapes: Sequence[Sequence[int]] | None = None, pixels: bool = False):
+                     shapes: Sequence[Sequence[int]] | None = None, pixels: bool = False, streams: int = 1):
     """Compile an ONNX / IR file for OpenVINO's CPU plugin in ``precision`` (shapes: fix the input sizes;
-    pixels: 8-bit NHWC RGB in and out, see ``pixel_io``)."""
+    pixels: 8-bit NHWC RGB in and out, see ``pixel_io``; streams > 1: that many frames run at once, the
+    threads shared among them)."""
     import openvino as ov  # why: optional runtime, and its import is heavy
     core = ov.Core()
     model = core.read_model(str(path))
@@ -31,6 +32,8 @@ def openvino_compile(path: str | Path, precision: str, threads: int,
         model = pixel_io(model)
     config = {"INFERENCE_PRECISION_HINT": _OV_HINT[precision], "INFERENCE_NUM_THREADS": resolve_threads(threads),
               "PERFORMANCE_HINT": "LATENCY"}
+    if streams > 1:   # an explicit stream count, each stream a share of the threads (the throughput form)
+        config.update({"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": int(streams)})
     compiled = core.compile_model(model, "CPU", config)
     check_openvino_precision(compiled, precision)
     return compiled
@@ -105,3 +108,42 @@ class OpenVINORuntime(FileRuntime):
         compiled = openvino_compile(path, precision, threads, [(1, 3, *hw)], pixels=True)
         req = compiled.create_infer_request()
         return Compiled(lambda frame: req.infer([frame], share_inputs=True)[0], precision)
+
+    def load_pixels_async(self, path: str | Path, precision: str, threads: int, hw: tuple[int, int],
+                          streams: int = 1) -> Callable[[int], "PixelQueue"]:
+        """``load_pixels`` for frames in flight: compiled once, then a PixelQueue of ``jobs`` requests per call."""
+        compiled = openvino_compile(path, precision, threads, [(1, 3, *hw)], pixels=True, streams=streams)
+        return lambda jobs: PixelQueue(compiled, jobs)
+
+
+class PixelQueue:
+    """OpenVINO's AsyncInferQueue on 8-bit frames: ``start`` returns at once and ``done`` gets the upscaled frame
+    (or the exception its callback met) on an OpenVINO thread; up to ``jobs`` frames run or wait in the runtime."""
+
+    def __init__(self, compiled, jobs: int):
+        import openvino as ov  # why: optional runtime, and its import is heavy
+        self.jobs = max(1, int(jobs))
+        self.queue = ov.AsyncInferQueue(compiled, self.jobs)
+        self.queue.set_callback(self._finished)
+
+    def start(self, frame, done: Callable[[object], None]) -> None:
+        """Run the HxWx3 uint8 ``frame`` (kept alive and unchanged by the caller until ``done``)."""
+        # share_inputs: the request reads the caller's buffer, no copy; it waits for an idle request when all are busy
+        self.queue.start_async({0: frame[None]}, userdata=done, share_inputs=True)
+
+    @staticmethod
+    def _finished(request, done: Callable[[object], None]) -> None:
+        """The queue's callback, on OpenVINO's thread: hand the frame's output (or what failed) to ``done``."""
+        try:   # the request is reused for the next frame: its output is copied out now
+            out = request.get_output_tensor(0).data[0].copy()
+        except BaseException as e:  # noqa: BLE001 - handed to the waiting caller, not lost in OpenVINO's thread
+            out = e
+        done(out)
+
+    def idle(self) -> bool:
+        """Whether no request is running (a frame not answered by then failed inside the runtime)."""
+        return self.queue.is_ready()
+
+    def wait(self) -> None:
+        """Wait until every started frame is done."""
+        self.queue.wait_all()
