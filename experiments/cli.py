@@ -23,7 +23,13 @@ Each video (.mp4, .mkv, .webm, .mov) is written as <out>/<name> in the same cont
 WebM), with its time stamps, audio (copied), rotation and colour (matrix, range) kept, 10-bit kept 10-bit
 where the codec can. It is written as <name>.partial<ext> until complete; a killed run leaves that file
 (playable up to its last fragment) and a rerun replaces it. The model runs in the executor recorded in
-its file (searched models), else the fastest one here in its own precision (timed at start)."""
+its file (searched models), else the fastest one here in its own precision (timed at start).
+
+`srnas upscale auto in.mp4 --out up/` picks, for each video, the largest member of this CPU's searched front
+(at --scale, default x2) that keeps the video's frame rate (or --fps) end to end here: members are timed on the
+video's own first frames through the whole pipeline (decode, model, encode), by bisection over the front, and
+one line says which member and why; where none keeps the rate, the fastest runs and the line says NOT real
+time. The reported frames/s leave start-up (opening, compile, first frame) out; it is given apart."""
 UPSCALE_EPILOG = """exit status:
   0  every input was upscaled
   1  some inputs could not be read (corrupt, empty, not an image, a video with no video stream or
@@ -50,6 +56,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     ex.add_argument("--scale", type=int, default=2)
     ex.add_argument("--weights-dir", help="folder of <name>_x<scale>.pt (default: shipped weights)")
     ex.set_defaults(func=_zoo_export)
+    fr = g.add_parser("front", help="this machine's searched front: every shipped member timed here (once, cached), "
+                                    "the Pareto set named srnas_xs, srnas_s, ... and the aliases")
+    fr.add_argument("--scale", type=int, default=2, choices=(2, 3, 4))
+    fr.add_argument("--retime", action="store_true", help="time every member again (e.g. on a quieter machine)")
+    fr.add_argument("--weights-dir", default=None, help="a weights folder with fronts/<class>/ (default: shipped)")
+    fr.set_defaults(func=_zoo_front)
 
     b = sub.add_parser("bench", help="PSNR/SSIM, latency, params, MACs of zoo and exported models; table + plot")
     b.add_argument("-c", "--config", help="take datasets, scale, data root and latency size from this config")
@@ -66,8 +78,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--lr-size", default=None, help="latency input HxW (default 360x640: 720p output at x2)")
     b.add_argument("--threads", type=int, default=None, help="torch threads (default: config, else all)")
     b.add_argument("--repeats", type=int, default=7, help="timed runs per model (median reported)")
-    b.add_argument("--backend", default=None, choices=backends(),
-                   help="time and score every model in this runtime (default: torch, .onnx files in onnxruntime)")
+    b.add_argument("--backend", default=None, choices=[*backends(), "best"],
+                   help="time and score every model in this runtime; best: each in the executor it runs best in "
+                        "here (with --run, the default); default: torch, .onnx files in onnxruntime")
     b.add_argument("--precision", default=None, choices=list(PRECISIONS),
                    help="force one precision (default: each model its own: abpn_int8 and INT8 files int8, "
                         "the rest fp32)")
@@ -80,7 +93,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=UPSCALE_DESCRIPTION, epilog=UPSCALE_EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     u.add_argument("model", help="zoo or searched name (srnas_abpn, fsrcnn, abpn, abpn_int8, ...), a .ts/.onnx "
-                                 "export or a pruned-model .pt")
+                                 "export or a pruned-model .pt; auto (videos): the largest member of this CPU's "
+                                 "front that keeps the video's frame rate here, timed on its first frames")
     u.add_argument("inputs", nargs="+", help="image and video files and/or folders of them")
     u.add_argument("--out", required=True, help="output folder (created if missing); <name>.png per image, "
                                                 "<name>.<ext> per video")
@@ -90,8 +104,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="default: the model's own (int8 for searched INT8 models and abpn_int8, else fp32)")
     u.add_argument("--codec", default=None, help="video encoder (default libx264; libvpx-vp9 for .webm; "
                                                  "libx265, ffv1, ...)")
-    u.add_argument("--crf", type=int, default=None, help="video quality (libx264/libx265/vp9; lower is better, "
-                                                         "0 with libx264 is lossless; default: the codec's)")
+    u.add_argument("--crf", type=int, default=None, help="video quality (libx264/libx265: 0-51, libvpx-vp9: 0-63; "
+                                                         "lower is better, 0 with libx264 is lossless; default: the "
+                                                         "codec's); refused for other codecs")
     u.add_argument("--preset", default=None, choices=X264_PRESETS,
                    help="libx264/libx265 speed (default ultrafast: the model keeps the CPU; veryfast: smaller files, "
                         "slower)")
@@ -99,8 +114,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                           "split-screen video, or for images zoomed crops side by side")
     u.add_argument("--tile", type=int, default=0, help="LR tile side in pixels (0: whole image at once)")
     u.add_argument("--margin", type=int, default=16, help="LR context pixels around each tile")
+    u.add_argument("--fps", type=float, default=None,
+                   help="the frame rate to keep (e.g. 60 for live use; default: each video's own): auto picks the "
+                        "largest member that keeps it, and the closing line says whether the run did")
     u.add_argument("--scale", type=int, default=None, choices=(2, 3, 4),
-                   help="the scale of a model name (default: x2, or the one it ships at); a model file says its own")
+                   help="the scale of a model name or of auto (default: x2, or the one it ships at); a model file "
+                        "says its own")
     u.add_argument("--weights-dir", default=None)
     u.add_argument("--threads", type=int, default=0)
     u.set_defaults(func=_upscale)
@@ -139,6 +158,13 @@ def _zoo_list(args) -> int:
     return 0
 
 
+def _zoo_front(args) -> int:
+    from .zoo.front import front_table, machine_front
+
+    print(front_table(machine_front(args.scale, args.weights_dir, retime=args.retime)))
+    return 0
+
+
 def _zoo_export(args) -> int:
     import torch
 
@@ -169,7 +195,7 @@ def _bench(args) -> int:
 
 
 def _bench_unlocked(args) -> int:
-    from .bench import DEFAULT_MODELS, run_bench, summary_json
+    from .bench import default_models, run_bench, summary_json
 
     from srnas.supernet.data import EMBEDDED, default_benchmarks, resolve_dataset
     from srnas.supernet.imaging import list_images
@@ -200,8 +226,8 @@ def _bench_unlocked(args) -> int:
         except ValueError:
             raise UserError(f"--lr-size {args.lr_size!r}: write HxW, e.g. 360x640") from None
         lr_hw = (h, w)
-    models = [m.strip() for m in args.models.split(",") if m.strip()] or DEFAULT_MODELS + shipped_models(
-        scale, args.backend, args.precision, args.weights_dir)
+    models = ([m.strip() for m in args.models.split(",") if m.strip()]
+              or default_models(scale, args.backend, args.precision, args.weights_dir))
     models = winners + models
     if args.precision and not args.backend:
         raise UserError("--precision needs --backend (the runtime that runs that precision)")
@@ -210,33 +236,9 @@ def _bench_unlocked(args) -> int:
     print((Path(args.out) / "bench.md").read_text())
     print(f"wrote {args.out}/bench.csv, bench.md, bench.png")
     if args.run:
-        _append_to_report(Path(args.run), Path(args.out), args.backend)
+        _append_to_report(Path(args.run), Path(args.out), args.backend, winners)
     print(summary_json(df))
     return 0
-
-
-def shipped_models(scale: int, backend: str | None = None, precision: str | None = None,
-                   weights_dir: str | None = None, say=print) -> list[str]:
-    """The shipped INT8 zoo forms and searched models a default bench takes: those whose weights are there and
-    whose precision ``backend`` (None: torch) runs; ``say`` gets one line for each one left out."""
-    from srnas.latency.executors import check_executor
-    from srnas.pruning.model_file import PrunedModel
-
-    from . import zoo
-    out = []
-    for name in list(zoo.INT8) + zoo.search_members(weights_dir):
-        path = zoo.weights_path(name, scale, weights_dir)
-        if not path.is_file():
-            continue
-        own = precision or ("int8" if name in zoo.INT8 else PrunedModel.load(path).precision)
-        try:
-            check_executor(backend or "torch-cpu", own)
-        except UserError:
-            say(f"{name}: left out, it runs in {own} and {backend or 'torch-cpu'} does not "
-                f"(bench it with --backend onnxruntime or openvino)")
-            continue
-        out.append(name)
-    return out
 
 
 def _run_winners(args) -> list[str]:
@@ -250,16 +252,25 @@ def _run_winners(args) -> list[str]:
     if not finals:
         raise UserError(f"{run} holds no finished run ({run / 'stage3' / 'final.json'} is missing, and no front "
                         f"targets/*/stage3/final.json): run `srnas run -c CONFIG` to the end first")
-    infos = sorted((json.loads(f.read_text()) for f in finals), key=lambda i: i["target_ms"])
+    from srnas.supernet.rundir import RunDir
+    # final.json names its files relative to its run folder (an older one: absolute, RunDir.resolve reads both):
+    # a copied or moved run benches its own winner
+    infos = sorted(({**json.loads(f.read_text()), "run": RunDir(f.parent.parent)} for f in finals),
+                   key=lambda i: i["target_ms"])
     args.config = args.config or str(run / "config.yaml")
     args.out = args.out or str(run / "bench")
-    if args.backend is None and infos[0]["backend"] in backends():
-        args.backend = infos[0]["backend"]   # each model then in its own precision; the winners in the run's
-    return [i["files"]["model"] for i in infos]
+    # each model in the executor it runs best in here: the winners in the one they were searched for, the shipped
+    # front in its own, the zoo in the fastest here for its precision; the first table a user reads compares those
+    args.backend = args.backend or "best"
+    return [str(i["run"].resolve(i["files"]["model"])) for i in infos]
 
 
-def _append_to_report(run: Path, out: Path, backend: str | None) -> None:
-    """Add (or replace) the zoo comparison section of the run's report.md."""
+def _append_to_report(run: Path, out: Path, backend: str | None, winners: list[str]) -> None:
+    """Add (or replace) the comparison section of the run's report.md: the run's winners beside the zoo and the
+    front shipped for this CPU, each labelled with the budget it was trained with."""
+    import pandas as pd
+
+    from .models import file_label
     report = run / "report.md"
     if not report.is_file() and (run / "front.md").is_file():   # a front run (latency.targets)
         report = run / "front.md"
@@ -267,11 +278,18 @@ def _append_to_report(run: Path, out: Path, backend: str | None) -> None:
     text = report.read_text() if report.is_file() else ""
     text = text.split(f"\n{head}")[0].rstrip() + "\n"
     rel = Path("bench") / "bench.png" if out == run / "bench" else out / "bench.png"
-    text += (f"\n{head} ({backend or 'torch'}, each model in its own precision; one `srnas bench` run)\n\n"
+    how = "each model in the executor it runs best in here" if backend in (None, "best") else \
+        f"{backend}, each model in its own precision"
+    steps = pd.read_csv(out / "bench.csv").drop_duplicates("model").set_index("model")["steps"]
+    mine = [f"`{n}` ({int(steps.get(n, 0))} steps)" for n in map(file_label, map(Path, winners))]
+    note = (f"{', '.join(mine)}: this run's winner, trained with this config's budget; the `srnas_*` rows are the "
+            f"front shipped for this CPU and the rest the zoo, each trained with the budget its `train steps` "
+            f"column gives on T91 + BSD200.\n\n" if mine else "")
+    text += (f"\n{head} and the shipped front ({how}; one `srnas bench` run)\n\n{note}"
              f"{(out / 'bench.md').read_text()}\n![PSNR vs latency]({rel})\n")
     from srnas.supernet.writes import atomic_write_text
     atomic_write_text(report, text)
-    print(f"appended the zoo comparison to {report}")
+    print(f"appended the comparison with the zoo and the shipped front to {report}")
 
 
 def _upscale(args) -> int:
@@ -279,5 +297,5 @@ def _upscale(args) -> int:
 
     res = upscale_command(args.model, args.inputs, args.out, args.scale, args.tile, args.margin,
                           args.weights_dir, args.threads, args.backend, args.precision, args.codec, args.crf,
-                          args.compare, args.preset)
+                          args.compare, args.preset, args.fps)
     return 1 if res["failed"] else 0  # the others were written; 1 tells scripts that some were not
