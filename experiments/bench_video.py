@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from srnas.experiments.timing import measure_latency
-from srnas.experiments.upscaler import Upscaler, front_members
+from srnas.experiments.auto_pick import front_members
+from srnas.experiments.upscaler import Upscaler
 from srnas.experiments.video import VideoReader, probe
 from srnas.experiments.video_samples import MOTIONS, natural_video
 from srnas.experiments.video_upscale import Pipeline, VideoResult, upscale_video

@@ -25,7 +25,8 @@ from srnas.supernet.writes import disk_full, is_full
 
 from .crops import crop_sheet
 from .tiling import tiled_upscale  # noqa: F401  (bench and tests import it from here)
-from .upscaler import AutoChoice, Upscaler, front_members, pick_member
+from .auto_pick import AutoChoice, front_members, pick_member
+from .upscaler import Upscaler
 from .video import DEFAULT_CODEC, VIDEO_SUFFIXES, VideoError, check_codec, check_quality, probe
 from .video_upscale import partial_path, upscale_video
 

@@ -14,12 +14,7 @@ asynchronous queue (OpenVINO's AsyncInferQueue), so the model starts its next fr
 """
 from __future__ import annotations
 
-import collections
-import functools
 import tempfile
-import threading
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -32,7 +27,8 @@ from srnas.latency.executors import (auto_candidates, available_executors, check
                                      executor_name, file_backends, file_infer, make_infer, pixel_infer)
 from srnas.supernet.errors import UserError
 
-from . import zoo
+from .auto_pick import DEFAULT_FPS, AutoChoice, frames_rate, front_members, pick_member
+from .flight import AsyncFlight, Flight
 from .models import LoadedModel, load_model
 from .precision import calibration_inputs, own_precision
 from .tiling import tiled_upscale
@@ -243,188 +239,6 @@ class Upscaler:
         if self.precision != "int8" or self.backend not in file_backends():
             return None
         return calibration_inputs(self.scale)
-
-
-class Flight:
-    """Frames of one size and dtype through the model, answered in the order given: this base runs each at
-    ``submit`` (torch, ONNX Runtime: one call at a time); AsyncFlight keeps several in the runtime's queue.
-
-    ``prepare`` makes a decoded frame model-ready (off the model's thread in a video); ``busy_s`` is the wall
-    time the model had at least one frame, the model's share of a pipeline.
-    """
-
-    jobs = 1
-
-    def __init__(self, like: np.ndarray, prepare: Callable[[np.ndarray], object], run: Callable[[object], object]):
-        self.shape, self.dtype = like.shape, like.dtype
-        self.prepare, self.run = prepare, run
-        self.busy_s = 0.0
-        self._done: collections.deque = collections.deque()
-
-    def accepts(self, frame: np.ndarray) -> bool:
-        """Whether ``frame`` has this flight's size and dtype (a stream may change size midway)."""
-        return frame.shape == self.shape and frame.dtype == self.dtype
-
-    @property
-    def pending(self) -> int:
-        """Frames submitted and not yet taken."""
-        return len(self._done)
-
-    @property
-    def ready(self) -> bool:
-        """Whether the oldest frame in flight is answered (``take`` would not wait)."""
-        return bool(self._done)
-
-    def submit(self, x) -> None:
-        """Start the model on a prepared frame."""
-        t = time.perf_counter()
-        self._done.append(self.run(x))
-        self.busy_s += time.perf_counter() - t
-
-    def take(self):
-        """The model's output for the oldest frame not yet taken (waits for it)."""
-        return self._done.popleft()
-
-    def close(self) -> None:
-        """Wait for every frame in flight."""
-
-
-class AsyncFlight(Flight):
-    """Up to ``jobs`` frames in the runtime's asynchronous queue (``queue.start(frame, done)``, ``idle()``,
-    ``wait()``): the next frame starts inside the runtime the moment one finishes, with no Python thread (and
-    no GIL) between them; answers come back on the runtime's threads and are handed out in submit order."""
-
-    def __init__(self, like: np.ndarray, queue):
-        super().__init__(like, np.ascontiguousarray, None)
-        self.queue, self.jobs = queue, queue.jobs
-        self._cv = threading.Condition()
-        self._out: dict[int, object] = {}
-        self._inputs: dict[int, np.ndarray] = {}   # the runtime reads these buffers in place until done
-        self._sent = self._taken = self._running = 0
-        self._since = 0.0
-
-    @property
-    def pending(self) -> int:
-        return self._sent - self._taken
-
-    @property
-    def ready(self) -> bool:
-        with self._cv:
-            return self._taken in self._out
-
-    def submit(self, x: np.ndarray) -> None:
-        with self._cv:
-            seq, self._sent = self._sent, self._sent + 1
-            self._inputs[seq] = x
-            if self._running == 0:
-                self._since = time.perf_counter()
-            self._running += 1
-        self.queue.start(x, functools.partial(self._finished, seq))
-
-    def _finished(self, seq: int, out) -> None:
-        """The runtime's callback (its thread): keep the answer, count the model's busy time."""
-        with self._cv:
-            self._out[seq] = out
-            self._inputs.pop(seq, None)
-            self._running -= 1
-            if self._running == 0:
-                self.busy_s += time.perf_counter() - self._since
-            self._cv.notify_all()
-
-    def take(self) -> np.ndarray:
-        seq = self._taken
-        with self._cv:
-            while seq not in self._out:
-                if not self._cv.wait(timeout=1.0) and seq not in self._out and self.queue.idle():
-                    # idle with no answer: the inference failed inside the runtime and no callback came
-                    raise RuntimeError(f"the runtime stopped without upscaling frame {seq} of this flight")
-            out = self._out.pop(seq)
-        self._taken += 1
-        if isinstance(out, BaseException):
-            raise out
-        return out
-
-    def close(self) -> None:
-        self.queue.wait()
-
-
-def frames_rate(up: Upscaler, frames: Sequence[np.ndarray], jobs: int = 2) -> float:
-    """Frames/s of ``up``'s model on ``frames`` through a flight, the first frame (compile, warm-up) left out."""
-    frames = list(frames)
-    flight = up.flight(frames[0], jobs)
-    flight.submit(flight.prepare(frames[0]))
-    flight.take()
-    t0, n = time.perf_counter(), 0
-    try:
-        for f in frames[1:] or frames:
-            if flight.pending >= max(1, flight.jobs):
-                flight.take()
-            flight.submit(flight.prepare(f))
-            n += 1
-        while flight.pending:
-            flight.take()
-    finally:
-        flight.close()
-    return n / max(time.perf_counter() - t0, 1e-9)
-
-
-DEFAULT_FPS = 30.0     # the rate `auto` keeps where none is given (Upscaler; srnas upscale takes the source's)
-RateOf = Callable[[str], float]   # a member's name -> the frames/s it keeps here
-
-
-@dataclass
-class AutoChoice:
-    """Which member of the front `auto` picked to keep ``target`` frames/s, and the rates that decided it."""
-
-    name: str
-    target: float
-    members: list[str]                               # this machine's front, fastest first
-    rates: dict[str, float] = field(default_factory=dict)   # the members timed, frames/s
-    how: str = "end to end"                          # what was timed, for the line
-
-    def to_json(self) -> dict:
-        return {"model": self.name, "target_fps": self.target, "keeps": self.keeps, "members": self.members,
-                "fps": {k: round(v, 2) for k, v in self.rates.items()}, "line": self.line()}
-
-    @property
-    def keeps(self) -> bool:
-        """Whether the chosen member keeps the target rate (False: the fastest, and still too slow)."""
-        return self.rates.get(self.name, 0.0) >= self.target
-
-    def line(self) -> str:
-        """One line: which member, its rate, and why not the next larger one (or that none keeps the rate)."""
-        rate = self.rates.get(self.name, 0.0)
-        if not self.keeps:
-            return (f"auto: {self.name} (the fastest member), {rate:.1f} frames/s {self.how}: NOT real time, "
-                    f"{rate / self.target:.2f}x the {self.target:g} fps to keep; no member of this CPU's front "
-                    f"keeps it here (a lower rate or a smaller input would)")
-        i = self.members.index(self.name)
-        larger = self.members[i + 1] if i + 1 < len(self.members) else None
-        # the bisection has timed the next larger member wherever there is one: it fell short
-        why = ("the largest member of this CPU's front" if larger is None else
-               f"the next larger, {larger}, does not ({self.rates.get(larger, 0.0):.1f})")
-        return f"auto: {self.name} keeps {self.target:g} fps here ({rate:.1f} frames/s {self.how}); {why}"
-
-
-def pick_member(members: Sequence[str], rate_of: RateOf, target: float, how: str = "end to end") -> AutoChoice:
-    """The largest of ``members`` (fastest first) whose rate keeps ``target``, by bisection over the order (a
-    larger member is slower): each is timed at most once, and the search stops when the next larger is known
-    to fall short; none keeps it: the fastest."""
-    members = list(members)
-    if not members:
-        raise UserError("auto: this machine has no searched front at this scale (srnas zoo front lists it)")
-    rates: dict[str, float] = {}
-    lo, hi = -1, len(members)   # members[lo] keeps the rate, members[hi] does not (virtual ends)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        rates[members[mid]] = rate = float(rate_of(members[mid]))
-        lo, hi = (mid, hi) if rate >= target else (lo, mid)
-    return AutoChoice(members[max(lo, 0)], float(target), members, rates, how)
-
-
-def front_members(scale: int, weights_dir: str | Path | None = None) -> list[str]:
-    """This CPU's front at ``scale``, fastest first (zoo.search_members; timed here once where not cached)."""
-    return zoo.search_members(weights_dir, scale)
 
 
 def check_frame(frame: np.ndarray) -> None:

@@ -33,7 +33,8 @@ import torch
 from srnas.supernet.progress import progress_bar
 
 from .crops import draw_labels
-from .upscaler import Flight, Upscaler
+from .flight import Flight
+from .upscaler import Upscaler
 from .video import DEFAULT_CODEC, Picture, VideoError, VideoInfo, VideoReader, VideoWriter
 
 QUEUE_FRAMES = 4        # frames in flight between two stages; enough to ride out a slow frame

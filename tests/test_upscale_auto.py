@@ -16,7 +16,8 @@ import torch
 from srnas.experiments import upscale as upscale_mod
 from srnas.experiments import upscaler as upscaler_mod
 from srnas.experiments import zoo
-from srnas.experiments.upscaler import AutoChoice, Upscaler, pick_member
+from srnas.experiments.auto_pick import AutoChoice, pick_member
+from srnas.experiments.upscaler import Upscaler
 from srnas.experiments.video import VideoReader, probe
 from srnas.experiments.video_samples import natural_frames, natural_video
 from srnas.search.cli import main

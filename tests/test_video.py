@@ -464,7 +464,7 @@ def _member() -> str:
 def test_frames_in_flight_give_the_frames_of_one_at_a_time(tmp_path):
     """OpenVINO's AsyncInferQueue with 1, 2 or 3 frames in flight (and two streams) writes the very frames the
     synchronous route writes, in order, with the audio; the flight is the asynchronous one."""
-    from srnas.experiments.upscaler import AsyncFlight
+    from srnas.experiments.flight import AsyncFlight
     from srnas.experiments.video_samples import natural_video
     from srnas.experiments.video_upscale import Pipeline, upscale_video
     src = natural_video(tmp_path / "clip.mkv", "pan", 48, 32, 0.7, 30, benchmarks=False, preset="ultrafast")
@@ -503,7 +503,7 @@ class _FakeQueue:
 
 
 def test_a_flight_answers_in_the_order_frames_were_given():
-    from srnas.experiments.upscaler import AsyncFlight
+    from srnas.experiments.flight import AsyncFlight
     frames = [np.full((2, 2, 3), i, np.uint8) for i in range(6)]
     fl = AsyncFlight(frames[0], _FakeQueue())
     got = []
@@ -523,7 +523,7 @@ def test_a_flight_answers_in_the_order_frames_were_given():
 
 
 def test_a_frame_the_runtime_never_answers_is_an_error_not_a_hang():
-    from srnas.experiments.upscaler import AsyncFlight
+    from srnas.experiments.flight import AsyncFlight
     fl = AsyncFlight(np.zeros((2, 2, 3), np.uint8), _FakeQueue(fail=True))
     fl.submit(np.zeros((2, 2, 3), np.uint8))
     with pytest.raises(RuntimeError, match="stopped without upscaling frame 0"):
