@@ -143,7 +143,7 @@ def test_edited_pruned_model_is_one_line(tmp_path: Path, case: str):
 @pytest.mark.parametrize("key", ["n_feats", "expansion_a", "expansion_b", "expansion_dws"])
 def test_huge_size_refused_before_the_network_is_built(tmp_path: Path, monkeypatch, key: str):
     """n_feats 100000 would ask for ~240 GB: refused from the numbers alone, nothing built."""
-    import srnas.pruning.model_file as mf
+    import srnas.pruning.model_checks as mf
     built = []
     monkeypatch.setattr(mf, "build_path_net", lambda *a: built.append(a) or pytest.fail("network built"))
     f, _ = edited(tmp_path, _set(f"model_cfg.{key}", 100000, ""))
@@ -155,7 +155,7 @@ def test_huge_size_refused_before_the_network_is_built(tmp_path: Path, monkeypat
 def test_large_size_within_bounds_is_checked_on_the_meta_device(tmp_path: Path, monkeypatch):
     """A size under the bound but far from the weights (n_feats 1000: ~500 MB of float weights) is compared
     against the network built on the meta device: refused in one line, with no CPU network allocated."""
-    import srnas.pruning.model_file as mf
+    import srnas.pruning.model_checks as mf
     devices = []
     real = mf._check_device
     monkeypatch.setattr(mf, "_check_device", lambda *a: devices.append(real(*a)) or devices[-1])
