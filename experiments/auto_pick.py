@@ -94,3 +94,18 @@ def pick_member(members: Sequence[str], rate_of: RateOf, target: float, how: str
 def front_members(scale: int, weights_dir: str | Path | None = None) -> list[str]:
     """This CPU's front at ``scale``, fastest first (zoo.search_members; timed here once where not cached)."""
     return zoo.search_members(weights_dir, scale)
+
+
+def pick_keeping(members: Sequence[str], rate_of: RateOf, target: float, how: str, made: dict) -> AutoChoice:
+    """pick_member, closing every Upscaler in ``made`` (name -> the one ``rate_of`` built) but the chosen one's,
+    and all of them where the pick fails."""
+    try:
+        choice = pick_member(members, rate_of, target, how)
+    except BaseException:
+        for up in made.values():
+            up.close()
+        raise
+    for name, up in made.items():
+        if name != choice.name:
+            up.close()
+    return choice

@@ -25,7 +25,7 @@ from srnas.supernet.writes import disk_full, is_full
 
 from .crops import crop_sheet
 from .tiling import tiled_upscale  # noqa: F401  (bench and tests import it from here)
-from .auto_pick import AutoChoice, front_members, pick_member
+from .auto_pick import AutoChoice, front_members, pick_keeping
 from .upscaler import Upscaler
 from .video import DEFAULT_CODEC, VIDEO_SUFFIXES, VideoError, check_codec, check_quality, probe
 from .video_upscale import partial_path, upscale_video
@@ -301,16 +301,8 @@ def choose_for_video(src: Path, target: float, make: Callable[[str], Upscaler], 
         if up is not None:
             made[name] = up
         return rate
-    try:
-        choice = pick_member(front_members(scale, weights_dir), rate_of, target,
-                             f"end to end on the first {AUTO_FRAMES} frames")
-    except BaseException:
-        for up in made.values():
-            up.close()
-        raise
-    for name, up in made.items():
-        if name != choice.name:
-            up.close()
+    choice = pick_keeping(front_members(scale, weights_dir), rate_of, target,
+                          f"end to end on the first {AUTO_FRAMES} frames", made)
     up = made.get(choice.name) or make(choice.name)
     up.choice = choice
     return up, choice

@@ -27,7 +27,7 @@ from srnas.latency.executors import (auto_candidates, available_executors, check
                                      executor_name, file_backends, file_infer, make_infer, pixel_infer)
 from srnas.supernet.errors import UserError
 
-from .auto_pick import DEFAULT_FPS, AutoChoice, frames_rate, front_members, pick_member
+from .auto_pick import DEFAULT_FPS, AutoChoice, frames_rate, front_members, pick_keeping
 from .flight import AsyncFlight, Flight
 from .models import LoadedModel, load_model
 from .precision import calibration_inputs, own_precision
@@ -111,15 +111,8 @@ class Upscaler:
         def rate_of(name: str) -> float:
             made[name] = up = cls(name, backend, precision, scale=scale, threads=threads, weights_dir=weights_dir)
             return frames_rate(up, frames, jobs)
-        try:
-            choice = pick_member(front_members(scale, weights_dir), rate_of, fps, f"on {len(frames)} of your frames")
-        except BaseException:
-            for up in made.values():
-                up.close()
-            raise
-        for name, up in made.items():
-            if name != choice.name:
-                up.close()
+        choice = pick_keeping(front_members(scale, weights_dir), rate_of, fps, f"on {len(frames)} of your frames",
+                              made)
         made[choice.name].choice = choice
         return made[choice.name]
 
