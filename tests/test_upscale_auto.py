@@ -18,10 +18,12 @@ from srnas.experiments import upscaler as upscaler_mod
 from srnas.experiments import zoo
 from srnas.experiments.auto_pick import AutoChoice, pick_member
 from srnas.experiments.upscaler import Upscaler
-from srnas.experiments.video import VideoReader, probe
+from srnas.experiments.video import probe
 from srnas.experiments.video_samples import natural_frames, natural_video
 from srnas.search.cli import main
 from srnas.supernet.errors import UserError
+
+from test_video_realtime import _count   # frames and audio packets of a written video
 
 torch.set_num_threads(1)
 MEMBERS = ["xs", "s", "m", "l", "xl"]
@@ -88,16 +90,6 @@ def _inject(monkeypatch, rates: dict[str, float]) -> list[str]:
         return rates[name], None
     monkeypatch.setattr(upscale_mod, "time_member", fake)
     return asked
-
-
-def _count(path) -> tuple[int, int]:
-    frames = audio = 0
-    with VideoReader(path) as r:
-        for item in r:
-            frames += hasattr(item, "rgb")
-            audio += not hasattr(item, "rgb")
-        assert r.errors == []
-    return frames, audio
 
 
 def _clip(tmp_path, n_s: float = 1.0):
