@@ -130,7 +130,11 @@ def float_output_nodes(model) -> list[str]:
 
 def _quantize_ort(src: Path, out: Path, samples: list[list[np.ndarray]]) -> Path:
     import onnx  # why: heavy imports (seconds), paid only when an INT8 file is made
+    import onnxruntime
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quant_pre_process, quantize_static
+    # the sessions the tooling opens inside log at ONNX Runtime's default level, e.g. "Removing initializer ..."
+    # about a graph it folds itself; srnas's own sessions already log errors only (runtimes/onnxruntime_runtime.py)
+    onnxruntime.set_default_logger_severity(3)
     graph = onnx.load(str(src), load_external_data=False).graph
     inits = {t.name for t in graph.initializer}
     names = [i.name for i in graph.input if i.name not in inits]  # a user's file names its inputs its own way
