@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from srnas.supernet.errors import UserError  # noqa: E402
 from srnas.supernet.evaluate import evaluate  # noqa: E402
 from srnas.supernet.imaging import write_png  # noqa: E402
 from srnas.supernet.progress import progress_bar  # noqa: E402
+from srnas.supernet.writes import atomic_write_text, make_folder, save_figure  # noqa: E402
 
 from . import zoo  # noqa: E402
 from .crops import crop_sheet  # noqa: E402
@@ -145,6 +147,20 @@ class Deployed:
 BENCH_PASSES = 3
 
 
+def check_bench_args(scale: int, lr_hw: tuple[int, int], repeats: int, threads: int = 0) -> None:
+    """UserError for a scale no model has, an input size of no pixels, no timed run or a negative thread count,
+    before any work."""
+    if isinstance(scale, bool) or scale not in (2, 3, 4):
+        raise UserError(f"scale {scale!r}: the zoo and srnas's models upscale x2, x3 or x4")
+    if len(lr_hw) != 2 or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1 for v in lr_hw):
+        raise UserError(f"latency input size {tuple(lr_hw)!r}: give a height and width of at least 1 pixel "
+                        f"(--lr-size 360x640)")
+    if isinstance(repeats, bool) or not isinstance(repeats, numbers.Integral) or repeats < 1:
+        raise UserError(f"repeats {repeats!r}: each model must be timed at least once (--repeats 7)")
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 0:
+        raise UserError(f"threads {threads!r}: give a number of threads, or 0 for all cores (--threads 0)")
+
+
 def run_bench(specs: list[str], datasets: list[str], scale: int, out_dir: str | Path, data_root: str | None = None,
               lr_hw: tuple[int, int] = (360, 640), threads: int = 0, weights_dir: str | None = None,
               repeats: int = 7, backend: str | None = None, precision: str | None = None,
@@ -158,8 +174,8 @@ def run_bench(specs: list[str], datasets: list[str], scale: int, out_dir: str | 
     INT8, the rest fp32) unless ``precision`` forces one: the PSNR is that of what the user deploys.
     ``crops``: also write crops/<dataset>.png, zoomed crops of every model and the HR image side by side.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_bench_args(scale, lr_hw, repeats, threads)
+    out_dir = make_folder(out_dir)
     if threads > 0:
         torch.set_num_threads(threads)
     if backend not in (None, BEST) and precision is not None:  # an executor that cannot run here fails first
@@ -203,8 +219,9 @@ def run_bench(specs: list[str], datasets: list[str], scale: int, out_dir: str | 
                                  m.config, int(m.info.get("steps", 0)),
                                  round(lat.get((m.name, "frame"), math.nan), 2)))
     df = pd.DataFrame([r.to_json() for r in rows], columns=COLUMNS)
-    df.to_csv(out_dir / "bench.csv", index=False)
-    (out_dir / "bench.md").write_text(markdown_table(df, lr_hw))
+    # each written whole or not at all (a full disk): never an empty bench.png under its name
+    atomic_write_text(out_dir / "bench.csv", df.to_csv(index=False))
+    atomic_write_text(out_dir / "bench.md", markdown_table(df, lr_hw))
     plot_pareto(df, out_dir / "bench.png", lr_hw)
     return df
 
@@ -375,8 +392,10 @@ def plot_pareto(df: pd.DataFrame, path: Path, lr_hw: tuple[int, int]) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        save_figure(fig, path, dpi=120)
+    finally:
+        plt.close(fig)
 
 
 def summary_json(df: pd.DataFrame) -> str:

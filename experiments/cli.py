@@ -174,7 +174,8 @@ def _zoo_export(args) -> int:
     m = load_model(args.name, args.scale, args.weights_dir)
     if m.module is None:
         raise UserError(f"{args.name} is already an exported file")
-    out = Path(args.out)
+    from srnas.supernet.writes import make_folder
+    out = make_folder(args.out)
     ts = export_torchscript(m.module, out / "model.ts")
     print(f"TorchScript: {ts}")
     if m.precision == "fp32":
@@ -244,7 +245,6 @@ def _bench_unlocked(args) -> int:
 def _run_winners(args) -> list[str]:
     """Point ``args`` at a finished run: its saved config and executor; returns its winner's file (a front run,
     latency.targets: each target's, tightest first)."""
-    import json
     run = Path(args.run)
     finals = [run / "stage3" / "final.json"]
     if not finals[0].is_file():
@@ -252,17 +252,16 @@ def _run_winners(args) -> list[str]:
     if not finals:
         raise UserError(f"{run} holds no finished run ({run / 'stage3' / 'final.json'} is missing, and no front "
                         f"targets/*/stage3/final.json): run `srnas run -c CONFIG` to the end first")
-    from srnas.supernet.rundir import RunDir
+    from srnas.search.results import read_winner
     # final.json names its files relative to its run folder (an older one: absolute, RunDir.resolve reads both):
-    # a copied or moved run benches its own winner
-    infos = sorted(({**json.loads(f.read_text()), "run": RunDir(f.parent.parent)} for f in finals),
-                   key=lambda i: i["target_ms"])
+    # a copied or moved run benches its own winner; a damaged one is said in one line
+    winners = sorted(read_winner(f) for f in finals)
     args.config = args.config or str(run / "config.yaml")
     args.out = args.out or str(run / "bench")
     # each model in the executor it runs best in here: the winners in the one they were searched for, the shipped
     # front in its own, the zoo in the fastest here for its precision; the first table a user reads compares those
     args.backend = args.backend or "best"
-    return [str(i["run"].resolve(i["files"]["model"])) for i in infos]
+    return [str(model) for _, model in winners]
 
 
 def _append_to_report(run: Path, out: Path, backend: str | None, winners: list[str]) -> None:

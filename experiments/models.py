@@ -3,6 +3,8 @@ something runnable."""
 from __future__ import annotations
 
 import difflib
+import numbers
+import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +16,7 @@ from torch import nn
 
 from srnas.supernet.checkpoint import first_line
 from srnas.supernet.console import muted
-from srnas.supernet.errors import UserError
+from srnas.supernet.errors import UserError, clip
 
 from . import zoo
 
@@ -182,6 +184,14 @@ def load_model(spec: str, scale: int | None = None, weights_dir: str | Path | No
 
     A file upscales at its own scale (``scale``, where given, must agree); a name loads at ``scale``, or where
     None at x2 (the first scale it ships at where it has no x2)."""
+    if not isinstance(spec, (str, os.PathLike)):
+        raise UserError(f"a model is a name (srnas_abpn, espcn, ...) or a model file's path, not a "
+                        f"{type(spec).__name__} ({clip(repr(spec), 60)})")
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, numbers.Integral)
+                              or scale not in (2, 3, 4)):
+        raise UserError(f"scale {clip(repr(scale), 40)}: models upscale x2, x3 or x4; give one of 2, 3, 4 (or None: "
+                        f"a file's own scale, a name's first)")
+    spec = os.fspath(spec)
     p = Path(spec)
     if p.suffix in MODEL_FILES:
         if not p.is_file():

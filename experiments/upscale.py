@@ -21,13 +21,14 @@ import torch
 from srnas.supernet.errors import UserError
 from srnas.supernet.progress import progress_bar
 from srnas.supernet.imaging import IMAGE_EXTS, ImageError, imresize, read_pixels, write_png
-from srnas.supernet.writes import disk_full, is_full
+from srnas.supernet import writes
+from srnas.supernet.writes import disk_full, is_full, make_folder
 
 from .crops import crop_sheet
 from .tiling import tiled_upscale  # noqa: F401  (bench and tests import it from here)
 from .auto_pick import AutoChoice, front_members, pick_keeping
 from .upscaler import Upscaler
-from .video import DEFAULT_CODEC, VIDEO_SUFFIXES, VideoError, check_codec, check_quality, probe
+from .video import DEFAULT_CODEC, VIDEO_SUFFIXES, VideoError, check_codec, check_container, check_quality, probe
 from .video_upscale import partial_path, upscale_video
 
 AUTO = "auto"        # the model name that picks a front member per video
@@ -75,29 +76,21 @@ def collect_inputs(inputs: list[str]) -> list[Path]:
     return list({f.resolve(): f for f in files}.values())  # a file named twice (or in a named folder) once
 
 
-def prepare_out_dir(out: str | Path) -> Path:
-    """Create ``out`` and prove it writable, so a bad --out fails before any frame is processed."""
+def check_out_dir(out: str | Path) -> Path:
+    """Refuse an --out that names a file or lies below one, creating nothing: the folder is made once the model
+    loads (supernet.writes.make_folder), so a refused model leaves no empty folder behind."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is an existing file; give a folder (it is created if missing)")
     blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
     if blocker is not None:
         raise UserError(f"--out {out} cannot be created: {blocker} is a file, not a folder")
+    nearest = next(p for p in (out, *out.parents) if p.exists())
     try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"--out {out} cannot be created: {e.strerror or e}") from None
-    try:
-        write_probe(out)
+        writes.write_probe(nearest)   # the folder itself, or where it would be made
     except OSError as e:
         raise UserError(f"--out {out} is not writable: {e.strerror or e}") from None
     return out
-
-
-def write_probe(folder: Path) -> None:
-    """Create and remove a file in ``folder``; unlike os.access (always yes for root), this is the real test."""
-    with tempfile.NamedTemporaryFile(dir=folder, prefix=".srnas-write-test-"):
-        pass
 
 
 def plan_outputs(files: list[Path], out_dir: Path) -> list[tuple[Path, Path]]:
@@ -214,6 +207,8 @@ def upscale_command(spec: str, inputs: list[str], out_dir: str, scale: int | Non
                     compare: bool = False, preset: str | None = None, fps: float | None = None) -> dict:
     """What `srnas upscale` runs: check inputs and --out, load the model in its executor (``auto``: per video, the
     front member that keeps its rate), upscale images and videos, print speed and failures."""
+    if threads < 0:
+        raise UserError(f"--threads {threads}: give a number of threads, or 0 for all cores")
     if threads > 0:
         torch.set_num_threads(threads)
     if tile < 0 or margin < 0:
@@ -226,15 +221,17 @@ def upscale_command(spec: str, inputs: list[str], out_dir: str, scale: int | Non
         raise UserError("auto picks the member that keeps a video's frame rate: give videos only (for images, "
                         "name a model, e.g. srnas_abpn)")
     check_video_options(videos, codec, crf, preset)
-    jobs = plan_outputs(files, prepare_out_dir(out_dir))
+    jobs = plan_outputs(files, check_out_dir(out_dir))
     make = functools.partial(_make_upscaler, backend=backend, precision=precision, scale=scale, threads=threads,
                              tile=tile, margin=margin, weights_dir=weights_dir)
     if spec == AUTO:
         res = {"model": AUTO, "frames": 0, "outputs": [], "failed": [], "videos": [], "auto": []}
+        make_folder(out_dir)
         for f, dst in jobs:
             _auto_video(f, dst, make, scale or 2, weights_dir, (codec, crf, preset), compare, fps, res)
         return _report_failures(res, len(jobs))
     with make(spec) as up:
+        make_folder(out_dir)   # once the model loads (a refused one leaves no folder), before any frame
         print(f"{up.name} x{up.scale} in {up.executor} ({up.chosen_by})")
         images = [(f, d) for f, d in jobs if not is_video(f)]
         res = upscale_files(up, images, compare)
@@ -335,6 +332,8 @@ def check_video_options(videos: list[Path], codec: str | None, crf: int | None, 
         if codec is not None:
             check_codec(codec)
             check_quality(codec, crf, preset)
+            for v in videos:
+                check_container(codec, v)
             return
         # without --codec each video gets its container's default; no video: --crf / --preset are still checked
         chosen = {DEFAULT_CODEC.get(v.suffix.lower(), "libx264"): v for v in videos} or {"libx264": None}

@@ -8,7 +8,9 @@ as they are (not re-encoded), the display rotation is re-tagged, and input above
 """
 from __future__ import annotations
 
+
 import errno
+import io
 import os
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -259,6 +261,25 @@ def check_codec(codec: str) -> None:
                          "use libx264, libx265, libvpx-vp9 or ffv1") from None
     if c.type != "video":
         raise VideoError(f"--codec {codec} is an {c.type} codec; give a video one (libx264, libvpx-vp9, ...)")
+
+
+def check_container(codec: str, video: Path) -> None:
+    """VideoError unless FFmpeg's muxer for ``video``'s suffix takes ``codec`` (WebM: VP9 or AV1 only), found
+    before a frame is upscaled instead of when the file is opened for writing."""
+    with av.open(_NamedBuffer(video.name), "w") as c:   # picks the muxer by name, as the writer does; writes nothing
+        if codec in c.supported_codecs:
+            return
+        fits = sorted(k for k in ("libx264", "libx265", "libvpx-vp9", "ffv1") if k in c.supported_codecs)
+    raise VideoError(f"--codec {codec} does not fit {video.name}: its {c.format.name} container takes "
+                     f"{', '.join(fits)}, among others; pick one of those, or name the output another suffix")
+
+
+class _NamedBuffer(io.BytesIO):
+    """An in-memory file with a name: enough for PyAV to choose a muxer."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.name = name
 
 
 def check_quality(codec: str, crf: int | None, preset: str | None, why: str = "") -> None:

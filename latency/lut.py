@@ -283,8 +283,12 @@ def read_csv(path: Path, damaged: list[str] | None = None) -> tuple[dict | None,
     number that still parses may have lost digits).
     """
     fp, cal, lines = None, None, []
-    with open(path, newline="") as f:
-        text = f.read()
+    try:
+        with open(path, newline="") as f:
+            text = f.read()
+    except UnicodeDecodeError as e:   # binary data: no row of it can be kept
+        raise UserError(f"{path} is not a LUT: not text (byte {e.object[e.start]:#04x} at offset {e.start}); delete "
+                        f"it and build it again (`srnas latency build -c CONFIG`), or import it again") from None
     numbered = list(enumerate(text.splitlines(keepends=True), start=1))
     for no, line in numbered:
         if line.startswith(HEADER):

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from srnas.supernet.console import muted
+from srnas.supernet.writes import atomic_write_bytes
 
 
 def input_names(n: int) -> list[str]:
@@ -23,10 +24,13 @@ def export_onnx(module: nn.Module, inputs: Sequence[torch.Tensor], path: str | P
     path = Path(path)
     names = input_names(len(inputs))
     axes = {n: {2: f"h{i}", 3: f"w{i}"} for i, n in enumerate(names)} if dynamic else None
-    # the TorchScript-based exporter works offline and is quiet for these plain graphs
+    # the TorchScript-based exporter works offline and is quiet for these plain graphs; made in memory and written
+    # whole (a full disk leaves no torn file under the name, and says which file)
+    buf = io.BytesIO()
     with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()), muted():
-        torch.onnx.export(module.eval(), tuple(inputs), str(path), input_names=names, output_names=["out"],
+        torch.onnx.export(module.eval(), tuple(inputs), buf, input_names=names, output_names=["out"],
                           opset_version=17, dynamo=False, dynamic_axes=axes)
+    atomic_write_bytes(path, buf.getvalue())
     return path
 
 

@@ -8,7 +8,6 @@ writes the CSV `srnas latency import` reads, with that device's fingerprint.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -18,6 +17,7 @@ from torch import nn
 from srnas.supernet.config import Config
 from srnas.supernet.errors import UserError
 from srnas.supernet.progress import progress_bar
+from srnas.supernet.writes import atomic_write_bytes, atomic_write_text, make_folder
 
 from .build import anchor_key, anchor_module, calibration_candidates, lut_keys
 from .catalogue import OpKey, chain_probe, chained, op_module
@@ -95,7 +95,7 @@ def prepare_dir(out: Path) -> None:
                 (out / entry["file"]).unlink(missing_ok=True)
     elif out.is_dir() and any(out.iterdir()):
         raise UserError(f"--out {out} is not empty and holds no probe kit; name a new or empty folder")
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)   # under a file, read-only: one line
 
 
 def key_fields(key: OpKey) -> dict:
@@ -178,6 +178,6 @@ def write_probes(cfg: Config, out_dir: str | Path, candidate_fn: CandidateFn | N
         "probes": probes,
         "calibration": nets,
     }
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-    shutil.copyfile(RUNNER, out / RUNNER_NAME)
+    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    atomic_write_bytes(out / RUNNER_NAME, RUNNER.read_bytes())
     return out / MANIFEST

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from srnas.supernet import checkpoint
 from srnas.supernet.config import config_of
+from srnas.supernet.errors import UserError
 from srnas.supernet.runlock import lock_folder, run_lock
 
 from . import PrunedModel, export_model
@@ -31,9 +32,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _convert(args) -> int:
-    for f in args.files:
-        backup = checkpoint.convert_old(f, [Masks])
+    failed = []
+    for f in args.files:   # each file on its own: one that cannot be converted does not stop the rest
+        try:
+            backup = checkpoint.convert_old(f, [Masks])
+        except UserError as e:
+            failed.append(str(e))
+            continue
         print(f"{f}: converted to plain data (the original is kept as {backup})")
+    if failed:
+        lines = "\n".join(f"  {m}" for m in failed)
+        raise UserError(f"{len(failed)} of {len(args.files)} file(s) not converted:\n{lines}")
     return 0
 
 

@@ -8,6 +8,7 @@ from importlib import metadata
 
 from srnas.supernet.console import plain_warnings
 from srnas.supernet.errors import UserError
+from srnas.supernet.progress import end_bars
 from srnas.supernet.writes import disk_full, is_full, torch_write_failed, write_failed
 
 # Each module exposes register(subparsers); the order is the order of --help.
@@ -55,19 +56,23 @@ def main(argv: list[str] | None = None) -> int:
         with plain_warnings():
             return int(args.func(args) or 0)
     except UserError as e:
+        end_bars()
         print(f"srnas {args.command}: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:   # a full disk in a write no stage wrapped: said as such, without a traceback
         if not is_full(e):
             raise
+        end_bars()
         print(f"srnas {args.command}: error: {disk_full(e.filename)}", file=sys.stderr)
         return 2
     except RuntimeError as e:   # torch's C++ writers fail without an errno
         if not torch_write_failed(e):
             raise
+        end_bars()
         print(f"srnas {args.command}: error: {write_failed(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        end_bars()
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130
     finally:  # under torchrun: leave the process group before exit (gloo threads alive at exit abort a rank)

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from srnas.supernet.errors import UserError, first_line
 from srnas.supernet.rundir import RunDir
 
 from .candidate import Candidate
@@ -90,3 +91,17 @@ class Stage3Result:
         res = cls.from_json(json.loads(Path(path).read_text()))
         run = RunDir(root or Path(path).parent.parent)
         return dataclasses.replace(res, files={k: str(run.resolve(v)) for k, v in res.files.items()})
+
+
+def read_winner(path: Path) -> tuple[float, Path]:
+    """(target ms, model file) of a final.json, for a command that benches a run's winner (an older file too: only
+    these two are read); a damaged or edited one is a UserError naming it."""
+    try:
+        data = json.loads(Path(path).read_text())
+        target, model = float(data["target_ms"]), data["files"]["model"]
+        if not isinstance(model, str):
+            raise TypeError(f"files.model is {model!r}, not a path")
+    except (KeyError, TypeError, ValueError) as e:   # JSON cut or edited, a field missing or of another type
+        raise UserError(f"{path} is damaged ({type(e).__name__}: {first_line(e, 80)}): run `srnas run` on its run "
+                        f"folder again, which writes it anew") from None
+    return target, RunDir(Path(path).parent.parent).resolve(model)

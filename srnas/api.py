@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
+from os import PathLike
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,9 @@ def run(config: str | Path | Config, out: str | Path | None = None, **overrides:
     from srnas.search.pipeline import run_all
     from srnas.supernet.runlock import run_lock
 
+    if not isinstance(config, (str, PathLike, Config)):
+        raise UserError(f"config is a YAML file's path or a srnas Config, not a {type(config).__name__}: write it to "
+                        f"a file, or build one with srnas.supernet.config.config_from_dict")
     if isinstance(config, Config):
         if overrides:
             raise UserError("pass overrides with a config file, or set them on the Config yourself")
@@ -63,9 +67,12 @@ def bench(models: list[str] | None = None, *, datasets: list[str] | None = None,
     """``srnas bench``: PSNR / SSIM (Y) and latency of ``models`` (default: the zoo and this CPU's front) on
     ``datasets`` (default: Set5, Set14, B100 where found, else the embedded images); writes bench.csv,
     bench.md and bench.png into ``out`` and returns the table."""
-    from srnas.experiments.bench import default_models, run_bench
+    from srnas.experiments.bench import check_bench_args, default_models, run_bench
     from srnas.supernet.data import default_benchmarks
 
+    check_bench_args(scale, lr_hw, repeats, threads)
+    if isinstance(models, (str, Path)):   # one model, not its letters
+        models = [str(models)]
     if models is None:
         models = default_models(scale, backend, precision, None if weights_dir is None else str(weights_dir),
                                 say=_stderr)

@@ -168,7 +168,8 @@ def parse_target(text: str, where: str = "latency.target") -> tuple[float, str]:
 
 @dataclass
 class PruningConfig:
-    schemes: list[str] = field(default_factory=lambda: ["none", "unstructured", "filter", "block", "pattern"])
+    schemes: list[Literal["none", "unstructured", "filter", "block", "pattern"]] = field(
+        default_factory=lambda: ["none", "unstructured", "filter", "block", "pattern"])   # pruning.schemes.SCHEMES
     block_size: list[int] = field(default_factory=lambda: [8, 4])  # (rows, cols) of a GEMM block
     pattern_taps: int = 4                 # taps kept per 3x3 kernel by pattern pruning
     n_patterns: int = 8                   # size of the pattern library
@@ -332,6 +333,9 @@ def _positive(problems: list[str], cfg: Config, keys: str, minimum: float = 0.0,
 
 AUTO_CELLS = list(range(1, 17))            # what n_cells: auto chooses among
 AUTO_FEATS = [16, 24, 28, 32, 48, 64]      # what n_feats: auto chooses among
+# far past any network srnas searches (pruning/model_checks.py bounds a model file's sizes alike): a typo such as
+# n_feats 100000 would otherwise try to allocate hundreds of GB before the first step
+MAX_SIZE = {"n_cells": 64, "n_feats": 1024, "expansion_a": 64, "expansion_b": 64, "expansion_dws": 64}
 
 
 def size_choices(value: int | list[int] | str, auto: list[int]) -> list[int]:
@@ -366,6 +370,8 @@ def size_problems(cfg: Config) -> list[str]:
                        f"{'[1, 2, 4, 6, 8, 10]' if key == 'n_cells' else '[8, 16, 24, 32, 48]'}), not auto")
         elif not choices or min(choices) < 1:
             out.append(f"model.{key}: {value!r} must be a positive number, a list of them, or auto")
+        elif max(choices) > MAX_SIZE[key]:
+            out.append(f"model.{key}: {max(choices)} is far past any searched network; use at most {MAX_SIZE[key]}")
         elif cfg.model.elastic:
             continue
         elif not isinstance(value, int) and cfg.latency.target_ms <= 0:
@@ -382,6 +388,17 @@ def range_problems(cfg: Config) -> list[str]:
     if cfg.data.patch_size < 8:
         out.append(f"data.patch_size: {cfg.data.patch_size} is too small; use at least 8")
     out += size_problems(cfg)
+    for key in ("expansion_a", "expansion_b", "expansion_dws"):
+        if getattr(cfg.model, key) > MAX_SIZE[key]:
+            out.append(f"model.{key}: {getattr(cfg.model, key)} is far past any searched network; use at most "
+                       f"{MAX_SIZE[key]}")
+    name = cfg.name.strip()
+    if not name or name in (".", "..") or "/" in name or "\\" in name:
+        out.append(f"name: {cfg.name!r} must be one folder name (the run is written to <run_dir>/<name>/); "
+                   f"give a folder through run_dir or --out")
+    schemes = cfg.pruning.schemes
+    if not schemes or len(set(schemes)) < len(schemes):
+        out.append(f"pruning.schemes: {schemes} must list distinct schemes, at least one (e.g. [none, filter])")
     _positive(out, cfg, "data.batch_size model.expansion_a model.expansion_b "
                         "model.expansion_dws model.low_rank model.res_scale train.steps train.epoch_steps train.lr "
                         "search.ensemble search.top_h search.pool_c search.init_candidates search.eval_lr "
@@ -471,11 +488,14 @@ def load_config(path: str | Path, overrides: dict | list[str] | None = None, che
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; see experiments/configs/ for examples")
     try:
-        data = yaml.load(path.read_text(), Loader=UniqueKeyLoader)
+        data = yaml.load(path.read_bytes().decode("utf-8"), Loader=UniqueKeyLoader)
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); a config is "
+                          f"a YAML text file, e.g. experiments/configs/quick.yaml") from None
     except DuplicateKey as e:
         raise ConfigError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        raise ConfigError(f"{path}: not valid YAML{yaml_problem(e)}") from None
     if data is None:   # an empty file would silently start a long run of every default
         raise ConfigError(f"{path} is empty (or holds only comments); start from a config in experiments/configs/ "
                           f"(e.g. quick.yaml)")
@@ -494,6 +514,15 @@ def load_config(path: str | Path, overrides: dict | list[str] | None = None, che
             lines = "\n".join(f"  {p}" for p in problems)
             raise ConfigError(f"{path}: {len(problems)} problem(s) with the data:\n{lines}")
     return cfg
+
+
+def yaml_problem(e: yaml.YAMLError) -> str:
+    """Where and what a YAML parse error is, on one line: ' at line 2, column 1: found character '\\t' ...'."""
+    mark = getattr(e, "problem_mark", None)
+    what = getattr(e, "problem", None) or str(e).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    context = getattr(e, "context", None)
+    return f"{where}: {what}" + (f" ({context})" if context else "")
 
 
 class DuplicateKey(yaml.YAMLError):

@@ -48,14 +48,33 @@ def read_pixels(path: str | Path) -> np.ndarray:
 
 
 def _read_any(path: Path) -> np.ndarray:
-    """The pixels of ``path``: 16-bit colour PNGs decoded here, everything else by imageio."""
+    """The pixels of ``path``: 16-bit colour PNGs and other colour spaces decoded here, everything else by imageio."""
     try:
         img = _read_png16(path)
     except Exception as e:  # a broken file fails again just below, with imageio's reason
         img = np.asarray(iio.imread(path))
         warnings.warn(f"{path}: 16-bit PNG read at 8 bits ({e})", stacklevel=4)
         return img
+    if img is None:
+        img = _read_other_colour_space(path)
     return img if img is not None else np.asarray(iio.imread(path))
+
+
+# colour spaces imageio hands over as they are stored: CMYK's four channels would pass for RGBA, LAB's three for RGB
+OTHER_COLOUR_SPACES = ("CMYK", "YCbCr", "LAB", "HSV")
+
+
+def _read_other_colour_space(path: Path) -> np.ndarray | None:
+    """An image stored in one of OTHER_COLOUR_SPACES (a print JPEG or TIFF in CMYK) as HxWx3 RGB; None for others."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:   # reads the header only
+            if im.mode not in OTHER_COLOUR_SPACES:
+                return None
+            return np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError):   # not an image Pillow knows: imageio says why below
+        return None
 
 
 def _unreadable_reason(path: Path, err: Exception) -> str:

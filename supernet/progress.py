@@ -15,6 +15,13 @@ class _FileBar(tqdm):
         super().set_postfix(ordered_dict, refresh=False, **kwargs)
 
 
+def end_bars() -> None:
+    """Close every bar still drawn (a stage stopped by an error): a message printed next starts on a line of its own
+    instead of after the bar's last drawing, which the bar's own close would then draw over."""
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
 def progress_bar(iterable=None, **kwargs) -> tqdm:
     """A tqdm bar; when stderr is not a terminal it updates at most every FILE_INTERVAL_S seconds."""
     if sys.stderr.isatty():

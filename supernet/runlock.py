@@ -19,6 +19,7 @@ from typing import Iterator
 from filelock import FileLock, Timeout
 
 from .errors import UserError
+from .writes import make_folder
 
 LOCK_NAME = ".srnas.lock"
 HOLDER_NAME = ".srnas.holder.json"
@@ -64,7 +65,7 @@ def run_lock(root: str | Path, command: str | None = None) -> Iterator[Path]:
         yield root
         return
     made = [d for d in (root, *root.parents) if not d.exists()]   # innermost first: removed again if left empty
-    root.mkdir(parents=True, exist_ok=True)
+    make_folder(root, "output folder")   # a file there or above it, a read-only place: one line, before any work
     lock = FileLock(str(root / LOCK_NAME), timeout=0)
     try:
         lock.acquire()

@@ -111,10 +111,44 @@ def _nearly_full(folder: Path) -> bool:
         return False
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` beside ``path``, fsync, rename over it; on failure the temporary file is removed."""
+def make_folder(path: str | Path, what: str = "--out") -> Path:
+    """Make output folder ``path`` (parents too) and try a write in it, or say in one line why it cannot be: a file
+    there or above it, a read-only or forbidden place. Called before any work, so nothing is computed for nothing."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{what} {path} is an existing file; give a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        write_probe(path)
+    except (FileExistsError, NotADirectoryError):
+        above = next((p for p in path.parents if p.exists() and not p.is_dir()), path.parent)
+        raise UserError(f"{what} {path} cannot be created: {above} is a file; give a folder") from None
+    except OSError as e:
+        if is_full(e):
+            raise disk_full(path) from None
+        raise UserError(f"{what} {path} is not writable ({e.strerror or first_line(e)}); give a folder you can "
+                        f"write to") from None
+    return path
+
+
+def write_probe(folder: Path) -> None:
+    """Create and remove a file in ``folder``: OSError where it cannot be written (read-only, forbidden)."""
+    probe = folder / f".srnas-write-probe-{os.getpid()}"
+    probe.touch()
+    probe.unlink()
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` beside ``path``, fsync, rename over it; on failure the temporary file is removed. A ``path``
+    that is a folder, or lies below a file, is a UserError (a --out that names the wrong thing)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"cannot write {path}: it is a folder; name a file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        above = next((p for p in path.parents if p.exists() and not p.is_dir()), path.parent)
+        raise UserError(f"cannot write {path}: {above} is a file, not a folder") from None
     tmp = path.with_name(path.name + ".tmp")
     try:
         with reporting_full_disk(path), open(tmp, "wb") as f:

@@ -77,3 +77,26 @@ def test_bench_times_8bit_frames_where_the_runtime_has_a_pixel_route(tmp_path):
                    backend="torch-cpu")
     assert pt["frame_ms"].isna().all()
     assert "8-bit frames" not in (tmp_path / "pt" / "bench.md").read_text()
+
+
+@pytest.mark.parametrize("where", ["file", "under_a_file", "read_only"])
+def test_bench_out_that_cannot_be_written_is_one_line_before_any_work(tmp_path, capsys, monkeypatch, where):
+    """--out a file or under one was a FileExistsError / NotADirectoryError traceback, read-only an EROFS one from
+    pandas after every model had been scored and timed."""
+    import errno
+    import os
+
+    import srnas.experiments.bench as bench_mod
+    import srnas.supernet.writes as writes
+    taken = tmp_path / "taken"
+    taken.write_text("keep me")
+    out = {"file": taken, "under_a_file": taken / "b", "read_only": tmp_path / "ro"}[where]
+    if where == "read_only":
+        def read_only(folder):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        monkeypatch.setattr(writes, "write_probe", read_only)
+    monkeypatch.setattr(bench_mod, "load_model", lambda *a: pytest.fail("work began before --out was checked"))
+    assert main(["bench", "--models", "bicubic", "--datasets", "skimage", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and f"--out {out}" in err, err
+    assert taken.read_text() == "keep me"

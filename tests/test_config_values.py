@@ -63,3 +63,59 @@ def test_a_tiny_target_is_refused_with_what_to_check():
 def test_realistic_targets_still_load():
     cfg = config_from_dict({"latency": {"targets": ["25ms", "50ms", "0.9x", "0.01ms"]}})
     assert cfg.latency.targets == ["25ms", "50ms", "0.9x", "0.01ms"]
+
+
+@pytest.mark.parametrize("data", [bytes(range(256)), "name: caf\xe9\n".encode("latin-1")])
+def test_a_config_that_is_not_utf8_text_is_one_line(tmp_path, capsys, data):
+    p = tmp_path / "c.yaml"
+    p.write_bytes(data)
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        load_config(p)
+    assert main(["run", "-c", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("text, says", [("model: [unclosed\n", "at line 2, column 1: expected ',' or ']'"),
+                                        ("model:\n\tn_feats: 8\n", "at line 2, column 1: found character '\\t'")])
+def test_invalid_yaml_is_one_line_with_where(tmp_path, capsys, text, says):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    assert main(["run", "-c", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert "not valid YAML " + says in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("name", ["", " ", ".", "..", "../../elsewhere", "a/b"])
+def test_the_run_name_is_one_folder_name(tmp_path, name):
+    """An empty name wrote the run into run_dir itself; '../..' outside it."""
+    with pytest.raises(ConfigError, match="name: .* must be one folder name"):
+        load_config(tiny_config(tmp_path), [f"name={name}"])
+
+
+@pytest.mark.parametrize("schemes, says", [("[none,magic]", r"pruning.schemes\[1\]: 'magic' is not one of"),
+                                           ("[]", "at least one"), ("[none,filter,none]", "distinct")])
+def test_pruning_schemes_are_checked(tmp_path, schemes, says):
+    """An unknown scheme was ignored and the run exited 0."""
+    with pytest.raises(ConfigError, match=says):
+        load_config(tiny_config(tmp_path), [f"pruning.schemes={schemes}"])
+
+
+def test_config_schemes_are_the_pruning_schemes():
+    import typing
+
+    from srnas.pruning.schemes import SCHEMES
+    from srnas.supernet.config import PruningConfig
+    (item,) = typing.get_args(typing.get_type_hints(PruningConfig)["schemes"])
+    assert set(typing.get_args(item)) == set(SCHEMES) == set(PruningConfig().schemes)
+
+
+@pytest.mark.parametrize("key, value", [("model.n_feats", "100000"), ("model.n_feats", "[8,100000]"),
+                                        ("model.n_cells", "1000"), ("model.expansion_a", "5000")])
+def test_sizes_far_past_any_search_are_refused_before_anything_is_built(tmp_path, capsys, key, value):
+    """n_feats 100000 tried to allocate 720 GB in a traceback."""
+    cfg = tiny_config(tmp_path)
+    with pytest.raises(ConfigError, match=f"{key}: .* is far past any searched network; use at most"):
+        load_config(cfg, [f"{key}={value}"])
+    assert main(["supernet", "train", "-c", str(cfg), "--set", f"{key}={value}"]) == 2
+    assert "Traceback" not in capsys.readouterr().err and not (tmp_path / "runs").exists()

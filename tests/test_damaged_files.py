@@ -144,3 +144,18 @@ def test_a_train_log_cut_short_is_repaired_on_resume(tmp_path):
     _append_log(log, [{"epoch": 2, "step": 6, "loss": 0.1, "path": "a-a", "psnr": 21.5}])
     df = pd.read_csv(log)
     assert list(df["step"]) == [3, 6] and df["psnr"].iloc[-1] == 21.5
+
+
+def test_a_lut_or_csv_of_binary_data_is_one_line(tmp_path, capsys):
+    """Not text at all: a UnicodeDecodeError traceback from `latency build` and `latency import`."""
+    cfg = _lut_config(tmp_path)
+    lut = tmp_path / "runs" / "tiny" / "latency" / "lut-torch-cpu.csv"
+    lut.parent.mkdir(parents=True)
+    lut.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(UserError, match="is not a LUT: not text"):
+        read_csv(lut)
+    assert main(["latency", "build", "-c", str(cfg)]) == 2
+    assert main(["latency", "import", "-c", str(cfg), str(lut), "--cpu-model", "phone",
+                 "--out", str(tmp_path / "l.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("is not a LUT: not text") == 2 and not (tmp_path / "l.csv").exists()

@@ -220,3 +220,29 @@ def test_other_errors_are_not_taken_for_a_full_disk(tmp_path, monkeypatch):
         OSError(errno.EIO, "Input/output error")))
     with pytest.raises(OSError, match="Input/output"):
         main(["supernet", "train", "-c", str(cfg)])
+
+
+def test_full_disk_while_bench_writes_leaves_no_empty_file(tmp_path, capsys, monkeypatch):
+    """bench.png was left empty (0 bytes) under its name, and the error named no file."""
+    out = tmp_path / "b"
+    monkeypatch.setattr(writes, "open", FullFrom(3), raising=False)    # bench.csv, bench.md fit; bench.png does not
+    assert main(["bench", "--models", "bicubic", "--datasets", "skimage", "--lr-size", "8x8", "--repeats", "1",
+                 "--out", str(out)]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert f"no space left on device writing {out / 'bench.png'}" in line
+    assert _files(out) == ["bench.csv", "bench.md"]
+    _no_tmp(tmp_path)
+
+
+def test_full_disk_while_writing_a_probe_kit_names_the_file(tmp_path, capsys, monkeypatch):
+    """The ONNX exporter wrote each probe itself: the error named no file and could leave a torn probe."""
+    cfg = tiny_config(tmp_path, latency={"lr_height": 8, "lr_width": 8}, pruning={"schemes": ["none"]})
+    out = tmp_path / "kit"
+    monkeypatch.setattr(writes, "open", FullFrom(3), raising=False)
+    assert main(["latency", "probes", "-c", str(cfg), "--out", str(out), "--backend", "onnxruntime"]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert f"no space left on device writing {out}/" in line and line.startswith("srnas latency: error:")
+    _no_tmp(tmp_path)
+    import onnx
+    for f in out.glob("*.onnx"):   # what was written is whole
+        onnx.load(str(f))

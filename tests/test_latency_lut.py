@@ -221,3 +221,20 @@ def test_the_config_scale_is_recorded_and_checked(tmp_path):
     with pytest.raises(UserError, match="x3 models, and this config upscales x2"):
         import_csv(tmp_path / "imported.csv", tmp_path / "again.csv", load_config(tiny_config(tmp_path)),
                    backend="torch-cpu")
+
+
+def test_import_out_a_folder_or_under_a_file_is_one_line(tmp_path, capsys):
+    """--out naming a folder ended in an IsADirectoryError traceback from the rename."""
+    from srnas.search.cli import main
+    cfg = tiny_config(tmp_path)
+    src = tmp_path / "phone.csv"
+    src.write_text("op,cin,cout,k,h,w,scheme,rate,latency_ms\nconv,8,16,3,4,4,none,0,2.5\n")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "note").write_text("x")
+    for out, said in [(tmp_path / "dir", f"cannot write {tmp_path / 'dir'}: it is a folder"),
+                      (tmp_path / "note" / "l.csv", f"{tmp_path / 'note'} is")]:   # a file: no folder there
+        assert main(["latency", "import", "-c", str(cfg), str(src), "--cpu-model", "phone", "--backend",
+                     "onnxruntime", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and said in err, err
+    assert list((tmp_path / "dir").iterdir()) == [] and (tmp_path / "note").read_text() == "x"

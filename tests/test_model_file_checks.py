@@ -13,6 +13,7 @@ import torch
 
 from srnas.experiments import zoo
 from srnas.experiments.models import load_model
+from srnas.experiments.sweep_bad_input import external_data_at
 from srnas.pruning.model_file import PrunedModel
 from srnas.supernet.errors import UserError
 
@@ -254,35 +255,18 @@ def test_empty_onnx(tmp_path: Path):
     refused(f, "is not an ONNX model", EXPORT_FIX)
 
 
-def _external(src: Path, dst: Path, location: str) -> Path:
-    """``src`` saved as ``dst`` with its weights in an external data file, then pointed at ``location``."""
-    import onnx
-    from onnx.external_data_helper import convert_model_to_external_data
-    model = onnx.load(str(src))
-    convert_model_to_external_data(model, all_tensors_to_one_file=True, location=dst.name + ".data",
-                                   size_threshold=0)
-    onnx.save_model(model, str(dst))
-    model = onnx.load(str(dst), load_external_data=False)
-    for t in model.graph.initializer:
-        for e in t.external_data:
-            if e.key == "location":
-                e.value = location
-    onnx.save_model(model, str(dst))
-    return dst
-
-
 def test_onnx_external_data_outside_its_folder(tmp_path: Path, exported):
     d = tmp_path / "model"
     d.mkdir()
-    ok = _external(exported["onnx"], d / "ok.onnx", "ok.onnx.data")
+    ok = external_data_at(exported["onnx"], d / "ok.onnx", "ok.onnx.data")
     assert load_model(str(ok)).scale == 2                     # data beside it: loads
     (tmp_path / "outside.data").write_bytes((d / "ok.onnx.data").read_bytes())
-    f = _external(exported["onnx"], d / "evil.onnx", "../outside.data")
+    f = external_data_at(exported["onnx"], d / "evil.onnx", "../outside.data")
     refused(f, "'../outside.data', outside its folder", EXPORT_FIX)
 
 
 def test_onnx_external_data_missing(tmp_path: Path, exported):
-    f = _external(exported["onnx"], tmp_path / "m.onnx", "gone.data")
+    f = external_data_at(exported["onnx"], tmp_path / "m.onnx", "gone.data")
     refused(f, "'gone.data', which is missing", "srnas export")
 
 
@@ -291,7 +275,7 @@ def test_cli_onnx_exits_2(tmp_path: Path, capsys, exported, how: str):
     if how == "outside":
         (tmp_path / "sub").mkdir()
         (tmp_path / "outside.data").write_bytes(b"\0" * 64)
-        f = _external(exported["onnx"], tmp_path / "sub" / "model.onnx", "../outside.data")
+        f = external_data_at(exported["onnx"], tmp_path / "sub" / "model.onnx", "../outside.data")
     else:
         f = _damaged(exported["onnx"], tmp_path / "model.onnx", how)
     cli_refuses(f, tmp_path, capsys, EXPORT_FIX)
@@ -333,3 +317,37 @@ def test_missing_model_file_says_so(tmp_path: Path):
     """A .pt path that does not exist is a missing file, not an unknown zoo name."""
     with pytest.raises(UserError, match=r"model file .*nothere\.pt does not exist: check the path"):
         load_model(str(tmp_path / "nothere.pt"))
+
+
+# ---- zoo weights (--weights-dir) ----
+
+def _zoo_weights(tmp_path: Path, edit: Callable[[dict], None]) -> Path:
+    """A --weights-dir whose espcn_x2.pt is the shipped one with ``edit`` applied to its state."""
+    blob = torch.load(zoo.weights_path("espcn", 2), map_location="cpu", weights_only=True)
+    state = blob.get("state", blob)
+    edit(state)
+    (tmp_path / "w").mkdir()
+    torch.save(blob, tmp_path / "w" / "espcn_x2.pt")
+    return tmp_path / "w"
+
+
+def _conv(state: dict) -> str:
+    return next(k for k, v in state.items() if v.ndim == 4)
+
+
+@pytest.mark.parametrize("edit, says", [
+    (lambda s: s.update({_conv(s): torch.zeros(s[_conv(s)].shape[0] + 1, *s[_conv(s)].shape[1:])}), "has shape"),
+    (lambda s: s.update({_conv(s): torch.full_like(s[_conv(s)], float("nan"))}), "NaN / inf weights"),
+    (lambda s: s.pop(_conv(s)), "it lacks"),
+    (lambda s: s.update({"stray": torch.zeros(2)}), "unexpected ['stray']")])
+def test_zoo_weights_of_the_wrong_shape_or_nan_are_one_line(tmp_path: Path, capsys, edit, says):
+    """A wrong shape ended in a load_state_dict traceback; NaN weights upscaled to a black image, exit 0."""
+    wdir = _zoo_weights(tmp_path, edit)
+    with pytest.raises(UserError) as e:
+        load_model("espcn", 2, wdir)
+    one_line(str(e.value), wdir / "espcn_x2.pt", says, "no usable weights of espcn x2", "srnas zoo train espcn")
+    import imageio.v3 as iio
+    iio.imwrite(tmp_path / "in.png", np.zeros((16, 16, 3), np.uint8))
+    code, err = run_cli(["upscale", "espcn", str(tmp_path / "in.png"), "--out", str(tmp_path / "out"),
+                         "--weights-dir", str(wdir)], capsys)
+    assert code == 2 and "Traceback" not in err and not any((tmp_path / "out").glob("*"))

@@ -133,3 +133,27 @@ def test_the_wheel_installs_and_runs_with_no_repository(tmp_path):
     script = subprocess.run([str(venv / "bin" / "srnas"), "--version"], cwd=project, env=env, capture_output=True,
                             text=True)
     assert script.returncode == 0 and script.stdout.startswith("srnas ")
+
+
+@pytest.mark.parametrize("call, says", [
+    (lambda: srnas.Upscaler(42), "a model is a name .* not a int"),
+    (lambda: srnas.load_model("espcn", "2"), r"scale '2': models upscale x2, x3 or x4"),
+    (lambda: srnas.load_model("espcn", 5), "scale 5: models upscale x2, x3 or x4"),
+    (lambda: srnas.run({"name": "x"}), "config is a YAML file's path or a srnas Config, not a dict"),
+    (lambda: srnas.bench(["bicubic"], datasets=["skimage"], scale=7), "scale 7"),
+    (lambda: srnas.bench(["bicubic"], datasets=["skimage"], repeats=0), "repeats 0"),
+    (lambda: srnas.bench(["bicubic"], datasets=["skimage"], lr_hw=(0, 8)), r"latency input size \(0, 8\)"),
+    (lambda: srnas.bench(["bicubic"], datasets=["skimage"], threads=-2), "threads -2: give a number")])
+def test_api_arguments_of_the_wrong_kind_are_one_line(tmp_path, monkeypatch, call, says):
+    """Each was a traceback from deep inside (espcn multiplied '2' * '2', torch padded a 0-row image) or, for
+    bench, a table made at x7 or from no timed run, exit 0."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=says) as e:
+        call()
+    assert "\n" not in str(e.value) and not (tmp_path / "bench").exists()
+
+
+def test_bench_takes_one_model_name_as_a_string(tmp_path):
+    """`srnas.bench("bicubic")` benched the models 'b', 'i', 'c', ... (unknown model 'b')."""
+    t = srnas.bench("bicubic", datasets=["skimage"], out=tmp_path / "b", lr_hw=(8, 8), repeats=1, threads=1)
+    assert list(t["model"].unique()) == ["bicubic"]

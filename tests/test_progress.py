@@ -32,3 +32,23 @@ def test_every_bar_goes_through_progress_bar():
     users = [str(f.relative_to(root)) for pkg in ("supernet", "latency", "pruning", "search", "experiments")
              for f in (root / pkg).rglob("*.py") if "tqdm" in f.read_text()]
     assert users == ["supernet/progress.py"]
+
+
+def test_an_error_while_a_bar_is_drawn_starts_on_its_own_line(tmp_path, capsys, monkeypatch):
+    """The one error line was printed after the bar's last drawing ("supernet:   0%|...| 0/6 [...]srnas supernet:
+    error: ..."), and on a terminal the bar's close then drew over it."""
+    import srnas.supernet.cli as supernet_cli
+    from conftest import tiny_config
+    from srnas.search.cli import main
+    from srnas.supernet.errors import UserError
+
+    def stopped(*a, **k):
+        from srnas.supernet.progress import progress_bar
+        bar = progress_bar(total=6, desc="supernet")
+        bar.update(3)
+        raise UserError("something the user can fix")
+
+    monkeypatch.setattr(supernet_cli, "train_supernet", stopped)
+    assert main(["supernet", "train", "-c", str(tiny_config(tmp_path))]) == 2
+    lines = [ln for ln in capsys.readouterr().err.replace("\r", "\n").splitlines() if ln.strip()]
+    assert lines[-1] == "srnas supernet: error: something the user can fix", lines

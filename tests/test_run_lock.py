@@ -144,3 +144,31 @@ def test_bench_into_a_run_and_latency_import_wait_their_turn(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count(f"is in use by process {proc.pid}") == 2
     assert not (root / "latency").exists()
+
+
+@pytest.mark.parametrize("where", ["file", "under_a_file", "read_only"])
+def test_a_run_folder_that_cannot_be_made_is_one_line(tmp_path, capsys, monkeypatch, where):
+    """`--out` (or run_dir) a file, under a file or read-only: a FileExistsError / NotADirectoryError / EROFS
+    traceback from the lock's mkdir, in every command that writes a run folder."""
+    import errno
+    import os
+
+    import srnas.supernet.writes as writes
+    from srnas.search.cli import main
+    cfg = tiny_config(tmp_path)
+    taken = tmp_path / "taken"
+    taken.write_text("keep me")
+    out = {"file": taken, "under_a_file": taken / "run", "read_only": tmp_path / "ro"}[where]
+    if where == "read_only":   # root writes through chmod; a read-only mount stops root too
+        def read_only(folder):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        monkeypatch.setattr(writes, "write_probe", read_only)
+    said = {"file": f"{taken} is", "under_a_file": f"cannot be created: {taken} is a file",   # run_dir a file: a file
+            "read_only": "is not writable (Read-only file system)"}[where]                # above <run_dir>/tiny
+    for argv in (["supernet", "train", "-c", str(cfg), "--out", str(out)],
+                 ["latency", "build", "-c", str(cfg), "--out", str(out / "lut.csv")],
+                 ["run", "-c", str(cfg), "--set", f"run_dir={out}"]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and said in err, err
+    assert taken.read_text() == "keep me" and not (tmp_path / "runs").exists()

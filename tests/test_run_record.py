@@ -248,6 +248,20 @@ def test_bench_run_takes_the_copy_s_own_winner(tmp_path):
     assert _run_winners(args) == [str(moved / "stage3" / "pruned.pt")]
 
 
+@pytest.mark.parametrize("text", ['{"target_ms": 2.0, "files": {"mod', '{"target_ms": 2.0}', '[1, 2]',
+                                  '{"target_ms": "fast", "files": {"model": "stage3/pruned.pt"}}',
+                                  '{"target_ms": 2.0, "files": {"model": 3}}'])
+def test_bench_run_on_a_damaged_final_json_is_one_line(tmp_path, capsys, text):
+    """A final.json cut or edited ended `srnas bench --run` in a KeyError / JSONDecodeError traceback."""
+    run = RunDir(tmp_path / "runs" / "tiny")
+    run.stage3_dir.mkdir(parents=True)
+    run.final.write_text(text)
+    assert main(["bench", "--run", str(run.root), "--models", "bicubic", "--datasets", "skimage"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert f"{run.final} is damaged" in err and "srnas run" in err
+
+
 @pytest.mark.slow
 def test_a_copied_or_moved_run_benches_its_own_model(finished, tmp_path, capsys):
     src = finished.parent / "runs" / "tiny"

@@ -171,3 +171,21 @@ def test_saved_files_hold_plain_data_only(tmp_path: Path):
     pm = PrunedModel.load(SHIPPED)
     pm.save(tmp_path / "p.pt")
     torch.load(tmp_path / "p.pt", weights_only=True)
+
+
+def test_convert_names_every_file_it_cannot_convert(tmp_path: Path, marker: Path, capsys):
+    """`convert-model a.pt b.pt c.pt` stopped at a.pt: b.pt was never named and c.pt never converted."""
+    from srnas.pruning.masks import Masks
+    pm = PrunedModel.load(SHIPPED)
+    a = evil_copy(SHIPPED, tmp_path / "a.pt", marker)
+    b = tmp_path / "b.pt"
+    b.write_text("a note, not a model")
+    c = tmp_path / "c.pt"
+    torch.save({"format": "srnas-pruned/2", **{k: getattr(pm, k) for k in pm.__dataclass_fields__}}, c)
+    assert isinstance(torch.load(c, weights_only=False)["masks"], Masks)
+    code, err = run_cli(["convert-model", str(a), str(b), str(c)], capsys)
+    assert code == 2 and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert "2 of 3 file(s) not converted" in lines[0] and len(lines) == 3
+    assert str(a) in lines[1] and str(b) in lines[2]
+    PrunedModel.load(c)   # converted, though two before it were not

@@ -18,6 +18,7 @@ from srnas.experiments.quantize import export_torchscript
 from srnas.experiments import upscale as upscale_mod
 from srnas.experiments.upscale import tiled_upscale
 from srnas.search.cli import main
+from srnas.supernet import writes
 from srnas.supernet.imaging import read_pixels, write_png
 
 torch.set_num_threads(1)
@@ -213,11 +214,11 @@ def test_cli_upscale_out_read_only(tmp_path, capsys, monkeypatch):
     ro.chmod(0o555)
     try:
         try:
-            upscale_mod.write_probe(ro)
+            writes.write_probe(ro)
             # root writes through chmod; a read-only mount stops root too, with EROFS: answer as one would
             def read_only_mount(folder):
                 raise OSError(errno.EROFS, os.strerror(errno.EROFS))
-            monkeypatch.setattr(upscale_mod, "write_probe", read_only_mount)
+            monkeypatch.setattr(writes, "write_probe", read_only_mount)
         except PermissionError:
             pass  # not root: chmod itself makes the folder read-only
         _model_must_not_load(monkeypatch)
@@ -229,6 +230,24 @@ def test_cli_upscale_out_read_only(tmp_path, capsys, monkeypatch):
         ro.chmod(0o755)
 
 
+def test_cli_upscale_refused_model_leaves_no_out_folder(tmp_path, capsys):
+    iio.imwrite(tmp_path / "f.png", _image(16, 16))
+    out = tmp_path / "new" / "sr"
+    assert _upscale("srnas_abpm", tmp_path / "f.png", "--out", out) == 2
+    err = capsys.readouterr().err
+    assert "srnas_abpn" in err and "Traceback" not in err   # the name it meant is suggested
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("threads", ["-3", "-1"])
+def test_cli_upscale_refuses_negative_threads(tmp_path, capsys, threads):
+    iio.imwrite(tmp_path / "f.png", _image(16, 16))
+    assert main(["upscale", "bicubic", str(tmp_path / "f.png"), "--out", str(tmp_path / "sr"),
+                 "--threads", threads]) == 2
+    assert f"--threads {threads}: give a number of threads" in capsys.readouterr().err
+    assert not (tmp_path / "sr").exists()
+
+
 def test_cli_upscale_refuses_to_overwrite_its_inputs(tmp_path, capsys):
     frames = tmp_path / "frames"
     frames.mkdir()
@@ -237,3 +256,18 @@ def test_cli_upscale_refuses_to_overwrite_its_inputs(tmp_path, capsys):
     assert _upscale("bicubic", frames, "--out", frames) == 2
     assert "would overwrite that input" in capsys.readouterr().err
     assert (frames / "f0.png").read_bytes() == before
+
+
+@pytest.mark.parametrize("mode, name", [("CMYK", "print.jpg"), ("CMYK", "print.tif"), ("LAB", "lab.tif")])
+def test_cli_upscale_other_colour_spaces_come_out_rgb(tmp_path, mode, name):
+    """A CMYK JPEG was read as four channels and written as RGBA (K as alpha, C, M, Y as colour): exit 0, wrong."""
+    from PIL import Image
+    rgb = _image(16, 24, seed=6)
+    (tmp_path / "in").mkdir()
+    Image.fromarray(rgb).convert(mode).save(tmp_path / "in" / name)
+    iio.imwrite(tmp_path / "in" / "rgb.png", rgb)
+    assert _upscale("bicubic", tmp_path / "in", "--out", tmp_path / "out") == 0
+    got = iio.imread(tmp_path / "out" / f"{Path(name).stem}.png").astype(int)
+    want = iio.imread(tmp_path / "out" / "rgb.png").astype(int)
+    assert got.shape == want.shape == (32, 48, 3)
+    assert np.abs(got - want).mean() < 10   # JPEG and PIL's LAB round trip lose a little, never the colours

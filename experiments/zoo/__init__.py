@@ -138,9 +138,28 @@ def load(name: str, scale: int, weights: str | Path | None = None, weights_dir: 
                         f"`srnas zoo train {name} -c experiments/configs/zoo.yaml` (then pass --weights-dir "
                         f"<run>/zoo) or `python experiments/train_zoo.py` to rebuild the shipped set")
     blob = checkpoint.load(path)
-    state = blob.get("state", blob)
+    state = blob.get("state", blob) if isinstance(blob, dict) else blob
+    problems = state_problems(model, state)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise UserError(f"{path} holds no usable weights of {name} x{scale}: {problems[0]}{more}; remove it, or "
+                        f"train it again (`srnas zoo train {name}`)")
     model.load_state_dict({k: v.float() for k, v in state.items()})
     return model.eval()
+
+
+def state_problems(model: nn.Module, state: object) -> list[str]:
+    """What keeps ``state`` from being ``model``'s weights: its form, names, shapes, NaN / inf; one line each."""
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        return ["not a mapping of parameter names to tensors"]
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    out = [f"it lacks {sorted(set(want) - set(state))[:3]}"] if set(want) - set(state) else []
+    out += [f"unexpected {sorted(set(state) - set(want))[:3]}"] if set(state) - set(want) else []
+    out += [f"[{k!r}] has shape {list(state[k].shape)}, the network needs {list(s)}"
+            for k, s in want.items() if k in state and tuple(state[k].shape) != s]
+    out += [f"NaN / inf weights in [{k!r}]" for k, v in state.items()
+            if k in want and v.is_floating_point() and not torch.isfinite(v).all()]
+    return out
 
 
 __all__ = ["ZOO", "INT8", "SEARCHED_FILE", "FRONTS", "CPU_CLASSES", "searched_name", "cpu_class", "front_dir",
