@@ -80,7 +80,7 @@ def build_lut(cfg: Config, backend: str | None = None, out: str | Path | None = 
         return _complete_foreign(lut, cfg)
     if lut.damaged:   # rows cut short (warned on load): the file is written without them, they are measured again
         lut.rewrite()
-    _warn_if_busy("before the build")
+    warn_if_busy("LUT build (before the build)")
     scale = cfg.data.scale
     keys = lut_keys(cfg, schemes)
     todo = [k for k in keys if k not in lut]
@@ -127,7 +127,7 @@ def build_lut(cfg: Config, backend: str | None = None, out: str | Path | None = 
         inputs = {s: x for s, x in inputs.items() if any(s in op_shapes(k, cfg) for k in todo[start + chunk:])}
     bar.close()
     if todo:
-        _warn_if_busy("after the build")
+        warn_if_busy("LUT build (after the build)")
     lut = LUT.load(path, expected=fp)
     drift = load_drift(lut)
     if drift > DRIFT_WARN:  # (sub-millisecond anchors, tiny test inputs, are timer noise: not judged)
@@ -156,13 +156,14 @@ def _complete_foreign(lut: LUT, cfg: Config) -> LUT:
 
 
 class BusyMachineWarning(UserWarning):
-    """Other processes kept the cores busy while the LUT was timed."""
+    """Other processes kept the cores busy while something was timed (the LUT, stage 3's plans)."""
 
 
-def _warn_if_busy(when: str) -> None:
+def warn_if_busy(what: str) -> None:
+    """A BusyMachineWarning naming ``what`` where other processes keep the cores busy now."""
     msg = busy_message()
     if msg:
-        warnings.warn(f"LUT build ({when}): {msg}", BusyMachineWarning, stacklevel=3)
+        warnings.warn(f"{what}: {msg}", BusyMachineWarning, stacklevel=3)
 
 
 def load_drift(lut: LUT) -> float:

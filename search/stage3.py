@@ -98,6 +98,10 @@ def stage3(cfg: Config, run: RunDir, winner: Candidate, lat_model, supernet: Pat
         # a winner that met the target dense carries no schemes: should the device disagree, stage 3 prunes
         # with the space's fastest scheme per layer (only as far as the measurement asks: relax_to_target)
         schemes = space.fastest_schemes(winner.path)
+    if not foreign and latency_fn is not None:
+        # the plans' timings set the rates: on a busy machine a winner that meets its target dense measures slow and
+        # is pruned to 0.75 (an x3 front's 1x-ABPN member lost 0.26 dB on Set5 so while tests ran beside it)
+        latency.build.warn_if_busy("stage 3 (its timings set the pruning rates: a busy machine prunes too much)")
     pm = pruning.prune_to_target(
         cfg, lambda: member_net(load_supernet(supernet or run.supernet), winner), winner.path, schemes, sdir,
         timer_for(cfg, foreign), latency_fn, target, candidate=winner.to_dict(), qat_grid=qat_grid())
