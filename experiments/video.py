@@ -8,7 +8,6 @@ as they are (not re-encoded), the display rotation is re-tagged, and input above
 """
 from __future__ import annotations
 
-
 import errno
 import io
 import os
