@@ -1,6 +1,8 @@
 """Values a config must not hold: NaN / inf anywhere, an empty file, targets repeated or too small to be real."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from conftest import tiny_config
@@ -26,15 +28,21 @@ def test_non_finite_lr_stops_the_cli_before_any_folder_is_made(tmp_path, capsys)
     assert not (tmp_path / "runs").exists()
 
 
+def _refused_in_one_line(path: Path, data: bytes, says: str, capsys) -> str:
+    """Write ``data`` as a config: load_config raises ConfigError matching ``says``, and `srnas run` on it exits 2
+    with one line and no traceback; that line."""
+    path.write_bytes(data)
+    with pytest.raises(ConfigError, match=says):
+        load_config(path)
+    assert main(["run", "-c", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err
+
+
 @pytest.mark.parametrize("text", ["", "# only a comment\n", "\n\n"])
 def test_an_empty_config_file_is_an_error(tmp_path, capsys, text):
-    p = tmp_path / "empty.yaml"
-    p.write_text(text)
-    with pytest.raises(ConfigError, match="is empty"):
-        load_config(p)
-    assert main(["run", "-c", str(p)]) == 2
-    err = capsys.readouterr().err
-    assert "is empty" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "is empty" in _refused_in_one_line(tmp_path / "empty.yaml", text.encode(), "is empty", capsys)
 
 
 def test_duplicate_targets_are_named():
@@ -67,13 +75,7 @@ def test_realistic_targets_still_load():
 
 @pytest.mark.parametrize("data", [bytes(range(256)), "name: caf\xe9\n".encode("latin-1")])
 def test_a_config_that_is_not_utf8_text_is_one_line(tmp_path, capsys, data):
-    p = tmp_path / "c.yaml"
-    p.write_bytes(data)
-    with pytest.raises(ConfigError, match="not UTF-8 text"):
-        load_config(p)
-    assert main(["run", "-c", str(p)]) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    _refused_in_one_line(tmp_path / "c.yaml", data, "not UTF-8 text", capsys)
 
 
 @pytest.mark.parametrize("text, says", [("model: [unclosed\n", "at line 2, column 1: expected ',' or ']'"),
