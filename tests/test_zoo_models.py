@@ -6,7 +6,7 @@ import torch
 
 from srnas.experiments import zoo
 from srnas.experiments.zoo.common import rgb_to_ycbcr, ycbcr_to_rgb
-from srnas.experiments.zoo.edgesr import ESRMax, ESRTM
+from srnas.experiments.zoo.edgesr import ESRCNN, ESRTM, ESRTR, ESRMax
 from srnas.supernet.errors import UserError
 
 torch.set_num_threads(1)
@@ -48,6 +48,30 @@ def test_esr_tm_is_softmax_weighted_sum():
     f = m.shuffle(m.filter(y))
     ref = (f[:, :2] * torch.softmax(f[:, 2:], 1)).sum(1, keepdim=True)
     assert torch.allclose(m(y), ref)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_edge_sr_before_the_shuffle_equals_the_papers_order(scale):
+    """Every edge-SR model reduces over its C channels before the shuffle: the reference code's numbers exactly."""
+    y = torch.rand(2, 1, 5, 7)
+    torch.manual_seed(0)
+    for m in (ESRMax(scale, k=3, c=4), ESRTM(scale, k=3, c=3), ESRTR(scale, k=3, c=3), ESRCNN(scale)):
+        with torch.no_grad():
+            for p in m.parameters():
+                p.normal_()
+            f = m.shuffle(m.filter(y))      # the paper's order: shuffle, then per output pixel over C
+            c = getattr(m, "c", None)
+            if isinstance(m, ESRMax):
+                ref = f.amax(1, keepdim=True)
+            elif isinstance(m, ESRTR):
+                ref = (f[:, :c] * torch.softmax(f[:, c:2 * c] * f[:, 2 * c:], 1)).sum(1, keepdim=True)
+            elif isinstance(m, ESRCNN):
+                ref = (f[:, :c] * torch.softmax(f[:, c:] ** 2, 1)).sum(1, keepdim=True)
+            else:
+                ref = (f[:, :c] * torch.softmax(f[:, c:], 1)).sum(1, keepdim=True)
+            out = m(y)
+        assert out.shape == (2, 1, 5 * scale, 7 * scale)
+        assert torch.allclose(out, ref, atol=1e-5), type(m).__name__
 
 
 def test_fsrcnn_parameter_count_matches_paper_order():
