@@ -98,9 +98,13 @@ def load_images(source: str, split: str = "train", min_side: int = 1, data_root:
 
 
 def lr_crops(images: list[HRImage], scale: int, n: int = 8, size: int = 96) -> list[torch.Tensor]:
-    """Up to ``n`` centre crops (1x3xSxS in [0, 1]) of the images' bicubic LR: real inputs for INT8 calibration."""
-    crops = []
-    for p in make_pairs(images, scale):
+    """Up to ``n`` centre crops (1x3xSxS in [0, 1]) of the images' bicubic LR: real inputs for INT8 calibration.
+    S is ``size``, or less where fewer than ``n`` images hold that square: the side n of them hold (x4 of T91 and
+    BSD200: 80)."""
+    crops, pairs = [], make_pairs(images, scale)
+    sides = sorted((min(p.lr.shape[:2]) for p in pairs), reverse=True)
+    size = min(size, sides[min(n, len(sides)) - 1]) if sides else size
+    for p in pairs:
         h, w = p.lr.shape[:2]
         if min(h, w) >= size:
             top, left = (h - size) // 2, (w - size) // 2

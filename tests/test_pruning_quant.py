@@ -229,3 +229,15 @@ def test_a_final_timing_over_the_target_is_taken_again_and_the_fastest_kept(tmp_
     once = iter([7.0, 1.0])
     pm = record(cfg, net, PATH, masks, {}, Timer(ex, lambda m, r: {"median_ms": next(once)}))
     assert pm.measured_ms == 7.0                               # no target: nothing to meet, one timing
+
+
+def test_calibration_crops_shrink_to_what_the_images_hold():
+    """INT8 calibration at x4 of small training images (T91, BSD200: no 96 px LR square) takes the largest
+    square there is instead of none (a whole x4 front once stopped at its first export for want of crops)."""
+    from srnas.supernet.data import HRImage
+    rng = np.random.default_rng(0)
+    shapes = [(320, 320), (360, 400), (200, 480)]            # LR at x4: 80x80, 90x100, 50x120
+    images = [HRImage(f"i{k}", rng.integers(0, 256, (*hw, 3), dtype=np.uint8)) for k, hw in enumerate(shapes)]
+    assert [tuple(c.shape) for c in lr_crops(images, 4, n=2, size=96)] == [(1, 3, 80, 80)] * 2
+    assert [tuple(c.shape) for c in lr_crops(images, 4, n=8, size=96)] == [(1, 3, 50, 50)] * 3
+    assert [tuple(c.shape) for c in lr_crops(images, 2, n=8, size=96)] == [(1, 3, 96, 96)] * 3
