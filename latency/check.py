@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr, theilslopes
+from scipy.stats import spearmanr
 from torch import nn
 
 from srnas.supernet.progress import progress_bar
@@ -17,8 +17,6 @@ from .catalogue import block_templates
 from .deploy import make_runner
 from .model import LatencyModel, Plan
 from .timing import time_steady
-
-AFFINE_MIN = 8   # timed networks a scale-and-offset line is fitted from (the default sample, 6, fits one parameter)
 
 CandidateFn = Callable[..., nn.Module]   # (path, plan) -> module; (path, plan, width) in an elastic space
 
@@ -87,26 +85,22 @@ def candidate_templates(model_cfg, scale: int) -> dict:
 
 def fit_calibration(raw: Sequence[float], measured: Sequence[float]) -> dict:
     """End-to-end calibration of the op sum, robust to a noisy sample: a proportional scale (the median
-    ratio measured / op sum), an offset (the median difference) or, from AFFINE_MIN timed networks, both
-    (Theil-Sen's line), whichever fits the sample better; the timed pairs are kept in the result ("points").
+    ratio measured / op sum) or an offset (the median difference), whichever fits the sample better; the timed
+    pairs are kept in the result ("points"), so a LUT shows what its calibration was fitted to.
 
     Op rows timed alone each pay their runtime's fixed costs, so the op sum overshoots in
     proportion to the op count; whole-block rows are chain shares that already exclude them, and
-    what the network's ends add is one constant. Where both hold, only the line prices small and large
-    members alike: the x3 LUT on an AMX Xeon fitted an offset of -25 ms that priced the space's fastest
-    member at 22.8 ms while a larger one measured 20.6. A fit that would price a sampled network at or below
-    zero is not taken.
+    what the network's ends add is one constant. An offset that would price a sampled network at or
+    below zero is not taken.
     """
     r, m = np.asarray(raw, dtype=float), np.asarray(measured, dtype=float)
     ratios = m / r
     fits = {"scale": (float(np.median(ratios)), 0.0), "offset": (1.0, float(np.median(m - r)))}
-    if len(r) >= AFFINE_MIN and np.ptp(r) > 0:
-        slope, intercept = theilslopes(m, r, method="joint")[:2]
-        fits["affine"] = (float(slope), float(intercept))
-    # a fit that prices a timed network at or below zero would price the smallest members of the space below
-    # zero too (an elastic smoke run on a loaded machine fitted -5.6 ms against a 5.1 ms member)
-    fits = {f: (sc, o) for f, (sc, o) in fits.items() if sc > 0 and (sc * r + o > 0).all()}
-    err = {form: float(np.median(np.abs(sc * r + o - m) / m)) for form, (sc, o) in fits.items()}
+    if not (r + fits["offset"][1] > 0).all():
+        # an offset that prices a timed network at or below zero would price the smallest members of the space
+        # below zero too (an elastic smoke run on a loaded machine fitted -5.6 ms against a 5.1 ms member)
+        del fits["offset"]
+    err = {form: float(np.median(np.abs(s * r + o - m) / m)) for form, (s, o) in fits.items()}
     form = min(err, key=err.get)
     scale, offset = fits[form]
     return {"scale": scale, "offset": offset, "form": form, "n": int(len(r)), "median_error": err[form],
