@@ -41,7 +41,10 @@ def resolve_targets(cfg: Config, lat_model) -> list[float]:
 
     parsed = [parse_target(text) for text in cfg.latency.targets]
     dense = fastest_dense_ms(cfg, lat_model) if any(unit == "x" for _, unit in parsed) else 1.0
-    return sorted({round(value * (dense if unit == "x" else 1.0), 3) for value, unit in parsed})
+    # a relative target rounds up: 1.0x rounded down (0.2504 -> 0.25 ms) priced the dense path that defines it
+    # over its own target, and a tiny front run stopped as infeasible
+    return sorted({math.ceil(value * dense * 1000 - 1e-9) / 1000 if unit == "x" else round(value, 3)
+                   for value, unit in parsed})
 
 
 def target_config(cfg: Config, ms: float) -> Config:

@@ -63,6 +63,17 @@ def test_targets_config_rules(tmp_path):
         load_config(tiny_config(tmp_path, latency={"targets": ["25ms", "fast"]}), check_data=False)
 
 
+
+def test_a_relative_target_is_never_under_the_path_it_is_relative_to(tmp_path, monkeypatch):
+    """1.0x of a fastest dense path of 0.2504 ms is 0.251 ms, not 0.25 (which that path itself misses)."""
+    import srnas.search.pipeline as pipeline
+    from srnas.search.front import resolve_targets
+    monkeypatch.setattr(pipeline, "fastest_dense_ms", lambda cfg, lat_model: 0.2504)
+    cfg = load_config(tiny_config(tmp_path, latency={"targets": ["1.0x", "2x", "0.30001ms"]}), check_data=False)
+    assert resolve_targets(cfg, None) == [0.251, 0.3, 0.501]
+    monkeypatch.setattr(pipeline, "fastest_dense_ms", lambda cfg, lat_model: 0.25)
+    assert resolve_targets(cfg, None)[0] == 0.25
+
 def test_search_command_refuses_a_front(tmp_path, capsys):
     cfg = tiny_config(tmp_path, **{**TINY, "latency": {**TINY["latency"], "targets": ["1000ms", "2000ms"]}})
     assert main(["search", "-c", str(cfg)]) == 2
