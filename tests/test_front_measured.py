@@ -242,3 +242,22 @@ def test_the_same_file_shipped_in_two_classes_is_timed_once(weights, monkeypatch
     assert sum(label in ("amx/srnas_s", "avx2/srnas_xs") for label in timer.calls[0]) == 1
     assert f.members["amx/srnas_s"].ms == f.members["avx2/srnas_xs"].ms
     assert [f.name_of(i) for i in ("amx/srnas_s", "avx2/srnas_xs")].count(None) == 1   # one name for one model
+
+
+def test_ship_winners_ships_nothing_when_the_run_fails_beside_an_old_front(tmp_path, monkeypatch):
+    """A run that stops (here: its settings changed, exit 2) ships nothing, though an earlier run's front.json is
+    there: that front was searched for other targets (it once shipped the old members again)."""
+    spec = importlib.util.spec_from_file_location("ship_winners", Path(front.__file__).parents[1] / "ship_winners.py")
+    sw = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sw)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"name: t\nrun_dir: {tmp_path / 'runs'}\nlatency:\n  backend: torch-cpu\n  precision: fp32\n")
+    run = tmp_path / "runs" / "t"
+    run.mkdir(parents=True)
+    (run / "ship.json").write_text(json.dumps({"abpn_int8_ms": 40.0, "floor_ms": 10.0, "targets": [10.0, 40.0]}))
+    (run / "front.json").write_text(json.dumps({"targets": [{"target_ms": 10.0, "model": "won.pt"}]}))
+    calls = []
+    monkeypatch.setattr(sw, "srnas", lambda command, sets: calls.append(command) or 2)
+    out = tmp_path / "weights"
+    assert sw.main(["-c", str(cfg), "--weights-dir", str(out)]) == 2
+    assert calls == [["run", "-c", str(cfg)]] and not out.exists()
