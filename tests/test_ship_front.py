@@ -11,10 +11,10 @@ _spec.loader.exec_module(ship)
 
 
 def test_targets_start_at_the_floor_and_merge_close_budgets():
-    # abpn_int8 at 58.71 ms (a Zen 3): 1x and the fixed 50 ms are 1.17x apart, both searched
-    assert ship.front_targets(58.7103, 14.68) == [14.68, 50.0, 58.71, 88.07, 117.42, 176.13]
-    # at 47 ms, 1x lies within 10 % of 50 ms: the fixed budget keeps its exact value
-    assert ship.front_targets(47.0, 11.75) == [11.75, 50.0, 70.5, 94.0, 141.0]
+    # abpn_int8 at 58.71 ms (a Zen 3): 1x and the fixed 50 ms are 1.17x apart, both searched, and 1.2x beside 1x
+    assert ship.front_targets(58.7103, 14.68) == [14.68, 50.0, 58.71, 70.45, 88.07, 117.42, 176.13]
+    # at 47 ms, 1x lies within 10 % of 50 ms: the fixed budget keeps its exact value; 1.2x (56.4) is 1.13x above it
+    assert ship.front_targets(47.0, 11.75) == [11.75, 50.0, 56.4, 70.5, 94.0, 141.0]
 
 
 def test_a_winner_no_better_than_a_tighter_one_is_left_out():
