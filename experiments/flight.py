@@ -16,10 +16,12 @@ class Flight:
     ``submit`` (torch, ONNX Runtime: one call at a time); AsyncFlight keeps several in the runtime's queue.
 
     ``prepare`` makes a decoded frame model-ready (off the model's thread in a video); ``busy_s`` is the wall
-    time the model had at least one frame, the model's share of a pipeline.
+    time the model had at least one frame, the model's share of a pipeline; ``planes``: answers are YUV 4:2:0
+    planes (Y, UV) for an encoder, not RGB.
     """
 
     jobs = 1
+    planes = False
 
     def __init__(self, like: np.ndarray, prepare: Callable[[np.ndarray], object], run: Callable[[object], object]):
         self.shape, self.dtype = like.shape, like.dtype
@@ -60,9 +62,9 @@ class AsyncFlight(Flight):
     ``wait()``): the next frame starts inside the runtime the moment one finishes, with no Python thread (and
     no GIL) between them; answers come back on the runtime's threads and are handed out in submit order."""
 
-    def __init__(self, like: np.ndarray, queue):
+    def __init__(self, like: np.ndarray, queue, planes: bool = False):
         super().__init__(like, np.ascontiguousarray, None)
-        self.queue, self.jobs = queue, queue.jobs
+        self.queue, self.jobs, self.planes = queue, queue.jobs, planes
         self._cv = threading.Condition()
         self._out: dict[int, object] = {}
         self._inputs: dict[int, np.ndarray] = {}   # the runtime reads these buffers in place until done
@@ -97,7 +99,7 @@ class AsyncFlight(Flight):
                 self.busy_s += time.perf_counter() - self._since
             self._cv.notify_all()
 
-    def take(self) -> np.ndarray:
+    def take(self) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         seq = self._taken
         with self._cv:
             while seq not in self._out:

@@ -25,6 +25,7 @@ from torch import nn
 from srnas.latency.deploy import pixel_infer_async
 from srnas.latency.executors import (auto_candidates, available_executors, check_executor, choose_executor, deploy_file,
                                      executor_name, file_backends, file_infer, make_infer, pixel_infer)
+from srnas.latency.runtimes.openvino_runtime import YuvOut
 from srnas.supernet.errors import UserError
 
 from .auto_pick import DEFAULT_FPS, AutoChoice, frames_rate, front_members, pick_keeping
@@ -147,21 +148,25 @@ class Upscaler:
                 (lambda f, c=compiled: np.asarray(c(np.ascontiguousarray(f)[None]))[0])
         return self._pixels[hw]
 
-    def flight(self, like: np.ndarray, jobs: int = 2, streams: int = 1) -> "Flight":
+    def flight(self, like: np.ndarray, jobs: int = 2, streams: int = 1, yuv: YuvOut | None = None) -> "Flight":
         """Frames of ``like``'s size and dtype through the model with up to ``jobs`` in flight, answered in order:
         the runtime's own queue where it has one (OpenVINO on 8-bit frames: ``streams`` frames at once, the
-        threads shared), else one call at a time (torch, ONNX Runtime, 16-bit frames, tiles; ``jobs`` 0: always)."""
+        threads shared), else one call at a time (torch, ONNX Runtime, 16-bit frames, tiles; ``jobs`` 0: always).
+        ``yuv``: answer YUV 4:2:0 planes (Y, UV) in that matrix and range where the model can (``flight.planes``
+        says whether it does), for an encoder."""
         self._check_open()
         check_frame(like)
         hw = tuple(like.shape[:2])
         if jobs > 0 and self._takes_pixels(like):
-            key = (hw, max(1, int(streams)))
-            if key not in self._queues and len(self._queues) < MAX_STATIC:
-                file = _file(self._source, self.backend, self.precision, self._calibration, Path(self._tmp.name))
-                self._queues[key] = pixel_infer_async(file, self.backend, self.precision, self.threads, hw, key[1])
-            make = self._queues.get(key)
-            if make is not None:
-                return AsyncFlight(like, make(jobs))
+            for out in ([yuv] if yuv is not None else []) + [None]:
+                key = (hw, max(1, int(streams)), out)
+                if key not in self._queues and len(self._queues) < MAX_STATIC:
+                    file = _file(self._source, self.backend, self.precision, self._calibration, Path(self._tmp.name))
+                    self._queues[key] = pixel_infer_async(file, self.backend, self.precision, self.threads, hw,
+                                                          key[1], out)
+                make = self._queues.get(key)
+                if make is not None:
+                    return AsyncFlight(like, make(jobs), planes=out is not None)
         run = self.pixel_route(like)
         if run is not None:
             return Flight(like, np.ascontiguousarray, run)

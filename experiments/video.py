@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from av.video.reformatter import Interpolation
 
+from srnas.latency.runtimes.openvino_runtime import YuvOut
 from srnas.supernet.writes import is_full
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".m4v", ".avi")
@@ -31,6 +32,10 @@ SWS_FLAGS = (Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation
 # AVColorSpace values -> the matrix swscale converts with; 6 (SMPTE 170M) is BT.601's matrix
 MATRIX = {1: "ITU709", 4: "FCC", 5: "ITU601", 6: "ITU601", 7: "SMPTE240M", 9: "BT2020", 10: "BT2020"}
 LIMITED, FULL = 1, 2            # AVColorRange MPEG / JPEG
+# swscale's matrices -> the luma weights of red and blue (Kr, Kb) that define them
+LUMA_WEIGHTS = {"ITU709": (0.2126, 0.0722), "ITU601": (0.299, 0.114), "BT2020": (0.2627, 0.0593),
+                "SMPTE240M": (0.212, 0.087), "FCC": (0.30, 0.11)}
+PLANAR_420 = ("yuv420p", "yuvj420p")   # the 8-bit 4:2:0 formats the model's own YUV output fills
 # muxer options: flush every packet to the file (else FFmpeg holds it all until the end), and MP4 / MOV
 # fragmented, so a killed encode leaves a file that plays up to its last fragment (Matroska does by itself);
 # delay_moov: the header waits for the first fragment, so it can hold the edit list of a stream whose first
@@ -487,6 +492,18 @@ class VideoWriter:
         self._mux(self.stream.encode(yuv))
         self.frames += 1
 
+    def write_planes(self, y: np.ndarray, uv: np.ndarray, pts: int | None) -> None:
+        """Encode one frame given as 8-bit YUV 4:2:0 planes (HxW Y, 2x(H/2)x(W/2) U and V) in the output's matrix
+        and range (``planes_for``): copied into the encoder's frame as they are, no conversion."""
+        frame = av.VideoFrame(self.width, self.height, self.pix_fmt)
+        for plane, values in zip(frame.planes, (y, uv[0], uv[1])):
+            np.frombuffer(plane, np.uint8).reshape(plane.height, -1)[:, : plane.width] = \
+                values[: plane.height, : plane.width]
+        frame.pts = pts if pts is not None else self.frames
+        frame.time_base = self.info.time_base
+        self._mux(self.stream.encode(frame))
+        self.frames += 1
+
     def write_tensor(self, x: torch.Tensor, pts: int | None) -> None:
         """Encode the model's 1x3xHxW float RGB output (rounded, clipped to [0, 1]) with time stamp ``pts``.
 
@@ -552,6 +569,17 @@ class VideoWriter:
         except (OSError, av.error.FFmpegError):
             pass
         self.sink.close()
+
+
+def planes_for(info: VideoInfo, codec: str, scale: int) -> YuvOut | None:
+    """The YUV a model should give for ``info``'s video upscaled ``scale`` times into ``codec`` (the writer's own
+    matrix, range and 8-bit 4:2:0 format, at an even size), or None where the writer needs RGB."""
+    pix_fmt, _ = output_pix_fmt(codec, info.pix_fmt, info.bits)
+    weights = LUMA_WEIGHTS.get(info.colour.matrix)
+    even = info.width * scale % 2 == 0 and info.height * scale % 2 == 0
+    if pix_fmt not in PLANAR_420 or info.bits > 8 or weights is None or not even:
+        return None
+    return YuvOut(*weights, info.colour.full_range)
 
 
 def even_size(width: int, height: int, pix_fmt: str) -> tuple[int, int]:

@@ -35,7 +35,7 @@ from srnas.supernet.progress import progress_bar
 from .crops import draw_labels
 from .flight import Flight
 from .upscaler import Upscaler
-from .video import DEFAULT_CODEC, Picture, VideoError, VideoInfo, VideoReader, VideoWriter
+from .video import DEFAULT_CODEC, Picture, VideoError, VideoInfo, VideoReader, VideoWriter, planes_for
 
 QUEUE_FRAMES = 4        # frames in flight between two stages; enough to ride out a slow frame
 _END = object()
@@ -58,6 +58,7 @@ class Pipeline:
     decode_thread_type: str = "AUTO"   # FRAME, SLICE or AUTO (both where the codec can)
     encode_threads: int = 0        # the encoder's threads (0: x264's count, 1.5x the cores)
     nice: int = 0                  # lower the decode and encode threads' priority by this much (Linux: per thread)
+    planes: bool = True            # the model gives the encoder YUV 4:2:0 planes where it can (else RGB, swscale)
 
     def describe(self) -> str:
         """E.g. 'jobs 2, streams 2, decoder auto threads (AUTO), encoder auto threads'."""
@@ -65,7 +66,8 @@ class Pipeline:
             return "auto" if t == 0 else str(t)
         return (f"jobs {self.jobs}, streams {self.streams}, decoder {n(self.decode_threads)} threads "
                 f"({self.decode_thread_type}), encoder {n(self.encode_threads)} threads"
-                + (f", decode and encode at nice +{self.nice}" if self.nice else ""))
+                + (f", decode and encode at nice +{self.nice}" if self.nice else "")
+                + ("" if self.planes else ", RGB out (swscale to YUV)"))
 
 
 def lower_priority(nice: int) -> None:
@@ -200,12 +202,15 @@ class _Pipe:
         return _END
 
 
-def open_flight(up: Upscaler, info: VideoInfo, pipe: Pipeline) -> Flight | None:
-    """The model's flight for this video's frames (compiled now: start-up); None for a size no frame can have."""
+def open_flight(up: Upscaler, info: VideoInfo, pipe: Pipeline, codec: str, rgb: bool = False) -> Flight | None:
+    """The model's flight for this video's frames (compiled now: start-up); None for a size no frame can have.
+    Where it can (``flight.planes``), the model answers the YUV planes ``codec`` encodes, unless ``rgb`` or
+    ``pipe.planes`` is off."""
     if min(info.width, info.height) < 1:
         return None
     like = np.zeros((info.height, info.width, 3), np.uint16 if info.bits > 8 else np.uint8)
-    return up.flight(like, pipe.jobs, pipe.streams)
+    yuv = planes_for(info, codec, up.scale) if pipe.planes and not rgb else None
+    return up.flight(like, pipe.jobs, pipe.streams, yuv)
 
 
 def upscale_video(up: Upscaler, src: Path, dst: Path, codec: str | None = None, crf: int | None = None,
@@ -227,7 +232,7 @@ def upscale_video(up: Upscaler, src: Path, dst: Path, codec: str | None = None, 
     info = reader.info
     res.source_fps = info.fps
     try:
-        flight = open_flight(up, info, pipe)
+        flight = open_flight(up, info, pipe, codec, rgb=compare is not None)   # the split screen is made in RGB
     except BaseException:
         reader.close()
         raise
@@ -281,7 +286,9 @@ def upscale_video(up: Upscaler, src: Path, dst: Path, codec: str | None = None, 
                         out["writer"].mux_audio(a)
                     pending_audio.clear()
                 t = time.perf_counter()
-                if isinstance(sr, np.ndarray):
+                if isinstance(sr, tuple):
+                    out["writer"].write_planes(*sr, pic.pts)
+                elif isinstance(sr, np.ndarray):
                     out["writer"].write(sr, pic.pts)
                 else:
                     out["writer"].write_tensor(sr, pic.pts)
@@ -417,7 +424,8 @@ def _finish(out: dict, dst: Path, compare: Path | None, res: VideoResult) -> Non
 def _open_writer(final: Path, info, sr: torch.Tensor | np.ndarray, codec: str, crf: int | None, reader: VideoReader,
                  rotation: int, res: VideoResult, preset: str | None, threads: int = 0) -> VideoWriter:
     """A VideoWriter into ``final``'s partial file, at the model output's size."""
-    height, width = sr.shape[:2] if isinstance(sr, np.ndarray) else sr.shape[-2:]
+    height, width = sr[0].shape if isinstance(sr, tuple) else sr.shape[:2] if isinstance(sr, np.ndarray) \
+        else sr.shape[-2:]
     w = VideoWriter(partial_path(final), info, int(width), int(height), codec, crf, reader.audio, rotation, preset,
                     final=final, threads=threads)
     res.notes += [n for n in w.notes if n not in res.notes]

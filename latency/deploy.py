@@ -69,11 +69,13 @@ def pixel_infer(path: str | Path, backend: str, precision: str, threads: int,
 
 
 def pixel_infer_async(path: str | Path, backend: str, precision: str, threads: int, hw: tuple[int, int],
-                      streams: int = 1) -> Callable[[int], object] | None:
+                      streams: int = 1, yuv=None) -> Callable[[int], object] | None:
     """``pixel_infer`` with frames in flight: a function of ``jobs`` giving a queue (``start(frame, done)``,
-    ``idle()``, ``wait()``; runtimes/openvino_runtime.PixelQueue), or None where the runtime has no such API."""
+    ``idle()``, ``wait()``; runtimes/openvino_runtime.PixelQueue), or None where the runtime has no such API;
+    ``yuv`` (a runtimes.openvino_runtime.YuvOut): the output as YUV 4:2:0 planes (Y, UV), None where the model
+    cannot give them."""
     load = getattr(find(backend), "load_pixels_async", None)   # a runtime opts in by defining it
-    return None if load is None else load(path, precision, threads, hw, streams)
+    return None if load is None else load(path, precision, threads, hw, streams, yuv)
 
 
 def file_infer(path: str | Path, backend: str, precision: str, threads: int,

@@ -474,13 +474,45 @@ def test_frames_in_flight_give_the_frames_of_one_at_a_time(tmp_path):
         outs = {}
         for jobs, streams in ((0, 1), (1, 1), (2, 1), (3, 2)):
             dst = tmp_path / f"out{jobs}.mkv"
-            r = upscale_video(up, src, dst, crf=0, progress=False, pipeline=Pipeline(jobs=jobs, streams=streams))
+            r = upscale_video(up, src, dst, crf=0, progress=False,   # RGB out: the synchronous route's form
+                              pipeline=Pipeline(jobs=jobs, streams=streams, planes=False))
             assert r.frames == 21 and not r.errors and r.model_s > 0
             outs[jobs] = _decode(dst)
     frames0, pts0, audio0 = outs[0]
     for frames, pts, audio in outs.values():
         assert pts == pts0 and audio == audio0 == _decode(src)[2]
         assert all(np.array_equal(a, b) for a, b in zip(frames, frames0))
+
+
+def _planes(path: Path) -> list[np.ndarray]:
+    """Each frame's Y, U and V planes as stored (no conversion)."""
+    with av.open(str(path)) as c:
+        return [[np.frombuffer(p, np.uint8).reshape(p.height, -1)[:, : p.width]
+                 for p in f.planes] for f in c.decode(video=0)]
+
+
+def test_the_models_yuv_planes_write_what_the_rgb_route_writes(tmp_path):
+    """A member's own YUV 4:2:0 output (the default with OpenVINO) writes the frames the RGB route (then swscale)
+    writes, within rounding: Y within one level, chroma close; every frame, time stamps and audio kept."""
+    from srnas.experiments.video import probe
+    from srnas.experiments.video_samples import natural_video
+    from srnas.experiments.video_upscale import Pipeline, open_flight, upscale_video
+    src = natural_video(tmp_path / "clip.mkv", "pan", 48, 32, 0.7, 30, benchmarks=False, preset="ultrafast")
+    with Upscaler(_member(), threads=1) as up:
+        assert open_flight(up, probe(src), Pipeline(), "libx264").planes
+        assert not open_flight(up, probe(src), Pipeline(planes=False), "libx264").planes
+        outs = {}
+        for planes in (True, False):
+            dst = tmp_path / f"out{planes}.mkv"
+            r = upscale_video(up, src, dst, crf=0, progress=False, pipeline=Pipeline(planes=planes))
+            assert r.frames == 21 and not r.errors
+            outs[planes] = dst
+    yuv, rgb = _planes(outs[True]), _planes(outs[False])
+    assert len(yuv) == len(rgb) == 21 and _decode(outs[True])[1:] == _decode(outs[False])[1:] == _decode(src)[1:]
+    for a, b in zip(yuv, rgb):
+        assert a[0].shape == (64, 96) and a[1].shape == (32, 48)
+        assert np.abs(a[0].astype(int) - b[0]).max() <= 1
+        assert all(np.abs(a[i].astype(float) - b[i]).mean() < 1.0 for i in (1, 2))
 
 
 class _FakeQueue:
@@ -587,5 +619,6 @@ def test_bench_video_variants_parse():
     assert vs[0].pipeline.jobs == 0 and vs[1].pipeline.decode_thread_type == "SLICE" and vs[1].threads == 1
     assert vs[1].pipeline.encode_threads == 2 and vs[1].pipeline.nice == 5 and vs[1].preset == "veryfast"
     assert len(bench_video.parse_variants(bench_video.DEFAULT_VARIANTS)) >= 10
+    assert [v.pipeline.planes for v in bench_video.parse_variants("jobs=2;planes=0;planes=1")] == [True, False, True]
     with pytest.raises(SystemExit, match="unknown key 'job'"):
         bench_video.parse_variants("job=2")

@@ -1,8 +1,11 @@
 """OpenVINO's CPU plugin as a runtime: fp32, bf16 (where the CPU has it) or INT8, checked on the compiled model."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
+
+import numpy as np
 
 from ..fingerprint import resolve_threads
 from .base import Compiled, PrecisionFallback
@@ -19,15 +22,20 @@ def openvino_capabilities() -> set[str]:
 
 
 def openvino_compile(path: str | Path, precision: str, threads: int,
-                     shapes: Sequence[Sequence[int]] | None = None, pixels: bool = False, streams: int = 1):
+                     shapes: Sequence[Sequence[int]] | None = None, pixels: bool = False, streams: int = 1,
+                     yuv: YuvOut | None = None):
     """Compile an ONNX / IR file for OpenVINO's CPU plugin in ``precision`` (shapes: fix the input sizes;
-    pixels: 8-bit NHWC RGB in and out, see ``pixel_io``; streams > 1: that many frames run at once, the
-    threads shared among them)."""
+    pixels: 8-bit NHWC RGB in and out, see ``pixel_io``; yuv: with pixels, 8-bit YUV 4:2:0 planes out, see
+    ``yuv420_out``; streams > 1: that many frames run at once, the threads shared among them)."""
     import openvino as ov  # why: optional runtime, and its import is heavy
     core = ov.Core()
     model = core.read_model(str(path))
     if shapes is not None:
         model.reshape({inp.any_name: list(s) for inp, s in zip(model.inputs, shapes)})
+    if yuv is not None:
+        model = yuv420_out(model, yuv)
+        if model is None:
+            raise ValueError(f"{path}: its graph does not end in a depth-to-space: no YUV 4:2:0 output")
     if pixels:
         model = pixel_io(model)
     config = {"INFERENCE_PRECISION_HINT": _OV_HINT[precision], "INFERENCE_NUM_THREADS": resolve_threads(threads),
@@ -43,7 +51,6 @@ def pixel_io(model):
     """``model`` (1x3xHxW float in [0, 1] -> 1x3xsHxsW) taking and giving 8-bit NHWC RGB: the scaling, rounding,
     clipping and transposes run in OpenVINO's graph (fused, on its threads) instead of numpy / torch passes
     over every frame; the u8 output also moves a quarter of the float output's bytes."""
-    import numpy as np
     import openvino as ov  # why: optional runtime, and its import is heavy
     import openvino.opset13 as ops
     from openvino.preprocess import PrePostProcessor
@@ -52,11 +59,90 @@ def pixel_io(model):
     ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC"))
     ppp.input().model().set_layout(ov.Layout("NCHW"))
     ppp.input().preprocess().convert_element_type(ov.Type.f32).scale(255.0)
+    if model.outputs[0].get_element_type() == ov.Type.u8:   # already pixels (yuv420_out's planes)
+        return ppp.build()
     ppp.output().model().set_layout(ov.Layout("NCHW"))
     ppp.output().postprocess().custom(   # round half up, then clip: what Upscaler.to_pixels does
         lambda node: ops.clamp(ops.add(ops.multiply(node, np.float32(255.0)), np.float32(0.5)), 0.0, 255.0).output(0))
     ppp.output().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC"))
     return ppp.build()
+
+
+@dataclass(frozen=True)
+class YuvOut:
+    """The YUV an encoder takes: the matrix's luma weights of red and blue, and full (0-255) or limited range."""
+
+    kr: float
+    kb: float
+    full_range: bool
+
+    def rgb_to_yuv(self) -> tuple[np.ndarray, np.ndarray]:
+        """(3x3 matrix, offsets): [Y, U, V] in 8-bit levels = matrix @ [R, G, B] in [0, 1] + offsets."""
+        kr, kb = self.kr, self.kb
+        kg = 1.0 - kr - kb
+        ys, cs, yo = (255.0, 255.0, 0.0) if self.full_range else (219.0, 224.0, 16.0)
+        m = np.array([[kr, kg, kb],
+                      [-kr / (2 * (1 - kb)), -kg / (2 * (1 - kb)), 0.5],
+                      [0.5, -kg / (2 * (1 - kr)), -kb / (2 * (1 - kr))]])
+        return m * np.array([ys, cs, cs])[:, None], np.array([yo, 128.0, 128.0])
+
+
+def yuv420_out(model, yuv: YuvOut):
+    """``model`` (ending in a depth-to-space of 3 colours, then at most a clamp) giving 8-bit YUV 4:2:0 planes:
+    Y (1x1xHxW) and U, V (1x2x(H/2)x(W/2)); None where the graph ends otherwise.
+
+    The conversion runs before the shuffle, on the low-resolution tensor, as 1x1 convolutions: Y's s^2 phases
+    from the colours of each phase, each chroma sample the mean of its 2x2 high-resolution pixels (at an odd scale
+    over 2x2 low-resolution pixels, which hold a whole number of chroma samples). The encoder then gets the planes
+    it encodes: no RGB -> YUV pass over the large frame is left to swscale (3.9 ms a 720p frame on one core here,
+    plus the RGB frame's copy), and OpenVINO's own high-resolution split / pooling forms cost more than both.
+    """
+    import openvino as ov  # why: optional runtime, and its import is heavy
+    import openvino.opset13 as ops
+
+    node = model.get_results()[0].input_value(0).get_node()
+    while node.get_type_name() in ("Maximum", "Minimum", "Clamp"):   # the model's clamp: redone below
+        node = next(v.get_node() for v in node.input_values() if v.get_node().get_type_name() != "Constant")
+    if node.get_type_name() != "DepthToSpace" or len(model.outputs) != 1:
+        return None
+    attrs = node.get_attributes()
+    s, depth_first = int(attrs["block_size"]), attrs["mode"] == "depth_first"
+    x = node.input_value(0)
+    if x.get_partial_shape()[1].is_dynamic or x.get_partial_shape()[1].get_length() != 3 * s * s:
+        return None
+    g = 1 if s % 2 == 0 else 2   # low-resolution pixels per block side: g * s high-resolution ones, an even count
+    c = s * g // 2               # chroma samples per block side
+    m, off = yuv.rgb_to_yuv()
+
+    def phase(colour: int, i: int, j: int) -> int:   # the channel of colour at phase (i, j) before the shuffle
+        return colour * s * s + i * s + j if depth_first else (i * s + j) * 3 + colour
+
+    wy = np.zeros((s * s, 3 * s * s), np.float32)
+    wc = np.zeros((2 * c * c, 3 * s * s * g * g), np.float32)
+    for i in range(s):
+        for j in range(s):
+            for colour in range(3):
+                wy[i * s + j, phase(colour, i, j)] = m[0, colour]
+                for bi in range(g):
+                    for bj in range(g):
+                        row, col = bi * s + i, bj * s + j   # the pixel's place in its block
+                        for p in range(2):
+                            wc[p * c * c + (row // 2) * c + col // 2,
+                               phase(colour, i, j) * g * g + bi * g + bj] += m[1 + p, colour] / 4
+
+    def conv(t, w, bias):
+        y = ops.convolution(t, w[:, :, None, None], [1, 1], [0, 0], [0, 0], [1, 1])
+        return ops.add(y, np.full((1, w.shape[0], 1, 1), bias, np.float32))
+
+    def pixels(t):   # + 0.5 above: the conversion to u8 truncates, so this rounds half up
+        return ops.convert(ops.clamp(t, 0.0, 255.0), ov.Type.u8)
+
+    x = ops.clamp(x, 0.0, 1.0)   # the clamp commutes with the shuffle
+    y = ops.depth_to_space(conv(x, wy, off[0] + 0.5), "depth_first", s)
+    uv = conv(x if g == 1 else ops.space_to_depth(x, "depth_first", g), wc, 128.5)
+    if c > 1:
+        uv = ops.depth_to_space(uv, "depth_first", c)
+    return ov.Model([ops.result(pixels(y)), ops.result(pixels(uv))], model.get_parameters(), "yuv420")
 
 
 def openvino_conv_precisions(compiled) -> dict[str, int]:
@@ -110,9 +196,14 @@ class OpenVINORuntime(FileRuntime):
         return Compiled(lambda frame: req.infer([frame], share_inputs=True)[0], precision)
 
     def load_pixels_async(self, path: str | Path, precision: str, threads: int, hw: tuple[int, int],
-                          streams: int = 1) -> Callable[[int], "PixelQueue"]:
-        """``load_pixels`` for frames in flight: compiled once, then a PixelQueue of ``jobs`` requests per call."""
-        compiled = openvino_compile(path, precision, threads, [(1, 3, *hw)], pixels=True, streams=streams)
+                          streams: int = 1, yuv: YuvOut | None = None) -> Callable[[int], "PixelQueue"] | None:
+        """``load_pixels`` for frames in flight: compiled once, then a PixelQueue of ``jobs`` requests per call;
+        ``yuv``: YUV 4:2:0 planes out (``yuv420_out``), None where the model cannot give them."""
+        try:
+            compiled = openvino_compile(path, precision, threads, [(1, 3, *hw)], pixels=True, streams=streams,
+                                        yuv=yuv)
+        except ValueError:   # no YUV form of this graph
+            return None
         return lambda jobs: PixelQueue(compiled, jobs)
 
 
@@ -134,8 +225,9 @@ class PixelQueue:
     @staticmethod
     def _finished(request, done: Callable[[object], None]) -> None:
         """The queue's callback, on OpenVINO's thread: hand the frame's output (or what failed) to ``done``."""
-        try:   # the request is reused for the next frame: its output is copied out now
-            out = request.get_output_tensor(0).data[0].copy()
+        try:   # the request is reused for the next frame: its output is copied out now (YUV: Y and UV planes)
+            outs = [t.data[0].copy() for t in request.output_tensors]
+            out = outs[0] if len(outs) == 1 else (outs[0][0], outs[1])   # HxW Y, 2x(H/2)x(W/2) UV
         except BaseException as e:  # noqa: BLE001 - handed to the waiting caller, not lost in OpenVINO's thread
             out = e
         done(out)
