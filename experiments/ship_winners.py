@@ -15,6 +15,9 @@ named by size (SIZES, tightest first), and searched_x<scale>.json beside them re
 (srnas_50ms) gets there. A machine's names come from the members of every class at that scale, timed on it and
 reduced to their Pareto set (experiments/zoo/front.py, `srnas zoo front`): this class's members join that set.
 A rerun resumes the run where it stopped, with the targets it started with (runs/<name>/ship.json).
+``--merge DIR`` adds the winner of a one-target `srnas run -c CONFIG --out DIR --set latency.target=...` of the same
+config (same supernet and LUT, copied into DIR) to the front before it is named: a budget the front run did not
+search, without searching the others again.
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 from srnas.experiments import zoo  # noqa: E402
 from srnas.experiments.zoo.front import LEGACY_FILE  # noqa: E402
 from srnas.latency.fingerprint import cpu_isa, cpu_model  # noqa: E402
+from srnas.search.candidate import Candidate  # noqa: E402
 from srnas.search.pipeline import resolve_executor  # noqa: E402
 from srnas.supernet.config import load_config  # noqa: E402
 from srnas.supernet.writes import atomic_write_text  # noqa: E402
@@ -108,6 +112,16 @@ def val_psnr(model: str, cfg) -> float:
     return evaluate(load_model(model, cfg.data.scale).run, pairs, cfg.data.scale, ssim=False)["psnr"]
 
 
+def merged_winner(run: Path) -> dict:
+    """The winner of a finished one-target `srnas run --out run` as a front.json entry (from its stage3/final.json)."""
+    final = run / "stage3" / "final.json"
+    if not final.is_file():
+        raise SystemExit(f"--merge {run}: no {final}; finish that run first (`srnas run ... --out {run}`)")
+    f = json.loads(final.read_text())
+    return {"target_ms": f["target_ms"], "candidate": Candidate.from_dict(f["candidate"]).key(),
+            "rate": f["candidate"]["rate"], "measured_ms": f["measured_ms"], "model": str(run / f["files"]["model"])}
+
+
 def undominated(entries: list[dict]) -> tuple[list[dict], list[dict]]:
     """(kept, left out): entries (ascending target) kept when their "val_psnr" beats every tighter kept one."""
     kept: list[dict] = []
@@ -131,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--abpn-ms", type=float, default=0.0, help="abpn_int8's latency here (default: timed now, "
                                                                 "or what the run started with)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--merge", action="append", default=[], metavar="RUN_DIR",
+                   help="a one-target `srnas run --out RUN_DIR` of this config whose winner joins the front")
     p.add_argument("--no-copy", action="store_true", help="leave the weights folder alone")
     p.add_argument("--weights-dir", default=None, help="copy the members here (default: experiments/weights/fronts/"
                                                        "<this CPU's class: avx2, vnni or amx>/)")
@@ -148,9 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         abpn = abpn_int8_ms(ex, backend, precision)
     sets = args.set + [f"latency.backend={backend}", f"latency.precision={precision}"]
-    floor = before.get("floor_ms") if before.get("abpn_int8_ms") == abpn else None
-    floor = floor or floor_ms(args.config, sets, ex, abpn)
-    targets = front_targets(abpn, floor)
+    resumed = before.get("abpn_int8_ms") == abpn
+    floor = (before.get("floor_ms") if resumed else None) or floor_ms(args.config, sets, ex, abpn)
+    # a resumed run keeps the targets it searched (FACTORS may have changed since: --merge adds a budget)
+    targets = before["targets"] if resumed and before.get("targets") else front_targets(abpn, floor)
     print(f"abpn_int8 runs in {abpn:.2f} ms in {backend}/{precision}: the front's targets "
           f"{', '.join(f'{t:g} ms' for t in targets)}", flush=True)
     run.mkdir(parents=True, exist_ok=True)
@@ -166,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     entries = json.loads(front.read_text())["targets"]
     for e in entries:
         e["model"] = str(run / e["model"])   # front.json names it relative to the run (older ones: absolute)
+    entries = sorted(entries + [merged_winner(Path(d)) for d in args.merge], key=lambda e: e["target_ms"])
+    for e in entries:
         e["val_psnr"] = round(val_psnr(e["model"], cfg), 4)
     entries, left_out = undominated(entries)
     for e in left_out:

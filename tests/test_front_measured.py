@@ -261,3 +261,39 @@ def test_ship_winners_ships_nothing_when_the_run_fails_beside_an_old_front(tmp_p
     out = tmp_path / "weights"
     assert sw.main(["-c", str(cfg), "--weights-dir", str(out)]) == 2
     assert calls == [["run", "-c", str(cfg)]] and not out.exists()
+
+
+def test_ship_winners_resumes_its_targets_and_merges_a_one_target_run(tmp_path, monkeypatch):
+    """A resumed front keeps the targets it started with (not today's FACTORS), and --merge adds the winner of a
+    one-target run of the same config between them: named by size with the rest, its file shipped."""
+    spec = importlib.util.spec_from_file_location("ship_winners", Path(front.__file__).parents[1] / "ship_winners.py")
+    sw = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sw)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"name: t\nrun_dir: {tmp_path / 'runs'}\nlatency:\n  backend: torch-cpu\n  precision: fp32\n")
+    run, extra = tmp_path / "runs" / "t", tmp_path / "one"
+    (run / "targets").mkdir(parents=True)
+    (extra / "stage3").mkdir(parents=True)
+    (run / "ship.json").write_text(json.dumps({"abpn_int8_ms": 40.0, "floor_ms": 10.0, "targets": [10.0, 40.0]}))
+    entries = [{"target_ms": t, "candidate": f"w8/c{t:g}", "rate": 0.0, "measured_ms": t * 0.9,
+                "model": f"targets/{t:g}.pt"} for t in (10.0, 40.0)]
+    for e in entries:
+        (run / e["model"]).write_text(e["candidate"])
+    (run / "front.json").write_text(json.dumps({"targets": entries}))
+    (extra / "stage3" / "pruned.pt").write_text("the 20 ms winner")
+    (extra / "stage3" / "final.json").write_text(json.dumps({
+        "target_ms": 20.0, "measured_ms": 17.5, "files": {"model": "stage3/pruned.pt"},
+        "candidate": {"path": ["plain"], "schemes": [["none"]], "rate": 0.0, "width": 16}}))
+    calls = []
+    monkeypatch.setattr(sw, "srnas", lambda command, sets: calls.append(sets[-1]) or 0)
+    monkeypatch.setattr(sw, "val_psnr", lambda model, cfg: {"10.pt": 30.0, "pruned.pt": 30.5}.get(Path(model).name, 31))
+    out = tmp_path / "weights"
+    assert sw.main(["-c", str(cfg), "--weights-dir", str(out), "--merge", str(extra)]) == 0
+    assert calls == ["latency.targets=[10ms,40ms]"]
+    ship = json.loads((out / "searched_x2.json").read_text())
+    assert [(n, m["target_ms"]) for n, m in ship["members"].items()] == [("srnas_xs", 10.0), ("srnas_s", 20.0),
+                                                                         ("srnas_m", 40.0)]
+    assert ship["members"]["srnas_s"]["candidate"] == "w16/plain:none"
+    assert (out / "srnas_s_x2.pt").read_text() == "the 20 ms winner"
+    with pytest.raises(SystemExit, match="finish that run first"):
+        sw.main(["-c", str(cfg), "--weights-dir", str(out), "--merge", str(tmp_path / "nothing")])
