@@ -41,10 +41,10 @@ from srnas.latency.fingerprint import cpu_isa, cpu_model, resolve_threads
 from srnas.latency.quiet import busy_message, other_cores_busy
 
 SIZES = {"360p": (640, 360), "540p": (960, 540), "720p": (1280, 720)}
-# each choice against the default (jobs=2): jobs=0 is the pipeline before the async queue
-DEFAULT_VARIANTS = ("jobs=0;jobs=1;jobs=2,streams=1;jobs=2;jobs=3;jobs=2,planes=0;jobs=2,decode=1;jobs=2,decode=2;"
-                    "jobs=2,decode=1,dtype=SLICE;jobs=2,encode=1;jobs=2,encode=2;jobs=2,nice=5;jobs=2,threads=1")
-QUICK_VARIANTS = "jobs=0;jobs=2"
+# each choice against the default (jobs=3): jobs=0 is the pipeline before the async queue
+DEFAULT_VARIANTS = ("jobs=0;jobs=2;jobs=3;jobs=4;jobs=3,streams=1;jobs=3,planes=0;jobs=3,decode=1;jobs=3,encode=1;"
+                    "jobs=3,nice=5;jobs=3,threads=1")
+QUICK_VARIANTS = "jobs=0;jobs=3"
 KEYS = {"jobs": ("jobs", int), "streams": ("streams", int), "decode": ("decode_threads", int),
         "dtype": ("decode_thread_type", str), "encode": ("encode_threads", int), "nice": ("nice", int),
         "planes": ("planes", lambda v: v.lower() not in ("0", "false", "no", "off"))}

@@ -2,7 +2,7 @@
 
 Decode (a thread: demux, FFmpeg's decoder, YUV -> RGB, the frame made model-ready) -> the model (this thread:
 it only hands frames to the model and answers on) -> encode (a thread: RGB -> YUV, the encoder, the muxer). The
-model runs through the Upscaler's ``flight``: with OpenVINO, ``jobs`` frames (default 2) sit in its
+model runs through the Upscaler's ``flight``: with OpenVINO, ``jobs`` frames (default 3) sit in its
 AsyncInferQueue, so the next frame starts inside the runtime the moment one is done, with no Python thread (and no
 GIL, which the decoder and encoder threads also want) in between; torch and ONNX Runtime run one call at a time,
 as before. The runtimes and FFmpeg release the GIL while they work, so the decoder reads ahead and the encoder
@@ -45,14 +45,16 @@ _END = object()
 class Pipeline:
     """Where a video's work runs: each field an option of bench_video.py, measured side by side on natural content.
 
-    The defaults are what ran before the options existed (FFmpeg's and x264's own thread counts), plus two
-    frames in OpenVINO's queue: with one, the model idles from the end of each frame until the Python thread
-    wakes (it competes for the GIL with the decoder and encoder threads) to start the next; and two streams,
-    one thread each: on natural content they beat one stream of two threads on both clips at 360p and 540p
-    (srnas_abpn on a 2-core Xeon with AMX: 50.0 / 49.3 against 46.3 / 46.1 fps at 360p, docs/video.md).
+    The defaults are what ran before the options existed (FFmpeg's and x264's own thread counts), plus frames
+    in OpenVINO's queue: with one, the model idles from the end of each frame until the Python thread wakes (it
+    competes for the GIL with the decoder and encoder threads) to start the next; two streams, one thread each:
+    on natural content they beat one stream of two threads on both clips at 360p and 540p (srnas_abpn on a 2-core
+    Xeon with AMX: 50.0 / 49.3 against 46.3 / 46.1 fps at 360p, docs/video.md); and three frames, so that a
+    frame waits for whichever stream finishes first (with the model's YUV out, 360p srnas_abpn 61.7-66.4 fps
+    against 58.7-61.8 with two; 540p srnas_xs 30.9-32.4 against 29.7-31.2, three rounds each).
     """
 
-    jobs: int = 2                  # frames in the runtime's async queue (OpenVINO); 0: one synchronous call at a time
+    jobs: int = 3                  # frames in the runtime's async queue (OpenVINO); 0: one synchronous call at a time
     streams: int = 2               # OpenVINO streams: frames run at once, the model's threads shared among them
     decode_threads: int = 0        # the decoder's threads (0: FFmpeg's count, cores + 1)
     decode_thread_type: str = "AUTO"   # FRAME, SLICE or AUTO (both where the codec can)
@@ -61,7 +63,7 @@ class Pipeline:
     planes: bool = True            # the model gives the encoder YUV 4:2:0 planes where it can (else RGB, swscale)
 
     def describe(self) -> str:
-        """E.g. 'jobs 2, streams 2, decoder auto threads (AUTO), encoder auto threads'."""
+        """E.g. 'jobs 3, streams 2, decoder auto threads (AUTO), encoder auto threads'."""
         def n(t: int) -> str:
             return "auto" if t == 0 else str(t)
         return (f"jobs {self.jobs}, streams {self.streams}, decoder {n(self.decode_threads)} threads "
