@@ -19,12 +19,15 @@ line is JSON. It warns when other processes keep the cores busy: figures taken t
 
     .venv/bin/python experiments/bench_video.py            # docs/video.md's tables (quiet machine, ~20 min on 2 cores)
     .venv/bin/python experiments/bench_video.py --quick    # smoke run: 360p, two members, 1 s clips, one round
+    .venv/bin/python experiments/bench_video.py --parts    # table 0: decode, model, encode each alone, CPU per frame
 """
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
+import time
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,9 +37,9 @@ import numpy as np
 from srnas.experiments.timing import measure_latency
 from srnas.experiments.auto_pick import front_members
 from srnas.experiments.upscaler import Upscaler
-from srnas.experiments.video import VideoReader, probe
+from srnas.experiments.video import VideoReader, VideoWriter, probe
 from srnas.experiments.video_samples import MOTIONS, natural_video
-from srnas.experiments.video_upscale import Pipeline, VideoResult, upscale_video
+from srnas.experiments.video_upscale import Pipeline, VideoResult, open_flight, upscale_video
 from srnas.latency.fingerprint import cpu_isa, cpu_model, resolve_threads
 from srnas.latency.quiet import busy_message, other_cores_busy
 
@@ -181,6 +184,61 @@ def bench_front(b: Bench, members: list[str], sizes: list[str], rounds: int, rep
     return rows
 
 
+def _cpu_s() -> float:
+    """CPU seconds this process has used (every thread: the runtime's, the codecs')."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def bench_parts(b: Bench, model: str, size: str) -> list[dict]:
+    """Table 0: each stage of the pipeline alone over the pan clip's frames, CPU time (all threads) and wall time
+    per frame: the decoder (to RGB), the model's flight (default pipeline) with YUV planes out and with RGB out,
+    and the encoder (x264 ultrafast) fed each. End to end, the stages share the cores: their sum is its floor."""
+    up, src = b.model(model), b.clip(size, "pan")
+    info, frames, rows = probe(src), [], []
+
+    def timed(stage: str, work) -> None:
+        c, t = _cpu_s(), time.perf_counter()
+        work()
+        c, t = _cpu_s() - c, time.perf_counter() - t
+        rows.append({"size": size, "stage": stage, "core_ms": round(1000 * c / len(frames), 2),
+                     "fps": round(len(frames) / t, 1)})
+
+    def decode() -> None:
+        with VideoReader(src) as r:
+            frames.extend(x.rgb for x in r if hasattr(x, "rgb"))
+    timed("decode (to RGB)", decode)   # per frame: counted once the frames are in
+    for planes in (True, False):
+        flight, outs = open_flight(up, info, Pipeline(planes=planes), "libx264"), []
+        form = "YUV planes" if flight.planes else "RGB"
+
+        def model() -> None:
+            for f in frames:
+                while flight.pending >= max(1, flight.jobs):
+                    outs.append(flight.take())
+                flight.submit(flight.prepare(f))
+            while flight.pending:
+                outs.append(flight.take())
+            flight.close()
+
+        def encode() -> None:
+            h, w = outs[0][0].shape if isinstance(outs[0], tuple) else outs[0].shape[:2]
+            writer = VideoWriter(b.work / f"parts_{size}_{planes}.mp4", info, w, h)
+            for i, o in enumerate(outs):
+                writer.write_planes(*o, i) if isinstance(o, tuple) else writer.write(o, i)
+            writer.close()
+        timed(f"model, {form} out", model)
+        timed(f"encode {form}", encode)
+    return rows
+
+
+def parts_markdown(rows: list[dict]) -> str:
+    """Table 0 as markdown."""
+    lines = ["| input | stage alone | core-ms / frame | fps alone |", "|---|---|---|---|"]
+    lines += [f"| {r['size']} | {r['stage']} | {r['core_ms']} | {r['fps']} |" for r in rows]
+    return "\n".join(lines)
+
+
 def count_frames(path: Path) -> tuple[int, int]:
     """(video frames, audio packets) a file decodes to."""
     frames = audio = 0
@@ -256,6 +314,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=15, help="timed runs of srnas bench's harness")
     ap.add_argument("--rounds", type=int, default=2, help="end-to-end runs of each clip per variant / member")
     ap.add_argument("--no-benchmarks", action="store_true", help="the embedded photos only (not B100's)")
+    ap.add_argument("--parts", action="store_true", help="only table 0: each stage alone (decode, model, encode), "
+                                                         "CPU time per frame, for --model at --choice-sizes")
     ap.add_argument("--quick", action="store_true", help="smoke run: 360p, two members, 1 s clips, one round")
     args = ap.parse_args()
     if args.quick:
@@ -272,6 +332,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="srnas-bench-video-") as work:
         b = Bench(Path(work), args.seconds, args.fps, args.threads, not args.no_benchmarks)
         try:
+            if args.parts:
+                rows = [r for size in args.choice_sizes.split(",") for r in bench_parts(b, args.model, size)]
+                print(f"\n## Each stage alone ({args.model}, natural pan clip, {args.seconds:g} s)\n")
+                print(parts_markdown(rows))
+                print(json.dumps({"cpu": cpu_model(), "isa": cpu_isa(), "threads": threads, "parts": rows}))
+                return
             presets = [p.strip() for p in args.presets.split(",") if p.strip()]
             variants = parse_variants(";".join(f"jobs={Pipeline().jobs},preset={p}" for p in presets)
                                       if presets else args.variants)

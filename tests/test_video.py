@@ -622,3 +622,22 @@ def test_bench_video_variants_parse():
     assert [v.pipeline.planes for v in bench_video.parse_variants("jobs=2;planes=0;planes=1")] == [True, False, True]
     with pytest.raises(SystemExit, match="unknown key 'job'"):
         bench_video.parse_variants("job=2")
+
+
+def test_bench_video_parts_times_each_stage_alone(tmp_path):
+    """bench_video --parts: decode, the model with YUV planes out and with RGB out, and the encoder fed each, CPU
+    time per frame of every one (what end to end shares two cores among)."""
+    sys.path.insert(0, str(ROOT / "experiments"))
+    try:
+        import bench_video
+    finally:
+        sys.path.pop(0)
+    b = bench_video.Bench(tmp_path, 0.2, 30.0, 1, False)
+    try:
+        rows = bench_video.bench_parts(b, _member(), "360p")
+    finally:
+        b.close()
+    assert [r["stage"] for r in rows] == ["decode (to RGB)", "model, YUV planes out", "encode YUV planes",
+                                          "model, RGB out", "encode RGB"]
+    assert all(r["core_ms"] > 0 and r["fps"] > 0 for r in rows)
+    assert "| 360p | model, YUV planes out |" in bench_video.parts_markdown(rows)
