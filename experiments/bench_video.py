@@ -27,8 +27,8 @@ import argparse
 import json
 import resource
 import statistics
-import time
 import tempfile
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
