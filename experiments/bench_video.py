@@ -37,7 +37,7 @@ import numpy as np
 from srnas.experiments.timing import measure_latency
 from srnas.experiments.auto_pick import front_members
 from srnas.experiments.upscaler import Upscaler
-from srnas.experiments.video import VideoReader, VideoWriter, probe
+from srnas.experiments.video import VideoReader, VideoWriter, output_size, probe
 from srnas.experiments.video_samples import MOTIONS, natural_video
 from srnas.experiments.video_upscale import Pipeline, VideoResult, open_flight, upscale_video
 from srnas.latency.fingerprint import cpu_isa, cpu_model, resolve_threads
@@ -222,10 +222,10 @@ def bench_parts(b: Bench, model: str, size: str) -> list[dict]:
             flight.close()
 
         def encode() -> None:
-            h, w = outs[0][0].shape if isinstance(outs[0], tuple) else outs[0].shape[:2]
+            h, w = output_size(outs[0])
             writer = VideoWriter(b.work / f"parts_{size}_{planes}.mp4", info, w, h)
             for i, o in enumerate(outs):
-                writer.write_planes(*o, i) if isinstance(o, tuple) else writer.write(o, i)
+                writer.write_output(o, i)
             writer.close()
         timed(f"model, {form} out", model)
         timed(f"encode {form}", encode)

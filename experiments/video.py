@@ -504,6 +504,15 @@ class VideoWriter:
         self._mux(self.stream.encode(frame))
         self.frames += 1
 
+    def write_output(self, sr: tuple | np.ndarray | torch.Tensor, pts: int | None) -> None:
+        """Encode a model's output in the form it came: YUV planes (Y, UV), an HxWx3 frame, or a 1x3xHxW tensor."""
+        if isinstance(sr, tuple):
+            self.write_planes(*sr, pts)
+        elif isinstance(sr, np.ndarray):
+            self.write(sr, pts)
+        else:
+            self.write_tensor(sr, pts)
+
     def write_tensor(self, x: torch.Tensor, pts: int | None) -> None:
         """Encode the model's 1x3xHxW float RGB output (rounded, clipped to [0, 1]) with time stamp ``pts``.
 
@@ -569,6 +578,12 @@ class VideoWriter:
         except (OSError, av.error.FFmpegError):
             pass
         self.sink.close()
+
+
+def output_size(sr: tuple | np.ndarray | torch.Tensor) -> tuple[int, int]:
+    """(height, width) of a model's output in any form ``VideoWriter.write_output`` takes."""
+    h, w = sr[0].shape if isinstance(sr, tuple) else sr.shape[:2] if isinstance(sr, np.ndarray) else sr.shape[-2:]
+    return int(h), int(w)
 
 
 def planes_for(info: VideoInfo, codec: str, scale: int) -> YuvOut | None:

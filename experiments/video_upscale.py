@@ -1,7 +1,8 @@
 """Upscale one video: decode, model and encode overlap in three threads joined by small bounded queues.
 
 Decode (a thread: demux, FFmpeg's decoder, YUV -> RGB, the frame made model-ready) -> the model (this thread:
-it only hands frames to the model and answers on) -> encode (a thread: RGB -> YUV, the encoder, the muxer). The
+it only hands frames to the model and answers on; with OpenVINO the model gives YUV 4:2:0 planes) -> encode (a
+thread: the planes, or RGB -> YUV, into the encoder, the muxer). The
 model runs through the Upscaler's ``flight``: with OpenVINO, ``jobs`` frames (default 3) sit in its
 AsyncInferQueue, so the next frame starts inside the runtime the moment one is done, with no Python thread (and no
 GIL, which the decoder and encoder threads also want) in between; torch and ONNX Runtime run one call at a time,
@@ -35,7 +36,8 @@ from srnas.supernet.progress import progress_bar
 from .crops import draw_labels
 from .flight import Flight
 from .upscaler import Upscaler
-from .video import DEFAULT_CODEC, Picture, VideoError, VideoInfo, VideoReader, VideoWriter, planes_for
+from .video import (DEFAULT_CODEC, Picture, VideoError, VideoInfo, VideoReader, VideoWriter, output_size,
+                    planes_for)
 
 QUEUE_FRAMES = 4        # frames in flight between two stages; enough to ride out a slow frame
 _END = object()
@@ -288,12 +290,7 @@ def upscale_video(up: Upscaler, src: Path, dst: Path, codec: str | None = None, 
                         out["writer"].mux_audio(a)
                     pending_audio.clear()
                 t = time.perf_counter()
-                if isinstance(sr, tuple):
-                    out["writer"].write_planes(*sr, pic.pts)
-                elif isinstance(sr, np.ndarray):
-                    out["writer"].write(sr, pic.pts)
-                else:
-                    out["writer"].write_tensor(sr, pic.pts)
+                out["writer"].write_output(sr, pic.pts)
                 res.encode_s += time.perf_counter() - t
                 if out["compare"] is not None:
                     lr = up.to_input(item.x) if isinstance(item.x, np.ndarray) else item.x
@@ -426,9 +423,8 @@ def _finish(out: dict, dst: Path, compare: Path | None, res: VideoResult) -> Non
 def _open_writer(final: Path, info, sr: torch.Tensor | np.ndarray, codec: str, crf: int | None, reader: VideoReader,
                  rotation: int, res: VideoResult, preset: str | None, threads: int = 0) -> VideoWriter:
     """A VideoWriter into ``final``'s partial file, at the model output's size."""
-    height, width = sr[0].shape if isinstance(sr, tuple) else sr.shape[:2] if isinstance(sr, np.ndarray) \
-        else sr.shape[-2:]
-    w = VideoWriter(partial_path(final), info, int(width), int(height), codec, crf, reader.audio, rotation, preset,
+    height, width = output_size(sr)
+    w = VideoWriter(partial_path(final), info, width, height, codec, crf, reader.audio, rotation, preset,
                     final=final, threads=threads)
     res.notes += [n for n in w.notes if n not in res.notes]
     return w
