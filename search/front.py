@@ -91,11 +91,11 @@ class FrontLoop(SearchLoop):
         """History key: the architecture and the rate it was evaluated at."""
         return f"{cand.key()}@{cand.rate:g}"
 
-    def _seen(self, cons: Constraints) -> set[str]:
-        """Architectures already evaluated at the rate ``cons`` would give them."""
+    def _seen(self, cons: Constraints, pending: list[Candidate] = ()) -> set[str]:
+        """Architectures already evaluated, or ``pending`` (proposed this iteration for another target), at the
+        rate ``cons`` would give them: a target does not spend its draws on what the next pick drops as a repeat."""
         out = set()
-        for r in self.history.rows:
-            cand = Candidate.from_json(r["candidate"])
+        for cand in [Candidate.from_json(r["candidate"]) for r in self.history.rows] + list(pending):
             got = cons.assign(cand)
             if got is not None and got[0].rate == cand.rate:
                 out.add(cand.key())
@@ -107,7 +107,7 @@ class FrontLoop(SearchLoop):
         props: list[tuple[int, Proposal]] = []
         keys = set(self.history.keys)
         for ti, cons in enumerate(self.fronts):
-            seen = self._seen(cons)
+            seen = self._seen(cons, [p.cand for _, p in props])
             best = sorted((r for r in rows if float(r["lat_pred_ms"]) <= cons.target_ms),
                           key=lambda r: -float(r["psnr"]))
             parents = [Candidate.from_json(r["candidate"]) for r in best[:cfg.top_h]]

@@ -54,6 +54,17 @@ def test_one_history_serves_every_target(tmp_path):
     assert len(again.run().rows) == len(rows)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_targets_of_one_iteration_do_not_draw_the_same_network(tmp_path, seed):
+    """Two loose targets over a space of four dense paths: the second target's draws skip what the first one
+    proposed in the same iteration (a repeat would be dropped, and the iteration evaluate fewer networks)."""
+    space = Space(ModelConfig(n_cells=2, n_feats=8, expansion_a=2, expansion_b=2), ["none"], 2)
+    fronts = [Constraints(space, [0.0], _lat, target_ms=t) for t in (100.0, 200.0)]
+    cfg = SearchConfig(iterations=0, init_candidates=4, top_h=2, pool_c=4, pick_b=2, ensemble=2, seed=seed)
+    rows = FrontLoop(space, fronts, lambda c: {"psnr": 30.0}, cfg, tmp_path, log=lambda s: None).run().rows
+    assert len(rows) == 4 and len({r["key"] for r in rows}) == 4   # every dense path, once
+
+
 def test_targets_config_rules(tmp_path):
     cfg = load_config(tiny_config(tmp_path, latency={"targets": ["25ms", "0.9x"]}), check_data=False)
     assert cfg.latency.targets == ["25ms", "0.9x"] and cfg.latency.target == ""
