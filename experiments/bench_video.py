@@ -213,12 +213,7 @@ def bench_parts(b: Bench, model: str, size: str) -> list[dict]:
         form = "YUV planes" if flight.planes else "RGB"
 
         def model() -> None:
-            for f in frames:
-                while flight.pending >= max(1, flight.jobs):
-                    outs.append(flight.take())
-                flight.submit(flight.prepare(f))
-            while flight.pending:
-                outs.append(flight.take())
+            outs.extend(flight.outputs(frames))
             flight.close()
 
         def encode() -> None:

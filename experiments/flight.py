@@ -6,7 +6,7 @@ import collections
 import functools
 import threading
 import time
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -52,6 +52,15 @@ class Flight:
     def take(self):
         """The model's output for the oldest frame not yet taken (waits for it)."""
         return self._done.popleft()
+
+    def outputs(self, frames: Iterable[np.ndarray]) -> Iterator:
+        """Each frame's output in order, with up to ``jobs`` frames in the model at a time."""
+        for f in frames:
+            if self.pending >= max(1, self.jobs):
+                yield self.take()
+            self.submit(self.prepare(f))
+        while self.pending:
+            yield self.take()
 
     def close(self) -> None:
         """Wait for every frame in flight."""
