@@ -1,4 +1,4 @@
-"""Validity of candidates: latency target by the LUT, optional MAC and parameter budgets, rate choice."""
+"""Validity of candidates: latency target (and floor) by the LUT, optional MAC and parameter budgets, rate choice."""
 from __future__ import annotations
 
 import warnings
@@ -26,9 +26,9 @@ class Constraints:
 
     def __init__(self, space: Space, rates: Sequence[float], latency_fn: LatencyFn | None = None,
                  target_ms: float = 0.0, max_macs: float = 0.0, max_params: float = 0.0,
-                 lr_hw: tuple[int, int] = (360, 640)):
+                 lr_hw: tuple[int, int] = (360, 640), min_ms: float = 0.0):
         self.space, self.rates = space, sorted(float(r) for r in rates) or [0.0]
-        self.latency_fn, self.target_ms = latency_fn, float(target_ms)
+        self.latency_fn, self.target_ms, self.min_ms = latency_fn, float(target_ms), float(min_ms)
         self.max_macs, self.max_params, self.lr_hw = float(max_macs), float(max_params), lr_hw
         self.missing: dict[str, str] = {}  # LUT rows that made candidates unpredictable (reported, not fatal)
 
@@ -52,6 +52,8 @@ class Constraints:
     def ok(self, m: dict) -> bool:
         """Whether measures meet every budget that is set."""
         if self.target_ms > 0 and not m["lat_pred_ms"] <= self.target_ms:
+            return False
+        if self.min_ms > 0 and not m["lat_pred_ms"] >= self.min_ms:
             return False
         if m["lat_pred_ms"] == float("inf"):
             return False

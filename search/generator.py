@@ -43,8 +43,8 @@ def random_valid(space: Space, cons: Constraints, n: int, rng: np.random.Generat
                         f"these budgets")
     if n and not out:
         raise UserError(f"no random candidate met the constraints in {max_tries} tries (latency target "
-                        f"{cons.target_ms} ms, max_macs {cons.max_macs:g}, max_params {cons.max_params:g}); "
-                        f"relax the budgets or add higher rates to latency.rates")
+                        f"{cons.target_ms} ms, floor {cons.min_ms:g} ms, max_macs {cons.max_macs:g}, max_params "
+                        f"{cons.max_params:g}); relax the budgets or add higher rates to latency.rates")
     return out
 
 

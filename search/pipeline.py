@@ -69,7 +69,7 @@ def make_constraints(cfg: Config, space: Space, lat_model) -> Constraints:
     """The validity rules of the config: latency target (LUT), MAC and parameter budgets."""
     fn = (lambda path, plan, width=0: lat_model.predict(path, plan, width)) if lat_model is not None else None
     return Constraints(space, cfg.latency.rates, fn, cfg.latency.target_ms, cfg.search.max_macs,
-                       cfg.search.max_params, lr_hw(cfg))
+                       cfg.search.max_params, lr_hw(cfg), cfg.search.min_ms)
 
 
 def train_sampler(cfg: Config, seed: int, batch: int = 0) -> PatchSampler:

@@ -196,6 +196,8 @@ class SearchConfig:
     ucb_beta: float = 2.0
     eval_steps: int = 50                  # masked fine-tune steps per evaluated candidate
     max_macs: float = 0.0                 # MAC budget at the LR size; 0 = none
+    min_ms: float = 0.0                   # LUT latency floor of candidates (ms); 0 = none: a front's top, where the
+                                          # short evaluations rank smaller, better-trained members first
     max_params: float = 0.0               # parameter budget; 0 = none
     seed: int = 0
     eval_lr: float = 2e-4                 # learning rate of the short masked fine-tune
@@ -406,7 +408,7 @@ def range_problems(cfg: Config) -> list[str]:
     _positive(out, cfg, "train.lr_min train.weight_decay train.threads train.val_paths latency.threads "
                         "latency.warmup latency.calib_samples pruning.reg_lambda pruning.reg_steps "
                         "pruning.finetune_steps search.iterations search.eval_steps search.eval_batch "
-                        "search.val_crop search.max_macs search.max_params search.threads search.ucb_beta "
+                        "search.val_crop search.max_macs search.min_ms search.max_params search.threads search.ucb_beta "
                         "train.qat_steps train.sandwich_random train.max_gmacs", 0.0, strict=False)
     _positive(out, cfg, "pruning.channel_multiple", 1, strict=False)
     if not 0.0 <= cfg.train.distill <= 1.0:
@@ -448,6 +450,13 @@ def range_problems(cfg: Config) -> list[str]:
                    f"give one target, or the list of a front (on the command line `--set latency.target=` clears a "
                    f"config's target)")
     s = cfg.search
+    try:
+        target_ms = cfg.latency.target_ms
+    except ConfigError:   # reported above
+        target_ms = 0.0
+    if 0 < target_ms <= s.min_ms:
+        out.append(f"search.min_ms ({s.min_ms:g}) must be under latency.target ({cfg.latency.target}): candidates "
+                   f"are searched between the two")
     if not 0 < s.pick_b <= s.pool_c:
         out.append(f"search.pick_b ({s.pick_b}) must be in 1..search.pool_c ({s.pool_c})")
     return out

@@ -251,3 +251,21 @@ def test_features_are_costs_that_rank_unseen_placements():
         m = MLPEnsemble(X.shape[1], members=3, hidden=32, seed=0).fit(X[:30], y[:30])
         taus[name] = kendalltau(m.predict(X[30:])[0], y[30:]).statistic
     assert taus["features"] > 0.8 and taus["features"] > taus["encode"], taus
+
+
+def test_a_latency_floor_keeps_only_candidates_between_floor_and_target():
+    sp = space()
+    cons = Constraints(sp, [0.0, 0.25, 0.5, 0.75], fake_latency, target_ms=12.0, min_ms=8.0)
+    got = random_valid(sp, cons, 8, np.random.default_rng(0), set())
+    assert len(got) == 8 and all(8.0 <= p.measures["lat_pred_ms"] <= 12.0 for p in got)
+    # a dense path under the floor is no candidate, and pruning (which only makes it faster) cannot save it
+    small = Candidate(("wdsr_b",) * 3, (("none",) * 2,) * 3)
+    assert fake_latency(small.path, small.plan(sp)) < 8.0 and cons.assign(small) is None
+
+
+def test_a_floor_at_or_over_the_target_is_refused_at_load():
+    from srnas.supernet.config import ConfigError, config_from_dict
+
+    with pytest.raises(ConfigError, match="search.min_ms"):
+        config_from_dict({"latency": {"target": "50ms"}, "search": {"min_ms": 50}})
+    assert config_from_dict({"latency": {"target": "50ms"}, "search": {"min_ms": 40}}).search.min_ms == 40
