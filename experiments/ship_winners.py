@@ -16,8 +16,9 @@ named by size (SIZES, tightest first), and searched_x<scale>.json beside them re
 reduced to their Pareto set (experiments/zoo/front.py, `srnas zoo front`): this class's members join that set.
 A rerun resumes the run where it stopped, with the targets it started with (runs/<name>/ship.json).
 ``--merge DIR`` adds the winner of a one-target `srnas run -c CONFIG --out DIR --set latency.target=...` of the same
-config (same supernet and LUT, copied into DIR) to the front before it is named: a budget the front run did not
-search, without searching the others again.
+config (the same LUT, copied into DIR, and the same supernet or one trained with a wider train.max_gmacs for the
+front's top, searched with search.min_ms) to the front before it is named: a budget the front run did not search,
+without searching the others again.
 """
 from __future__ import annotations
 

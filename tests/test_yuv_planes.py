@@ -1,5 +1,5 @@
-"""The model's own YUV 4:2:0 output (issue 34): OpenVINO gives the encoder its planes, converted before the
-pixel shuffle, so no RGB -> YUV pass over the upscaled frame is left to swscale."""
+"""The model's own 8-bit output in OpenVINO: YUV 4:2:0 planes (issue 34), converted before the pixel shuffle so
+no RGB -> YUV pass over the upscaled frame is left to swscale, and RGB pixels, also made before the shuffle."""
 from __future__ import annotations
 
 import numpy as np
@@ -83,3 +83,23 @@ def test_a_model_without_a_final_shuffle_keeps_rgb(tmp_path):
     assert OpenVINORuntime().load_pixels_async(path, "fp32", 1, (12, 16), 1) is not None
     with pytest.raises(ValueError, match="depth-to-space"):
         openvino_compile(path, "fp32", 1, [(1, 3, 12, 16)], pixels=True, yuv=yuv)
+
+
+@pytest.mark.parametrize("model", [_Shuffle(3), _Deconv(2)], ids=["shuffle", "deconv"])
+def test_rgb_pixels_are_the_models_output_rounded_and_made_before_a_final_shuffle(tmp_path, model):
+    """8-bit RGB out is the float output rounded half up and clipped; where the graph ends in a depth-to-space,
+    the shuffle moves the 8-bit values (a quarter of the bytes), not floats."""
+    import openvino as ov
+    from srnas.latency.runtimes.openvino_runtime import pixel_io
+
+    path = _onnx(model, tmp_path / "m.onnx")
+    frame = np.random.default_rng(1).integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    compiled = openvino_compile(path, "fp32", 1, [(1, 3, 12, 16)], pixels=True)
+    got = next(iter(compiled.create_infer_request().infer([frame[None]]).values()))[0]
+    with torch.no_grad():
+        rgb = model(torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255)[0].permute(1, 2, 0).numpy()
+    assert got.dtype == np.uint8 and got.shape == rgb.shape
+    assert np.abs(got.astype(float) - np.floor(rgb.astype(np.float64) * 255 + 0.5)).max() <= 1
+    shuffles = [n for n in pixel_io(ov.Core().read_model(str(path))).get_ordered_ops()
+                if n.get_type_name() == "DepthToSpace"]
+    assert [n.get_output_element_type(0) for n in shuffles] == ([ov.Type.u8] if isinstance(model, _Shuffle) else [])
