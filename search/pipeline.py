@@ -66,7 +66,7 @@ def lut_stage(cfg: Config, run: RunDir, dist_info: DistInfo, build: bool = True)
 
 
 def make_constraints(cfg: Config, space: Space, lat_model) -> Constraints:
-    """The validity rules of the config: latency target (LUT), MAC and parameter budgets."""
+    """The validity rules of the config: latency target and floor (LUT), MAC and parameter budgets."""
     fn = (lambda path, plan, width=0: lat_model.predict(path, plan, width)) if lat_model is not None else None
     return Constraints(space, cfg.latency.rates, fn, cfg.latency.target_ms, cfg.search.max_macs,
                        cfg.search.max_params, lr_hw(cfg), cfg.search.min_ms)

@@ -408,8 +408,8 @@ def range_problems(cfg: Config) -> list[str]:
     _positive(out, cfg, "train.lr_min train.weight_decay train.threads train.val_paths latency.threads "
                         "latency.warmup latency.calib_samples pruning.reg_lambda pruning.reg_steps "
                         "pruning.finetune_steps search.iterations search.eval_steps search.eval_batch "
-                        "search.val_crop search.max_macs search.min_ms search.max_params search.threads search.ucb_beta "
-                        "train.qat_steps train.sandwich_random train.max_gmacs", 0.0, strict=False)
+                        "search.val_crop search.max_macs search.min_ms search.max_params search.threads "
+                        "search.ucb_beta train.qat_steps train.sandwich_random train.max_gmacs", 0.0, strict=False)
     _positive(out, cfg, "pruning.channel_multiple", 1, strict=False)
     if not 0.0 <= cfg.train.distill <= 1.0:
         out.append(f"train.distill: {cfg.train.distill:g} must be in [0, 1] (1: the smaller paths learn the largest "
