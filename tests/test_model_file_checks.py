@@ -17,7 +17,7 @@ from srnas.experiments.sweep_bad_input import external_data_at
 from srnas.pruning.model_file import PrunedModel
 from srnas.supernet.errors import UserError
 
-from test_safe_model_files import SHIPPED, run_cli
+from test_safe_model_files import run_cli
 
 PRUNED_FIX = "write it anew"
 EXPORT_FIX = "srnas export"
@@ -56,7 +56,7 @@ def cli_refuses(path: Path, tmp_path: Path, capsys, *needles: str) -> None:
 def shipped_blob() -> dict:
     """A shipped searched model's dict with pruning masks (which member srnas_abpn names depends on the CPU, and
     an unpruned one has none to edit)."""
-    for path in sorted(SHIPPED.parents[1].glob("*/srnas_*_x2.pt")):
+    for path in sorted((zoo.WEIGHTS_DIR / zoo.FRONTS).glob("*/srnas_*_x2.pt")):
         blob = torch.load(path, map_location="cpu", weights_only=True)
         if blob.get("masks", {}).get("weight"):
             return blob
