@@ -10,7 +10,7 @@ and 50 ms; targets within 10 % of another are searched once (the fixed 50 ms kee
 that scores no higher on the validation images (data.val, not a benchmark set) than a tighter target's is left out:
 that budget's best network is the tighter one. Each kept winner (stage 3, QAT where INT8, export) is copied to
 experiments/weights/fronts/<this CPU's class>/<name>_x<scale>.pt (experiments.zoo.cpu_class: avx2, vnni or amx),
-named by size (SIZES, tightest first), and searched_x<scale>.json beside them records what each was searched for
+named by size (srnas_xs, srnas_s, ... srnas_xxl, srnas_xxxl, tightest first), and searched_x<scale>.json beside them records what each was searched for
 (with its val_psnr), on which CPU, with aliases naming the members a budget of 1x ABPN-INT8 (srnas_abpn) and of 50 ms
 (srnas_50ms) gets there. A machine's names come from the members of every class at that scale, timed on it and
 reduced to their Pareto set (experiments/zoo/front.py, `srnas zoo front`): this class's members join that set.
@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 from srnas.experiments import zoo  # noqa: E402
-from srnas.experiments.zoo.front import LEGACY_FILE  # noqa: E402
+from srnas.experiments.zoo.front import LEGACY_FILE, size_names  # noqa: E402
 from srnas.latency.fingerprint import cpu_isa, cpu_model  # noqa: E402
 from srnas.search.candidate import Candidate  # noqa: E402
 from srnas.search.pipeline import resolve_executor  # noqa: E402
@@ -53,7 +53,6 @@ FACTORS = (1.0, 1.2, 1.5, 2.0, 3.0)   # x abpn_int8's latency, timed as bench ti
 FIXED_MS = (50.0,)                  # srnas_50ms's budget, on whichever CPU ships
 MERGE = 1.1                         # budgets closer than this are searched once
 MISSED = 3                          # `srnas run`'s exit when a finished winner misses its target by measurement
-SIZES = ("srnas_xs", "srnas_s", "srnas_m", "srnas_l", "srnas_xl", "srnas_xxl")
 
 
 def abpn_int8_ms(cfg, backend: str, precision: str) -> float:
@@ -192,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"left out: {e['candidate']} searched at {e['target_ms']:g} ms scores {e['val_psnr']:.3f} dB on "
               f"{cfg.data.val}, no more than a tighter target's winner")
     members = {}
-    for name, e in zip(SIZES, entries):
+    for name, e in zip(size_names(len(entries)), entries):   # every kept winner gets a name
         members[name] = {"target_ms": e["target_ms"], "x_abpn_int8": round(e["target_ms"] / abpn, 3),
                          "measured_ms": e["measured_ms"], "candidate": e["candidate"], "rate": e["rate"],
                          "val_psnr": e["val_psnr"], "model": e["model"]}

@@ -284,7 +284,8 @@ def test_ship_winners_ships_nothing_when_the_run_fails_beside_an_old_front(tmp_p
 
 def test_ship_winners_resumes_its_targets_and_merges_a_one_target_run(tmp_path, monkeypatch):
     """A resumed front keeps the targets it started with (not today's FACTORS), and --merge adds the winner of a
-    one-target run of the same config between them: named by size with the rest, its file shipped."""
+    one-target run of the same config between them: named by size with the rest (past srnas_xxl too), its file
+    shipped."""
     spec = importlib.util.spec_from_file_location("ship_winners", Path(front.__file__).parents[1] / "ship_winners.py")
     sw = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(sw)
@@ -293,9 +294,10 @@ def test_ship_winners_resumes_its_targets_and_merges_a_one_target_run(tmp_path, 
     run, extra = tmp_path / "runs" / "t", tmp_path / "one"
     (run / "targets").mkdir(parents=True)
     (extra / "stage3").mkdir(parents=True)
-    (run / "ship.json").write_text(json.dumps({"abpn_int8_ms": 40.0, "floor_ms": 10.0, "targets": [10.0, 40.0]}))
+    targets = [10.0, 40.0, 50.0, 60.0, 80.0, 120.0]
+    (run / "ship.json").write_text(json.dumps({"abpn_int8_ms": 40.0, "floor_ms": 10.0, "targets": targets}))
     entries = [{"target_ms": t, "candidate": f"w8/c{t:g}", "rate": 0.0, "measured_ms": t * 0.9,
-                "model": f"targets/{t:g}.pt"} for t in (10.0, 40.0)]
+                "model": f"targets/{t:g}.pt"} for t in targets]
     for e in entries:
         (run / e["model"]).write_text(e["candidate"])
     (run / "front.json").write_text(json.dumps({"targets": entries}))
@@ -305,13 +307,15 @@ def test_ship_winners_resumes_its_targets_and_merges_a_one_target_run(tmp_path, 
         "candidate": {"path": ["plain"], "schemes": [["none"]], "rate": 0.0, "width": 16}}))
     calls = []
     monkeypatch.setattr(sw, "srnas", lambda command, sets: calls.append(sets[-1]) or 0)
-    monkeypatch.setattr(sw, "val_psnr", lambda model, cfg: {"10.pt": 30.0, "pruned.pt": 30.5}.get(Path(model).name, 31))
+    monkeypatch.setattr(sw, "val_psnr", lambda model, cfg: 30.15 if Path(model).name == "pruned.pt" else
+                        30 + float(Path(model).stem) / 100)
     out = tmp_path / "weights"
     assert sw.main(["-c", str(cfg), "--weights-dir", str(out), "--merge", str(extra)]) == 0
-    assert calls == ["latency.targets=[10ms,40ms]"]
+    assert calls == ["latency.targets=[10ms,40ms,50ms,60ms,80ms,120ms]"]
     ship = json.loads((out / "searched_x2.json").read_text())
-    assert [(n, m["target_ms"]) for n, m in ship["members"].items()] == [("srnas_xs", 10.0), ("srnas_s", 20.0),
-                                                                         ("srnas_m", 40.0)]
+    assert [(n, m["target_ms"]) for n, m in ship["members"].items()] == [
+        ("srnas_xs", 10.0), ("srnas_s", 20.0), ("srnas_m", 40.0), ("srnas_l", 50.0), ("srnas_xl", 60.0),
+        ("srnas_xxl", 80.0), ("srnas_xxxl", 120.0)]
     assert ship["members"]["srnas_s"]["candidate"] == "w16/plain:none"
     assert (out / "srnas_s_x2.pt").read_text() == "the 20 ms winner"
     with pytest.raises(SystemExit, match="finish that run first"):
