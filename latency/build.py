@@ -82,6 +82,7 @@ def build_lut(cfg: Config, backend: str | None = None, out: str | Path | None = 
         lut.rewrite()
     warn_if_busy("LUT build (before the build)")
     scale = cfg.data.scale
+    anchor = anchor_key(cfg, lut)
     keys = lut_keys(cfg, schemes)
     todo = [k for k in keys if k not in lut]
     bar = progress_bar(total=len(keys), initial=len(keys) - len(todo), desc=f"LUT {backend}", unit="op",
@@ -104,7 +105,7 @@ def build_lut(cfg: Config, backend: str | None = None, out: str | Path | None = 
             chains.append(chain)
         runners += chain_runners
         if anchor_runner is None:
-            anchor_runner = make_anchor_runner(cfg, backend)
+            anchor_runner = make_anchor_runner(cfg, backend, anchor)
         reference = min([t.anchor_ms for t in lut.rows.values() if t.anchor_ms > 0], default=None)
         timings = time_steady(runners, anchor_runner, reference, warmup=lat.warmup, repeats=lat.repeats,
                               threads=lat.threads, seed=start)
@@ -131,8 +132,7 @@ def build_lut(cfg: Config, backend: str | None = None, out: str | Path | None = 
     lut = LUT.load(path, expected=fp)
     drift = load_drift(lut)
     if drift > DRIFT_WARN:  # (sub-millisecond anchors, tiny test inputs, are timer noise: not judged)
-        n = anchor_width(cfg)
-        warnings.warn(f"the anchor op ({n}->{n} 3x3 conv) ran {drift:.2f}x slower in the "
+        warnings.warn(f"the anchor op ({anchor.cin}->{anchor.cout} 3x3 conv) ran {drift:.2f}x slower in the "
                       f"slowest build round than in the fastest: the machine's load changed during the build, "
                       f"so rows from different rounds disagree; rebuild {path} on a quiet machine", stacklevel=2)
     return lut
@@ -177,29 +177,30 @@ def load_drift(lut: LUT) -> float:
     return max(anchors) / min(anchors) if anchors and min(anchors) >= 1.0 else 1.0
 
 
-def anchor_width(cfg: Config) -> int:
-    """The anchor op's width: the model's (the largest of an elastic space)."""
-    return max(widths(cfg.model))
-
-
-def anchor_key(cfg: Config) -> OpKey:
-    """The op timed in every chunk to track load drift: a dense n_feats -> n_feats 3x3 conv."""
-    n = anchor_width(cfg)
+def anchor_key(cfg: Config, lut: LUT | None = None) -> OpKey:
+    """The op timed in every chunk to track load drift: a dense n -> n 3x3 conv at the input size, n the model's
+    width (the largest of an elastic space). A LUT being extended keeps the anchor it was started with (its first
+    row): a space widened from 48 to 64 features would otherwise compare a 64-wide anchor with the file's 48-wide
+    ones, call the machine 2.3x slower, warn and time every chunk again."""
+    first = next(iter(lut.rows), None) if lut is not None else None
+    if first is not None and (first.op, first.k, first.h, first.w) == ("conv", 3, cfg.latency.lr_height,
+                                                                     cfg.latency.lr_width) \
+            and first.cin == first.cout and first.scheme == "none":
+        return first
+    n = max(widths(cfg.model))
     return OpKey("conv", n, n, 3, cfg.latency.lr_height, cfg.latency.lr_width)
 
 
-def anchor_module(cfg: Config) -> torch.nn.Module:
-    """The anchor op (anchor_key): an n_feats -> n_feats 3x3 conv, fixed seed."""
-    n = anchor_width(cfg)
+def anchor_module(key: OpKey) -> torch.nn.Module:
+    """The anchor op (anchor_key): its n -> n 3x3 conv, fixed seed."""
     torch.manual_seed(0)
-    return torch.nn.Conv2d(n, n, 3, padding=1).eval()
+    return torch.nn.Conv2d(key.cin, key.cout, 3, padding=1).eval()
 
 
-def make_anchor_runner(cfg: Config, backend: str):
-    """A runner of the anchor op (its own input)."""
-    n = anchor_width(cfg)
-    return make_runner(anchor_module(cfg), [torch.rand(1, n, cfg.latency.lr_height, cfg.latency.lr_width)],
-                       backend, cfg.latency.threads, cfg.latency.precision)
+def make_anchor_runner(cfg: Config, backend: str, key: OpKey):
+    """A runner of the anchor op ``key`` (its own input)."""
+    return make_runner(anchor_module(key), [torch.rand(1, key.cin, key.h, key.w)], backend, cfg.latency.threads,
+                       cfg.latency.precision)
 
 
 def op_shapes(key: OpKey, cfg: Config) -> list[tuple[int, ...]]:

@@ -165,7 +165,7 @@ def write_probes(cfg: Config, out_dir: str | Path, candidate_fn: CandidateFn | N
         bar.update(1)
     anchor = anchor_key(cfg)
     a_shape = (1, anchor.cin, anchor.h, anchor.w)
-    a_path = write_probe(anchor_module(cfg), [a_shape], out / "anchor.onnx", backend, precision)
+    a_path = write_probe(anchor_module(anchor), [a_shape], out / "anchor.onnx", backend, precision)
     bar.update(1)
     bar.close()
     nets = write_whole_nets(cfg, out, candidate_fn, progress) if candidate_fn and lat.calib_samples > 0 else None

@@ -131,6 +131,38 @@ def test_load_drift_during_a_build_is_flagged(tmp_path, monkeypatch):
     assert sorted({r.latency_ms for r in lut.rows.values()}) == [1.0, 2.0]
 
 
+def test_a_lut_extended_to_a_wider_space_keeps_its_anchor_op(tmp_path, monkeypatch):
+    """Widening an elastic space (n_feats 8 -> 16) resumes its LUT with the file's 8-wide anchor: the new rows'
+    rounds compare like with like, so a steady machine is not called 2x slower (nor every chunk timed again)."""
+    import warnings
+
+    import srnas.latency.build as build
+    from srnas.latency.timing import Timing
+    anchors = []
+
+    def runner(cfg, backend, key=None):  # an anchor whose time is its width in ms: a wider anchor is a slower op
+        key = key or build.anchor_key(cfg)
+        anchors.append(key.cin)
+        return key
+
+    def fake(runners, anchor, reference, **kw):
+        return [Timing(1.0, 0.0, 3, [1.0] * 3) for _ in runners] + [Timing(float(anchor.cin), 0.0, 3, [1.0] * 3)]
+    monkeypatch.setattr(build, "make_anchor_runner", runner)
+    monkeypatch.setattr(build, "time_steady", fake)
+    monkeypatch.setattr(build, "busy_message", lambda: "")   # other work on this machine is not what is tested
+    narrow = _cfg(tmp_path, rates=[0.0])
+    wide = load_config(tiny_config(tmp_path / "wide", model={"elastic": True, "n_cells": [1, 2], "n_feats": [8, 16]},
+                                   latency=dict(narrow.latency.__dict__, lr_height=HW[0], lr_width=HW[1], rates=[0.0])))
+    out = tmp_path / "lut.csv"
+    build_lut(narrow, out=out, chunk=4, progress=False)
+    n = len(LUT.load(out))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        lut = build_lut(wide, out=out, chunk=4, progress=False)
+    assert len(lut) > n and set(anchors) == {8} and build.load_drift(lut) == 1.0
+    assert build.anchor_key(wide) == OpKey("conv", 16, 16, 3, *HW)   # a new LUT of the wide space: its own width
+
+
 def test_model_on_another_size_names_the_missing_row(tmp_path):
     cfg = _cfg(tmp_path)
     lut = _synthetic(tmp_path, cfg).lut
