@@ -167,6 +167,9 @@ class LUT:
         which only warns: a search priced by it describes that device, not this one.
         """
         path = Path(path)
+        if path.is_dir():
+            raise UserError(f"{path} is a folder: a LUT is a file (a run's is <run>/latency/lut-<backend>.csv); "
+                            f"name the file")
         if not path.is_file():
             raise UserError(f"no latency LUT at {path}: run `srnas latency build -c CONFIG` "
                             f"(or `srnas latency import`) first")

@@ -129,6 +129,8 @@ def test_bad_csv_is_a_user_error(tmp_path):
         import_csv(p, tmp_path / "x.csv", cfg, backend="torch-cpu", fields={"cpu_model": "phone"})
     with pytest.raises(UserError, match="no latency LUT"):
         LUT.load(tmp_path / "nothing.csv")
+    with pytest.raises(UserError, match="is a folder: a LUT is a file"):   # `latency build --out RUN_DIR`
+        LUT.load(tmp_path)
 
 
 def test_import_keeps_the_external_device(tmp_path):
