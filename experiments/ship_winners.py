@@ -10,11 +10,12 @@ and 50 ms; targets within 10 % of another are searched once (the fixed 50 ms kee
 that scores no higher on the validation images (data.val, not a benchmark set) than a tighter target's is left out:
 that budget's best network is the tighter one. Each kept winner (stage 3, QAT where INT8, export) is copied to
 experiments/weights/fronts/<this CPU's class>/<name>_x<scale>.pt (experiments.zoo.cpu_class: avx2, vnni or amx),
-named by size (srnas_xs, srnas_s, ... srnas_xxl, srnas_xxxl, tightest first), and searched_x<scale>.json beside them records what each was searched for
-(with its val_psnr), on which CPU, with aliases naming the members a budget of 1x ABPN-INT8 (srnas_abpn) and of 50 ms
-(srnas_50ms) gets there. A machine's names come from the members of every class at that scale, timed on it and
-reduced to their Pareto set (experiments/zoo/front.py, `srnas zoo front`): this class's members join that set.
-A rerun resumes the run where it stopped, with the targets it started with (runs/<name>/ship.json).
+named by size (srnas_xs, srnas_s, ... srnas_xxl, srnas_xxxl, tightest first), and searched_x<scale>.json beside
+them records what each was searched for (with its val_psnr), on which CPU, with aliases naming the members a
+budget of 1x ABPN-INT8 (srnas_abpn) and of 50 ms (srnas_50ms) gets there. A machine's names come from the
+members of every class at that scale, timed on it and reduced to their Pareto set (experiments/zoo/front.py,
+`srnas zoo front`): this class's members join that set. A rerun resumes the run where it stopped, with the
+targets it started with (runs/<name>/ship.json).
 ``--merge DIR`` adds the winner of a one-target `srnas run -c CONFIG --out DIR --set latency.target=...` of the same
 config (the same LUT, copied into DIR, and the same supernet or one trained with a wider train.max_gmacs for the
 front's top, searched with search.min_ms) to the front before it is named: a budget the front run did not search,

@@ -183,12 +183,12 @@ def anchor_key(cfg: Config, lut: LUT | None = None) -> OpKey:
     row): a space widened from 48 to 64 features would otherwise compare a 64-wide anchor with the file's 48-wide
     ones, call the machine 2.3x slower, warn and time every chunk again."""
     first = next(iter(lut.rows), None) if lut is not None else None
-    if first is not None and (first.op, first.k, first.h, first.w) == ("conv", 3, cfg.latency.lr_height,
-                                                                     cfg.latency.lr_width) \
-            and first.cin == first.cout and first.scheme == "none":
+    lr = (cfg.latency.lr_height, cfg.latency.lr_width)
+    if first is not None and (first.op, first.k, first.scheme, (first.h, first.w)) == ("conv", 3, "none", lr) \
+            and first.cin == first.cout:
         return first
     n = max(widths(cfg.model))
-    return OpKey("conv", n, n, 3, cfg.latency.lr_height, cfg.latency.lr_width)
+    return OpKey("conv", n, n, 3, *lr)
 
 
 def anchor_module(key: OpKey) -> torch.nn.Module:
