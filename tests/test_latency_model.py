@@ -33,9 +33,9 @@ def synthetic_ms(k: OpKey) -> float:
     return 0.5 + k.cin / 10.0
 
 
-def _cfg(tmp_path, **lat):
-    return load_config(tiny_config(tmp_path, latency={"lr_height": HW[0], "lr_width": HW[1], "warmup": 0,
-                                                      "repeats": 2, "threads": 1, "calib_samples": 0, **lat}))
+def _cfg(tmp_path, model: dict | None = None, **lat):
+    return load_config(tiny_config(tmp_path, model=model or {}, latency={
+        "lr_height": HW[0], "lr_width": HW[1], "warmup": 0, "repeats": 2, "threads": 1, "calib_samples": 0, **lat}))
 
 
 def _synthetic(tmp_path, cfg):
@@ -151,8 +151,7 @@ def test_a_lut_extended_to_a_wider_space_keeps_its_anchor_op(tmp_path, monkeypat
     monkeypatch.setattr(build, "time_steady", fake)
     monkeypatch.setattr(build, "busy_message", lambda: "")   # other work on this machine is not what is tested
     narrow = _cfg(tmp_path, rates=[0.0])
-    wide = load_config(tiny_config(tmp_path / "wide", model={"elastic": True, "n_cells": [1, 2], "n_feats": [8, 16]},
-                                   latency=dict(narrow.latency.__dict__, lr_height=HW[0], lr_width=HW[1], rates=[0.0])))
+    wide = _cfg(tmp_path / "wide", model={"elastic": True, "n_cells": [1, 2], "n_feats": [8, 16]}, rates=[0.0])
     out = tmp_path / "lut.csv"
     build_lut(narrow, out=out, chunk=4, progress=False)
     n = len(LUT.load(out))
