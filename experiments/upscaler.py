@@ -1,6 +1,6 @@
 """A small API for apps: a searched or zoo model as a function of numpy frames, in the executor it runs best in.
 
-    from srnas.experiments.upscaler import Upscaler
+    from srnas import Upscaler
     with Upscaler("srnas_abpn") as up:        # executor: the one recorded in the model file (OpenVINO INT8)
         hr = up(frame)                        # HxWx3 uint8 (or uint16) RGB -> (2H)x(2W)x3, same dtype
 
@@ -79,6 +79,10 @@ class Upscaler:
     def executor(self) -> str:
         """'backend/precision', as tables name an executor."""
         return executor_name(self.backend, self.precision)
+
+    def __repr__(self) -> str:
+        shut = ", closed" if self._closed else ""
+        return f"Upscaler({self.name!r}, scale={self.scale}, executor={self.executor!r}{shut})"
 
     def __enter__(self) -> "Upscaler":
         return self

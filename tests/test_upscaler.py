@@ -37,6 +37,13 @@ def test_sixteen_bit_frames_stay_sixteen_bit():
     assert hr.dtype == np.uint16 and (hr % 257 != 0).mean() > 0.9
 
 
+def test_repr_says_the_model_its_scale_and_executor():
+    up = Upscaler("abpn", "torch-cpu", threads=1)
+    assert repr(up) == "Upscaler('abpn', scale=2, executor='torch-cpu/fp32')"
+    up.close()
+    assert repr(up).endswith(", closed)")
+
+
 def test_wrong_frame_shape_is_a_user_error():
     with Upscaler("bicubic", threads=1) as up:
         with pytest.raises(UserError, match="HxWx3"):
