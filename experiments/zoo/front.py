@@ -4,8 +4,10 @@ Members are models; a front belongs to a device. ``fronts/<class>/`` of a weight
 CPU of that class shipped (``searched_x<scale>.json`` and ``<member>_x<scale>.pt``, experiments/ship_winners.py), and
 the names a machine gets at a scale (srnas_xs, srnas_s, ... by rising latency; the aliases srnas_abpn, srnas_50ms)
 come from the members of every class: each is timed here in its own executor (the one its file records, at its
-file's input size), once, cached under $SRNAS_CACHE (default ~/.cache/srnas) by this machine's fingerprint with each
-member file's content hash, so a search on a new CPU only adds members and a new or changed file is timed alone.
+file's input size), side by side in one run, cached under $SRNAS_CACHE (default ~/.cache/srnas) by this machine's
+fingerprint with each member file's content hash, so a search on a new CPU only adds members. A new or changed file
+has every member timed again beside it: times taken hours apart do not compare (on a 2-core VM the same model took
+28.1 ms in one bench and 37.3 in another that day, and a new x3 member timed alone then fell off the front it sits on).
 
 Timing runs in a child process (``python -m srnas.experiments.zoo.measure``): it deploys and times as `srnas bench`
 does, whose module imports the zoo, and it leaves the caller's torch and runtime state alone.
@@ -332,11 +334,12 @@ def record(jobs: list[Job], got: dict[str, float], data: dict, abpn_sha: str | N
 
 def measure(members: dict[str, Member], scale: int, abpn: Path | None, cache: Path, fp: dict[str, str],
             retime: bool, say: Say) -> dict[str, float]:
-    """Set each member's ms here, timing only what the cache lacks; returns abpn_int8's ms per executor label."""
+    """Set each member's ms here, timing every member and abpn_int8 side by side where the cache lacks one of
+    them (or ``retime``); returns abpn_int8's ms per executor label."""
     data = {"members": {}, "abpn_int8": {}} if retime else load_cache(cache, fp, scale)
     abpn_sha = file_hash(abpn) if abpn else None
-    jobs = pending_jobs(members, data, abpn, abpn_sha)
-    if jobs:
+    if pending_jobs(members, data, abpn, abpn_sha):
+        jobs = pending_jobs(members, {"members": {}, "abpn_int8": {}}, abpn, abpn_sha)
         say(f"timing the shipped x{scale} searched models once on this CPU, each in its own executor "
             f"({len(jobs)} to time; cached in {cache})")
         got, errors = time_models(jobs, scale)
