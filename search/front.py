@@ -28,7 +28,7 @@ from srnas.supernet.writes import atomic_write_text, save_figure
 
 from .candidate import Candidate, Space, save_candidate
 from .constraints import Constraints
-from .generator import Proposal, evolve, random_valid
+from .generator import Proposal, evolve, initial_pool, random_valid
 from .history import History, atomic_write_json
 from .loop import SearchLoop, _iter_rng, fit_predictor
 from .predictor import acquisition, select_top
@@ -111,9 +111,11 @@ class FrontLoop(SearchLoop):
             best = sorted((r for r in rows if float(r["lat_pred_ms"]) <= cons.target_ms),
                           key=lambda r: -float(r["psnr"]))
             parents = [Candidate.from_json(r["candidate"]) for r in best[:cfg.top_h]]
-            if it == 0 or not parents:
-                count = math.ceil(cfg.init_candidates / n) if it == 0 else cfg.pick_b
-                new = self._new_candidates(it, lambda: random_valid(self.space, cons, count, rng, seen))
+            if it == 0:
+                count = math.ceil(cfg.init_candidates / n)
+                new = self._new_candidates(it, lambda: initial_pool(self.space, cons, count, rng, seen))
+            elif not parents:
+                new = self._new_candidates(it, lambda: random_valid(self.space, cons, cfg.pick_b, rng, seen))
             else:
                 count = max(cfg.pick_b, math.ceil(cfg.pool_c / n))
                 new = self._new_candidates(it, lambda: evolve(self.space, cons, parents, count, rng, seen))

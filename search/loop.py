@@ -24,7 +24,7 @@ from srnas.supernet.progress import progress_bar
 
 from .candidate import Candidate, Space
 from .constraints import Constraints
-from .generator import Proposal, evolve, random_valid
+from .generator import Proposal, evolve, initial_pool, random_valid
 from .history import History, atomic_write_json
 from .predictor import MLPEnsemble, acquisition, select_top
 
@@ -76,7 +76,7 @@ class SearchLoop:
         if it == 0:
             if self.init_rows is not None:
                 return [{"shared": True, **r} for r in self.init_rows]
-            props = random_valid(self.space, self.cons, self.cfg.init_candidates, rng, seen)
+            props = initial_pool(self.space, self.cons, self.cfg.init_candidates, rng, seen)
             return [self._pick(p) for p in props]
         if self.mode == "random":
             return [self._pick(p) for p in self._new_candidates(

@@ -8,7 +8,7 @@ import torch
 from srnas.search.candidate import Candidate, Space
 from srnas.search.constraints import Constraints
 from srnas.search.evaluator import member_net
-from srnas.search.generator import evolve, random_valid
+from srnas.search.generator import anchors, evolve, initial_pool, random_valid
 from srnas.supernet.config import ModelConfig
 from srnas.supernet.errors import UserError
 from srnas.supernet.elastic import build_supernet
@@ -109,6 +109,26 @@ def test_constraints_find_the_fastest_member_and_assign_rates():
     roomy = Constraints(SPACE, [0.0, 0.25], fake_latency, target_ms=100.0)
     big = roomy.assign(Candidate(("wdsr_b",) * 4, (("filter",) * 3,) * 4, 0.0, 24))
     assert big is not None and big[0].rate == 0.0 and big[0].width == 24
+
+
+def test_the_initial_pool_starts_with_the_deepest_dense_chains_that_fit():
+    cons = Constraints(SPACE, [0.0, 0.5], fake_latency, target_ms=4.0)
+    seen: set[str] = set()
+    pool = initial_pool(SPACE, cons, 12, np.random.default_rng(0), seen)
+    first = pool[:6]
+    # 1 + depth * width / 8 <= 4: two cells at width 8, one at 16 and at 24; both blocks; dense, slowest first
+    assert {(p.cand.path, p.cand.width) for p in first} == {((b,) * d, w) for b in ("plain", "wdsr_b")
+                                                             for d, w in ((2, 8), (1, 16), (1, 24))}
+    assert all(p.cand.rate == 0.0 and {s for c in p.cand.schemes for s in c} == {"none"} for p in first)
+    ms = [p.measures["lat_pred_ms"] for p in first]
+    assert ms == sorted(ms, reverse=True) and ms[0] == 4.0
+    assert len(pool) == 12 and len({p.cand.key() for p in pool}) == 12 and all(SPACE.check(p.cand) for p in pool)
+    assert anchors(SPACE, cons, 6, seen) == []              # seen ones are not proposed again
+    assert len(initial_pool(SPACE, cons, 4, np.random.default_rng(0), set())) == 4   # at most half are anchors
+    assert len(anchors(SPACE, cons, 2, set())) == 2
+    # a budget only pruned members meet: no anchor, every draw random
+    tight = Constraints(SPACE, [0.0, 0.5], fake_latency, target_ms=1.8)
+    assert anchors(SPACE, tight, 6, set()) == [] and initial_pool(SPACE, tight, 3, np.random.default_rng(0), set())
 
 
 def test_member_nets_are_the_candidates_size():
