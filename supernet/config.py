@@ -187,7 +187,8 @@ class PruningConfig:
 @dataclass
 class SearchConfig:
     iterations: int = 5
-    init_candidates: int = 8              # random valid candidates evaluated first
+    init_candidates: int = 8              # evaluated first: up to half anchors (the deepest dense one-block
+                                          # chain that fits, at each width; search.generator), the rest random
     top_h: int = 4                        # H: parents per iteration
     pool_c: int = 32                      # C: new candidates generated per iteration
     pick_b: int = 4                       # B: candidates evaluated for real per iteration
